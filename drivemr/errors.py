@@ -1,0 +1,58 @@
+"""One exception tree for drivemr.
+
+Stores translate their own failures (OSError, googleapiclient's HttpError, ...) into
+these, so the protocol, the worker and the CLI never see a backend's exception types.
+"""
+
+from __future__ import annotations
+
+
+class DrivemrError(Exception):
+    """Root of every error drivemr raises on purpose."""
+
+
+class ConfigError(DrivemrError):
+    """A setting, a store URL or a command-line value is wrong."""
+
+
+class JobSpecError(DrivemrError):
+    """A job file is invalid. The message names the file, the key and the problem."""
+
+    def __init__(self, path: str, key: str, problem: str) -> None:
+        self.path = path
+        self.key = key
+        self.problem = problem
+        where = f"{path}: {key}: " if key else f"{path}: "
+        super().__init__(where + problem)
+
+
+class SecurityError(DrivemrError):
+    """A job, a path or a key failed a safety check; nothing of it is used."""
+
+
+class StoreError(DrivemrError):
+    """A store operation failed."""
+
+
+class TransientStoreError(StoreError):
+    """Worth retrying: rate limits, 5xx, resets, timeouts, a share that went away briefly."""
+
+
+class PermanentStoreError(StoreError):
+    """Retrying will not help: bad request, permission denied, quota exhausted for good."""
+
+
+class NotFound(PermanentStoreError):
+    """No file with that id (or it was deleted)."""
+
+
+class AlreadyExists(PermanentStoreError):
+    """A create-once with an id that is already taken (Drive's 409)."""
+
+
+class AuthError(PermanentStoreError):
+    """Credentials are missing, expired or revoked; the user must sign in again."""
+
+
+class NotAvailable(DrivemrError):
+    """A feature or store that this installation cannot provide."""

@@ -1,0 +1,145 @@
+"""The store interface: the only thing that differs between a folder and Google Drive.
+
+Every store offers the primitives Drive has and nothing more:
+
+* ``mint_ids``  - ids are minted before use (Drive's ``files.generateIds``);
+* ``create``    - create a file (or folder) *once* under a minted id: a second create with
+                  the same id raises :class:`AlreadyExists`, whoever tries it (Drive's 409).
+                  Content is published atomically: a reader sees all of it or no file;
+* ``list``      - a folder's children, complete and consistent (Drive's by-parent listing);
+                  a failed listing raises, it never looks like an empty folder;
+* ``get``       - one file's metadata by id (consistent); ``read`` / ``download`` content;
+* ``update``    - replace a file's content (no compare-and-swap: Drive has none);
+* ``delete``;
+* ``poll_changes`` - a cheap "which folders changed since this cursor" feed.
+
+Names are labels, never keys: two files in a folder may share a name. Everything above
+this interface (claims, leases, commits, the reduce barrier) lives in
+:mod:`drivemr.protocol` and is written once for every store.
+
+Timestamps in :class:`FileInfo` are the store's (the Drive server's, the file server's),
+never the caller's clock: leases are judged on them.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = "root"
+"""Alias of the store's root folder, as on Drive."""
+
+FOLDER_MIME = "application/vnd.google-apps.folder"
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """Metadata of one file or folder, as the store reports it."""
+
+    id: str
+    name: str
+    parent: str
+    is_folder: bool = False
+    size: int | None = None
+    md5: str | None = None
+    modified: float = 0.0
+    """Store-side modification time, seconds since the epoch (UTC)."""
+    created: float = 0.0
+    """Store-side creation time, seconds since the epoch (UTC)."""
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What :meth:`Store.poll_changes` saw.
+
+    ``folders`` holds the ids of folders whose children (or their content) may have
+    changed; ``None`` means "could not tell, assume anything changed".
+    """
+
+    cursor: str
+    folders: frozenset[str] | None = field(default=None)
+
+    @property
+    def anything(self) -> bool:
+        return self.folders is None or bool(self.folders)
+
+
+class Store(abc.ABC):
+    """A shared place where drivemr keeps jobs, claims, results and heartbeats."""
+
+    url: str
+    """The URL this store was opened from (``file:///...`` or ``drive://...``)."""
+
+    root_id: str = ROOT
+    """Id of the drivemr root folder inside the store."""
+
+    @abc.abstractmethod
+    def mint_ids(self, count: int) -> list[str]:
+        """Return ``count`` fresh ids usable with :meth:`create` by any client of the store."""
+
+    @abc.abstractmethod
+    def create(
+        self,
+        parent: str,
+        name: str,
+        file_id: str,
+        data: bytes | None = None,
+        *,
+        source: Path | None = None,
+        folder: bool = False,
+    ) -> FileInfo:
+        """Create a file (content from ``data`` or the local file ``source``) or a folder, once.
+
+        Raises :class:`AlreadyExists` when ``file_id`` was used before, :class:`NotFound`
+        when ``parent`` does not exist.
+        """
+
+    @abc.abstractmethod
+    def list(self, parent: str) -> list[FileInfo]:
+        """Every child of ``parent`` (all pages). Raises on failure; never returns a partial list."""
+
+    @abc.abstractmethod
+    def get(self, file_id: str) -> FileInfo:
+        """Metadata of one file. Raises :class:`NotFound`."""
+
+    @abc.abstractmethod
+    def read(self, file_id: str, *, max_bytes: int | None = None) -> bytes:
+        """The whole content of a file. Raises :class:`NotFound`, or :class:`StoreError`
+        when the file is larger than ``max_bytes``."""
+
+    @abc.abstractmethod
+    def download(self, file_id: str, dest: Path) -> None:
+        """Write a file's content to ``dest`` (atomically: complete or absent)."""
+
+    @abc.abstractmethod
+    def update(self, file_id: str, data: bytes) -> FileInfo:
+        """Replace a file's content atomically and return the new metadata."""
+
+    @abc.abstractmethod
+    def delete(self, file_id: str) -> None:
+        """Delete a file or a folder with everything under it. Missing is not an error."""
+
+    @abc.abstractmethod
+    def changes_cursor(self) -> str:
+        """A cursor for :meth:`poll_changes` that marks "now"."""
+
+    @abc.abstractmethod
+    def poll_changes(self, cursor: str) -> Changes:
+        """Folders that changed since ``cursor``, and the cursor to use next time."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections. The store must not be used afterwards."""
+
+    # -- helpers built on the primitives (stores may override them for speed) --
+
+    def create_many(self, items: Iterable[tuple[str, str, str, bytes]]) -> list[FileInfo]:
+        """Create several small files ``(parent, name, id, data)``; stops at the first error."""
+        return [self.create(parent, name, fid, data) for parent, name, fid, data in items]
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
