@@ -1,0 +1,337 @@
+"""The embedded default store: a plain folder on a local disk or a network share.
+
+Layout on disk: every file or folder the protocol creates is stored as
+``<parent>/<name>~<id>``, so names may repeat (as on Drive) and a listing yields ids
+without reading anything. An id index, ``.drivemr-ids/<id[:2]>/<id>``, maps each id to its
+relative path so ``get`` by id costs one small read.
+
+Create-once needs a single atomic, exclusive filesystem operation; we use a hard link
+of a fully written temporary file (``os.link`` fails with EEXIST if the name is taken),
+which is atomic on local filesystems, NFS and SMB alike. So a reader sees a complete
+file or no file, and a second create of the same id fails, across processes and PCs.
+Windows falls back to ``os.rename``, which never replaces an existing file there.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import secrets
+import shutil
+import threading
+from pathlib import Path
+
+from drivemr.errors import (
+    AlreadyExists,
+    NotFound,
+    PermanentStoreError,
+    StoreError,
+    TransientStoreError,
+)
+from drivemr.stores.base import ROOT, Changes, FileInfo, Store
+
+INDEX_DIR = ".drivemr-ids"
+SEPARATOR = "~"
+_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"
+_TRANSIENT_ERRNOS = {errno.EAGAIN, errno.EBUSY, errno.EINTR, errno.ETIMEDOUT, errno.EIO}
+if hasattr(errno, "ESTALE"):
+    _TRANSIENT_ERRNOS.add(errno.ESTALE)
+
+
+def _translate(exc: OSError, what: str) -> StoreError:
+    if isinstance(exc, FileNotFoundError):
+        return NotFound(f"{what}: not found")
+    if exc.errno in _TRANSIENT_ERRNOS:
+        return TransientStoreError(f"{what}: {exc}")
+    if exc.errno == errno.ENOSPC:
+        return PermanentStoreError(f"{what}: the store's disk is full ({exc})")
+    return PermanentStoreError(f"{what}: {exc}")
+
+
+def _write_temp(directory: Path, data: bytes | None, source: Path | None) -> Path:
+    tmp = directory / f".tmp-{secrets.token_hex(8)}"
+    try:
+        if source is not None:
+            shutil.copyfile(source, tmp)
+        else:
+            with open(tmp, "wb") as fh:
+                fh.write(data or b"")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def _publish_exclusive(tmp: Path, final: Path) -> None:
+    """Make ``tmp`` appear as ``final`` in one atomic step, failing if ``final`` exists."""
+    try:
+        os.link(tmp, final)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if os.name != "nt" or exc.errno == errno.ENOENT:
+            raise
+        os.rename(tmp, final)  # exclusive on Windows: raises FileExistsError
+        return
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _parent_id(rel: str) -> str:
+    parent_rel = rel.rsplit("/", 1)[0] if "/" in rel else ""
+    return parent_rel.rsplit(SEPARATOR, 1)[-1] if parent_rel else ROOT
+
+
+class FolderStore(Store):
+    """Create-once files in a directory tree; see the module docstring for the layout."""
+
+    def __init__(self, path: Path, *, create: bool = False) -> None:
+        self.path = Path(path).expanduser().absolute()
+        self.url = self.path.as_uri()
+        if create:
+            self.path.mkdir(parents=True, exist_ok=True)
+        if not self.path.is_dir():
+            raise NotFound(
+                f"store folder {self.path} does not exist (create it, or run `drivemr init --store {self.path}`)"
+            )
+        self._paths: dict[str, str] = {ROOT: ""}
+        self._lock = threading.Lock()
+        self._snapshots: dict[str, dict[str, int]] = {}
+
+    # -- ids and paths --
+
+    def mint_ids(self, count: int) -> list[str]:
+        if not 1 <= count <= 1000:
+            raise PermanentStoreError(f"mint_ids: count must be 1..1000, not {count}")
+        return ["".join(secrets.choice(_ID_ALPHABET) for _ in range(28)) for _ in range(count)]
+
+    def _index_path(self, file_id: str) -> Path:
+        if not file_id or any(c not in _ID_ALPHABET for c in file_id):
+            raise PermanentStoreError(f"invalid id {file_id!r}")
+        return self.path / INDEX_DIR / file_id[:2] / file_id
+
+    def _rel(self, file_id: str) -> str:
+        """Relative path of an id; ids never move, so the answer is cached."""
+        cached = self._paths.get(file_id)
+        if cached is not None:
+            return cached
+        try:
+            rel = self._index_path(file_id).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise _translate(exc, f"id {file_id}") from exc
+        if not rel:
+            raise NotFound(f"id {file_id}: not found")
+        with self._lock:
+            self._paths[file_id] = rel
+        return rel
+
+    def _abs(self, rel: str) -> Path:
+        return self.path / rel if rel else self.path
+
+    def _info(self, file_id: str, rel: str, parent: str, *, md5: bool = False) -> FileInfo:
+        full = self._abs(rel)
+        try:
+            st = full.stat()
+        except OSError as exc:
+            raise _translate(exc, f"id {file_id}") from exc
+        is_dir = full.is_dir()
+        digest = None
+        if md5 and not is_dir:
+            digest = hashlib.md5(full.read_bytes()).hexdigest()
+        name = full.name.rsplit(SEPARATOR, 1)[0]
+        return FileInfo(
+            id=file_id,
+            name=name,
+            parent=parent,
+            is_folder=is_dir,
+            size=None if is_dir else st.st_size,
+            md5=digest,
+            modified=st.st_mtime,
+            created=st.st_mtime,
+        )
+
+    # -- primitives --
+
+    def create(
+        self,
+        parent: str,
+        name: str,
+        file_id: str,
+        data: bytes | None = None,
+        *,
+        source: Path | None = None,
+        folder: bool = False,
+    ) -> FileInfo:
+        if not name or "/" in name or "\\" in name or "\0" in name or name.startswith("."):
+            raise PermanentStoreError(f"create: invalid name {name!r}")
+        parent_rel = self._rel(parent)
+        parent_dir = self._abs(parent_rel)
+        rel = f"{parent_rel}/{name}{SEPARATOR}{file_id}".lstrip("/")
+        self._reserve(file_id, rel)
+        final = self._abs(rel)
+        try:
+            if folder:
+                final.mkdir()
+            else:
+                tmp = _write_temp(parent_dir, data, source)
+                _publish_exclusive(tmp, final)
+        except FileExistsError:
+            raise AlreadyExists(f"a file already exists with the id {file_id}") from None
+        except OSError as exc:
+            if not parent_dir.is_dir():
+                raise NotFound(f"create {name}: parent {parent} not found") from exc
+            raise _translate(exc, f"create {name}") from exc
+        return self._info(file_id, rel, parent)
+
+    def _reserve(self, file_id: str, rel: str) -> None:
+        """Bind an id to one path, once. The same path may race; the data link decides."""
+        index = self._index_path(file_id)
+        try:
+            index.parent.mkdir(parents=True, exist_ok=True)
+            tmp = _write_temp(index.parent, rel.encode(), None)
+            _publish_exclusive(tmp, index)
+        except FileExistsError:
+            if index.read_text(encoding="utf-8") != rel:
+                raise AlreadyExists(f"a file already exists with the id {file_id}") from None
+        except OSError as exc:
+            raise _translate(exc, "create") from exc
+        with self._lock:
+            self._paths[file_id] = rel
+
+    def list(self, parent: str) -> list[FileInfo]:
+        parent_rel = self._rel(parent)
+        directory = self._abs(parent_rel)
+        found: list[FileInfo] = []
+        try:
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    if entry.name.startswith(".") or SEPARATOR not in entry.name:
+                        continue
+                    name, file_id = entry.name.rsplit(SEPARATOR, 1)
+                    try:
+                        st = entry.stat()
+                        is_dir = entry.is_dir()
+                    except FileNotFoundError:
+                        continue  # deleted while we listed
+                    found.append(
+                        FileInfo(
+                            id=file_id,
+                            name=name,
+                            parent=parent,
+                            is_folder=is_dir,
+                            size=None if is_dir else st.st_size,
+                            modified=st.st_mtime,
+                            created=st.st_mtime,
+                        )
+                    )
+        except OSError as exc:
+            raise _translate(exc, f"list {parent}") from exc
+        with self._lock:
+            for info in found:
+                self._paths.setdefault(info.id, f"{parent_rel}/{info.name}{SEPARATOR}{info.id}".lstrip("/"))
+        return found
+
+    def get(self, file_id: str) -> FileInfo:
+        rel = self._rel(file_id)
+        return self._info(file_id, rel, _parent_id(rel), md5=True)
+
+    def read(self, file_id: str, *, max_bytes: int | None = None) -> bytes:
+        full = self._abs(self._rel(file_id))
+        try:
+            with open(full, "rb") as fh:
+                if max_bytes is None:
+                    return fh.read()
+                data = fh.read(max_bytes + 1)
+        except OSError as exc:
+            raise _translate(exc, f"read {file_id}") from exc
+        if len(data) > max_bytes:
+            raise PermanentStoreError(f"read {file_id}: larger than the limit of {max_bytes} bytes")
+        return data
+
+    def download(self, file_id: str, dest: Path) -> None:
+        full = self._abs(self._rel(file_id))
+        dest = Path(dest)
+        tmp = dest.with_name(f".{dest.name}.part-{secrets.token_hex(4)}")
+        try:
+            shutil.copyfile(full, tmp)
+            os.replace(tmp, dest)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise _translate(exc, f"download {file_id}") from exc
+
+    def update(self, file_id: str, data: bytes) -> FileInfo:
+        rel = self._rel(file_id)
+        full = self._abs(rel)
+        if not full.is_file():
+            raise NotFound(f"update {file_id}: not found")
+        try:
+            tmp = _write_temp(full.parent, data, None)
+            try:
+                os.replace(tmp, full)
+            except PermissionError as exc:  # Windows: a reader holds the file open
+                tmp.unlink(missing_ok=True)
+                raise TransientStoreError(f"update {file_id}: {exc}") from exc
+        except OSError as exc:
+            raise _translate(exc, f"update {file_id}") from exc
+        return self._info(file_id, rel, _parent_id(rel))
+
+    def delete(self, file_id: str) -> None:
+        try:
+            full = self._abs(self._rel(file_id))
+        except NotFound:
+            return
+        try:
+            if full.is_dir():
+                shutil.rmtree(full)
+            else:
+                full.unlink()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise _translate(exc, f"delete {file_id}") from exc
+
+    # -- change feed: directory modification times, two levels deep --
+
+    def _snapshot(self) -> dict[str, int]:
+        """mtime of the root, of its folders and of their folders, keyed by folder id.
+
+        Creating, replacing or deleting an entry changes its directory's mtime, which is
+        all the protocol needs (content updates are replacements)."""
+        snap: dict[str, int] = {}
+        try:
+            snap[ROOT] = self.path.stat().st_mtime_ns
+            with os.scandir(self.path) as level1:
+                for entry in level1:
+                    if entry.name.startswith(".") or not entry.is_dir():
+                        continue
+                    fid = entry.name.rsplit(SEPARATOR, 1)[-1]
+                    snap[fid] = entry.stat().st_mtime_ns
+                    with os.scandir(entry.path) as level2:
+                        for sub in level2:
+                            if sub.name.startswith(".") or not sub.is_dir():
+                                continue
+                            snap[sub.name.rsplit(SEPARATOR, 1)[-1]] = sub.stat().st_mtime_ns
+        except OSError as exc:
+            raise _translate(exc, "poll changes") from exc
+        return snap
+
+    def changes_cursor(self) -> str:
+        cursor = secrets.token_hex(8)
+        snap = self._snapshot()
+        with self._lock:
+            self._snapshots = {cursor: snap}
+        return cursor
+
+    def poll_changes(self, cursor: str) -> Changes:
+        snap = self._snapshot()
+        with self._lock:
+            before = self._snapshots.pop(cursor, None)
+            new_cursor = secrets.token_hex(8)
+            self._snapshots[new_cursor] = snap
+        if before is None:
+            return Changes(new_cursor, None)
+        changed = {fid for fid, mtime in snap.items() if before.get(fid) != mtime}
+        changed.update(fid for fid in before if fid not in snap)
+        return Changes(new_cursor, frozenset(changed))
