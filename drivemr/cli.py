@@ -1,0 +1,453 @@
+"""The `drivemr` command.
+
+Exit codes: 0 success; 1 an error (message on stderr) or a job that did not succeed;
+2 bad usage; 3 a job was cancelled; 4 sign-in required (expired or revoked credentials).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from drivemr import __version__
+from drivemr import config as cfg
+from drivemr.errors import AuthError, DrivemrError, SecurityError
+from drivemr.protocol import REDUCE, check_worker_id, default_worker_id, find_job, load_view
+from drivemr.stores import open_store, store_kind
+from drivemr.stores.base import Store
+
+log = logging.getLogger("drivemr")
+
+EXIT_FAILED = 1
+EXIT_CANCELLED = 3
+EXIT_AUTH = 4
+
+
+class DrivemrGroup(click.Group):
+    """Turns drivemr errors into one clear line and a documented exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AuthError as exc:
+            click.echo(f"drivemr: {exc}\nSign in again with: drivemr auth login", err=True)
+            sys.exit(EXIT_AUTH)
+        except DrivemrError as exc:
+            click.echo(f"drivemr: {exc}", err=True)
+            sys.exit(EXIT_FAILED)
+
+
+def _setup_logging(verbose: int, quiet: int) -> None:
+    level_name = str(cfg.value("log_level")).upper()
+    level = getattr(logging, level_name, logging.INFO) + 10 * (quiet - verbose)
+    logging.basicConfig(
+        level=max(logging.DEBUG, min(logging.CRITICAL, level)),
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+
+
+@click.group(cls=DrivemrGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="drivemr")
+@click.option("-v", "--verbose", count=True, help="More log output (repeatable).")
+@click.option("-q", "--quiet", count=True, help="Less log output (repeatable).")
+def main(verbose: int, quiet: int) -> None:
+    """drivemr: a few PCs and one shared folder or Google Drive folder as a MapReduce cluster."""
+    _setup_logging(verbose, quiet)
+
+
+def store_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--store",
+        "store_url",
+        metavar="URL",
+        help="Folder path, file:///path or drive://FOLDER_ID (else $DRIVEMR_STORE, else the config file).",
+    )(func)
+
+
+def _open(store_url: str | None, **options: Any) -> Store:
+    url = cfg.value("store", store_url)
+    if not url:
+        raise DrivemrError(
+            "no store given: pass --store URL, set DRIVEMR_STORE, or set `store` in " + str(cfg.config_file())
+        )
+    if store_kind(url) == "drive":
+        rate = cfg.value("write_rate", options.pop("write_rate", None))
+        options["write_rate"] = rate or None
+    else:
+        options.pop("write_rate", None)
+    return open_store(url, **options)
+
+
+# ---------------------------------------------------------------------------- signing hooks
+
+
+def _signer() -> Callable[[dict[str, Any]], dict[str, Any]] | None:
+    from drivemr import signing
+
+    key, _info = signing.load_or_create_signing_key(signing.config_dir())
+    return lambda doc: signing.sign_document(doc, key)
+
+
+def _verifier(insecure: bool) -> Callable[[Any], None]:
+    from drivemr import signing
+
+    if insecure:
+        log.warning(
+            "--insecure-accept-unsigned: this worker runs ANY job anyone with write access to the store posts"
+        )
+
+    def verify(job: Any) -> None:
+        if insecure:
+            return
+        trusted = signing.load_trusted(signing.config_dir())
+        try:
+            signing.verify_document(job.doc, trusted, expected_job_id=job.id)
+        except SecurityError as exc:
+            raise SecurityError(f"{exc}") from exc
+
+    return verify
+
+
+# ---------------------------------------------------------------------------- submit
+
+
+@main.command()
+@click.argument("jobfile", type=click.Path(dir_okay=False, path_type=Path))
+@store_option
+@click.option("--wait", is_flag=True, help="Follow the job until it ends; exit 0 only if it all succeeded.")
+@click.option("--unsigned", is_flag=True, hidden=True, help="Do not sign the job (tests).")
+def submit(jobfile: Path, store_url: str | None, wait: bool, unsigned: bool) -> None:
+    """Validate JOBFILE, post it to the store and print the job id (last line)."""
+    from drivemr.protocol import submit as do_submit
+    from drivemr.spec import load_job
+
+    spec = load_job(jobfile)  # every check happens before the first write
+    store = _open(store_url)
+    sign = None if unsigned else _signer()
+    job = do_submit(store, spec, sign=sign, progress=lambda m: click.echo(m, err=True))
+    click.echo(f"submitted {len(job.tasks)} task(s){' and a reduce' if job.reduce else ''} to {store.url}", err=True)
+    click.echo(job.id)
+    if wait:
+        sys.exit(_wait(store, job.id))
+
+
+def _wait(store: Store, job_id: str, poll: float = 0.5) -> int:
+    from drivemr.status import status_of
+
+    last = ""
+    while True:
+        st = status_of(store, job_id)
+        c = st.counts
+        line = f"{st.job}: {c['done']} done, {c['running']} running, {c['failed']} failed, {c['pending']} pending"
+        if st.reduce:
+            line += f"; reduce {st.reduce.state}"
+        if line != last:
+            click.echo(line, err=True)
+            last = line
+        if st.state in ("done", "failed", "cancelled"):
+            if st.state == "done":
+                return 0
+            if st.state == "cancelled":
+                click.echo(f"job {job_id} was cancelled", err=True)
+                return EXIT_CANCELLED
+            failed = st.failed_tasks or ([REDUCE] if st.reduce and st.reduce.state == "failed" else [])
+            click.echo(f"job {job_id} failed: {len(failed)} task(s) failed: {', '.join(failed[:20])}", err=True)
+            click.echo(f"see: drivemr status {job_id}", err=True)
+            return EXIT_FAILED
+        time.sleep(poll)
+
+
+# ---------------------------------------------------------------------------- worker
+
+
+@main.command()
+@store_option
+@click.option("--slots", type=int, help="Task slots (default: CPU count).")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), help="Where tasks run.")
+@click.option("--worker-id", help="Name of this worker (default: host name plus a random suffix).")
+@click.option("--lease", type=float, help="Seconds without a heartbeat before claims are reclaimed (300).")
+@click.option("--poll-interval", type=float, help="Seconds between change polls when idle.")
+@click.option("--write-rate", type=float, help="Drive writes per second for this account (3).")
+@click.option("--exit-when-idle", is_flag=True, help="Exit once every job in the store is finished or cancelled.")
+@click.option("--keep-workdirs", is_flag=True, help="Keep each attempt's working folder (debugging).")
+@click.option("--job", "jobs", multiple=True, help="Serve only this job (repeatable).")
+@click.option("--insecure-accept-unsigned", is_flag=True, help="Run jobs without checking signatures. Dangerous.")
+def worker(
+    store_url: str | None,
+    slots: int | None,
+    workdir: Path | None,
+    worker_id: str | None,
+    lease: float | None,
+    poll_interval: float | None,
+    write_rate: float | None,
+    exit_when_idle: bool,
+    keep_workdirs: bool,
+    jobs: tuple[str, ...],
+    insecure_accept_unsigned: bool,
+) -> None:
+    """Claim and run tasks from the store until stopped (Ctrl-C drains, a second Ctrl-C kills)."""
+    store = _open(store_url, write_rate=write_rate)
+    w = build_worker(
+        store,
+        slots=slots,
+        workdir=workdir,
+        worker_id=worker_id,
+        lease=lease,
+        poll_interval=poll_interval,
+        exit_when_idle=exit_when_idle,
+        keep_workdirs=keep_workdirs,
+        jobs=frozenset(jobs) or None,
+        verify=_verifier(insecure_accept_unsigned),
+    )
+    _install_signal_handlers(w.request_stop)
+    log.info("worker %s serving %s with %d slot(s)", w.id, store.url, w.config.slots)
+    code = w.run()
+    if isinstance(w.fatal, AuthError):
+        click.echo(f"drivemr: {w.fatal}\nSign in again with: drivemr auth login", err=True)
+    sys.exit(code)
+
+
+def build_worker(store: Store, **kw: Any) -> Any:
+    from drivemr.worker import Worker, WorkerConfig
+
+    slots = int(cfg.value("slots", kw.get("slots"))) or os.cpu_count() or 1
+    workdir = kw.get("workdir") or cfg.value("workdir") or None
+    if not workdir:
+        import platformdirs
+
+        workdir = Path(platformdirs.user_cache_dir("drivemr")) / "work"
+    poll = float(cfg.value("poll_interval", kw.get("poll_interval")))
+    if not poll:
+        poll = 5.0 if store.url.startswith("drive://") else 0.5
+    config = WorkerConfig(
+        worker_id=check_worker_id(kw.get("worker_id") or default_worker_id()),
+        slots=slots,
+        workdir=Path(workdir),
+        lease=float(cfg.value("lease", kw.get("lease"))),
+        poll_interval=poll,
+        reconcile_interval=float(cfg.value("reconcile_interval")),
+        retry_backoff=float(cfg.value("retry_backoff", kw.get("retry_backoff"))),
+        exit_when_idle=bool(kw.get("exit_when_idle")),
+        keep_workdirs=bool(kw.get("keep_workdirs")),
+        jobs=kw.get("jobs"),
+    )
+    return Worker(store, config, verify=kw.get("verify"))
+
+
+def _install_signal_handlers(stop: Callable[[], None]) -> None:
+    import signal
+
+    def handler(signum: int, frame: object) -> None:
+        stop()
+
+    signal.signal(signal.SIGINT, handler)
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, handler)
+    if hasattr(signal, "SIGBREAK"):  # Windows console Ctrl-Break
+        signal.signal(signal.SIGBREAK, handler)
+
+
+# ---------------------------------------------------------------------------- status
+
+
+@main.command()
+@click.argument("job_id", required=False)
+@store_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(job_id: str | None, store_url: str | None, as_json: bool) -> None:
+    """Show every job with counts, or one job's tasks and reduce."""
+    from drivemr.status import all_statuses, status_of
+
+    store = _open(store_url)
+    if job_id:
+        st = status_of(store, job_id)
+        if as_json:
+            click.echo(json.dumps(st.to_json(), indent=2))
+            return
+        _print_job(st, detail=True)
+        return
+    statuses = all_statuses(store)
+    if as_json:
+        click.echo(
+            json.dumps(
+                [s.to_json(with_tasks=False) if not isinstance(s, tuple) else {"job": s[0], "error": s[1]} for s in statuses],
+                indent=2,
+            )
+        )
+        return
+    if not statuses:
+        click.echo(f"no jobs in {store.url}")
+    for s in statuses:
+        if isinstance(s, tuple):
+            click.echo(f"{s[0]}: unreadable ({s[1]})")
+        else:
+            _print_job(s, detail=False)
+
+
+def _print_job(st: Any, *, detail: bool) -> None:
+    c = st.counts
+    red = f", reduce {st.reduce.state}" if st.reduce else ""
+    click.echo(
+        f"{st.job}  {st.state:9}  {c['done']} done, {c['running']} running, {c['failed']} failed, {c['pending']} pending{red}"
+    )
+    for worker_id, reason in st.rejected_by.items():
+        click.echo(f"  rejected by {worker_id}: {reason}")
+    if not detail:
+        return
+    click.echo(f"  {'task':8} {'state':8} {'tries':>5} {'exit':>5} {'secs':>8}  worker")
+    for t in [*st.tasks, *([st.reduce] if st.reduce else [])]:
+        code = "" if t.exit_code is None else str(t.exit_code)
+        dur = "" if t.duration is None else f"{t.duration:.2f}"
+        click.echo(f"  {t.task:8} {t.state:8} {t.attempts:>5} {code:>5} {dur:>8}  {t.worker or ''}")
+    if st.failed_tasks:
+        click.echo(f"  failed: {', '.join(st.failed_tasks[:20])}  (see: drivemr logs {st.job} TASK)")
+
+
+# ---------------------------------------------------------------------------- reduce
+
+
+@main.command()
+@click.argument("job_id")
+@store_option
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Where to put the result.")
+@click.option("--insecure-accept-unsigned", is_flag=True, help="Run the reduce of an unsigned job. Dangerous.")
+def reduce(job_id: str, store_url: str | None, out_dir: Path | None, insecure_accept_unsigned: bool) -> None:
+    """Fetch the job's reduced result, or run the reduce here if every task is done."""
+    store = _open(store_url)
+    paths = fetch_or_reduce(store, job_id, out_dir, verify=_verifier(insecure_accept_unsigned))
+    for p in paths:
+        click.echo(str(p))
+
+
+def fetch_or_reduce(
+    store: Store, job_id: str, out_dir: Path | None, *, verify: Callable[[Any], None] | None = None
+) -> list[Path]:
+    folder, job = find_job(store, job_id)
+    view = load_view(store, job)
+    target = out_dir or Path(f"{job.id}-result")
+    if job.reduce_task is None:
+        raise DrivemrError(f"job {job.id} has no [reduce]; its results are in `drivemr status {job.id}`")
+    if REDUCE not in view.results:
+        missing = [t.id for t in job.tasks if t.id not in view.results]
+        if missing:
+            raise DrivemrError(
+                f"job {job.id}: {len(missing)} task(s) have no result yet: {', '.join(missing[:20])}"
+            )
+        failed = [t for t, r in view.results.items() if r.state != "done"]
+        if failed:
+            raise DrivemrError(f"job {job.id}: task(s) failed, so there is no reduce: {', '.join(failed[:20])}")
+        log.info("running the reduce of %s here", job.id)
+        w = build_worker(store, slots=1, exit_when_idle=True, jobs=frozenset({job.id}), verify=verify)
+        w.run()
+        view = load_view(store, job)
+        if REDUCE not in view.results:
+            raise DrivemrError(f"job {job.id}: the reduce did not produce a result")
+    from drivemr.results import download_outputs
+
+    manifest_state = view.results[REDUCE].state
+    paths = download_outputs(store, job, job.reduce_task, target)
+    if manifest_state != "done":
+        raise DrivemrError(f"job {job.id}: the reduce failed; see drivemr logs {job.id} reduce")
+    return paths
+
+
+# ---------------------------------------------------------------------------- init and demo
+
+
+@main.command()
+@store_option
+@click.option("--shared-drive", help="Create the folder in this shared drive (Drive only).")
+@click.option("--name", default="drivemr", show_default=True, help="Name of the folder to create (Drive only).")
+def init(store_url: str | None, shared_drive: str | None, name: str) -> None:
+    """Create the shared root (a folder, or a Drive folder) and print its store URL (last line)."""
+    url = cfg.value("store", store_url)
+    if not url:
+        raise DrivemrError("pass --store PATH or --store drive://")
+    if store_kind(url) == "drive":
+        from drivemr.stores.drive import DriveStore
+
+        parent = url[len("drive://") :] or "root"
+        click.echo(DriveStore.create_root(name=name, parent=parent, shared_drive=shared_drive))
+        return
+    store = open_store(url, create=True)
+    click.echo(store.url)
+
+
+@main.command()
+@click.option("--slots", type=int, default=2, show_default=True)
+@click.option("--keep", is_flag=True, help="Keep the temporary store and print where it is.")
+def demo(slots: int, keep: bool) -> None:
+    """Run the word-count example end to end on a temporary folder store."""
+    from drivemr.examples import example_dir
+    from drivemr.protocol import submit as do_submit
+    from drivemr.spec import load_job
+    from drivemr.status import status_of
+
+    tmp = Path(tempfile.mkdtemp(prefix="drivemr-demo-"))
+    try:
+        store = open_store(str(tmp / "store"), create=True)
+        spec = load_job(example_dir("wordcount") / "job.toml")
+        job = do_submit(store, spec, sign=_signer())
+        click.echo(f"submitted {job.id}: {len(job.tasks)} map task(s) and a reduce, store {store.url}")
+        w = build_worker(
+            store, slots=slots, workdir=tmp / "work", exit_when_idle=True, lease=30.0, verify=_verifier(False)
+        )
+        started = time.monotonic()
+        w.run()
+        elapsed = time.monotonic() - started
+        paths = fetch_or_reduce(store, job.id, tmp / "result")
+        for p in paths:
+            click.echo(f"\n== {p.name} ==")
+            click.echo(p.read_text(encoding="utf-8").rstrip())
+        st = status_of(store, job.id)
+        c = st.counts
+        click.echo(
+            f"\njob {st.job}: {st.state}; {c['done']} done, {c['failed']} failed; "
+            f"reduce {st.reduce.state if st.reduce else 'none'}; {elapsed:.2f} s with {slots} slot(s)"
+        )
+        if st.state != "done":
+            sys.exit(EXIT_FAILED)
+    finally:
+        if keep:
+            click.echo(f"store kept at {tmp / 'store'}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _register_optional() -> None:
+    """Commands living in their own modules."""
+    import importlib
+
+    for module, attr in [
+        ("drivemr.testing.fakedrive.cli", "fake_drive"),
+        ("drivemr.keys_cli", "keys"),
+        ("drivemr.auth_cli", "auth"),
+        ("drivemr.ops_cli", "register"),
+    ]:
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue
+        obj = getattr(mod, attr, None)
+        if isinstance(obj, click.Command):
+            main.add_command(obj)
+        elif callable(obj):
+            obj(main)
+
+
+_register_optional()
+
+if __name__ == "__main__":
+    main()

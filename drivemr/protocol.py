@@ -1,0 +1,568 @@
+"""The drivemr protocol, written once on top of the store primitives.
+
+Layout in the store's root folder::
+
+    job-<job id>/             one folder per job (created once, with a minted id)
+        job.json              the immutable spec: every task, command and minted id
+        files/                code and inputs shipped with the job
+        claims/<task>.g<gen>.<worker>        create-once with claim id [task][gen]
+        results/<task>.<state>.g<gen>.x<exit>.d<ms>   create-once with result id [task]
+        outputs/              outputs too large to ride inside a result manifest
+        logs/<task>.g<gen>.log  stdout/stderr of attempts that failed
+        cancel, finished      markers, created once with their minted ids
+    worker-<worker id>.json   each worker's heartbeat, rewritten every lease/3
+
+Names carry facts (who claimed, how a task ended) so one by-parent listing answers
+"what is the state of this job" without downloading anything; names are never used as
+locks: every exclusive step is a create with a minted id.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import platform
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from drivemr.errors import AlreadyExists, DrivemrError, NotFound, SecurityError
+from drivemr.spec import JobSpec, StageSpec
+from drivemr.stores.base import FileInfo, Store
+
+FORMAT = 1
+JOB_PREFIX = "job-"
+WORKER_PREFIX = "worker-"
+WORKER_SUFFIX = ".json"
+REDUCE = "reduce"
+MAX_JOB_BYTES = 64 * 1024 * 1024
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+MAX_HEARTBEAT_BYTES = 1024 * 1024
+INLINE_OUTPUT_LIMIT = 256 * 1024
+"""Outputs up to this many bytes (all together) ride inside the result manifest, so a task
+with small outputs costs exactly two writes: its claim and its result."""
+
+_WORKER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_RESULT_NAME = re.compile(
+    r"^(?P<task>[A-Za-z0-9]+)\.(?P<state>done|failed)\.g(?P<gen>\d+)\.x(?P<exit>-?\d+|n)\.d(?P<ms>\d+)$"
+)
+_CLAIM_NAME = re.compile(r"^(?P<task>[A-Za-z0-9]+)\.g(?P<gen>\d+)\.(?P<worker>.+)$")
+
+
+class JobFormatError(DrivemrError):
+    """A job.json or manifest in the store is not what drivemr wrote; the job is skipped."""
+
+
+def check_worker_id(worker_id: str) -> str:
+    if not _WORKER_ID.match(worker_id):
+        raise DrivemrError(
+            f"invalid worker id {worker_id!r}: use 1-64 characters from A-Z a-z 0-9 . _ -"
+        )
+    return worker_id
+
+
+def default_worker_id() -> str:
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", platform.node() or "pc")[:48].strip(".-_") or "pc"
+    return f"{host}-{secrets.token_hex(2)}"
+
+
+def new_job_id(name: str) -> str:
+    return f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(2)}"
+
+
+# --------------------------------------------------------------------------- names
+
+
+def claim_name(task: str, gen: int, worker: str) -> str:
+    return f"{task}.g{gen}.{worker}"
+
+
+def parse_claim_name(name: str) -> tuple[str, int, str] | None:
+    m = _CLAIM_NAME.match(name)
+    return (m["task"], int(m["gen"]), m["worker"]) if m else None
+
+
+def result_name(task: str, state: str, gen: int, exit_code: int | None, duration: float) -> str:
+    code = "n" if exit_code is None else str(exit_code)
+    return f"{task}.{state}.g{gen}.x{code}.d{max(0, round(duration * 1000))}"
+
+
+@dataclass(frozen=True)
+class ResultRef:
+    """What a result's name tells without downloading it."""
+
+    task: str
+    state: str
+    gen: int
+    exit_code: int | None
+    duration: float
+    file: FileInfo
+
+
+def parse_result(info: FileInfo) -> ResultRef | None:
+    m = _RESULT_NAME.match(info.name)
+    if not m:
+        return None
+    code = None if m["exit"] == "n" else int(m["exit"])
+    return ResultRef(m["task"], m["state"], int(m["gen"]), code, int(m["ms"]) / 1000, info)
+
+
+@dataclass(frozen=True)
+class ClaimRef:
+    task: str
+    gen: int
+    worker: str
+    file: FileInfo
+
+
+def heartbeat_name(worker: str) -> str:
+    return f"{WORKER_PREFIX}{worker}{WORKER_SUFFIX}"
+
+
+# --------------------------------------------------------------------------- job document
+
+
+@dataclass(frozen=True)
+class Stage:
+    command: tuple[str, ...]
+    outputs: tuple[str, ...]
+    timeout: float | None
+    max_attempts: int
+    env: Mapping[str, str]
+
+    @staticmethod
+    def from_spec(spec: StageSpec) -> Stage:
+        return Stage(spec.command, spec.outputs, spec.timeout, spec.max_attempts, dict(spec.env))
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "command": list(self.command),
+            "outputs": list(self.outputs),
+            "timeout": self.timeout,
+            "max_attempts": self.max_attempts,
+            "env": dict(self.env),
+        }
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A file shipped with the job (code or an input), with its digest for verification."""
+
+    name: str
+    id: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Task:
+    index: int
+    id: str
+    claim_ids: tuple[str, ...]
+    result_id: str
+    item: str | None = None
+    input: StoredFile | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    name: str
+    created: float
+    folder: str
+    folders: Mapping[str, str]
+    files: tuple[StoredFile, ...]
+    map: Stage
+    tasks: tuple[Task, ...]
+    reduce: Stage | None
+    reduce_task: Task | None
+    markers: Mapping[str, str]
+    doc: Mapping[str, Any] = field(repr=False, compare=False)
+
+    def stage_of(self, task: Task) -> Stage:
+        if task.id == REDUCE:
+            assert self.reduce is not None
+            return self.reduce
+        return self.map
+
+    def task(self, task_id: str) -> Task:
+        if task_id == REDUCE and self.reduce_task is not None:
+            return self.reduce_task
+        index = self._index.get(task_id)
+        if index is None:
+            raise KeyError(task_id)
+        return self.tasks[index]
+
+    @property
+    def _index(self) -> dict[str, int]:
+        cached: dict[str, int] | None = self.__dict__.get("_index_cache")
+        if cached is None:
+            cached = {t.id: t.index for t in self.tasks}
+            object.__setattr__(self, "_index_cache", cached)
+        return cached
+
+
+def _stored_file(doc: Any, where: str) -> StoredFile:
+    try:
+        return StoredFile(str(doc["name"]), str(doc["id"]), str(doc["sha256"]), int(doc["size"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise JobFormatError(f"{where}: malformed file entry ({exc})") from exc
+
+
+def _stage(doc: Any, where: str) -> Stage:
+    try:
+        command = tuple(doc["command"])
+        if not command or not all(isinstance(a, str) for a in command):
+            raise ValueError("command must be a non-empty list of strings")
+        timeout = doc.get("timeout")
+        env = doc.get("env") or {}
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+            raise ValueError("env must map strings to strings")
+        return Stage(
+            command=command,
+            outputs=tuple(str(o) for o in doc.get("outputs", [])),
+            timeout=None if timeout is None else float(timeout),
+            max_attempts=max(1, int(doc["max_attempts"])),
+            env=dict(env),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise JobFormatError(f"{where}: malformed stage ({exc})") from exc
+
+
+def job_from_doc(doc: Mapping[str, Any], folder: str) -> Job:
+    """Turn a job.json document into a :class:`Job`, refusing anything malformed."""
+    try:
+        if doc.get("format") != FORMAT:
+            raise JobFormatError(f"unsupported job format {doc.get('format')!r}")
+        tasks = []
+        for index, t in enumerate(doc["tasks"]):
+            claims = tuple(str(c) for c in t["claims"])
+            if not claims:
+                raise ValueError("task without claim ids")
+            tasks.append(
+                Task(
+                    index=index,
+                    id=str(t["id"]),
+                    claim_ids=claims,
+                    result_id=str(t["result"]),
+                    item=None if t.get("item") is None else str(t["item"]),
+                    input=None if t.get("input") is None else _stored_file(t["input"], "input"),
+                )
+            )
+        reduce_doc = doc.get("reduce")
+        reduce_task = None
+        if reduce_doc is not None:
+            rt = doc["reduce_task"]
+            reduce_task = Task(
+                len(tasks), REDUCE, tuple(str(c) for c in rt["claims"]), str(rt["result"])
+            )
+        folders = {str(k): str(v) for k, v in doc["folders"].items()}
+        for needed in ("files", "claims", "results", "outputs", "logs"):
+            if needed not in folders:
+                raise ValueError(f"folder {needed!r} missing")
+        return Job(
+            id=str(doc["id"]),
+            name=str(doc["name"]),
+            created=float(doc["created"]),
+            folder=folder,
+            folders=folders,
+            files=tuple(_stored_file(f, "files") for f in doc.get("files", [])),
+            map=_stage(doc["map"], "map"),
+            tasks=tuple(tasks),
+            reduce=None if reduce_doc is None else _stage(reduce_doc, "reduce"),
+            reduce_task=reduce_task,
+            markers={str(k): str(v) for k, v in doc["markers"].items()},
+            doc=doc,
+        )
+    except JobFormatError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise JobFormatError(f"malformed job.json: {exc}") from exc
+
+
+def parse_json(data: bytes, what: str) -> Any:
+    try:
+        from drivemr.limits import load_json_limited
+
+        return load_json_limited(data, max_bytes=max(len(data), 1), what=what)
+    except ImportError:  # pragma: no cover - limits ships with drivemr
+        pass
+    except SecurityError as exc:
+        raise JobFormatError(str(exc)) from exc
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise JobFormatError(f"{what}: not valid JSON ({exc})") from exc
+
+
+def read_job(store: Store, job_folder: FileInfo) -> Job:
+    """Load and parse the job.json in ``job_folder``. NotFound if the job is not published yet."""
+    children = store.list(job_folder.id)
+    specs = [c for c in children if c.name == "job.json" and not c.is_folder]
+    if not specs:
+        raise NotFound(f"{job_folder.name}: no job.json yet")
+    spec = min(specs, key=lambda c: (c.created, c.id))
+    if spec.size is not None and spec.size > MAX_JOB_BYTES:
+        raise JobFormatError(f"{job_folder.name}: job.json is {spec.size} bytes, over the limit")
+    doc = parse_json(store.read(spec.id, max_bytes=MAX_JOB_BYTES), "job.json")
+    if not isinstance(doc, dict):
+        raise JobFormatError("job.json is not an object")
+    job = job_from_doc(doc, job_folder.id)
+    if job_folder.name != JOB_PREFIX + job.id:
+        raise SecurityError(
+            f"job.json names job {job.id!r} but sits in folder {job_folder.name!r} (a copied or replayed job)"
+        )
+    return job
+
+
+# --------------------------------------------------------------------------- submit
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class IdPool:
+    """Minted ids fetched in batches: one mint call serves many creates."""
+
+    def __init__(self, store: Store, batch: int = 200) -> None:
+        self.store = store
+        self.batch = batch
+        self._ids: list[str] = []
+
+    def take(self, count: int = 1) -> list[str]:
+        while len(self._ids) < count:
+            self._ids += self.store.mint_ids(min(1000, max(self.batch, count - len(self._ids))))
+        taken, self._ids = self._ids[:count], self._ids[count:]
+        return taken
+
+    def one(self) -> str:
+        return self.take(1)[0]
+
+
+def build_job_doc(
+    spec: JobSpec, job_id: str, pool: IdPool, file_ids: Mapping[str, StoredFile], folders: Mapping[str, str]
+) -> dict[str, Any]:
+    map_stage = Stage.from_spec(spec.map)
+    tasks_doc = []
+    for task in spec.tasks:
+        entry: dict[str, Any] = {
+            "id": task.id,
+            "claims": pool.take(map_stage.max_attempts),
+            "result": pool.one(),
+        }
+        if task.item is not None:
+            entry["item"] = task.item
+        if task.input is not None:
+            f = file_ids[task.input]
+            entry["input"] = {"name": f.name, "id": f.id, "sha256": f.sha256, "size": f.size}
+        tasks_doc.append(entry)
+    reduce_stage = Stage.from_spec(spec.reduce) if spec.reduce else None
+    return {
+        "format": FORMAT,
+        "id": job_id,
+        "name": spec.name,
+        "created": time.time(),
+        "submitted_by": f"{getpass.getuser()}@{platform.node()}",
+        "folders": dict(folders),
+        "markers": {"cancel": pool.one(), "finished": pool.one()},
+        "files": [
+            {"name": f.name, "id": f.id, "sha256": f.sha256, "size": f.size}
+            for f in (file_ids[s.name] for s in spec.files)
+        ],
+        "map": map_stage.to_doc(),
+        "tasks": tasks_doc,
+        "reduce": reduce_stage.to_doc() if reduce_stage else None,
+        "reduce_task": (
+            {"claims": pool.take(reduce_stage.max_attempts), "result": pool.one()}
+            if reduce_stage
+            else None
+        ),
+    }
+
+
+def submit(
+    store: Store,
+    spec: JobSpec,
+    *,
+    sign: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    job_id: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Job:
+    """Publish a validated job. job.json is written last, so workers never see half a job;
+    if anything fails before that, the job folder is removed again."""
+    job_id = job_id or new_job_id(spec.name)
+    pool = IdPool(store, batch=1000)
+    folder_id = pool.one()
+    job_folder = store.create(store.root_id, JOB_PREFIX + job_id, folder_id, folder=True)
+    try:
+        folders = {"job": folder_id}
+        for sub in ("files", "claims", "results", "outputs", "logs"):
+            fid = pool.one()
+            store.create(folder_id, sub, fid, folder=True)
+            folders[sub] = fid
+        stored: dict[str, StoredFile] = {}
+        uploads: list[tuple[str, Path, str]] = [(f.name, f.path, "file") for f in spec.files]
+        uploads += [(t.input, t.input_path, "input") for t in spec.tasks if t.input and t.input_path]
+        for n, (name, path, _kind) in enumerate(uploads):
+            if name in stored:
+                continue
+            fid = pool.one()
+            store.create(folders["files"], _store_name(name), fid, source=path)
+            stored[name] = StoredFile(name, fid, _sha256(path), path.stat().st_size)
+            if progress and (n + 1) % 100 == 0:
+                progress(f"uploaded {n + 1}/{len(uploads)} files")
+        doc = build_job_doc(spec, job_id, pool, stored, folders)
+        if sign is not None:
+            doc = sign(doc)
+        data = json.dumps(doc, separators=(",", ":")).encode()
+        store.create(folder_id, "job.json", pool.one(), data)
+    except BaseException:
+        try:
+            store.delete(folder_id)
+        except DrivemrError:
+            pass
+        raise
+    return job_from_doc(doc, job_folder.id)
+
+
+def _store_name(rel: str) -> str:
+    """Shipped files keep their relative path in job.json; in the store a flat name suffices."""
+    return rel.replace("/", "__")
+
+
+# --------------------------------------------------------------------------- views
+
+
+@dataclass
+class JobView:
+    """What the store says about one job, from three by-parent listings."""
+
+    claims: dict[str, dict[int, ClaimRef]] = field(default_factory=dict)
+    results: dict[str, ResultRef] = field(default_factory=dict)
+    cancelled: bool = False
+    finished: bool = False
+
+    def top_claim(self, task: str) -> ClaimRef | None:
+        gens = self.claims.get(task)
+        return gens[max(gens)] if gens else None
+
+    def add_claim(self, ref: ClaimRef) -> None:
+        self.claims.setdefault(ref.task, {})[ref.gen] = ref
+
+    @property
+    def map_results(self) -> int:
+        return sum(1 for t in self.results if t != REDUCE)
+
+
+def load_view(store: Store, job: Job) -> JobView:
+    view = JobView()
+    for info in store.list(job.folders["claims"]):
+        parsed = parse_claim_name(info.name)
+        if parsed:
+            view.add_claim(ClaimRef(parsed[0], parsed[1], parsed[2], info))
+    valid_results = {t.result_id: t.id for t in job.tasks}
+    if job.reduce_task:
+        valid_results[job.reduce_task.result_id] = REDUCE
+    for info in store.list(job.folders["results"]):
+        ref = parse_result(info)
+        # Only a file created under the task's minted result id counts: it is the single
+        # commit point, so a stray or forged name never finishes a task.
+        if ref and valid_results.get(info.id) == ref.task:
+            view.results[ref.task] = ref
+    markers = {info.id for info in store.list(job.folder)}
+    view.cancelled = job.markers.get("cancel") in markers
+    view.finished = job.markers.get("finished") in markers
+    return view
+
+
+def job_complete(job: Job, view: JobView) -> bool:
+    """Every task has a result and, if the job has a reduce and every task succeeded, it has one too."""
+    if view.map_results < len(job.tasks):
+        return False
+    if job.reduce_task is None:
+        return True
+    if any(r.state != "done" for t, r in view.results.items() if t != REDUCE):
+        return True  # a failed map task: the reduce does not run
+    return REDUCE in view.results
+
+
+def job_succeeded(job: Job, view: JobView) -> bool:
+    return job_complete(job, view) and all(r.state == "done" for r in view.results.values()) and (
+        job.reduce_task is None or REDUCE in view.results
+    )
+
+
+def mark(store: Store, job: Job, marker: str) -> bool:
+    """Create a marker once; False if it already existed."""
+    try:
+        store.create(job.folder, marker, job.markers[marker], json.dumps({"at": time.time()}).encode())
+    except AlreadyExists:
+        return False
+    return True
+
+
+def list_jobs(store: Store, root: Iterable[FileInfo] | None = None) -> list[FileInfo]:
+    entries = store.list(store.root_id) if root is None else root
+    return sorted(
+        (e for e in entries if e.is_folder and e.name.startswith(JOB_PREFIX)),
+        key=lambda e: (e.created, e.name),
+    )
+
+
+def find_job(store: Store, job_id: str) -> tuple[FileInfo, Job]:
+    """Find a job by id (or unique prefix of its id)."""
+    folders = list_jobs(store)
+    exact = [f for f in folders if f.name == JOB_PREFIX + job_id]
+    matches = exact or [f for f in folders if f.name.startswith(JOB_PREFIX + job_id)]
+    if not matches:
+        raise DrivemrError(f"no job {job_id!r} in {store.url}")
+    if len(matches) > 1:
+        names = ", ".join(m.name[len(JOB_PREFIX):] for m in matches[:5])
+        raise DrivemrError(f"job id {job_id!r} is ambiguous: {names}")
+    return matches[0], read_job(store, matches[0])
+
+
+# --------------------------------------------------------------------------- liveness
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    worker: str
+    file: FileInfo
+
+
+def heartbeats(entries: Iterable[FileInfo]) -> dict[str, Heartbeat]:
+    """The newest heartbeat file of each worker in a root listing."""
+    found: dict[str, Heartbeat] = {}
+    for e in entries:
+        if e.is_folder or not (e.name.startswith(WORKER_PREFIX) and e.name.endswith(WORKER_SUFFIX)):
+            continue
+        worker = e.name[len(WORKER_PREFIX) : -len(WORKER_SUFFIX)]
+        if worker not in found or e.modified > found[worker].file.modified:
+            found[worker] = Heartbeat(worker, e)
+    return found
+
+
+def claim_is_dead(
+    claim: ClaimRef,
+    beats: Mapping[str, Heartbeat],
+    server_now: float,
+    lease: float,
+    stopped: Callable[[Heartbeat], bool] = lambda hb: False,
+) -> bool:
+    """A claim is dead when its worker's heartbeat (or, lacking one, the claim itself) is older
+    than the lease on the store's clock, or the worker said it stopped."""
+    beat = beats.get(claim.worker)
+    if beat is None:
+        return server_now - claim.file.modified > lease
+    return server_now - beat.file.modified > lease or stopped(beat)

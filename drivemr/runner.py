@@ -1,0 +1,162 @@
+"""Running one attempt as a local subprocess: argv only, a timeout, and a kill that reaches
+the whole process tree, on Windows, macOS and Linux alike."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+TAIL_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    exit_code: int | None
+    """None when the process could not start or was killed."""
+    started: float
+    ended: float
+    timed_out: bool = False
+    killed: bool = False
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out and not self.killed and self.error is None
+
+    @property
+    def duration(self) -> float:
+        return max(0.0, self.ended - self.started)
+
+    def describe(self) -> str:
+        if self.error:
+            return self.error
+        if self.timed_out:
+            return "timed out"
+        if self.killed:
+            return "killed"
+        if self.exit_code is not None and self.exit_code < 0:
+            return f"killed by signal {-self.exit_code}"
+        return f"exit code {self.exit_code}"
+
+
+def resolve_argv(argv: Sequence[str]) -> list[str]:
+    """``python``/``python3`` as the first word run the worker's own interpreter, so the same
+    job runs on PCs where only ``python`` or only ``py`` is on PATH."""
+    out = list(argv)
+    if out and out[0] in ("python", "python3"):
+        out[0] = sys.executable
+    return out
+
+
+def kill_tree(proc: subprocess.Popen[bytes]) -> None:
+    """Kill a process and every descendant, even ones that were re-parented."""
+    try:
+        parent = psutil.Process(proc.pid)
+        family = [*parent.children(recursive=True), parent]
+    except psutil.Error:
+        family = []
+    if os.name != "nt":
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the session we started it in
+        except (ProcessLookupError, PermissionError, OSError):
+            pass
+    for p in family:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(family, timeout=2)
+
+
+class Attempt:
+    """A running subprocess that another thread may kill (cancel, lost claim, shutdown)."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._killed = threading.Event()
+        self._lock = threading.Lock()
+
+    def kill(self) -> None:
+        with self._lock:
+            self._killed.set()
+            if self._proc is not None and self._proc.poll() is None:
+                kill_tree(self._proc)
+
+    @property
+    def killed(self) -> bool:
+        return self._killed.is_set()
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: Path,
+        env: Mapping[str, str],
+        timeout: float | None,
+        stdout: Path,
+        stderr: Path,
+    ) -> AttemptOutcome:
+        started = time.time()
+        kwargs: dict[str, object] = {}
+        if os.name == "nt":
+            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
+        else:
+            kwargs["start_new_session"] = True
+        try:
+            with open(stdout, "wb") as out, open(stderr, "wb") as err, self._lock:
+                if self._killed.is_set():
+                    return AttemptOutcome(None, started, time.time(), killed=True)
+                self._proc = subprocess.Popen(  # noqa: S603 - argv list, never a shell
+                    resolve_argv(argv),
+                    cwd=cwd,
+                    env=dict(env),
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    **kwargs,  # type: ignore[call-overload]
+                )
+        except OSError as exc:
+            return AttemptOutcome(None, started, time.time(), error=f"could not start {argv[0]!r}: {exc}")
+        proc = self._proc
+        timed_out = False
+        try:
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            kill_tree(proc)
+            code = proc.wait()
+        ended = time.time()
+        if self.killed:
+            return AttemptOutcome(None, started, ended, killed=True)
+        if not timed_out and os.name != "nt":
+            self._reap_group(proc.pid)
+        return AttemptOutcome(None if timed_out else code, started, ended, timed_out=timed_out)
+
+    @staticmethod
+    def _reap_group(pgid: int) -> None:
+        """Background children left behind by a finished task must not outlive it."""
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError, OSError):
+            pass
+
+
+def tail(path: Path, limit: int = TAIL_BYTES) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - limit))
+            data = fh.read()
+    except OSError:
+        return ""
+    return data.decode("utf-8", errors="replace")

@@ -1,0 +1,847 @@
+"""The worker daemon: one readable loop over the protocol.
+
+    while not stopping:
+        heartbeat (its own thread)        one write per worker per lease/3
+        maintenance                       change feed -> reload views; reclaim dead claims
+        claim                             create-once a claim per free slot
+        run, commit                       in slot threads; wake the loop when done
+
+Liveness is judged on the store's clock: our own heartbeat's server-side modification
+time plus the monotonic time elapsed since that write returned is "server now". A worker
+whose clock is wrong by hours still judges leases correctly.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import hashlib
+import json
+import logging
+import os
+import platform
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from drivemr import __version__
+from drivemr.errors import (
+    AlreadyExists,
+    AuthError,
+    DrivemrError,
+    NotFound,
+    SecurityError,
+    StoreError,
+)
+from drivemr.protocol import (
+    INLINE_OUTPUT_LIMIT,
+    MAX_HEARTBEAT_BYTES,
+    MAX_MANIFEST_BYTES,
+    REDUCE,
+    ClaimRef,
+    Heartbeat,
+    IdPool,
+    Job,
+    JobFormatError,
+    JobView,
+    StoredFile,
+    Task,
+    claim_is_dead,
+    claim_name,
+    heartbeat_name,
+    heartbeats,
+    job_complete,
+    list_jobs,
+    load_view,
+    mark,
+    parse_json,
+    read_job,
+    result_name,
+)
+from drivemr.results import download_outputs
+from drivemr.runner import Attempt, AttemptOutcome, tail
+from drivemr.spec import expand
+from drivemr.stores.base import FileInfo, Store
+
+log = logging.getLogger("drivemr.worker")
+
+SECRET_ENV_PREFIXES = ("DRIVEMR_", "GOOGLE_APPLICATION_CREDENTIALS")
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float: ...
+    def time(self) -> float: ...
+
+
+class SystemClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def time(self) -> float:
+        return time.time()
+
+
+JobVerifier = Callable[[Job], None]
+"""Raises SecurityError when a job must not run on this worker."""
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    worker_id: str
+    slots: int
+    workdir: Path
+    lease: float = 300.0
+    heartbeat_interval: float | None = None
+    poll_interval: float = 0.5
+    reconcile_interval: float = 120.0
+    retry_backoff: float = 1.0
+    exit_when_idle: bool = False
+    keep_workdirs: bool = False
+    jobs: frozenset[str] | None = None
+    """Serve only these job ids (None: every job)."""
+
+    @property
+    def heartbeat_every(self) -> float:
+        return self.heartbeat_interval or self.lease / 3
+
+
+@dataclass
+class Assignment:
+    """One claimed attempt (task, generation) running in a slot."""
+
+    job: Job
+    task: Task
+    gen: int
+    claim: FileInfo
+    attempt: Attempt = field(default_factory=Attempt)
+    abandon: str | None = None
+    """Why the attempt's result must not be committed (cancelled, claim lost, shutdown)."""
+
+
+@dataclass
+class ActiveJob:
+    job: Job
+    view: JobView
+    pending: collections.deque[str]
+    elsewhere: set[str]
+    retries: dict[str, tuple[int, float]] = field(default_factory=dict)
+    files_ready: threading.Lock = field(default_factory=threading.Lock)
+    files_dir: Path | None = None
+
+
+class Worker:
+    def __init__(
+        self,
+        store: Store,
+        config: WorkerConfig,
+        *,
+        verify: JobVerifier | None = None,
+        clock: Clock | None = None,
+        store_factory: Callable[[], Store] | None = None,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.id = config.worker_id
+        self.verify = verify
+        self.clock = clock or SystemClock()
+        self._store_factory = store_factory
+        self.pool = IdPool(store, batch=100)
+        self.jobs: dict[str, ActiveJob] = {}
+        self.done_jobs: set[str] = set()
+        self.rejected: dict[str, str] = {}
+        self.running: dict[tuple[str, str], Assignment] = {}
+        self.beats: dict[str, Heartbeat] = {}
+        self._stopped_cache: dict[tuple[str, float], bool] = {}
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._killing = threading.Event()
+        self._hb_id = ""
+        self._anchor: tuple[float, float] = (0.0, 0.0)  # (server time, monotonic) of our last heartbeat
+        self._last_beat_ok = 0.0
+        self._lease_at_risk = False
+        self._cursor: str | None = None
+        self._next_reconcile = 0.0
+        self._reload: set[str] = set()
+        self._root_dirty = True
+        self._idle_rounds = 0
+        self.fatal: BaseException | None = None
+        self.stats = collections.Counter[str]()
+        self.workdir = config.workdir.absolute()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def request_stop(self) -> None:
+        """First call: stop claiming and drain. Second call: kill running attempts too."""
+        if self._stopping.is_set():
+            self._killing.set()
+            with self._lock:
+                for a in self.running.values():
+                    a.abandon = a.abandon or "worker killed"
+                    a.attempt.kill()
+        self._stopping.set()
+        self._wake.set()
+
+    def run(self) -> int:
+        """Serve until stopped (or idle, with exit_when_idle). Returns the exit status."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._start_heartbeat()
+        beat = threading.Thread(target=self._heartbeat_loop, name="drivemr-heartbeat", daemon=True)
+        beat.start()
+        try:
+            while not self._stopping.is_set():
+                self._maintenance()
+                self._fill_slots()
+                if self.fatal is not None:
+                    break
+                if self.config.exit_when_idle and self._all_done():
+                    log.info("every job is finished; exiting")
+                    break
+                self._wake.wait(self._sleep_time())
+                self._wake.clear()
+            self._drain()
+        finally:
+            self._stopping.set()
+            self._write_heartbeat(state="stopped")
+        if isinstance(self.fatal, AuthError):
+            return 4
+        return 0 if self.fatal is None else 1
+
+    def _sleep_time(self) -> float:
+        if self._reload or self._root_dirty:
+            return 0.0
+        wait = self.config.poll_interval
+        now = self.clock.monotonic()
+        with self._lock:
+            for active in self.jobs.values():
+                for _gen, ready in active.retries.values():
+                    wait = min(wait, max(0.0, ready - now))
+        return wait
+
+    def _drain(self) -> None:
+        if self.running:
+            log.info("stopping: waiting for %d running attempt(s) to finish", len(self.running))
+        while True:
+            with self._lock:
+                if not self.running:
+                    return
+            self._wake.wait(0.5)
+            self._wake.clear()
+
+    def _all_done(self) -> bool:
+        with self._lock:
+            if self.running or self._reload or self._root_dirty:
+                return False
+            return all(job_complete(a.job, a.view) or a.view.cancelled for a in self.jobs.values())
+
+    # ------------------------------------------------------------------ heartbeat
+
+    def _heartbeat_doc(self, state: str) -> bytes:
+        with self._lock:
+            running = [
+                {"job": a.job.id, "task": a.task.id, "gen": a.gen, "since": a.claim.modified}
+                for a in self.running.values()
+            ]
+        return json.dumps(
+            {
+                "worker": self.id,
+                "host": platform.node(),
+                "pid": os.getpid(),
+                "slots": self.config.slots,
+                "lease": self.config.lease,
+                "state": state,
+                "running": running,
+                "version": __version__,
+                "time": self.clock.time(),
+            }
+        ).encode()
+
+    def _start_heartbeat(self) -> None:
+        self._hb_id = self.pool.one()
+        sent = self.clock.monotonic()
+        info = self.store.create(self.store.root_id, heartbeat_name(self.id), self._hb_id, self._heartbeat_doc("running"))
+        self._set_anchor(info, sent)
+
+    def _set_anchor(self, info: FileInfo, sent: float) -> None:
+        now = self.clock.monotonic()
+        # The write happened somewhere between sending and the answer: take the middle.
+        self._anchor = (info.modified, (sent + now) / 2)
+        if self._last_beat_ok and now - self._last_beat_ok > self.config.lease * 0.9:
+            self._lease_at_risk = True  # we were silent long enough for others to reclaim
+            self._wake.set()
+        self._last_beat_ok = now
+
+    def server_now(self) -> float:
+        server, mono = self._anchor
+        return server + (self.clock.monotonic() - mono)
+
+    def _write_heartbeat(self, state: str = "running") -> None:
+        try:
+            sent = self.clock.monotonic()
+            info = self.store.update(self._hb_id, self._heartbeat_doc(state))
+            self._set_anchor(info, sent)
+        except AuthError as exc:
+            self.fatal = exc
+            self._stopping.set()
+            self._wake.set()
+        except DrivemrError as exc:
+            log.warning("heartbeat failed (will retry): %s", exc)
+
+    def _heartbeat_loop(self) -> None:
+        every = self.config.heartbeat_every
+        while not self._stopping.wait(every):
+            if self.clock.monotonic() - self._last_beat_ok > self.config.lease * 0.9:
+                self._lease_at_risk = True
+            self._write_heartbeat()
+
+    # ------------------------------------------------------------------ maintenance
+
+    def _maintenance(self) -> None:
+        """Learn what changed (cheaply), reload what must be reloaded, catch lost claims."""
+        try:
+            now = self.clock.monotonic()
+            if self._cursor is None or now >= self._next_reconcile:
+                self._cursor = self.store.changes_cursor()
+                self._root_dirty = True
+                self._reload.update(self.jobs)
+                self._next_reconcile = now + self.config.reconcile_interval
+            else:
+                changes = self.store.poll_changes(self._cursor)
+                self._cursor = changes.cursor
+                self._note_changes(changes.folders)
+            if self._root_dirty:
+                self._root_dirty = False
+                self._refresh_root()
+            for job_id in list(self._reload):
+                self._reload.discard(job_id)
+                self._reload_job(job_id)
+            if self._lease_at_risk:
+                self._check_lost_claims()
+        except AuthError as exc:
+            self.fatal = exc
+            log.error("%s", exc)
+        except DrivemrError as exc:
+            self.stats["maintenance_errors"] += 1
+            log.warning("store call failed during maintenance (will retry): %s", exc)
+            self._root_dirty = True
+
+    def _note_changes(self, folders: frozenset[str] | None) -> None:
+        if folders is None:
+            self._root_dirty = True
+            self._reload.update(self.jobs)
+            return
+        if self.store.root_id in folders:
+            self._root_dirty = True
+        with self._lock:
+            for job_id, active in self.jobs.items():
+                if not folders.isdisjoint(active.job.folders.values()):
+                    self._reload.add(job_id)
+
+    def _refresh_root(self) -> None:
+        entries = self.store.list(self.store.root_id)
+        self.beats = heartbeats(entries)
+        for folder in list_jobs(self.store, entries):
+            job_id = folder.name[len("job-") :]
+            if job_id in self.jobs or job_id in self.done_jobs or job_id in self.rejected:
+                continue
+            if self.config.jobs is not None and job_id not in self.config.jobs:
+                continue
+            self._adopt_job(job_id, folder)
+
+    def _adopt_job(self, job_id: str, folder: FileInfo) -> None:
+        try:
+            job = read_job(self.store, folder)
+            if self.verify is not None:
+                self.verify(job)
+        except NotFound:
+            return  # job.json not published yet: the submitter is still uploading
+        except (SecurityError, JobFormatError) as exc:
+            self.rejected[job_id] = str(exc)
+            log.error("job %s rejected: %s", job_id, exc)
+            self._record_rejection(folder, str(exc))
+            return
+        view = load_view(self.store, job)
+        if view.finished or view.cancelled:
+            self.done_jobs.add(job_id)
+            return
+        active = ActiveJob(job, view, collections.deque(), set())
+        self._plan(active)
+        with self._lock:
+            self.jobs[job_id] = active
+        log.info("job %s: %d task(s), %d done", job_id, len(job.tasks), view.map_results)
+
+    def _record_rejection(self, folder: FileInfo, reason: str) -> None:
+        """Leave one note in the job's folder so `drivemr status` can show the rejection."""
+        try:
+            (fid,) = self.store.mint_ids(1)
+            note = json.dumps({"worker": self.id, "reason": reason, "time": self.clock.time()})
+            self.store.create(folder.id, f"rejected.{self.id}", fid, note.encode())
+        except DrivemrError as exc:
+            log.debug("could not record rejection: %s", exc)
+
+    def _reload_job(self, job_id: str) -> None:
+        with self._lock:
+            active = self.jobs.get(job_id)
+        if active is None:
+            return
+        view = load_view(self.store, active.job)
+        with self._lock:
+            # Keep what we know that a listing may not show yet (our own fresh claims).
+            for (jid, _task), a in self.running.items():
+                if jid == job_id:
+                    view.add_claim(ClaimRef(a.task.id, a.gen, self.id, a.claim))
+            active.view = view
+            self._plan(active)
+        if view.cancelled:
+            self._cancel(active)
+        self._abandon_superseded(active)
+        if job_complete(active.job, view):
+            self._finish(active)
+
+    def _plan(self, active: ActiveJob) -> None:
+        """Sort the job's unfinished tasks into never-claimed (pending) and claimed elsewhere."""
+        job, view = active.job, active.view
+        pending: list[str] = []
+        elsewhere: set[str] = set()
+        for task in job.tasks:
+            if task.id in view.results or (job.id, task.id) in self.running or task.id in active.retries:
+                continue
+            if task.id in view.claims:
+                elsewhere.add(task.id)
+            else:
+                pending.append(task.id)
+        # Start at a worker-specific offset so workers rarely race for the same task.
+        if pending:
+            offset = int(hashlib.sha256(self.id.encode()).hexdigest(), 16) % len(pending)
+            pending = pending[offset:] + pending[:offset]
+        active.pending = collections.deque(pending)
+        active.elsewhere = elsewhere
+        if job.reduce_task and REDUCE not in view.results and view.map_results == len(job.tasks):
+            if all(r.state == "done" for r in view.results.values()) and (job.id, REDUCE) not in self.running:
+                if REDUCE in view.claims:
+                    active.elsewhere.add(REDUCE)
+                else:
+                    active.pending.appendleft(REDUCE)
+
+    def _cancel(self, active: ActiveJob) -> None:
+        log.info("job %s cancelled: stopping its attempts", active.job.id)
+        with self._lock:
+            for (jid, _), a in self.running.items():
+                if jid == active.job.id:
+                    a.abandon = "job cancelled"
+                    a.attempt.kill()
+            self.jobs.pop(active.job.id, None)
+            self.done_jobs.add(active.job.id)
+
+    def _finish(self, active: ActiveJob) -> None:
+        with self._lock:
+            if any(jid == active.job.id for jid, _ in self.running):
+                return
+            self.jobs.pop(active.job.id, None)
+            self.done_jobs.add(active.job.id)
+        try:
+            if mark(self.store, active.job, "finished"):
+                log.info("job %s finished", active.job.id)
+        except DrivemrError as exc:
+            log.warning("could not mark job %s finished: %s", active.job.id, exc)
+
+    def _abandon_superseded(self, active: ActiveJob) -> None:
+        with self._lock:
+            for (jid, tid), a in self.running.items():
+                if jid != active.job.id:
+                    continue
+                top = active.view.top_claim(tid)
+                if (top and top.gen > a.gen) or tid in active.view.results:
+                    a.abandon = "another worker took over this task"
+                    a.attempt.kill()
+
+    def _check_lost_claims(self) -> None:
+        """After a silence longer than the lease: ask the store whether our claims survived."""
+        self._lease_at_risk = False
+        with self._lock:
+            mine = list(self.running.values())
+        for a in mine:
+            if self._superseded(a):
+                log.warning("%s/%s: our claim lapsed and another worker took it over", a.job.id, a.task.id)
+                a.abandon = "claim lapsed"
+                a.attempt.kill()
+
+    def _superseded(self, a: Assignment) -> bool:
+        if a.gen + 1 >= len(a.task.claim_ids):
+            return False
+        try:
+            self.store.get(a.task.claim_ids[a.gen + 1])
+        except NotFound:
+            try:
+                self.store.get(a.task.result_id)
+            except NotFound:
+                return False
+        return True
+
+    # ------------------------------------------------------------------ claiming
+
+    def _fill_slots(self) -> None:
+        if self._stopping.is_set() or self.fatal is not None:
+            return
+        while len(self.running) < self.config.slots:
+            picked = self._next_candidate()
+            if picked is None:
+                return
+            active, task, gen = picked
+            try:
+                self._claim_and_start(active, task, gen)
+            except AuthError as exc:
+                self.fatal = exc
+                return
+            except DrivemrError as exc:
+                log.warning("claim of %s/%s failed (will retry): %s", active.job.id, task.id, exc)
+                active.elsewhere.add(task.id)
+                return
+
+    def _stopped(self, beat: Heartbeat) -> bool:
+        key = (beat.file.id, beat.file.modified)
+        if key not in self._stopped_cache:
+            try:
+                doc = parse_json(self.store.read(beat.file.id, max_bytes=MAX_HEARTBEAT_BYTES), "heartbeat")
+                self._stopped_cache[key] = isinstance(doc, dict) and doc.get("state") == "stopped"
+            except DrivemrError:
+                return False
+        return self._stopped_cache[key]
+
+    def _dead(self, claim: ClaimRef) -> bool:
+        if claim.worker == self.id:
+            return (claim.file.id not in {a.claim.id for a in self.running.values()}) and not any(
+                claim.task in act.retries for act in self.jobs.values()
+            )
+        return claim_is_dead(claim, self.beats, self.server_now(), self.config.lease, self._stopped)
+
+    def _next_candidate(self) -> tuple[ActiveJob, Task, int] | None:
+        now = self.clock.monotonic()
+        with self._lock:
+            actives = list(self.jobs.values())
+        for active in actives:
+            for tid, (gen, ready) in list(active.retries.items()):
+                if ready <= now:
+                    del active.retries[tid]
+                    return active, active.job.task(tid), gen
+        for active in actives:
+            if active.view.cancelled:
+                continue
+            while active.pending:
+                tid = active.pending.popleft()
+                if tid not in active.view.results and (active.job.id, tid) not in self.running:
+                    return active, active.job.task(tid), 0
+            for tid in list(active.elsewhere):
+                if tid in active.view.results or (active.job.id, tid) in self.running:
+                    active.elsewhere.discard(tid)
+                    continue
+                top = active.view.top_claim(tid)
+                if top is None or not self._dead(top):
+                    continue
+                active.elsewhere.discard(tid)
+                task = active.job.task(tid)
+                if top.gen + 1 < len(task.claim_ids):
+                    log.info("%s/%s: worker %s is gone; reclaiming (attempt %d)", active.job.id, tid, top.worker, top.gen + 2)
+                    self.stats["reclaims"] += 1
+                    return active, task, top.gen + 1
+                self._commit_lost(active, task, top)
+        return None
+
+    def _claim_and_start(self, active: ActiveJob, task: Task, gen: int) -> None:
+        nonce = secrets.token_hex(16)
+        body = json.dumps(
+            {"worker": self.id, "nonce": nonce, "host": platform.node(), "pid": os.getpid(), "time": self.clock.time()}
+        ).encode()
+        name = claim_name(task.id, gen, self.id)
+        claim_id = task.claim_ids[gen]
+        try:
+            info = self.store.create(active.job.folders["claims"], name, claim_id, body)
+        except AlreadyExists:
+            info = self.store.get(claim_id)
+            theirs = parse_json(self.store.read(claim_id, max_bytes=MAX_HEARTBEAT_BYTES), "claim")
+            if not (isinstance(theirs, dict) and theirs.get("nonce") == nonce):
+                worker = theirs.get("worker", "?") if isinstance(theirs, dict) else "?"
+                active.view.add_claim(ClaimRef(task.id, gen, str(worker), info))
+                active.elsewhere.add(task.id)
+                self.stats["claims_lost"] += 1
+                return
+        self.stats["claims"] += 1
+        a = Assignment(active.job, task, gen, info)
+        active.view.add_claim(ClaimRef(task.id, gen, self.id, info))
+        with self._lock:
+            self.running[(active.job.id, task.id)] = a
+        threading.Thread(target=self._slot, args=(a, active), name=f"drivemr-{task.id}", daemon=True).start()
+
+    # ------------------------------------------------------------------ running one attempt
+
+    def _slot(self, a: Assignment, active: ActiveJob) -> None:
+        task_dir: Path | None = None
+        try:
+            task_dir = self._prepare(a, active)
+            outcome = self._execute(a, active, task_dir)
+            self._conclude(a, active, task_dir, outcome)
+        except AuthError as exc:
+            self.fatal = exc
+            log.error("%s", exc)
+        except Exception as exc:  # one bad attempt never kills the worker
+            log.exception("%s/%s: attempt failed inside the worker: %s", a.job.id, a.task.id, exc)
+            self._after_failure(a, active, None, f"worker error: {exc}")
+        finally:
+            with self._lock:
+                self.running.pop((a.job.id, a.task.id), None)
+            if task_dir is not None and not self.config.keep_workdirs:
+                shutil.rmtree(task_dir, ignore_errors=True)
+            self._wake.set()
+
+    def _job_dir(self, job: Job) -> Path:
+        return self.workdir / job.id
+
+    def _prepare(self, a: Assignment, active: ActiveJob) -> Path:
+        files_dir = self._ensure_files(active)
+        task_dir = self._job_dir(a.job) / f"{a.task.id}.g{a.gen}-{secrets.token_hex(3)}"
+        task_dir.mkdir(parents=True)
+        if a.task.input is not None:
+            self._fetch(a.task.input, _inside(task_dir, a.task.input.name))
+        if a.task.id == REDUCE:
+            self._stage_results(a.job, task_dir / "results")
+        del files_dir
+        return task_dir
+
+    def _ensure_files(self, active: ActiveJob) -> Path:
+        with active.files_ready:
+            if active.files_dir is None:
+                files_dir = self._job_dir(active.job) / "files"
+                for f in active.job.files:
+                    target = _inside(files_dir, f.name)
+                    if not target.exists() or _sha256_file(target) != f.sha256:
+                        self._fetch(f, target)
+                active.files_dir = files_dir
+                files_dir.mkdir(parents=True, exist_ok=True)
+            return active.files_dir
+
+    def _fetch(self, f: StoredFile, target: Path) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.store.download(f.id, target)
+        if _sha256_file(target) != f.sha256:
+            target.unlink(missing_ok=True)
+            raise SecurityError(f"shipped file {f.name} does not match its digest in job.json")
+
+    def _stage_results(self, job: Job, results_dir: Path) -> None:
+        """{results}: one folder per task, in task order, holding that task's outputs."""
+        results_dir.mkdir()
+        for task in job.tasks:
+            download_outputs(self.store, job, task, results_dir / task.id)
+
+    def _task_env(self, a: Assignment, stage_env: Mapping[str, str]) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(SECRET_ENV_PREFIXES)}
+        env.update(stage_env)
+        env.update(DRIVEMR_JOB=a.job.id, DRIVEMR_TASK=a.task.id, DRIVEMR_ATTEMPT=str(a.gen + 1))
+        return env
+
+    def _execute(self, a: Assignment, active: ActiveJob, task_dir: Path) -> AttemptOutcome:
+        stage = a.job.stage_of(a.task)
+        values = {
+            "task": a.task.id,
+            "files": str(active.files_dir),
+            "input": a.task.input.name if a.task.input else "",
+            "item": a.task.item or "",
+            "results": str(task_dir / "results"),
+        }
+        argv = expand(stage.command, values)
+        log.debug("%s/%s attempt %d: %s", a.job.id, a.task.id, a.gen + 1, argv)
+        return a.attempt.run(
+            argv,
+            cwd=task_dir,
+            env=self._task_env(a, stage.env),
+            timeout=stage.timeout,
+            stdout=task_dir / ".drivemr-stdout",
+            stderr=task_dir / ".drivemr-stderr",
+        )
+
+    def _conclude(self, a: Assignment, active: ActiveJob, task_dir: Path, outcome: AttemptOutcome) -> None:
+        if a.abandon or outcome.killed:
+            log.info("%s/%s attempt %d not committed: %s", a.job.id, a.task.id, a.gen + 1, a.abandon or "killed")
+            return
+        stdout, stderr = tail(task_dir / ".drivemr-stdout"), tail(task_dir / ".drivemr-stderr")
+        error = None if outcome.ok else outcome.describe()
+        outputs: list[dict[str, Any]] = []
+        if error is None:
+            try:
+                outputs = self._collect_outputs(a, task_dir)
+            except (OSError, DrivemrError) as exc:
+                error = f"outputs: {exc}"
+        if error is None:
+            self._commit(a, active, "done", outcome, outputs, stdout, stderr, None)
+        else:
+            self.stats["failed_attempts"] += 1
+            log.warning("%s/%s attempt %d failed: %s", a.job.id, a.task.id, a.gen + 1, error)
+            self._after_failure(a, active, outcome, error, stdout, stderr)
+
+    def _after_failure(
+        self,
+        a: Assignment,
+        active: ActiveJob,
+        outcome: AttemptOutcome | None,
+        error: str,
+        stdout: str = "",
+        stderr: str = "",
+    ) -> None:
+        if a.abandon:
+            return
+        try:
+            if a.gen + 1 < len(a.task.claim_ids) and not self._stopping.is_set():
+                self._write_attempt_log(a, outcome, error, stdout, stderr)
+                delay = self.config.retry_backoff * (2**a.gen)
+                with self._lock:
+                    active.retries[a.task.id] = (a.gen + 1, self.clock.monotonic() + delay)
+            elif a.gen + 1 >= len(a.task.claim_ids):
+                now = self.clock.time()
+                outcome = outcome or AttemptOutcome(None, now, now, error=error)
+                self._commit(a, active, "failed", outcome, [], stdout, stderr, error)
+        except DrivemrError as exc:
+            log.warning("%s/%s: could not record the failure: %s", a.job.id, a.task.id, exc)
+
+    def _write_attempt_log(
+        self, a: Assignment, outcome: AttemptOutcome | None, error: str, stdout: str, stderr: str
+    ) -> None:
+        doc = {
+            "task": a.task.id,
+            "attempt": a.gen + 1,
+            "worker": self.id,
+            "exit_code": outcome.exit_code if outcome else None,
+            "started": outcome.started if outcome else None,
+            "ended": outcome.ended if outcome else None,
+            "error": error,
+            "stdout": stdout,
+            "stderr": stderr,
+        }
+        self.store.create(
+            a.job.folders["logs"], f"{a.task.id}.g{a.gen}.log", self.pool.one(), json.dumps(doc).encode()
+        )
+
+    def _collect_outputs(self, a: Assignment, task_dir: Path) -> list[dict[str, Any]]:
+        stage = a.job.stage_of(a.task)
+        files: dict[str, Path] = {}
+        for pattern in stage.outputs:
+            matched = sorted(p for p in task_dir.glob(pattern) if p.is_file() and _is_inside(task_dir, p))
+            if not matched:
+                raise DrivemrError(f"declared output {pattern!r} was not produced")
+            for p in matched:
+                files[p.relative_to(task_dir).as_posix()] = p
+        total = sum(p.stat().st_size for p in files.values())
+        outputs = []
+        for k, (name, path) in enumerate(sorted(files.items())):
+            data = path.read_bytes() if total <= INLINE_OUTPUT_LIMIT else None
+            md5 = hashlib.md5(data if data is not None else path.read_bytes()).hexdigest()
+            entry: dict[str, Any] = {"name": name, "size": path.stat().st_size, "md5": md5}
+            if data is not None:
+                entry["data"] = base64.b64encode(data).decode()
+            else:
+                info = self.store.create(
+                    a.job.folders["outputs"], f"{a.task.id}.g{a.gen}.o{k}", self.pool.one(), source=path
+                )
+                entry["id"] = info.id
+            outputs.append(entry)
+        return outputs
+
+    def _commit(
+        self,
+        a: Assignment,
+        active: ActiveJob,
+        state: str,
+        outcome: AttemptOutcome,
+        outputs: list[dict[str, Any]],
+        stdout: str,
+        stderr: str,
+        error: str | None,
+    ) -> None:
+        if self._lease_at_risk or self.clock.monotonic() - self._last_beat_ok > self.config.lease * 0.9:
+            if self._superseded(a):
+                log.warning("%s/%s: claim lapsed while running; result discarded", a.job.id, a.task.id)
+                return
+        manifest = {
+            "format": 1,
+            "job": a.job.id,
+            "task": a.task.id,
+            "state": state,
+            "attempt": a.gen + 1,
+            "worker": self.id,
+            "host": platform.node(),
+            "exit_code": outcome.exit_code,
+            "timed_out": outcome.timed_out,
+            "started": outcome.started,
+            "ended": outcome.ended,
+            "duration": outcome.duration,
+            "error": error,
+            "outputs": outputs,
+            "stdout": stdout,
+            "stderr": stderr,
+        }
+        name = result_name(a.task.id, state, a.gen, outcome.exit_code, outcome.duration)
+        try:
+            info = self.store.create(a.job.folders["results"], name, a.task.result_id, json.dumps(manifest).encode())
+        except AlreadyExists:
+            log.info("%s/%s: another attempt committed first; ours is discarded", a.job.id, a.task.id)
+            self.stats["commits_lost"] += 1
+            return
+        self.stats["commits"] += 1
+        from drivemr.protocol import parse_result
+
+        ref = parse_result(info)
+        with self._lock:
+            if ref is not None:
+                active.view.results[a.task.id] = ref
+            remaining = active.pending or any(
+                t.id not in active.view.results for t in active.job.tasks
+            )
+        if not remaining or a.task.id == REDUCE or not active.pending:
+            self._reload.add(a.job.id)  # maybe the barrier: relist to see every result
+        log.info("%s/%s %s (attempt %d, %s)", a.job.id, a.task.id, state, a.gen + 1, outcome.describe())
+
+    def _commit_lost(self, active: ActiveJob, task: Task, top: ClaimRef) -> None:
+        """Every generation's worker died: the task is committed as failed, once."""
+        now = self.clock.time()
+        outcome = AttemptOutcome(None, now, now, error="no attempt left: every worker running it died")
+        a = Assignment(active.job, task, top.gen, top.file)
+        try:
+            self._commit(a, active, "failed", outcome, [], "", "", outcome.error)
+        except DrivemrError as exc:
+            log.warning("%s/%s: could not commit the failure: %s", active.job.id, task.id, exc)
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _is_inside(base: Path, path: Path) -> bool:
+    try:
+        path.resolve().relative_to(base.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def _inside(base: Path, rel: str) -> Path:
+    """Join a name from the store onto a local folder, refusing anything that escapes it."""
+    try:
+        from drivemr.safepaths import safe_join
+
+        return safe_join(base, rel)
+    except ImportError:  # pragma: no cover
+        target = (base / rel).resolve()
+        if not _is_inside(base, target):
+            raise SecurityError(f"path {rel!r} escapes {base}") from None
+        return target
+
+
+__all__ = ["Clock", "SystemClock", "Worker", "WorkerConfig"]
+_ = StoreError
