@@ -183,6 +183,7 @@ def _wait(store: Store, job_id: str, poll: float = 0.5) -> int:
 @click.option("--exit-when-idle", is_flag=True, help="Exit once every job in the store is finished or cancelled.")
 @click.option("--keep-workdirs", is_flag=True, help="Keep each attempt's working folder (debugging).")
 @click.option("--job", "jobs", multiple=True, help="Serve only this job (repeatable).")
+@click.option("--no-reduce", is_flag=True, help="Never run reduces on this PC (another worker or `drivemr reduce` will).")
 @click.option("--insecure-accept-unsigned", is_flag=True, help="Run jobs without checking signatures. Dangerous.")
 def worker(
     store_url: str | None,
@@ -195,6 +196,7 @@ def worker(
     exit_when_idle: bool,
     keep_workdirs: bool,
     jobs: tuple[str, ...],
+    no_reduce: bool,
     insecure_accept_unsigned: bool,
 ) -> None:
     """Claim and run tasks from the store until stopped (Ctrl-C drains, a second Ctrl-C kills)."""
@@ -209,6 +211,7 @@ def worker(
         exit_when_idle=exit_when_idle,
         keep_workdirs=keep_workdirs,
         jobs=frozenset(jobs) or None,
+        run_reduce=not no_reduce,
         verify=_verifier(insecure_accept_unsigned),
     )
     _install_signal_handlers(w.request_stop)
@@ -242,6 +245,7 @@ def build_worker(store: Store, **kw: Any) -> Any:
         exit_when_idle=bool(kw.get("exit_when_idle")),
         keep_workdirs=bool(kw.get("keep_workdirs")),
         jobs=kw.get("jobs"),
+        run_reduce=kw.get("run_reduce", True),
     )
     return Worker(store, config, verify=kw.get("verify"))
 

@@ -36,7 +36,6 @@ from drivemr.errors import (
     DrivemrError,
     NotFound,
     SecurityError,
-    StoreError,
 )
 from drivemr.protocol import (
     INLINE_OUTPUT_LIMIT,
@@ -60,6 +59,7 @@ from drivemr.protocol import (
     load_view,
     mark,
     parse_json,
+    parse_result,
     read_job,
     result_name,
 )
@@ -104,6 +104,8 @@ class WorkerConfig:
     keep_workdirs: bool = False
     jobs: frozenset[str] | None = None
     """Serve only these job ids (None: every job)."""
+    run_reduce: bool = True
+    """False on PCs that must never run a reduce (another worker or `drivemr reduce` will)."""
 
     @property
     def heartbeat_every(self) -> float:
@@ -130,6 +132,8 @@ class ActiveJob:
     pending: collections.deque[str]
     elsewhere: set[str]
     retries: dict[str, tuple[int, float]] = field(default_factory=dict)
+    given_up: set[str] = field(default_factory=set)
+    """Tasks whose result id is taken but whose result cannot be seen (a damaged store)."""
     files_ready: threading.Lock = field(default_factory=threading.Lock)
     files_dir: Path | None = None
 
@@ -237,7 +241,20 @@ class Worker:
         with self._lock:
             if self.running or self._reload or self._root_dirty:
                 return False
-            return all(job_complete(a.job, a.view) or a.view.cancelled for a in self.jobs.values())
+            return all(self._nothing_left(a) for a in self.jobs.values())
+
+    def _nothing_left(self, active: ActiveJob) -> bool:
+        """Nothing this worker could still do for the job, now or later."""
+        if job_complete(active.job, active.view) or active.view.cancelled:
+            return True
+        open_tasks = {t.id for t in active.job.tasks if t.id not in active.view.results}
+        if not open_tasks <= active.given_up:
+            return False
+        if active.job.reduce_task is None or not self.config.run_reduce:
+            return True
+        return REDUCE in active.given_up or any(
+            r.state != "done" for t, r in active.view.results.items() if t != REDUCE
+        )
 
     # ------------------------------------------------------------------ heartbeat
 
@@ -411,6 +428,8 @@ class Worker:
         for task in job.tasks:
             if task.id in view.results or (job.id, task.id) in self.running or task.id in active.retries:
                 continue
+            if task.id in active.given_up:
+                continue
             if task.id in view.claims:
                 elsewhere.add(task.id)
             else:
@@ -421,7 +440,13 @@ class Worker:
             pending = pending[offset:] + pending[:offset]
         active.pending = collections.deque(pending)
         active.elsewhere = elsewhere
-        if job.reduce_task and REDUCE not in view.results and view.map_results == len(job.tasks):
+        if (
+            self.config.run_reduce
+            and job.reduce_task
+            and REDUCE not in view.results
+            and REDUCE not in active.given_up
+            and view.map_results == len(job.tasks)
+        ):
             if all(r.state == "done" for r in view.results.values()) and (job.id, REDUCE) not in self.running:
                 if REDUCE in view.claims:
                     active.elsewhere.add(REDUCE)
@@ -788,10 +813,9 @@ class Worker:
         except AlreadyExists:
             log.info("%s/%s: another attempt committed first; ours is discarded", a.job.id, a.task.id)
             self.stats["commits_lost"] += 1
+            self._learn_result(active, a.task)
             return
         self.stats["commits"] += 1
-        from drivemr.protocol import parse_result
-
         ref = parse_result(info)
         with self._lock:
             if ref is not None:
@@ -802,6 +826,20 @@ class Worker:
         if not remaining or a.task.id == REDUCE or not active.pending:
             self._reload.add(a.job.id)  # maybe the barrier: relist to see every result
         log.info("%s/%s %s (attempt %d, %s)", a.job.id, a.task.id, state, a.gen + 1, outcome.describe())
+
+    def _learn_result(self, active: ActiveJob, task: Task) -> None:
+        """Our commit lost the race: record the winner's result so the task is never retried."""
+        try:
+            ref = parse_result(self.store.get(task.result_id))
+        except NotFound:
+            ref = None
+        with self._lock:
+            if ref is not None:
+                active.view.results[task.id] = ref
+            else:
+                log.error("%s/%s: its result id is taken but no result is visible; giving up on it", active.job.id, task.id)
+                active.given_up.add(task.id)
+        self._reload.add(active.job.id)
 
     def _commit_lost(self, active: ActiveJob, task: Task, top: ClaimRef) -> None:
         """Every generation's worker died: the task is committed as failed, once."""
@@ -844,4 +882,3 @@ def _inside(base: Path, rel: str) -> Path:
 
 
 __all__ = ["Clock", "SystemClock", "Worker", "WorkerConfig"]
-_ = StoreError
