@@ -14,7 +14,9 @@ OS needs, because a job written on Linux runs on Windows and macOS workers too:
   characters (``<>"|``, and ``*?`` outside globs), names of 1024 characters or more and
   components over 255 UTF-8 bytes;
 * each component is also checked in its NFKC form, because Windows' "best fit" code-page
-  mapping and many tools fold look-alikes (fullwidth ``．．／``, ``‥``) onto ASCII;
+  mapping and many tools fold look-alikes (fullwidth dot and solidus U+FF0E/U+FF0F, the
+  two-dot leader U+2025) onto ASCII;
+* a leading ``~`` is refused too: ``expanduser`` and shells read it as a home directory;
 * ``.`` and empty components (``./a``, ``a//b``, ``a/``) are dropped: they cannot leave
   the folder, and the normalised result is what callers use. A name that is nothing but
   ``.`` components names the folder itself and is refused.
@@ -110,6 +112,8 @@ def _check(name: object, what: str, *, glob: bool) -> str:
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if not parts:
         raise _fail(what, name, "names the working folder itself, not a file in it")
+    if parts[0].startswith("~"):
+        raise _fail(what, name, "a leading '~' would read as a home directory to shells")
     for comp in parts:
         _check_component(comp, name, what, glob=glob)
     return "/".join(parts)

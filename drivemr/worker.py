@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import platform
+import queue
 import secrets
 import shutil
 import threading
@@ -58,6 +59,7 @@ from drivemr.protocol import (
     list_jobs,
     load_view,
     mark,
+    parse_claim_name,
     parse_json,
     parse_result,
     read_job,
@@ -132,8 +134,10 @@ class ActiveJob:
     pending: collections.deque[str]
     elsewhere: set[str]
     retries: dict[str, tuple[int, float]] = field(default_factory=dict)
+    nonces: dict[tuple[str, int], str] = field(default_factory=dict)
     given_up: set[str] = field(default_factory=set)
     """Tasks whose result id is taken but whose result cannot be seen (a damaged store)."""
+    listed_at: float = 0.0
     files_ready: threading.Lock = field(default_factory=threading.Lock)
     files_dir: Path | None = None
 
@@ -171,12 +175,18 @@ class Worker:
         self._lease_at_risk = False
         self._cursor: str | None = None
         self._next_reconcile = 0.0
-        self._reload: set[str] = set()
+        self._next_poll = 0.0
+        self._reload: set[str] = set()  # relist now
+        self._stale: set[str] = set()  # relist once the job has no local candidates left
+        self._markers: set[str] = set()  # the job folder changed: cancel or finish markers
         self._root_dirty = True
         self._idle_rounds = 0
         self.fatal: BaseException | None = None
         self.stats = collections.Counter[str]()
         self.workdir = config.workdir.absolute()
+        self._queue: queue.SimpleQueue[tuple[Assignment, ActiveJob] | None] = queue.SimpleQueue()
+        # The environment tasks inherit: ours, minus our secrets (computed once).
+        self._base_env = {k: v for k, v in os.environ.items() if not k.startswith(SECRET_ENV_PREFIXES)}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -197,10 +207,17 @@ class Worker:
         self._start_heartbeat()
         beat = threading.Thread(target=self._heartbeat_loop, name="drivemr-heartbeat", daemon=True)
         beat.start()
+        for slot in range(self.config.slots):
+            threading.Thread(target=self._slot_loop, args=(slot,), name=f"drivemr-slot{slot}", daemon=True).start()
         try:
             while not self._stopping.is_set():
-                self._maintenance()
-                self._fill_slots()
+                try:
+                    self._maintenance()
+                    self._fill_slots()
+                except Exception:  # a bug must not take the PC out of the cluster
+                    self.stats["loop_errors"] += 1
+                    log.exception("unexpected error in the worker loop; continuing")
+                    self._stopping.wait(min(5.0, self.config.poll_interval * 2 ** min(self.stats["loop_errors"], 6)))
                 if self.fatal is not None:
                     break
                 if self.config.exit_when_idle and self._all_done():
@@ -211,6 +228,8 @@ class Worker:
             self._drain()
         finally:
             self._stopping.set()
+            for _ in range(self.config.slots):
+                self._queue.put(None)
             self._write_heartbeat(state="stopped")
         if isinstance(self.fatal, AuthError):
             return 4
@@ -319,7 +338,11 @@ class Worker:
     # ------------------------------------------------------------------ maintenance
 
     def _maintenance(self) -> None:
-        """Learn what changed (cheaply), reload what must be reloaded, catch lost claims."""
+        """Learn what changed (cheaply), relist only what we need, catch lost claims.
+
+        A busy worker does not relist claims and results: while it has never-claimed tasks
+        it simply tries them (a collision tells it to look). Views are relisted when a job
+        runs out of local candidates, after a collision, or at the periodic reconcile."""
         try:
             now = self.clock.monotonic()
             if self._cursor is None or now >= self._next_reconcile:
@@ -327,13 +350,24 @@ class Worker:
                 self._root_dirty = True
                 self._reload.update(self.jobs)
                 self._next_reconcile = now + self.config.reconcile_interval
-            else:
+                self._next_poll = now + self.config.poll_interval
+            elif now >= self._next_poll:
+                self._next_poll = now + self.config.poll_interval
                 changes = self.store.poll_changes(self._cursor)
                 self._cursor = changes.cursor
                 self._note_changes(changes.folders)
             if self._root_dirty:
                 self._root_dirty = False
                 self._refresh_root()
+            for job_id in list(self._markers):
+                self._markers.discard(job_id)
+                self._check_markers(job_id)
+            with self._lock:
+                for job_id in list(self._stale):
+                    active = self.jobs.get(job_id)
+                    if active is None or (not active.pending and now - active.listed_at >= self.config.poll_interval):
+                        self._stale.discard(job_id)
+                        self._reload.add(job_id)
             for job_id in list(self._reload):
                 self._reload.discard(job_id)
                 self._reload_job(job_id)
@@ -346,18 +380,33 @@ class Worker:
             self.stats["maintenance_errors"] += 1
             log.warning("store call failed during maintenance (will retry): %s", exc)
             self._root_dirty = True
+            self._next_poll = self.clock.monotonic() + self.config.poll_interval
 
     def _note_changes(self, folders: frozenset[str] | None) -> None:
         if folders is None:
             self._root_dirty = True
-            self._reload.update(self.jobs)
+            self._stale.update(self.jobs)
+            self._markers.update(self.jobs)
             return
         if self.store.root_id in folders:
             self._root_dirty = True
         with self._lock:
             for job_id, active in self.jobs.items():
-                if not folders.isdisjoint(active.job.folders.values()):
-                    self._reload.add(job_id)
+                f = active.job.folders
+                if f["job"] in folders:
+                    self._markers.add(job_id)
+                if f["claims"] in folders or f["results"] in folders:
+                    self._stale.add(job_id)
+
+    def _check_markers(self, job_id: str) -> None:
+        with self._lock:
+            active = self.jobs.get(job_id)
+        if active is None:
+            return
+        names = {info.id for info in self.store.list(active.job.folder)}
+        if active.job.markers.get("cancel") in names:
+            active.view.cancelled = True
+            self._cancel(active)
 
     def _refresh_root(self) -> None:
         entries = self.store.list(self.store.root_id)
@@ -406,18 +455,23 @@ class Worker:
             active = self.jobs.get(job_id)
         if active is None:
             return
+        listed_at = self.clock.monotonic()
         view = load_view(self.store, active.job)
         with self._lock:
-            # Keep what we know that a listing may not show yet (our own fresh claims).
-            for (jid, _task), a in self.running.items():
-                if jid == job_id:
-                    view.add_claim(ClaimRef(a.task.id, a.gen, self.id, a.claim))
+            # Claims and results are never removed: keep what we learnt while listing.
+            for gens in active.view.claims.values():
+                for ref in gens.values():
+                    view.claims.setdefault(ref.task, {}).setdefault(ref.gen, ref)
+            for tid, ref in active.view.results.items():
+                view.results.setdefault(tid, ref)
             active.view = view
+            active.listed_at = listed_at
             self._plan(active)
+            complete = job_complete(active.job, view)
         if view.cancelled:
             self._cancel(active)
         self._abandon_superseded(active)
-        if job_complete(active.job, view):
+        if complete:
             self._finish(active)
 
     def _plan(self, active: ActiveJob) -> None:
@@ -525,7 +579,8 @@ class Worker:
                 return
             except DrivemrError as exc:
                 log.warning("claim of %s/%s failed (will retry): %s", active.job.id, task.id, exc)
-                active.elsewhere.add(task.id)
+                with self._lock:
+                    active.retries[task.id] = (gen, self.clock.monotonic() + self.config.poll_interval)
                 return
 
     def _stopped(self, beat: Heartbeat) -> bool:
@@ -538,11 +593,9 @@ class Worker:
                 return False
         return self._stopped_cache[key]
 
-    def _dead(self, claim: ClaimRef) -> bool:
-        if claim.worker == self.id:
-            return (claim.file.id not in {a.claim.id for a in self.running.values()}) and not any(
-                claim.task in act.retries for act in self.jobs.values()
-            )
+    def _dead(self, active: ActiveJob, claim: ClaimRef) -> bool:
+        if claim.worker == self.id:  # ours, but not running or waiting to retry: a past life's
+            return (active.job.id, claim.task) not in self.running and claim.task not in active.retries
         return claim_is_dead(claim, self.beats, self.server_now(), self.config.lease, self._stopped)
 
     def _next_candidate(self) -> tuple[ActiveJob, Task, int] | None:
@@ -566,7 +619,7 @@ class Worker:
                     active.elsewhere.discard(tid)
                     continue
                 top = active.view.top_claim(tid)
-                if top is None or not self._dead(top):
+                if top is None or not self._dead(active, top):
                     continue
                 active.elsewhere.discard(tid)
                 task = active.job.task(tid)
@@ -578,7 +631,12 @@ class Worker:
         return None
 
     def _claim_and_start(self, active: ActiveJob, task: Task, gen: int) -> None:
-        nonce = secrets.token_hex(16)
+        # A claim whose create failed without an answer is retried with the same nonce, so a
+        # create that did land is recognised as ours (the Drive store also dedupes its own
+        # retries; this covers a failure that surfaced to us).
+        earlier = active.nonces.pop((task.id, gen), None)
+        nonce = earlier or secrets.token_hex(16)
+        active.nonces[(task.id, gen)] = nonce
         body = json.dumps(
             {"worker": self.id, "nonce": nonce, "host": platform.node(), "pid": os.getpid(), "time": self.clock.time()}
         ).encode()
@@ -588,28 +646,47 @@ class Worker:
             info = self.store.create(active.job.folders["claims"], name, claim_id, body)
         except AlreadyExists:
             info = self.store.get(claim_id)
-            theirs = parse_json(self.store.read(claim_id, max_bytes=MAX_HEARTBEAT_BYTES), "claim")
+            theirs = None
+            if earlier:
+                theirs = parse_json(self.store.read(claim_id, max_bytes=MAX_HEARTBEAT_BYTES), "claim")
             if not (isinstance(theirs, dict) and theirs.get("nonce") == nonce):
-                worker = theirs.get("worker", "?") if isinstance(theirs, dict) else "?"
-                active.view.add_claim(ClaimRef(task.id, gen, str(worker), info))
+                active.nonces.pop((task.id, gen), None)
+                parsed = parse_claim_name(info.name)
+                worker = parsed[2] if parsed else "?"
+                active.view.add_claim(ClaimRef(task.id, gen, worker, info))
                 active.elsewhere.add(task.id)
                 self.stats["claims_lost"] += 1
+                # We are in another worker's stretch of tasks: one listing tells us all of it.
+                self._stale.add(active.job.id)
+                if self.clock.monotonic() - active.listed_at >= self.config.poll_interval:
+                    self._reload.add(active.job.id)
                 return
+        active.nonces.pop((task.id, gen), None)
         self.stats["claims"] += 1
         a = Assignment(active.job, task, gen, info)
         active.view.add_claim(ClaimRef(task.id, gen, self.id, info))
         with self._lock:
             self.running[(active.job.id, task.id)] = a
-        threading.Thread(target=self._slot, args=(a, active), name=f"drivemr-{task.id}", daemon=True).start()
+        self._queue.put((a, active))
 
     # ------------------------------------------------------------------ running one attempt
 
-    def _slot(self, a: Assignment, active: ActiveJob) -> None:
+    def _slot_loop(self, slot: int) -> None:
+        """One thread per slot, alive for the worker's life: no thread start per task."""
+        out = self.workdir / f".slot{slot}.stdout"
+        err = self.workdir / f".slot{slot}.stderr"
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            self._slot(item[0], item[1], out, err)
+
+    def _slot(self, a: Assignment, active: ActiveJob, out: Path, err: Path) -> None:
         task_dir: Path | None = None
         try:
             task_dir = self._prepare(a, active)
-            outcome = self._execute(a, active, task_dir)
-            self._conclude(a, active, task_dir, outcome)
+            outcome = self._execute(a, active, task_dir, out, err)
+            self._conclude(a, active, task_dir, outcome, out, err)
         except AuthError as exc:
             self.fatal = exc
             log.error("%s", exc)
@@ -620,7 +697,10 @@ class Worker:
             with self._lock:
                 self.running.pop((a.job.id, a.task.id), None)
             if task_dir is not None and not self.config.keep_workdirs:
-                shutil.rmtree(task_dir, ignore_errors=True)
+                try:
+                    task_dir.rmdir()  # the common case: a task that left nothing behind
+                except OSError:
+                    shutil.rmtree(task_dir, ignore_errors=True)
             self._wake.set()
 
     def _job_dir(self, job: Job) -> Path:
@@ -663,12 +743,12 @@ class Worker:
             download_outputs(self.store, job, task, results_dir / task.id)
 
     def _task_env(self, a: Assignment, stage_env: Mapping[str, str]) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(SECRET_ENV_PREFIXES)}
+        env = dict(self._base_env)
         env.update(stage_env)
         env.update(DRIVEMR_JOB=a.job.id, DRIVEMR_TASK=a.task.id, DRIVEMR_ATTEMPT=str(a.gen + 1))
         return env
 
-    def _execute(self, a: Assignment, active: ActiveJob, task_dir: Path) -> AttemptOutcome:
+    def _execute(self, a: Assignment, active: ActiveJob, task_dir: Path, out: Path, err: Path) -> AttemptOutcome:
         stage = a.job.stage_of(a.task)
         values = {
             "task": a.task.id,
@@ -684,15 +764,17 @@ class Worker:
             cwd=task_dir,
             env=self._task_env(a, stage.env),
             timeout=stage.timeout,
-            stdout=task_dir / ".drivemr-stdout",
-            stderr=task_dir / ".drivemr-stderr",
+            stdout=out,
+            stderr=err,
         )
 
-    def _conclude(self, a: Assignment, active: ActiveJob, task_dir: Path, outcome: AttemptOutcome) -> None:
+    def _conclude(
+        self, a: Assignment, active: ActiveJob, task_dir: Path, outcome: AttemptOutcome, out: Path, err: Path
+    ) -> None:
         if a.abandon or outcome.killed:
             log.info("%s/%s attempt %d not committed: %s", a.job.id, a.task.id, a.gen + 1, a.abandon or "killed")
             return
-        stdout, stderr = tail(task_dir / ".drivemr-stdout"), tail(task_dir / ".drivemr-stderr")
+        stdout, stderr = tail(out), tail(err)
         error = None if outcome.ok else outcome.describe()
         outputs: list[dict[str, Any]] = []
         if error is None:
@@ -820,11 +902,12 @@ class Worker:
         with self._lock:
             if ref is not None:
                 active.view.results[a.task.id] = ref
-            remaining = active.pending or any(
-                t.id not in active.view.results for t in active.job.tasks
-            )
-        if not remaining or a.task.id == REDUCE or not active.pending:
-            self._reload.add(a.job.id)  # maybe the barrier: relist to see every result
+            everything = len(active.view.results) >= len(active.job.tasks)
+        # Near the end, relist to learn the other workers' results (the reduce barrier).
+        if everything or a.task.id == REDUCE:
+            self._reload.add(a.job.id)
+        else:
+            self._stale.add(a.job.id)
         log.info("%s/%s %s (attempt %d, %s)", a.job.id, a.task.id, state, a.gen + 1, outcome.describe())
 
     def _learn_result(self, active: ActiveJob, task: Task) -> None:

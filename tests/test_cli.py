@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import WorkerProcs, run_cli
+from helpers import WorkerProcs, run_cli
 from drivemr.cli import main
 from drivemr.protocol import find_job
 from drivemr.stores.folder import FolderStore

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import WorkerProcs, run_cli, wait_for
+from helpers import WorkerProcs, run_cli, wait_for
 from drivemr.protocol import REDUCE, find_job, load_view, submit
 from drivemr.results import read_manifest
 from drivemr.spec import load_job

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import itertools
 import os
 import secrets
 import shutil
@@ -49,8 +50,12 @@ def _translate(exc: OSError, what: str) -> StoreError:
     return PermanentStoreError(f"{what}: {exc}")
 
 
+_TMP_PREFIX = f".tmp-{secrets.token_hex(4)}-{os.getpid()}-"
+_tmp_counter = itertools.count()
+
+
 def _write_temp(directory: Path, data: bytes | None, source: Path | None) -> Path:
-    tmp = directory / f".tmp-{secrets.token_hex(8)}"
+    tmp = directory / f"{_TMP_PREFIX}{next(_tmp_counter)}"
     try:
         if source is not None:
             shutil.copyfile(source, tmp)
@@ -79,6 +84,29 @@ def _publish_exclusive(tmp: Path, final: Path) -> None:
             tmp.unlink()
 
 
+_SYMLINKS = os.name != "nt"
+
+
+def _write_index(index: Path, rel: str) -> None:
+    """An index entry is created exclusively with its content in one step: a symlink whose
+    target is the relative path (cheap, no data block). Windows, where symlinks need
+    privileges, uses a fully written file published with a hard link instead."""
+    if _SYMLINKS:
+        os.symlink(rel, index)
+    else:
+        _publish_exclusive(_write_temp(index.parent, rel.encode(), None), index)
+
+
+def _read_index(index: Path) -> str:
+    if _SYMLINKS:
+        try:
+            return os.readlink(index)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:  # EINVAL: not a symlink (written from Windows)
+                raise
+    return index.read_text(encoding="utf-8")
+
+
 def _parent_id(rel: str) -> str:
     parent_rel = rel.rsplit("/", 1)[0] if "/" in rel else ""
     return parent_rel.rsplit(SEPARATOR, 1)[-1] if parent_rel else ROOT
@@ -105,7 +133,7 @@ class FolderStore(Store):
     def mint_ids(self, count: int) -> list[str]:
         if not 1 <= count <= 1000:
             raise PermanentStoreError(f"mint_ids: count must be 1..1000, not {count}")
-        return ["".join(secrets.choice(_ID_ALPHABET) for _ in range(28)) for _ in range(count)]
+        return [secrets.token_urlsafe(21) for _ in range(count)]  # 28 characters of _ID_ALPHABET
 
     def _index_path(self, file_id: str) -> Path:
         if not file_id or any(c not in _ID_ALPHABET for c in file_id):
@@ -118,7 +146,7 @@ class FolderStore(Store):
         if cached is not None:
             return cached
         try:
-            rel = self._index_path(file_id).read_text(encoding="utf-8")
+            rel = _read_index(self._index_path(file_id))
         except OSError as exc:
             raise _translate(exc, f"id {file_id}") from exc
         if not rel:
@@ -189,11 +217,13 @@ class FolderStore(Store):
         """Bind an id to one path, once. The same path may race; the data link decides."""
         index = self._index_path(file_id)
         try:
-            index.parent.mkdir(parents=True, exist_ok=True)
-            tmp = _write_temp(index.parent, rel.encode(), None)
-            _publish_exclusive(tmp, index)
+            try:
+                _write_index(index, rel)
+            except FileNotFoundError:
+                index.parent.mkdir(parents=True, exist_ok=True)
+                _write_index(index, rel)
         except FileExistsError:
-            if index.read_text(encoding="utf-8") != rel:
+            if _read_index(index) != rel:
                 raise AlreadyExists(f"a file already exists with the id {file_id}") from None
         except OSError as exc:
             raise _translate(exc, "create") from exc

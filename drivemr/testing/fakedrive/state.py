@@ -1,0 +1,309 @@
+"""The fake's storage: files, minted ids, the change log, and persistence.
+
+Everything lives in memory behind one lock (Drive's consistency for by-id and by-parent
+reads is what drivemr relies on, and one lock gives exactly that). With a state file the
+whole state is written atomically (temp file + rename) so a restarted fake sees the same
+files, minted ids and change tokens.
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import hashlib
+import json
+import os
+import secrets
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+FOLDER_MIME = "application/vnd.google-apps.folder"
+GOOGLE_APPS_PREFIX = "application/vnd.google-apps."
+SHORTCUT_MIME = "application/vnd.google-apps.shortcut"
+STATE_FORMAT = 1
+
+
+def now_ms() -> int:
+    """Server time in milliseconds since the epoch (Drive's timestamps have ms precision)."""
+    return int(time.time() * 1000)
+
+
+def rfc3339(ms: int) -> str:
+    """``2026-11-28T01:02:03.456Z``: Drive's timestamp format (UTC, milliseconds)."""
+    secs, milli = divmod(ms, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{milli:03d}Z"
+
+
+def new_file_id() -> str:
+    """A Drive-looking id: 33 characters of the urlsafe alphabet, starting with '1'."""
+    return "1" + secrets.token_urlsafe(24)
+
+
+@dataclass(slots=True)
+class FileRecord:
+    """One file or folder, with everything the fake reports about it."""
+
+    id: str
+    name: str
+    mime_type: str
+    parents: list[str]
+    created_ms: int
+    modified_ms: int
+    born: float
+    """Server wall time (s) of creation; the lagging name index is judged on it."""
+    version: int = 1
+    content: bytes | None = None
+    md5: str | None = None
+    sha1: str | None = None
+    sha256: str | None = None
+    head_revision: int = 0
+    trashed: bool = False
+    explicitly_trashed: bool = False
+    trashed_ms: int | None = None
+    app_properties: dict[str, str] = field(default_factory=dict)
+    properties: dict[str, str] = field(default_factory=dict)
+    description: str | None = None
+    starred: bool = False
+    original_filename: str | None = None
+
+    @property
+    def is_folder(self) -> bool:
+        return self.mime_type == FOLDER_MIME
+
+    def set_content(self, data: bytes) -> None:
+        """Replace the bytes and the checksums Drive derives from them."""
+        self.content = bytes(data)
+        self.md5 = hashlib.md5(self.content).hexdigest()
+        self.sha1 = hashlib.sha1(self.content).hexdigest()
+        self.sha256 = hashlib.sha256(self.content).hexdigest()
+        self.head_revision += 1
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "id": self.id,
+            "name": self.name,
+            "mime_type": self.mime_type,
+            "parents": self.parents,
+            "created_ms": self.created_ms,
+            "modified_ms": self.modified_ms,
+            "born": self.born,
+            "version": self.version,
+            "head_revision": self.head_revision,
+            "trashed": self.trashed,
+            "explicitly_trashed": self.explicitly_trashed,
+            "trashed_ms": self.trashed_ms,
+            "app_properties": self.app_properties,
+            "properties": self.properties,
+            "description": self.description,
+            "starred": self.starred,
+            "original_filename": self.original_filename,
+        }
+        if self.content is not None:
+            d["content"] = base64.b64encode(self.content).decode("ascii")
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> FileRecord:
+        content = d.pop("content", None)
+        head = d.pop("head_revision", 0)
+        rec = cls(**d)
+        if content is not None:
+            rec.set_content(base64.b64decode(content))
+        rec.head_revision = head
+        return rec
+
+
+class DriveState:
+    """All files of the one account the fake serves. Callers hold :attr:`lock`."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.root_id = "0A" + secrets.token_urlsafe(9)[:11] + "Uk9PVA"
+        self.files: dict[str, FileRecord] = {}
+        self.children: dict[str, set[str]] = {}
+        self.minted: set[str] = set()
+        self.used: set[str] = set()
+        """Every id a file ever had: a deleted file's id is not reusable either."""
+        self.next_seq = 1
+        self._log_seqs: list[int] = []
+        self._log: list[tuple[int, str, int, bool]] = []
+        self._latest: dict[str, int] = {}
+        self.dirty = False
+        t = now_ms()
+        root = FileRecord(
+            id=self.root_id,
+            name="My Drive",
+            mime_type=FOLDER_MIME,
+            parents=[],
+            created_ms=t,
+            modified_ms=t,
+            born=0.0,
+        )
+        self.files[root.id] = root
+        self.used.add(root.id)
+
+    # -- ids ---------------------------------------------------------------------------
+
+    def mint(self, count: int) -> list[str]:
+        """files.generateIds: ids that a later create may use, once."""
+        ids: list[str] = []
+        while len(ids) < count:
+            fid = new_file_id()
+            if fid in self.used or fid in self.minted:
+                continue
+            self.minted.add(fid)
+            ids.append(fid)
+        self.dirty = True
+        return ids
+
+    def resolve(self, file_id: str) -> str:
+        """Map the ``root`` alias to the root folder's id."""
+        return self.root_id if file_id == "root" else file_id
+
+    # -- tree ----------------------------------------------------------------------------
+
+    def add(self, rec: FileRecord) -> None:
+        self.files[rec.id] = rec
+        self.used.add(rec.id)
+        self.minted.discard(rec.id)
+        for p in rec.parents:
+            self.children.setdefault(p, set()).add(rec.id)
+        self.record_change(rec.id, removed=False)
+
+    def set_parents(self, rec: FileRecord, parents: list[str]) -> None:
+        for p in rec.parents:
+            kids = self.children.get(p)
+            if kids is not None:
+                kids.discard(rec.id)
+        rec.parents = list(parents)
+        for p in parents:
+            self.children.setdefault(p, set()).add(rec.id)
+
+    def descendants(self, file_id: str) -> list[str]:
+        """Ids below ``file_id`` (not including it), parents before children."""
+        out: list[str] = []
+        todo = [file_id]
+        seen = {file_id}
+        while todo:
+            cur = todo.pop()
+            for kid in sorted(self.children.get(cur, ())):
+                if kid not in seen:
+                    seen.add(kid)
+                    out.append(kid)
+                    todo.append(kid)
+        return out
+
+    def remove(self, file_id: str) -> None:
+        rec = self.files.pop(file_id)
+        self.set_parents(rec, [])
+        self.children.pop(file_id, None)
+        self.record_change(file_id, removed=True)
+
+    def touch(self, rec: FileRecord) -> None:
+        """Count one change to ``rec``: version up, change feed entry, state to be saved."""
+        rec.version += 1
+        self.record_change(rec.id, removed=False)
+
+    # -- changes ---------------------------------------------------------------------------
+
+    def record_change(self, file_id: str, removed: bool) -> None:
+        seq = self.next_seq
+        self.next_seq += 1
+        self._log_seqs.append(seq)
+        self._log.append((seq, file_id, now_ms(), removed))
+        self._latest[file_id] = seq
+        self.dirty = True
+        if len(self._log) > 1024 and len(self._log) > 4 * len(self._latest):
+            self._compact()
+
+    def _compact(self) -> None:
+        """Drop superseded entries: Drive reports a file once, in its latest state."""
+        self._log = [e for e in self._log if self._latest.get(e[1]) == e[0]]
+        self._log_seqs = [e[0] for e in self._log]
+
+    def changes_since(self, seq: int, limit: int) -> tuple[list[tuple[int, str, int, bool]], int]:
+        """Latest change per file with sequence >= ``seq``: (entries, next sequence to read)."""
+        i = bisect.bisect_left(self._log_seqs, seq)
+        out: list[tuple[int, str, int, bool]] = []
+        while i < len(self._log):
+            entry = self._log[i]
+            i += 1
+            if self._latest.get(entry[1]) != entry[0]:
+                continue
+            out.append(entry)
+            if len(out) >= limit:
+                break
+        # Skip superseded entries so that "more to come" is exact.
+        while i < len(self._log) and self._latest.get(self._log[i][1]) != self._log[i][0]:
+            i += 1
+        nxt = self._log[i][0] if i < len(self._log) else self.next_seq
+        return out, nxt
+
+    # -- persistence -------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": STATE_FORMAT,
+            "root_id": self.root_id,
+            "files": [rec.to_json() for rec in self.files.values()],
+            "minted": sorted(self.minted),
+            "used": sorted(self.used),
+            "next_seq": self.next_seq,
+            "log": [list(e) for e in self._log if self._latest.get(e[1]) == e[0]],
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> DriveState:
+        if d.get("format") != STATE_FORMAT:
+            raise ValueError(f"unknown fake-drive state format {d.get('format')!r}")
+        st = cls()
+        st.files.clear()
+        st.root_id = d["root_id"]
+        for fd in d["files"]:
+            rec = FileRecord.from_json(dict(fd))
+            st.files[rec.id] = rec
+            for p in rec.parents:
+                st.children.setdefault(p, set()).add(rec.id)
+        st.minted = set(d["minted"])
+        st.used = set(d["used"])
+        st.next_seq = int(d["next_seq"])
+        st._log = [(int(s), str(f), int(t), bool(r)) for s, f, t, r in d["log"]]
+        st._log_seqs = [e[0] for e in st._log]
+        st._latest = {e[1]: e[0] for e in st._log}
+        st.dirty = False
+        return st
+
+    def save(self, path: str) -> None:
+        """Write the state atomically; callers hold the lock."""
+        data = json.dumps(self.to_json(), separators=(",", ":"))
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".fakedrive-", dir=directory)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        self.dirty = False
+
+    @classmethod
+    def load(cls, path: str) -> DriveState:
+        """A fresh state when ``path`` does not exist or is empty, else the saved one."""
+        try:
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+        except FileNotFoundError:
+            return cls()
+        if not text.strip():
+            return cls()
+        return cls.from_json(json.loads(text))
