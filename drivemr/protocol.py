@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from drivemr.errors import AlreadyExists, DrivemrError, NotFound, SecurityError
+from drivemr.limits import load_json_limited
+from drivemr.safepaths import check_output_glob, check_relative_path
 from drivemr.spec import JobSpec, StageSpec
 from drivemr.stores.base import FileInfo, Store
 
@@ -43,6 +45,7 @@ REDUCE = "reduce"
 MAX_JOB_BYTES = 64 * 1024 * 1024
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 MAX_HEARTBEAT_BYTES = 1024 * 1024
+MAX_JOB_ITEMS = 20 * 100_000 * 10  # room for 100 000 tasks of ~10 values each, times 2
 INLINE_OUTPUT_LIMIT = 256 * 1024
 """Outputs up to this many bytes (all together) ride inside the result manifest, so a task
 with small outputs costs exactly two writes: its claim and its result."""
@@ -209,7 +212,8 @@ class Job:
 
 def _stored_file(doc: Any, where: str) -> StoredFile:
     try:
-        return StoredFile(str(doc["name"]), str(doc["id"]), str(doc["sha256"]), int(doc["size"]))
+        name = check_relative_path(str(doc["name"]), what=f"{where} name")
+        return StoredFile(name, str(doc["id"]), str(doc["sha256"]), int(doc["size"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise JobFormatError(f"{where}: malformed file entry ({exc})") from exc
 
@@ -225,7 +229,7 @@ def _stage(doc: Any, where: str) -> Stage:
             raise ValueError("env must map strings to strings")
         return Stage(
             command=command,
-            outputs=tuple(str(o) for o in doc.get("outputs", [])),
+            outputs=tuple(check_output_glob(str(o)) for o in doc.get("outputs", [])),
             timeout=None if timeout is None else float(timeout),
             max_attempts=max(1, int(doc["max_attempts"])),
             env=dict(env),
@@ -285,19 +289,12 @@ def job_from_doc(doc: Mapping[str, Any], folder: str) -> Job:
         raise JobFormatError(f"malformed job.json: {exc}") from exc
 
 
-def parse_json(data: bytes, what: str) -> Any:
+def parse_json(data: bytes, what: str, *, max_bytes: int = MAX_MANIFEST_BYTES, max_items: int = 200_000) -> Any:
+    """Untrusted JSON from the store: size, depth and item count capped; data only."""
     try:
-        from drivemr.limits import load_json_limited
-
-        return load_json_limited(data, max_bytes=max(len(data), 1), what=what)
-    except ImportError:  # pragma: no cover - limits ships with drivemr
-        pass
+        return load_json_limited(data, max_bytes=max_bytes, max_items=max_items, what=what)
     except SecurityError as exc:
         raise JobFormatError(str(exc)) from exc
-    try:
-        return json.loads(data)
-    except ValueError as exc:
-        raise JobFormatError(f"{what}: not valid JSON ({exc})") from exc
 
 
 def read_job(store: Store, job_folder: FileInfo) -> Job:
@@ -309,7 +306,9 @@ def read_job(store: Store, job_folder: FileInfo) -> Job:
     spec = min(specs, key=lambda c: (c.created, c.id))
     if spec.size is not None and spec.size > MAX_JOB_BYTES:
         raise JobFormatError(f"{job_folder.name}: job.json is {spec.size} bytes, over the limit")
-    doc = parse_json(store.read(spec.id, max_bytes=MAX_JOB_BYTES), "job.json")
+    doc = parse_json(
+        store.read(spec.id, max_bytes=MAX_JOB_BYTES), "job.json", max_bytes=MAX_JOB_BYTES, max_items=MAX_JOB_ITEMS
+    )
     if not isinstance(doc, dict):
         raise JobFormatError("job.json is not an object")
     job = job_from_doc(doc, job_folder.id)

@@ -162,6 +162,9 @@ class Worker:
         self.jobs: dict[str, ActiveJob] = {}
         self.done_jobs: set[str] = set()
         self.rejected: dict[str, str] = {}
+        self._rejected_folders: set[str] = set()
+        self._seen: dict[str, str] = {}
+        self._seen_path = config.workdir.absolute() / "seen-jobs.tsv"
         self.running: dict[tuple[str, str], Assignment] = {}
         self.beats: dict[str, Heartbeat] = {}
         self._stopped_cache: dict[tuple[str, float], bool] = {}
@@ -204,6 +207,7 @@ class Worker:
     def run(self) -> int:
         """Serve until stopped (or idle, with exit_when_idle). Returns the exit status."""
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self._load_seen()
         self._start_heartbeat()
         beat = threading.Thread(target=self._heartbeat_loop, name="drivemr-heartbeat", daemon=True)
         beat.start()
@@ -411,13 +415,49 @@ class Worker:
     def _refresh_root(self) -> None:
         entries = self.store.list(self.store.root_id)
         self.beats = heartbeats(entries)
-        for folder in list_jobs(self.store, entries):
+        for folder in list_jobs(self.store, entries):  # oldest first
             job_id = folder.name[len("job-") :]
-            if job_id in self.jobs or job_id in self.done_jobs or job_id in self.rejected:
+            if job_id in self.jobs or job_id in self.done_jobs or folder.id in self._rejected_folders:
+                if job_id in self.jobs and self.jobs[job_id].job.folder != folder.id:
+                    self._reject_replay(job_id, folder)
                 continue
             if self.config.jobs is not None and job_id not in self.config.jobs:
                 continue
+            first = self._seen.get(job_id)
+            if first is not None and first != folder.id:
+                self._reject_replay(job_id, folder)
+                continue
             self._adopt_job(job_id, folder)
+
+    def _reject_replay(self, job_id: str, folder: FileInfo) -> None:
+        """A job id is used once: the same signed job posted again is a replay, never run."""
+        if folder.id in self._rejected_folders:
+            return
+        reason = f"job {job_id} was already posted in another folder: a replayed copy is never run"
+        self._rejected_folders.add(folder.id)
+        log.error("job %s (folder %s) rejected: %s", job_id, folder.id, reason)
+        self._record_rejection(folder, reason)
+
+    def _remember(self, job_id: str, folder_id: str) -> None:
+        """Remember which folder holds each job, across restarts (replays after a job is gone)."""
+        if self._seen.get(job_id) == folder_id:
+            return
+        self._seen[job_id] = folder_id
+        try:
+            with open(self._seen_path, "a", encoding="utf-8") as fh:
+                fh.write(f"{job_id}\t{folder_id}\n")
+        except OSError as exc:
+            log.debug("could not record seen job: %s", exc)
+
+    def _load_seen(self) -> None:
+        try:
+            lines = self._seen_path.read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return
+        for line in lines:
+            job_id, _, folder_id = line.partition("\t")
+            if job_id and folder_id:
+                self._seen.setdefault(job_id, folder_id)
 
     def _adopt_job(self, job_id: str, folder: FileInfo) -> None:
         try:
@@ -428,9 +468,11 @@ class Worker:
             return  # job.json not published yet: the submitter is still uploading
         except (SecurityError, JobFormatError) as exc:
             self.rejected[job_id] = str(exc)
+            self._rejected_folders.add(folder.id)
             log.error("job %s rejected: %s", job_id, exc)
             self._record_rejection(folder, str(exc))
             return
+        self._remember(job_id, folder.id)
         view = load_view(self.store, job)
         if view.finished or view.cancelled:
             self.done_jobs.add(job_id)
