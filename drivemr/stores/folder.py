@@ -2,14 +2,15 @@
 
 Layout on disk: every file or folder the protocol creates is stored as
 ``<parent>/<name>~<id>``, so names may repeat (as on Drive) and a listing yields ids
-without reading anything. An id index, ``.drivemr-ids/<id[:2]>/<id>``, maps each id to its
-relative path so ``get`` by id costs one small read.
+without reading anything. The id index, ``.drivemr-ids/<id[:2]>/<id>``, is a second hard
+link to each file's data (a folder's entry, ``<id>.dir``, holds its relative path).
 
-Create-once needs a single atomic, exclusive filesystem operation; we use a hard link
-of a fully written temporary file (``os.link`` fails with EEXIST if the name is taken),
-which is atomic on local filesystems, NFS and SMB alike. So a reader sees a complete
+Create-once needs a single atomic, exclusive filesystem operation: a hard link of a fully
+written temporary file onto the index name (``os.link`` fails with EEXIST if the name is
+taken). That is atomic on local filesystems, NFS and SMB alike, so a reader sees a complete
 file or no file, and a second create of the same id fails, across processes and PCs.
-Windows falls back to ``os.rename``, which never replaces an existing file there.
+The change feed compares directory modification times; a full re-listing every few minutes
+covers filesystems whose directory times are coarse or cached (NFS attribute caching).
 """
 
 from __future__ import annotations
@@ -84,36 +85,31 @@ def _publish_exclusive(tmp: Path, final: Path) -> None:
             tmp.unlink()
 
 
-_SYMLINKS = os.name != "nt"
-
-
-def _write_index(index: Path, rel: str) -> None:
-    """An index entry is created exclusively with its content in one step: a symlink whose
-    target is the relative path (cheap, no data block). Windows, where symlinks need
-    privileges, uses a fully written file published with a hard link instead."""
-    if _SYMLINKS:
-        os.symlink(rel, index)
-    else:
-        _publish_exclusive(_write_temp(index.parent, rel.encode(), None), index)
-
-
-def _read_index(index: Path) -> str:
-    if _SYMLINKS:
-        try:
-            return os.readlink(index)
-        except OSError as exc:
-            if exc.errno != errno.EINVAL:  # EINVAL: not a symlink (written from Windows)
-                raise
-    return index.read_text(encoding="utf-8")
-
-
 def _parent_id(rel: str) -> str:
     parent_rel = rel.rsplit("/", 1)[0] if "/" in rel else ""
     return parent_rel.rsplit(SEPARATOR, 1)[-1] if parent_rel else ROOT
 
 
+def _link_exclusive(src: Path, dst: Path) -> None:
+    """A second name for ``src``'s inode, failing if ``dst`` exists (atomic)."""
+    try:
+        os.link(src, dst)
+    except FileNotFoundError:
+        if not dst.parent.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.link(src, dst)
+        else:
+            raise
+
+
 class FolderStore(Store):
-    """Create-once files in a directory tree; see the module docstring for the layout."""
+    """Create-once files in a directory tree; see the module docstring for the layout.
+
+    A file's index entry is a hard link to its data, so reading by id costs one open, and
+    creating a file costs one file write plus two links. A folder's index entry holds its
+    relative path. Name and parent of a file by id come from a cache filled by ``list`` and
+    ``create``, or from a search of the tree (rare: the protocol lists before it reads).
+    """
 
     def __init__(self, path: Path, *, create: bool = False) -> None:
         self.path = Path(path).expanduser().absolute()
@@ -122,7 +118,8 @@ class FolderStore(Store):
             self.path.mkdir(parents=True, exist_ok=True)
         if not self.path.is_dir():
             raise NotFound(
-                f"store folder {self.path} does not exist (create it, or run `drivemr init --store {self.path}`)"
+                f"store folder {self.path} does not exist "
+                f"(create it, or run `drivemr init --store {self.path}`)"
             )
         self._paths: dict[str, str] = {ROOT: ""}
         self._lock = threading.Lock()
@@ -135,10 +132,14 @@ class FolderStore(Store):
             raise PermanentStoreError(f"mint_ids: count must be 1..1000, not {count}")
         return [secrets.token_urlsafe(21) for _ in range(count)]  # 28 characters of _ID_ALPHABET
 
-    def _index_path(self, file_id: str) -> Path:
+    def _index_path(self, file_id: str, *, folder: bool = False) -> Path:
         if not file_id or any(c not in _ID_ALPHABET for c in file_id):
             raise PermanentStoreError(f"invalid id {file_id!r}")
-        return self.path / INDEX_DIR / file_id[:2] / file_id
+        return self.path / INDEX_DIR / file_id[:2] / (file_id + (".dir" if folder else ""))
+
+    def _remember(self, file_id: str, rel: str) -> None:
+        with self._lock:
+            self._paths[file_id] = rel
 
     def _rel(self, file_id: str) -> str:
         """Relative path of an id; ids never move, so the answer is cached."""
@@ -146,14 +147,33 @@ class FolderStore(Store):
         if cached is not None:
             return cached
         try:
-            rel = _read_index(self._index_path(file_id))
+            rel = self._index_path(file_id, folder=True).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            rel = self._find(file_id)
         except OSError as exc:
             raise _translate(exc, f"id {file_id}") from exc
-        if not rel:
-            raise NotFound(f"id {file_id}: not found")
-        with self._lock:
-            self._paths[file_id] = rel
+        self._remember(file_id, rel)
         return rel
+
+    def _find(self, file_id: str) -> str:
+        """Search the tree for a file's entry (and cache every entry seen on the way)."""
+        suffix = SEPARATOR + file_id
+        if not self._index_path(file_id).exists():
+            raise NotFound(f"id {file_id}: not found")
+        found = None
+        for directory, dirs, files in os.walk(self.path):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            rel_dir = Path(directory).relative_to(self.path).as_posix()
+            rel_dir = "" if rel_dir == "." else rel_dir
+            for name in files:
+                if SEPARATOR in name and not name.startswith("."):
+                    rel = f"{rel_dir}/{name}".lstrip("/")
+                    self._paths.setdefault(name.rsplit(SEPARATOR, 1)[1], rel)
+                    if name.endswith(suffix):
+                        found = rel
+        if found is None:
+            raise NotFound(f"id {file_id}: not found")
+        return found
 
     def _abs(self, rel: str) -> Path:
         return self.path / rel if rel else self.path
@@ -197,38 +217,40 @@ class FolderStore(Store):
         parent_rel = self._rel(parent)
         parent_dir = self._abs(parent_rel)
         rel = f"{parent_rel}/{name}{SEPARATOR}{file_id}".lstrip("/")
-        self._reserve(file_id, rel)
         final = self._abs(rel)
+        index = self._index_path(file_id)
+        taken = AlreadyExists(f"a file already exists with the id {file_id}")
         try:
             if folder:
+                if index.exists():
+                    raise taken
+                dir_index = self._index_path(file_id, folder=True)
+                dir_index.parent.mkdir(parents=True, exist_ok=True)
+                _publish_exclusive(_write_temp(dir_index.parent, rel.encode(), None), dir_index)
                 final.mkdir()
             else:
                 tmp = _write_temp(parent_dir, data, source)
-                _publish_exclusive(tmp, final)
+                try:
+                    _link_exclusive(tmp, index)  # the commit point: this id is ours
+                    if self._index_path(file_id, folder=True).exists():
+                        index.unlink()
+                        raise taken
+                    os.link(tmp, final)
+                finally:
+                    tmp.unlink()
         except FileExistsError:
-            raise AlreadyExists(f"a file already exists with the id {file_id}") from None
+            raise taken from None
         except OSError as exc:
             if not parent_dir.is_dir():
                 raise NotFound(f"create {name}: parent {parent} not found") from exc
+            if isinstance(exc, PermissionError) or exc.errno in (errno.EPERM, errno.EOPNOTSUPP):
+                raise PermanentStoreError(
+                    f"create {name}: the folder store needs hard links, which {self.path} "
+                    f"does not allow ({exc})"
+                ) from exc
             raise _translate(exc, f"create {name}") from exc
+        self._remember(file_id, rel)
         return self._info(file_id, rel, parent)
-
-    def _reserve(self, file_id: str, rel: str) -> None:
-        """Bind an id to one path, once. The same path may race; the data link decides."""
-        index = self._index_path(file_id)
-        try:
-            try:
-                _write_index(index, rel)
-            except FileNotFoundError:
-                index.parent.mkdir(parents=True, exist_ok=True)
-                _write_index(index, rel)
-        except FileExistsError:
-            if _read_index(index) != rel:
-                raise AlreadyExists(f"a file already exists with the id {file_id}") from None
-        except OSError as exc:
-            raise _translate(exc, "create") from exc
-        with self._lock:
-            self._paths[file_id] = rel
 
     def list(self, parent: str) -> list[FileInfo]:
         parent_rel = self._rel(parent)
@@ -258,9 +280,10 @@ class FolderStore(Store):
                     )
         except OSError as exc:
             raise _translate(exc, f"list {parent}") from exc
+        prefix = f"{parent_rel}/" if parent_rel else ""
         with self._lock:
             for info in found:
-                self._paths.setdefault(info.id, f"{parent_rel}/{info.name}{SEPARATOR}{info.id}".lstrip("/"))
+                self._paths.setdefault(info.id, f"{prefix}{info.name}{SEPARATOR}{info.id}")
         return found
 
     def get(self, file_id: str) -> FileInfo:
@@ -268,9 +291,8 @@ class FolderStore(Store):
         return self._info(file_id, rel, _parent_id(rel), md5=True)
 
     def read(self, file_id: str, *, max_bytes: int | None = None) -> bytes:
-        full = self._abs(self._rel(file_id))
         try:
-            with open(full, "rb") as fh:
+            with open(self._index_path(file_id), "rb") as fh:
                 if max_bytes is None:
                     return fh.read()
                 data = fh.read(max_bytes + 1)
@@ -281,28 +303,33 @@ class FolderStore(Store):
         return data
 
     def download(self, file_id: str, dest: Path) -> None:
-        full = self._abs(self._rel(file_id))
         dest = Path(dest)
         tmp = dest.with_name(f".{dest.name}.part-{secrets.token_hex(4)}")
         try:
-            shutil.copyfile(full, tmp)
+            shutil.copyfile(self._index_path(file_id), tmp)
             os.replace(tmp, dest)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise _translate(exc, f"download {file_id}") from exc
 
     def update(self, file_id: str, data: bytes) -> FileInfo:
+        index = self._index_path(file_id)
+        if not index.is_file():
+            raise NotFound(f"update {file_id}: not found")
         rel = self._rel(file_id)
         full = self._abs(rel)
-        if not full.is_file():
-            raise NotFound(f"update {file_id}: not found")
         try:
             tmp = _write_temp(full.parent, data, None)
+            index_tmp = index.with_name(f"{_TMP_PREFIX}{next(_tmp_counter)}")
             try:
-                os.replace(tmp, full)
+                os.link(tmp, index_tmp)
+                os.replace(tmp, full)  # readers by name: old or new content, never half
+                os.replace(index_tmp, index)  # readers by id: likewise
             except PermissionError as exc:  # Windows: a reader holds the file open
-                tmp.unlink(missing_ok=True)
                 raise TransientStoreError(f"update {file_id}: {exc}") from exc
+            finally:
+                tmp.unlink(missing_ok=True)
+                index_tmp.unlink(missing_ok=True)
         except OSError as exc:
             raise _translate(exc, f"update {file_id}") from exc
         return self._info(file_id, rel, _parent_id(rel))
@@ -314,9 +341,14 @@ class FolderStore(Store):
             return
         try:
             if full.is_dir():
+                for _dirpath, _dirs, files in os.walk(full):
+                    for name in files:
+                        if SEPARATOR in name:
+                            self._index_path(name.rsplit(SEPARATOR, 1)[1]).unlink(missing_ok=True)
                 shutil.rmtree(full)
             else:
                 full.unlink()
+                self._index_path(file_id).unlink(missing_ok=True)
         except FileNotFoundError:
             return
         except OSError as exc:
