@@ -4,8 +4,8 @@ Same public surface as the article (``n_threads``, ``procs``, ``task_descriptors
 from the end, the ``update_task_descriptors()`` hook, ``update_tasks_status()``, ``run()``),
 so its subclasses and test code run unchanged. Two things differ on purpose:
 
-* a freed slot is refilled at once: every started process has a watcher thread that wakes
-  ``run()`` when the process exits, instead of 0.2 s / 0.5 s sleeps around every poll;
+* a freed slot is refilled at once: one watcher thread per slot waits for the processes to
+  exit and wakes ``run()``, instead of 0.2 s / 0.5 s sleeps around every poll;
 * ``run()`` returns only when the list is empty *and* every process it started has exited.
 
 Only ``subprocess`` and ``threading`` are used, so it behaves the same on Windows.
@@ -13,6 +13,7 @@ Only ``subprocess`` and ``threading`` are used, so it behaves the same on Window
 
 from __future__ import annotations
 
+import queue
 import subprocess
 import threading
 from collections.abc import Mapping
@@ -32,8 +33,9 @@ class TaskManager:
         self.n_threads = n_threads
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * n_threads
         self.task_descriptors: list[list[str]] = []
+        self._started: queue.SimpleQueue[subprocess.Popen[bytes] | None] = queue.SimpleQueue()
         self._exited = threading.Condition()
-        self._n_exits = 0  # bumped by watcher threads; run() waits for it to move
+        self._n_exits = 0  # bumped by the watcher threads; run() waits for it to move
 
     def update_task_descriptors(self) -> None:
         """Hook for subclasses: fill or refresh ``task_descriptors``; called when a slot is free."""
@@ -50,28 +52,37 @@ class TaskManager:
 
     def run(self) -> None:
         """Start tasks as slots free up; return once the list is empty and all have exited."""
-        while True:
-            with self._exited:
-                seen = self._n_exits  # read before polling, so no exit can slip by unnoticed
-            slot = self.update_tasks_status()
-            if slot is not None:
-                self.update_task_descriptors()
-                if self.task_descriptors:
-                    self._start(slot, self.task_descriptors.pop())
-                    continue
-                if all(proc is None for proc in self.procs):
-                    return
-            with self._exited:
-                while self._n_exits == seen:
-                    self._exited.wait()
+        watchers = [threading.Thread(target=self._watch, daemon=True) for _ in self.procs]
+        for watcher in watchers:
+            watcher.start()
+        for proc in self.procs:  # put there by a caller: watch them too
+            if proc is not None:
+                self._started.put(proc)
+        try:
+            while True:
+                with self._exited:
+                    seen = self._n_exits  # read before polling: no exit slips by unnoticed
+                slot = self.update_tasks_status()
+                if slot is not None:
+                    self.update_task_descriptors()
+                    if self.task_descriptors:
+                        proc = subprocess.Popen(self.task_descriptors.pop())
+                        self.procs[slot] = proc
+                        self._started.put(proc)
+                        continue
+                    if all(proc is None for proc in self.procs):
+                        return
+                with self._exited:
+                    while self._n_exits == seen:
+                        self._exited.wait()
+        finally:
+            for _ in watchers:
+                self._started.put(None)
 
-    def _start(self, slot: int, argv: list[str]) -> None:
-        proc = subprocess.Popen(argv)
-        self.procs[slot] = proc
-        threading.Thread(target=self._watch, args=(proc,), daemon=True).start()
-
-    def _watch(self, proc: subprocess.Popen[bytes]) -> None:
-        proc.wait()
-        with self._exited:
-            self._n_exits += 1
-            self._exited.notify_all()
+    def _watch(self) -> None:
+        """One thread per slot, reused: a thread per process would cost more than `true`."""
+        while (proc := self._started.get()) is not None:
+            proc.wait()
+            with self._exited:
+                self._n_exits += 1
+                self._exited.notify_all()

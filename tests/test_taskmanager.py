@@ -75,7 +75,8 @@ def test_sleep(tmp_path: Path) -> None:
     tmon = SleepTaskManager(module)
     tmon.run()
     print("Test sleep completed.")
-    # Unlike the article's class, run() returned only after the last task finished.
+    # run() returned after the last task finished (the article's class also gets there
+    # with 0.2 s tasks, only because it sleeps 0.5 s after starting each one).
     assert sorted(p.name for p in tmp_path.glob("done-*")) == sorted(f"done-{i}" for i in range(10))
     assert tmon.task_descriptors == []
     assert all(proc is None or proc.returncode is not None for proc in tmon.procs)
@@ -121,7 +122,11 @@ def test_a_freed_slot_is_refilled_while_another_is_busy(tmp_path: Path) -> None:
 
 
 def test_run_waits_for_running_tasks_and_asks_the_hook_again(tmp_path: Path) -> None:
-    """With the list empty but a task running, run() waits, then asks for more work."""
+    """With the list empty but a task running, run() waits, then asks for more work.
+
+    The first task outlives the article's 0.5 s + 0.2 s of sleeps, after which its run()
+    returned with the task still running and the second one never started.
+    """
     first, second = tmp_path / "first", tmp_path / "second"
 
     class Waves(TaskManager):
@@ -130,7 +135,7 @@ def test_run_waits_for_running_tasks_and_asks_the_hook_again(tmp_path: Path) -> 
         def update_task_descriptors(self) -> None:
             if self.waves == 0:
                 self.waves = 1
-                script = f"import time; time.sleep(0.2); open({str(first)!r}, 'w')"
+                script = f"import time; time.sleep(1); open({str(first)!r}, 'w')"
                 self.task_descriptors.append([sys.executable, "-c", script])
             elif self.waves == 1 and first.exists():
                 self.waves = 2
@@ -166,3 +171,16 @@ def test_no_sleeps_whatever_the_timeouts(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(time, "sleep", no_sleep)
     tmon.run()
     assert sorted(log.read_text().split()) == [str(i) for i in range(6)]
+
+
+def test_run_also_waits_for_processes_a_caller_put_in_procs(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    script = f"import time; time.sleep(0.3); open({str(marker)!r}, 'w')"
+    tmon = TaskManager(2)
+    tmon.procs[0] = subprocess.Popen([sys.executable, "-c", script])
+    tmon.task_descriptors = [touch(tmp_path / "log")]
+    tmon.run()
+    assert marker.exists() and (tmp_path / "log").exists()
+    assert tmon.procs == [None, None] or all(
+        p is None or p.returncode is not None for p in tmon.procs
+    )

@@ -95,11 +95,10 @@ def _link_exclusive(src: Path, dst: Path) -> None:
     try:
         os.link(src, dst)
     except FileNotFoundError:
-        if not dst.parent.exists():
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            os.link(src, dst)
-        else:
+        if not src.exists():
             raise
+        dst.parent.mkdir(parents=True, exist_ok=True)  # first id in this shard (maybe racing)
+        os.link(src, dst)
 
 
 class FolderStore(Store):
