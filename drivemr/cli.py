@@ -33,8 +33,31 @@ EXIT_CANCELLED = 3
 EXIT_AUTH = 4
 
 
+LAZY_COMMANDS = {
+    "auth": ("drivemr.auth_cli", "auth"),
+    "keys": ("drivemr.keys_cli", "keys"),
+    "fake-drive": ("drivemr.testing.fakedrive.cli", "fake_drive"),
+}
+"""Commands imported only when used: Google's client libraries take a second to import."""
+
+
 class DrivemrGroup(click.Group):
     """Turns drivemr errors into one clear line and a documented exit code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_COMMANDS and cmd_name not in self.commands:
+            import importlib
+
+            module, attr = LAZY_COMMANDS[cmd_name]
+            try:
+                command = getattr(importlib.import_module(module), attr)
+            except ImportError:
+                return None
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -144,29 +167,10 @@ def submit(jobfile: Path, store_url: str | None, wait: bool, unsigned: bool) -> 
 
 
 def _wait(store: Store, job_id: str, poll: float = 0.5) -> int:
-    from drivemr.status import status_of
+    """Follow the job live (a progress bar on a terminal, plain lines otherwise)."""
+    from drivemr.progress import follow
 
-    last = ""
-    while True:
-        st = status_of(store, job_id)
-        c = st.counts
-        line = f"{st.job}: {c['done']} done, {c['running']} running, {c['failed']} failed, {c['pending']} pending"
-        if st.reduce:
-            line += f"; reduce {st.reduce.state}"
-        if line != last:
-            click.echo(line, err=True)
-            last = line
-        if st.state in ("done", "failed", "cancelled"):
-            if st.state == "done":
-                return 0
-            if st.state == "cancelled":
-                click.echo(f"job {job_id} was cancelled", err=True)
-                return EXIT_CANCELLED
-            failed = st.failed_tasks or ([REDUCE] if st.reduce and st.reduce.state == "failed" else [])
-            click.echo(f"job {job_id} failed: {len(failed)} task(s) failed: {', '.join(failed[:20])}", err=True)
-            click.echo(f"see: drivemr status {job_id}", err=True)
-            return EXIT_FAILED
-        time.sleep(poll)
+    return follow(store, job_id, poll=poll, out=sys.stderr)
 
 
 # ---------------------------------------------------------------------------- worker
@@ -270,11 +274,18 @@ def _install_signal_handlers(stop: Callable[[], None]) -> None:
 @click.argument("job_id", required=False)
 @store_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def status(job_id: str | None, store_url: str | None, as_json: bool) -> None:
+@click.option("--watch", is_flag=True, help="Follow JOB live until it ends (exit 0 done, 1 failed, 3 cancelled).")
+def status(job_id: str | None, store_url: str | None, as_json: bool, watch: bool) -> None:
     """Show every job with counts, or one job's tasks and reduce."""
     from drivemr.status import all_statuses, status_of
 
+    if watch and (not job_id or as_json):
+        raise click.UsageError("--watch follows one JOB and cannot be combined with --json")
     store = _open(store_url)
+    if watch:
+        from drivemr.progress import follow
+
+        sys.exit(follow(store, str(job_id), out=sys.stdout))
     if job_id:
         st = status_of(store, job_id)
         if as_json:
@@ -434,12 +445,7 @@ def _register_optional() -> None:
     """Commands living in their own modules."""
     import importlib
 
-    for module, attr in [
-        ("drivemr.testing.fakedrive.cli", "fake_drive"),
-        ("drivemr.keys_cli", "keys"),
-        ("drivemr.auth_cli", "auth"),
-        ("drivemr.ops_cli", "register"),
-    ]:
+    for module, attr in [("drivemr.ops_cli", "register")]:
         try:
             mod = importlib.import_module(module)
         except ImportError:

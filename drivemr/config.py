@@ -40,10 +40,27 @@ SETTINGS: dict[str, Setting] = {
         Setting("store", "", str, "store URL: a folder path, file:///path or drive://FOLDER_ID"),
         Setting("slots", 0, int, "task slots per worker (0: one per CPU)"),
         Setting("workdir", "", str, "where workers run tasks (default: the user cache dir)"),
-        Setting("lease", 300.0, float, "seconds without a heartbeat before a worker's claims are reclaimed"),
-        Setting("poll_interval", 0.0, float, "seconds between change polls when idle (0: 0.5 on folders, 5 on Drive)"),
-        Setting("reconcile_interval", 120.0, float, "seconds between full re-listings of the store"),
-        Setting("retry_backoff", 1.0, float, "base delay before retrying a failed attempt (doubles each time)"),
+        Setting(
+            "lease",
+            300.0,
+            float,
+            "seconds without a heartbeat before a worker's claims are reclaimed",
+        ),
+        Setting(
+            "poll_interval",
+            0.0,
+            float,
+            "seconds between change polls when idle (0: 0.5 on folders, 5 on Drive)",
+        ),
+        Setting(
+            "reconcile_interval", 120.0, float, "seconds between full re-listings of the store"
+        ),
+        Setting(
+            "retry_backoff",
+            1.0,
+            float,
+            "base delay before retrying a failed attempt (doubles each time)",
+        ),
         Setting("write_rate", 3.0, float, "Drive writes per second per account (0: unlimited)"),
         Setting("log_level", "info", str, "debug, info, warning or error"),
     ]
@@ -69,7 +86,9 @@ def load_file(path: Path | None = None) -> dict[str, Any]:
         raise ConfigError(f"{path}: {exc}") from exc
     unknown = sorted(set(data) - set(SETTINGS))
     if unknown:
-        raise ConfigError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(SETTINGS)}")
+        raise ConfigError(
+            f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(SETTINGS)}"
+        )
     return data
 
 
@@ -77,10 +96,14 @@ def _convert(setting: Setting, value: Any, source: str) -> Any:
     try:
         return setting.kind(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{source}: {setting.name} must be {setting.kind.__name__}, not {value!r}") from None
+        raise ConfigError(
+            f"{source}: {setting.name} must be {setting.kind.__name__}, not {value!r}"
+        ) from None
 
 
-def resolve(name: str, flag: Any = None, *, file_data: dict[str, Any] | None = None) -> tuple[Any, str]:
+def resolve(
+    name: str, flag: Any = None, *, file_data: dict[str, Any] | None = None
+) -> tuple[Any, str]:
     """The effective value of a setting and where it came from."""
     setting = SETTINGS[name]
     if flag is not None:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import psutil
 
@@ -77,6 +78,17 @@ def kill_tree(proc: subprocess.Popen[bytes]) -> None:
     psutil.wait_procs(family, timeout=2)
 
 
+_DEVNULL: int | None = None
+
+
+def _devnull() -> int:
+    """One /dev/null descriptor for every attempt's stdin (Popen opens one per call)."""
+    global _DEVNULL
+    if _DEVNULL is None:
+        _DEVNULL = os.open(os.devnull, os.O_RDONLY)
+    return _DEVNULL
+
+
 class Attempt:
     """A running subprocess that another thread may kill (cancel, lost claim, shutdown)."""
 
@@ -102,9 +114,10 @@ class Attempt:
         cwd: Path,
         env: Mapping[str, str],
         timeout: float | None,
-        stdout: Path,
-        stderr: Path,
+        stdout: BinaryIO,
+        stderr: BinaryIO,
     ) -> AttemptOutcome:
+        """Run ``argv``; its output goes to the given (already open) files."""
         started = time.time()
         kwargs: dict[str, object] = {}
         if os.name == "nt":
@@ -112,20 +125,22 @@ class Attempt:
         else:
             kwargs["start_new_session"] = True
         try:
-            with open(stdout, "wb") as out, open(stderr, "wb") as err, self._lock:
+            with self._lock:
                 if self._killed.is_set():
                     return AttemptOutcome(None, started, time.time(), killed=True)
-                self._proc = subprocess.Popen(  # noqa: S603 - argv list, never a shell
+                self._proc = subprocess.Popen(
                     resolve_argv(argv),
                     cwd=cwd,
                     env=dict(env),
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=err,
+                    stdin=_devnull(),
+                    stdout=stdout,
+                    stderr=stderr,
                     **kwargs,  # type: ignore[call-overload]
                 )
         except OSError as exc:
-            return AttemptOutcome(None, started, time.time(), error=f"could not start {argv[0]!r}: {exc}")
+            return AttemptOutcome(
+                None, started, time.time(), error=f"could not start {argv[0]!r}: {exc}"
+            )
         proc = self._proc
         timed_out = False
         try:
@@ -150,13 +165,28 @@ class Attempt:
             pass
 
 
-def tail(path: Path, limit: int = TAIL_BYTES) -> str:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - limit))
-            data = fh.read()
-    except OSError:
-        return ""
-    return data.decode("utf-8", errors="replace")
+class OutputFile:
+    """A slot's reusable capture file: truncated per attempt, read only if written to."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file: BinaryIO = open(path, "w+b")  # noqa: SIM115 - lives as long as the slot
+        self._maybe_written = False
+
+    def reset(self) -> BinaryIO:
+        if self._maybe_written:
+            self.file.seek(0)
+            self.file.truncate()
+        self._maybe_written = True  # the next attempt may write to it
+        return self.file
+
+    def tail(self, limit: int = TAIL_BYTES) -> str:
+        size = os.fstat(self.file.fileno()).st_size
+        if not size:
+            self._maybe_written = False  # still empty: no need to truncate next time
+            return ""
+        self.file.seek(max(0, size - limit))
+        return self.file.read().decode("utf-8", errors="replace")
+
+    def close(self) -> None:
+        self.file.close()

@@ -10,6 +10,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from drivemr.errors import DrivemrError
 from drivemr.protocol import (
     REDUCE,
     Job,
@@ -23,7 +24,6 @@ from drivemr.protocol import (
     load_view,
     read_job,
 )
-from drivemr.errors import DrivemrError
 from drivemr.stores.base import FileInfo, Store
 
 STATES = ("pending", "running", "done", "failed")
@@ -75,15 +75,29 @@ def _task_state(job: Job, view: JobView, task_id: str, alive: Any) -> TaskState:
     top = claims[max(claims)] if claims else None
     result = view.results.get(task_id)
     if result is not None:
-        worker = claims[result.gen].worker if result.gen in claims else (top.worker if top else None)
-        return TaskState(task_id, result.state, max(len(claims), result.gen + 1), worker, result.exit_code, result.duration)
+        worker = (
+            claims[result.gen].worker if result.gen in claims else (top.worker if top else None)
+        )
+        return TaskState(
+            task_id,
+            result.state,
+            max(len(claims), result.gen + 1),
+            worker,
+            result.exit_code,
+            result.duration,
+        )
     if top is not None and alive(top):
         return TaskState(task_id, "running", len(claims), top.worker, None, None)
     return TaskState(task_id, "pending", len(claims), top.worker if top else None, None, None)
 
 
 def job_status(
-    store: Store, folder: FileInfo, job: Job, *, root: list[FileInfo] | None = None, lease: float = 300.0
+    store: Store,
+    folder: FileInfo,
+    job: Job,
+    *,
+    root: list[FileInfo] | None = None,
+    lease: float = 300.0,
 ) -> JobStatus:
     root_entries = store.list(store.root_id) if root is None else root
     beats = heartbeats(root_entries)
@@ -102,7 +116,12 @@ def job_status(
         state = "cancelled"
     elif job_complete(job, view):
         state = "done" if job_succeeded(job, view) else "failed"
-    elif counts["running"] or counts["done"] or counts["failed"] or (reduce_state and reduce_state.state == "running"):
+    elif (
+        counts["running"]
+        or counts["done"]
+        or counts["failed"]
+        or (reduce_state and reduce_state.state == "running")
+    ):
         state = "running"
     else:
         state = "pending"

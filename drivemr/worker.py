@@ -66,7 +66,7 @@ from drivemr.protocol import (
     result_name,
 )
 from drivemr.results import download_outputs
-from drivemr.runner import Attempt, AttemptOutcome, tail
+from drivemr.runner import Attempt, AttemptOutcome, OutputFile
 from drivemr.spec import expand
 from drivemr.stores.base import FileInfo, Store
 
@@ -138,8 +138,15 @@ class ActiveJob:
     given_up: set[str] = field(default_factory=set)
     """Tasks whose result id is taken but whose result cannot be seen (a damaged store)."""
     listed_at: float = 0.0
+    frontier: int | None = None
+    """Index of the last map task this worker claimed first: the end of its run of tasks."""
+    replanned: bool = True
+    """``pending`` was just planned from a listing: its first task may be claimed at once."""
     files_ready: threading.Lock = field(default_factory=threading.Lock)
     files_dir: Path | None = None
+    urgent: set[str] = field(default_factory=set)
+    """Tasks claimed by a worker known to be dead (or by our own past life): reclaimed
+    before any never-claimed task, so a dead PC's work waits no longer than the lease."""
 
 
 class Worker:
@@ -176,6 +183,8 @@ class Worker:
         self._anchor: tuple[float, float] = (0.0, 0.0)  # (server time, monotonic) of our last heartbeat
         self._last_beat_ok = 0.0
         self._lease_at_risk = False
+        self._dead_workers: set[str] = set()  # other workers whose heartbeat is older than the lease
+        self._beats_done = threading.Event()  # the heartbeat thread's stop (after draining)
         self._cursor: str | None = None
         self._next_reconcile = 0.0
         self._next_poll = 0.0
@@ -234,6 +243,9 @@ class Worker:
             self._stopping.set()
             for _ in range(self.config.slots):
                 self._queue.put(None)
+            # Heartbeats went on while we drained (a long drain must not look like a death).
+            self._beats_done.set()
+            beat.join(timeout=self.config.heartbeat_every)
             self._write_heartbeat(state="stopped")
         if isinstance(self.fatal, AuthError):
             return 4
@@ -248,6 +260,11 @@ class Worker:
             for active in self.jobs.values():
                 for _gen, ready in active.retries.values():
                     wait = min(wait, max(0.0, ready - now))
+        # Wake up the moment another worker's heartbeat would pass the lease.
+        server_now = self.server_now()
+        for worker, beat in list(self.beats.items()):
+            if worker != self.id and worker not in self._dead_workers:
+                wait = min(wait, max(0.0, beat.file.modified + self.config.lease - server_now + 0.005))
         return wait
 
     def _drain(self) -> None:
@@ -334,7 +351,7 @@ class Worker:
 
     def _heartbeat_loop(self) -> None:
         every = self.config.heartbeat_every
-        while not self._stopping.wait(every):
+        while not self._beats_done.wait(every) and self.fatal is None:
             if self.clock.monotonic() - self._last_beat_ok > self.config.lease * 0.9:
                 self._lease_at_risk = True
             self._write_heartbeat()
@@ -366,6 +383,7 @@ class Worker:
             for job_id in list(self._markers):
                 self._markers.discard(job_id)
                 self._check_markers(job_id)
+            self._notice_dead_workers()
             with self._lock:
                 for job_id in list(self._stale):
                     active = self.jobs.get(job_id)
@@ -385,6 +403,36 @@ class Worker:
             log.warning("store call failed during maintenance (will retry): %s", exc)
             self._root_dirty = True
             self._next_poll = self.clock.monotonic() + self.config.poll_interval
+
+    def _notice_dead_workers(self) -> None:
+        """Other workers whose heartbeat is older than the lease, on the store's clock.
+
+        A newly dead worker's claims are relisted and reclaimed before any never-claimed
+        task (see ``ActiveJob.urgent``). Its heartbeat is fetched by id first (a consistent
+        read), so a listing that lags never condemns a live worker."""
+        lease = self.config.lease
+        now = self.server_now()
+        dead: set[str] = set()
+        for worker, beat in list(self.beats.items()):
+            if worker == self.id or now - beat.file.modified <= lease:
+                continue
+            if worker not in self._dead_workers:
+                try:
+                    fresh = self.store.get(beat.file.id)
+                except NotFound:
+                    fresh = beat.file
+                if now - fresh.modified <= lease:
+                    self.beats[worker] = Heartbeat(worker, fresh)
+                    continue
+                silent = now - fresh.modified
+                log.log(
+                    logging.INFO if silent < 3 * lease else logging.DEBUG,
+                    "worker %s silent for %.1f s (lease %g s): its claims are dead",
+                    worker, silent, lease,
+                )  # fmt: skip
+                self._reload.update(self.jobs)
+            dead.add(worker)
+        self._dead_workers = dead
 
     def _note_changes(self, folders: frozenset[str] | None) -> None:
         if folders is None:
@@ -530,10 +578,11 @@ class Worker:
                 elsewhere.add(task.id)
             else:
                 pending.append(task.id)
-        # Start at a worker-specific offset so workers rarely race for the same task.
+        # Workers claim runs of consecutive tasks, so they only meet where runs end.
         if pending:
-            offset = int(hashlib.sha256(self.id.encode()).hexdigest(), 16) % len(pending)
+            offset = self._run_start(active, pending)
             pending = pending[offset:] + pending[:offset]
+        active.replanned = True
         active.pending = collections.deque(pending)
         active.elsewhere = elsewhere
         if (
@@ -548,6 +597,44 @@ class Worker:
                     active.elsewhere.add(REDUCE)
                 else:
                     active.pending.appendleft(REDUCE)
+        active.urgent = set()
+        for tid in active.elsewhere:
+            top = view.top_claim(tid)
+            if top is not None and (top.worker == self.id or top.worker in self._dead_workers):
+                active.urgent.add(tid)
+
+    def _run_start(self, active: ActiveJob, pending: list[str]) -> int:
+        """Where in ``pending`` (never-claimed map tasks, in task order) to start claiming.
+
+        Nothing claimed yet: at an offset of our own. Later: right after our last claim
+        while that task is free, else in the middle of the longest run of free tasks (whose
+        lower end another worker is probably working up: we take the upper half). Between
+        listings a worker only goes on to the task right after its last claim, so two
+        workers collide (a 409, which costs a write) about once per such jump, not per task."""
+        seed = int(hashlib.sha256(self.id.encode()).hexdigest(), 16)
+        n = len(active.job.tasks)
+        positions = [active.job.task(tid).index for tid in pending]
+        if len(positions) == n:
+            return seed % n
+        if active.frontier is not None:
+            after = (active.frontier + 1) % n
+            for k, index in enumerate(positions):
+                if index == after:
+                    return k
+        runs: list[tuple[int, int]] = []  # (position in pending, length)
+        for k, index in enumerate(positions):
+            if runs and positions[k - 1] == index - 1:
+                runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+            else:
+                runs.append((k, 1))
+        if len(runs) > 1 and positions[0] == 0 and positions[-1] == n - 1:  # across the end
+            first = runs.pop(0)
+            runs[-1] = (runs[-1][0], runs[-1][1] + first[1])
+        start, length = max(runs, key=lambda r: r[1])
+        offset = length // 2
+        if length >= 6:  # two workers jumping at once should not pick the same task
+            offset += seed % (length // 3 + 1) - length // 6
+        return (start + offset) % len(pending)
 
     def _cancel(self, active: ActiveJob) -> None:
         log.info("job %s cancelled: stopping its attempts", active.job.id)
@@ -565,6 +652,8 @@ class Worker:
                 return
             self.jobs.pop(active.job.id, None)
             self.done_jobs.add(active.job.id)
+        if active.view.finished:
+            return  # another worker marked it (a second create would cost a write for a 409)
         try:
             if mark(self.store, active.job, "finished"):
                 log.info("job %s finished", active.job.id)
@@ -652,24 +741,47 @@ class Worker:
         for active in actives:
             if active.view.cancelled:
                 continue
+            for tid in sorted(active.urgent):  # a dead worker's claims go first
+                active.urgent.discard(tid)
+                picked = self._take_over(active, tid) if tid in active.elsewhere else None
+                if picked is not None:
+                    return picked
             while active.pending:
                 tid = active.pending.popleft()
                 if tid not in active.view.results and (active.job.id, tid) not in self.running:
-                    return active, active.job.task(tid), 0
+                    task = active.job.task(tid)
+                    if not (
+                        active.replanned
+                        or active.frontier is None
+                        or tid == REDUCE
+                        or task.index == (active.frontier + 1) % len(active.job.tasks)
+                    ):
+                        # The end of our run: a listing (reads only) says where to go on.
+                        active.pending.clear()
+                        self._reload.add(active.job.id)
+                        break
+                    return active, task, 0
             for tid in list(active.elsewhere):
-                if tid in active.view.results or (active.job.id, tid) in self.running:
-                    active.elsewhere.discard(tid)
-                    continue
-                top = active.view.top_claim(tid)
-                if top is None or not self._dead(active, top):
-                    continue
-                active.elsewhere.discard(tid)
-                task = active.job.task(tid)
-                if top.gen + 1 < len(task.claim_ids):
-                    log.info("%s/%s: worker %s is gone; reclaiming (attempt %d)", active.job.id, tid, top.worker, top.gen + 2)
-                    self.stats["reclaims"] += 1
-                    return active, task, top.gen + 1
-                self._commit_lost(active, task, top)
+                picked = self._take_over(active, tid)
+                if picked is not None:
+                    return picked
+        return None
+
+    def _take_over(self, active: ActiveJob, tid: str) -> tuple[ActiveJob, Task, int] | None:
+        """The next attempt of a task claimed elsewhere, if that claim is dead."""
+        if tid in active.view.results or (active.job.id, tid) in self.running:
+            active.elsewhere.discard(tid)
+            return None
+        top = active.view.top_claim(tid)
+        if top is None or not self._dead(active, top):
+            return None
+        active.elsewhere.discard(tid)
+        task = active.job.task(tid)
+        if top.gen + 1 < len(task.claim_ids):
+            log.info("%s/%s: worker %s is gone; reclaiming (attempt %d)", active.job.id, tid, top.worker, top.gen + 2)
+            self.stats["reclaims"] += 1
+            return active, task, top.gen + 1
+        self._commit_lost(active, task, top)
         return None
 
     def _claim_and_start(self, active: ActiveJob, task: Task, gen: int) -> None:
@@ -698,13 +810,15 @@ class Worker:
                 active.view.add_claim(ClaimRef(task.id, gen, worker, info))
                 active.elsewhere.add(task.id)
                 self.stats["claims_lost"] += 1
-                # We are in another worker's stretch of tasks: one listing tells us all of it.
-                self._stale.add(active.job.id)
-                if self.clock.monotonic() - active.listed_at >= self.config.poll_interval:
-                    self._reload.add(active.job.id)
+                # We are in another worker's run of tasks: one listing (reads only) tells us
+                # all of it, where every further blind try would cost a write.
+                active.pending.clear()
+                self._reload.add(active.job.id)
                 return
         active.nonces.pop((task.id, gen), None)
         self.stats["claims"] += 1
+        if gen == 0 and task.id != REDUCE:
+            active.frontier, active.replanned = task.index, False
         a = Assignment(active.job, task, gen, info)
         active.view.add_claim(ClaimRef(task.id, gen, self.id, info))
         with self._lock:
@@ -715,18 +829,25 @@ class Worker:
 
     def _slot_loop(self, slot: int) -> None:
         """One thread per slot, alive for the worker's life: no thread start per task."""
-        out = self.workdir / f".slot{slot}.stdout"
-        err = self.workdir / f".slot{slot}.stderr"
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            self._slot(item[0], item[1], out, err)
+        out = OutputFile(self.workdir / f".slot{slot}.stdout")
+        err = OutputFile(self.workdir / f".slot{slot}.stderr")
+        home = self.workdir / f"slot{slot}"
+        home.mkdir(exist_ok=True)
+        _empty(home)
+        try:
+            while True:
+                item = self._queue.get()
+                if item is None:
+                    return
+                self._slot(item[0], item[1], out, err, home)
+        finally:
+            out.close()
+            err.close()
 
-    def _slot(self, a: Assignment, active: ActiveJob, out: Path, err: Path) -> None:
+    def _slot(self, a: Assignment, active: ActiveJob, out: OutputFile, err: OutputFile, home: Path) -> None:
         task_dir: Path | None = None
         try:
-            task_dir = self._prepare(a, active)
+            task_dir = self._prepare(a, active, home)
             outcome = self._execute(a, active, task_dir, out, err)
             self._conclude(a, active, task_dir, outcome, out, err)
         except AuthError as exc:
@@ -739,19 +860,21 @@ class Worker:
             with self._lock:
                 self.running.pop((a.job.id, a.task.id), None)
             if task_dir is not None and not self.config.keep_workdirs:
-                try:
-                    task_dir.rmdir()  # the common case: a task that left nothing behind
-                except OSError:
-                    shutil.rmtree(task_dir, ignore_errors=True)
+                _empty(task_dir)
             self._wake.set()
 
     def _job_dir(self, job: Job) -> Path:
         return self.workdir / job.id
 
-    def _prepare(self, a: Assignment, active: ActiveJob) -> Path:
+    def _prepare(self, a: Assignment, active: ActiveJob, home: Path) -> Path:
+        """Each slot reuses one empty working folder (emptied after every attempt);
+        --keep-workdirs gives every attempt a folder of its own instead."""
         files_dir = self._ensure_files(active)
-        task_dir = self._job_dir(a.job) / f"{a.task.id}.g{a.gen}-{secrets.token_hex(3)}"
-        task_dir.mkdir(parents=True)
+        if self.config.keep_workdirs:
+            task_dir = self._job_dir(a.job) / f"{a.task.id}.g{a.gen}-{secrets.token_hex(3)}"
+            task_dir.mkdir(parents=True)
+        else:
+            task_dir = home  # emptied after every attempt
         if a.task.input is not None:
             self._fetch(a.task.input, _inside(task_dir, a.task.input.name))
         if a.task.id == REDUCE:
@@ -790,7 +913,9 @@ class Worker:
         env.update(DRIVEMR_JOB=a.job.id, DRIVEMR_TASK=a.task.id, DRIVEMR_ATTEMPT=str(a.gen + 1))
         return env
 
-    def _execute(self, a: Assignment, active: ActiveJob, task_dir: Path, out: Path, err: Path) -> AttemptOutcome:
+    def _execute(
+        self, a: Assignment, active: ActiveJob, task_dir: Path, out: OutputFile, err: OutputFile
+    ) -> AttemptOutcome:
         stage = a.job.stage_of(a.task)
         values = {
             "task": a.task.id,
@@ -806,17 +931,23 @@ class Worker:
             cwd=task_dir,
             env=self._task_env(a, stage.env),
             timeout=stage.timeout,
-            stdout=out,
-            stderr=err,
+            stdout=out.reset(),
+            stderr=err.reset(),
         )
 
     def _conclude(
-        self, a: Assignment, active: ActiveJob, task_dir: Path, outcome: AttemptOutcome, out: Path, err: Path
+        self,
+        a: Assignment,
+        active: ActiveJob,
+        task_dir: Path,
+        outcome: AttemptOutcome,
+        out: OutputFile,
+        err: OutputFile,
     ) -> None:
         if a.abandon or outcome.killed:
             log.info("%s/%s attempt %d not committed: %s", a.job.id, a.task.id, a.gen + 1, a.abandon or "killed")
             return
-        stdout, stderr = tail(out), tail(err)
+        stdout, stderr = out.tail(), err.tail()
         error = None if outcome.ok else outcome.describe()
         outputs: list[dict[str, Any]] = []
         if error is None:
@@ -975,6 +1106,20 @@ class Worker:
             self._commit(a, active, "failed", outcome, [], "", "", outcome.error)
         except DrivemrError as exc:
             log.warning("%s/%s: could not commit the failure: %s", active.job.id, task.id, exc)
+
+
+def _empty(folder: Path) -> None:
+    """Remove what an attempt left in its working folder (usually nothing: one scandir)."""
+    try:
+        with os.scandir(folder) as entries:
+            leftovers = [Path(e.path) for e in entries]
+    except FileNotFoundError:
+        return
+    for path in leftovers:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def _sha256_file(path: Path) -> str:

@@ -8,13 +8,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from helpers import WorkerProcs
 
 from drivemr.stores.folder import FolderStore
-from helpers import WorkerProcs
 
 
 @pytest.fixture(autouse=True)
-def isolated_config(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+def isolated_config(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     """Keys, tokens and settings of the test user never touch the real user's config."""
     path = tmp_path_factory.getbasetemp() / "config"
     path.mkdir(exist_ok=True, mode=0o700)

@@ -13,10 +13,14 @@ def drivemr_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "drivemr.cli", *args]
 
 
-def run_cli(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(drivemr_cmd(*args), capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
-        raise AssertionError(f"drivemr {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"drivemr {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 
@@ -29,14 +33,29 @@ class WorkerProcs:
         self.procs: dict[str, subprocess.Popen[str]] = {}
         self.logs: dict[str, Path] = {}
 
-    def start(self, name: str, *extra: str, slots: int = 2, lease: float = 3.0) -> subprocess.Popen[str]:
+    def start(
+        self, name: str, *extra: str, slots: int = 2, lease: float = 3.0
+    ) -> subprocess.Popen[str]:
         log = self.workdir / f"{name}.log"
         self.logs[name] = log
         fh = open(log, "a", encoding="utf-8")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
             drivemr_cmd(
-                "-v", "worker", "--store", self.store_url, "--slots", str(slots), "--lease", str(lease),
-                "--worker-id", name, "--workdir", str(self.workdir / name), "--poll-interval", "0.1", *extra,
+                "-v",
+                "worker",
+                "--store",
+                self.store_url,
+                "--slots",
+                str(slots),
+                "--lease",
+                str(lease),
+                "--worker-id",
+                name,
+                "--workdir",
+                str(self.workdir / name),
+                "--poll-interval",
+                "0.1",
+                *extra,
             ),
             stdout=fh,
             stderr=subprocess.STDOUT,
@@ -63,8 +82,9 @@ class WorkerProcs:
                 proc.wait()
 
 
-
-def wait_for(predicate: Callable[[], object], timeout: float = 60, interval: float = 0.05) -> object:
+def wait_for(
+    predicate: Callable[[], object], timeout: float = 60, interval: float = 0.05
+) -> object:
     """Poll a condition with short sleeps; never a fixed wait."""
     deadline = time.monotonic() + timeout
     while True:

@@ -131,7 +131,9 @@ class StoreContract:
         with pytest.raises(DrivemrError):
             store.list(ghost)
 
-    def test_listing_is_immediately_consistent(self, store: Store, store_factory: Callable[[], Store]) -> None:
+    def test_listing_is_immediately_consistent(
+        self, store: Store, store_factory: Callable[[], Store]
+    ) -> None:
         other = store_factory()
         (folder,) = store.mint_ids(1)
         store.create(store.root_id, "f", folder, folder=True)
@@ -182,7 +184,9 @@ class StoreContract:
         assert folder not in {i.id for i in store.list(store.root_id)}
         store.delete(folder)  # missing is not an error
 
-    def test_readers_never_see_partial_content(self, store: Store, store_factory: Callable[[], Store]) -> None:
+    def test_readers_never_see_partial_content(
+        self, store: Store, store_factory: Callable[[], Store]
+    ) -> None:
         (fid,) = store.mint_ids(1)
         payloads = [bytes([n]) * 200_000 for n in range(1, 6)]
         store.create(store.root_id, "hb", fid, payloads[0])
@@ -237,7 +241,8 @@ class StoreContract:
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(contenders) as pool:
             results = pool.map(
-                _race_worker, [(store_url, store_env, folder, ids, who) for who in range(contenders)]
+                _race_worker,
+                [(store_url, store_env, folder, ids, who) for who in range(contenders)],
             )
         winners_per_race = [sum(r[i] for r in results) for i in range(len(ids))]
         assert winners_per_race == [1] * len(ids)

@@ -6,11 +6,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from store_contract import StoreContract
 
 from drivemr.errors import ConfigError, NotFound
 from drivemr.stores import open_store, store_kind
 from drivemr.stores.folder import FolderStore
-from store_contract import StoreContract
 
 
 class TestFolderStoreContract(StoreContract):

@@ -43,13 +43,17 @@ def folder_path(url: str) -> Path:
 def open_store(url: str, **options: Any) -> Store:
     """Open the store at ``url``. ``options`` are store-specific (ignored by others)."""
     if not url:
-        raise ConfigError("no store given: pass --store, set DRIVEMR_STORE, or set `store` in the config file")
+        raise ConfigError(
+            "no store given: pass --store, set DRIVEMR_STORE, or set `store` in the config file"
+        )
     kind = store_kind(url)
     if kind == "drive":
         try:
             from drivemr.stores.drive import DriveStore
         except ImportError as exc:  # pragma: no cover - depends on the installation
-            raise NotAvailable(f"the Drive store is not available in this installation: {exc}") from exc
+            raise NotAvailable(
+                f"the Drive store is not available in this installation: {exc}"
+            ) from exc
         return DriveStore.from_url(url, **options)
     from drivemr.stores.folder import FolderStore
 

@@ -34,6 +34,7 @@ import hashlib
 import http.client
 import io
 import json
+import logging
 import mimetypes
 import os
 import random
@@ -86,6 +87,8 @@ ENDPOINT_ENV = "DRIVEMR_DRIVE_ENDPOINT"
 
 DEFAULT_WRITE_RATE = 3.0
 """Drive's sustained write limit per account, writes per second."""
+AIMD_STEP = 0.02
+"""After the quota refused a write, each accepted write wins back this share of the rate."""
 
 SCHEME = "drive://"
 FILE_FIELDS = "id,name,parents,mimeType,size,md5Checksum,modifiedTime,createdTime"
@@ -147,6 +150,18 @@ USER_QUOTA_HELP = (
     "(With a service account this error means it has no storage of its own: "
     "service accounts can only write into a shared drive.)"
 )
+
+
+class _QuietForbidden(logging.Filter):
+    """googleapiclient logs a WARNING for every 403 it receives, even with its own retries
+    off. Our retry layer handles (and counts) rate-limit refusals and turns every other 403
+    into an error carrying Drive's message, so that warning only alarms the user."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Encountered 403 Forbidden")
+
+
+logging.getLogger("googleapiclient.http").addFilter(_QuietForbidden())
 
 
 # --------------------------------------------------------------------------- HTTP layer
@@ -377,6 +392,32 @@ class TokenBucket:
         self._last = clock()
         self.acquired = 0
         self.waited = 0.0
+        self.ceiling = self.rate
+        self._slowed_at: float | None = None
+
+    def slow_down(self) -> None:
+        """The account's quota refused a write: other clients (PCs) share it, so take less.
+        Halve the rate (once per second however many slots were refused together; never
+        below a tenth of the configured rate); :meth:`speed_up` wins it back write by write."""
+        with self._lock:
+            now = self._clock()
+            if self._slowed_at is not None and now - self._slowed_at < 1.0:
+                return
+            self._slowed_at = now
+            self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            self._tokens = min(self._tokens, 0.0)  # no burst right after a refusal
+            self.rate = max(self.ceiling / 10, self.rate / 2)
+
+    def speed_up(self) -> None:
+        """An accepted write: raise the rate a little, up to the configured one."""
+        if self.rate >= self.ceiling:
+            return
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
+            self._last = now
+            self.rate = min(self.ceiling, self.rate + self.ceiling * AIMD_STEP)
 
     def acquire(self, tokens: float = 1.0) -> float:
         """Take ``tokens``; sleeps as long as needed and returns the time slept."""
@@ -687,16 +728,22 @@ class DriveStore(Store):
                 self._stats["requests"] += 1
                 self._stats["reads" if kind == "read" else "writes"] += 1
             try:
-                return fn(self._service())
+                result = fn(self._service())
             except Exception as exc:
                 translated = _translate(exc, what, service_account=self._is_service_account)
                 if translated is None:
                     raise
                 if isinstance(translated, TransientStoreError):
                     self._count("transient")
+                    quota = _http_status(exc) in (403, 429)  # the quota, not an outage
+                    if quota and kind == "write" and self._bucket is not None:
+                        self._bucket.slow_down()
                 if translated is exc:
                     raise
                 raise translated from exc
+            if kind == "write" and self._bucket is not None:
+                self._bucket.speed_up()
+            return result
 
         retrying = Retrying(
             stop=stop_after_attempt(self.max_attempts) | stop_after_delay(self.max_retry_time),

@@ -2,7 +2,7 @@
 
 Layout on disk: every file or folder the protocol creates is stored as
 ``<parent>/<name>~<id>``, so names may repeat (as on Drive) and a listing yields ids
-without reading anything. The id index, ``.drivemr-ids/<id[:2]>/<id>``, is a second hard
+without reading anything. The id index, ``.drivemr-ids/<id[0]>/<id>``, is a second hard
 link to each file's data (a folder's entry, ``<id>.dir``, holds its relative path).
 
 Create-once needs a single atomic, exclusive filesystem operation: a hard link of a fully
@@ -55,18 +55,34 @@ _TMP_PREFIX = f".tmp-{secrets.token_hex(4)}-{os.getpid()}-"
 _tmp_counter = itertools.count()
 
 
+_O_TMP = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+
+
 def _write_temp(directory: Path, data: bytes | None, source: Path | None) -> Path:
+    tmp, _ = _write_temp_stat(directory, data, source)
+    return tmp
+
+
+def _write_temp_stat(
+    directory: Path, data: bytes | None, source: Path | None
+) -> tuple[Path, os.stat_result]:
+    """Write a hidden temporary file; raw os calls, as few syscalls as possible (the hot path)."""
     tmp = directory / f"{_TMP_PREFIX}{next(_tmp_counter)}"
     try:
         if source is not None:
             shutil.copyfile(source, tmp)
-        else:
-            with open(tmp, "wb") as fh:
-                fh.write(data or b"")
+            return tmp, os.stat(tmp)
+        fd = os.open(tmp, _O_TMP, 0o644)
+        try:
+            view = memoryview(data or b"")
+            while view:
+                view = view[os.write(fd, view) :]
+            return tmp, os.fstat(fd)
+        finally:
+            os.close(fd)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return tmp
 
 
 def _publish_exclusive(tmp: Path, final: Path) -> None:
@@ -134,7 +150,7 @@ class FolderStore(Store):
     def _index_path(self, file_id: str, *, folder: bool = False) -> Path:
         if not file_id or any(c not in _ID_ALPHABET for c in file_id):
             raise PermanentStoreError(f"invalid id {file_id!r}")
-        return self.path / INDEX_DIR / file_id[:2] / (file_id + (".dir" if folder else ""))
+        return self.path / INDEX_DIR / file_id[0] / (file_id + (".dir" if folder else ""))
 
     def _remember(self, file_id: str, rel: str) -> None:
         with self._lock:
@@ -228,15 +244,14 @@ class FolderStore(Store):
                 _publish_exclusive(_write_temp(dir_index.parent, rel.encode(), None), dir_index)
                 final.mkdir()
             else:
-                tmp = _write_temp(parent_dir, data, source)
+                tmp, st = _write_temp_stat(parent_dir, data, source)
                 try:
                     _link_exclusive(tmp, index)  # the commit point: this id is ours
-                    if self._index_path(file_id, folder=True).exists():
-                        index.unlink()
-                        raise taken
                     os.link(tmp, final)
                 finally:
-                    tmp.unlink()
+                    os.unlink(tmp)
+                self._remember(file_id, rel)
+                return FileInfo(file_id, name, parent, False, st.st_size, None, st.st_mtime, st.st_mtime)
         except FileExistsError:
             raise taken from None
         except OSError as exc:

@@ -161,6 +161,9 @@ class FakeConfig:
     lost_ack_rate: float = 0.0
     lost_ack_methods: tuple[str, ...] = ("files.create",)
     name_query_lag: float = 0.0
+    auth_error: bool = False
+    """Answer every API call with 401 authError, as Drive does once an access token
+    expired or the grant was revoked."""
     short_page_rate: float = 0.0
     """Probability that a files.list page comes back short (even empty) with a next page
     token, as Drive documents it may."""
@@ -193,6 +196,8 @@ def coerce_config(key: str, value: Any) -> Any:
         if v <= 0:
             raise ValueError(f"{key} must be > 0 (or null for unlimited)")
         return v
+    if key == "auth_error":
+        return bool(value)
     if key == "seed":
         return None if value is None else int(value)
     if key == "max_body_bytes":
@@ -344,6 +349,18 @@ def _fault_error(code: int) -> ApiError:
     if code >= 500:
         return ApiError(code, "backendError", "Backend Error")
     return ApiError(code, "badRequest", "Injected fault")
+
+
+def _auth_error() -> ApiError:
+    return ApiError(
+        401,
+        "authError",
+        "Request had invalid authentication credentials. Expected OAuth 2 access token, "
+        "login cookie or other valid authentication credential.",
+        location="Authorization",
+        location_type="header",
+        headers={"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/"'},
+    )
 
 
 def _rate_limited() -> ApiError:
@@ -593,6 +610,8 @@ class DriveApi:
                 self._check_params(endpoint, req.query, path_params)
                 if req.query.get("alt") == "media" and endpoint != "files.get":
                     raise invalid_value("alt", "alt=media is only served by files.get")
+            if cfg.auth_error:
+                raise _auth_error()
             if cfg.fault_rate > 0 and self._rng.random() < cfg.fault_rate:
                 self.stats.count_fault("fault_errors")
                 raise _fault_error(self._rng.choice(cfg.fault_codes))
@@ -1527,6 +1546,8 @@ class DriveApi:
 
     def _batch(self, req: Request) -> Response:
         cfg = self.config
+        if cfg.auth_error:
+            raise _auth_error()
         if cfg.fault_rate > 0 and self._rng.random() < cfg.fault_rate:
             self.stats.count_fault("fault_errors")
             raise _fault_error(self._rng.choice(cfg.fault_codes))
