@@ -423,6 +423,7 @@ def submit(
         doc = build_job_doc(spec, job_id, pool, stored, folders)
         if sign is not None:
             doc = sign(doc)
+        job = job_from_doc(doc, job_folder.id)  # what workers will read, checked first
         data = json.dumps(doc, separators=(",", ":")).encode()
         store.create(folder_id, "job.json", pool.one(), data)
     except BaseException:
@@ -431,7 +432,7 @@ def submit(
         except DrivemrError:
             pass
         raise
-    return job_from_doc(doc, job_folder.id)
+    return job
 
 
 def _store_name(rel: str) -> str:
