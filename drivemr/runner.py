@@ -75,7 +75,19 @@ def kill_tree(proc: subprocess.Popen[bytes]) -> None:
             p.kill()
         except psutil.Error:
             pass
-    psutil.wait_procs(family, timeout=2)
+    # Wait until each is gone or a zombie: an orphaned grandchild's zombie waits for init to
+    # reap it, which in a container (a PID 1 that reaps lazily, or never) can take seconds.
+    deadline = time.monotonic() + 2
+    while family and time.monotonic() < deadline:
+        _, family = psutil.wait_procs(family, timeout=0.02)
+        family = [p for p in family if _running(p)]
+
+
+def _running(p: psutil.Process) -> bool:
+    try:
+        return p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 _DEVNULL: int | None = None

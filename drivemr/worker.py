@@ -80,9 +80,14 @@ class Clock(Protocol):
     def time(self) -> float: ...
 
 
+_BOOTTIME = getattr(time, "CLOCK_BOOTTIME", None)
+
+
 class SystemClock:
     def monotonic(self) -> float:
-        return time.monotonic()
+        # Linux's CLOCK_MONOTONIC stops while the PC is suspended; CLOCK_BOOTTIME does not,
+        # so a worker waking from sleep knows how long it was away before it commits anything.
+        return time.clock_gettime(_BOOTTIME) if _BOOTTIME is not None else time.monotonic()
 
     def time(self) -> float:
         return time.time()
@@ -215,7 +220,7 @@ class Worker:
 
     def run(self) -> int:
         """Serve until stopped (or idle, with exit_when_idle). Returns the exit status."""
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._check_workdir()
         self._load_seen()
         self._start_heartbeat()
         beat = threading.Thread(target=self._heartbeat_loop, name="drivemr-heartbeat", daemon=True)
@@ -238,6 +243,13 @@ class Worker:
                     break
                 self._wake.wait(self._sleep_time())
                 self._wake.clear()
+            if self.fatal is not None:  # signed out: no attempt could commit, so none waits
+                with self._lock:
+                    doomed = list(self.running.values())
+                    for a in doomed:
+                        a.abandon = a.abandon or f"stopped: {self.fatal}"
+                for a in doomed:
+                    a.attempt.kill()
             self._drain()
         finally:
             self._stopping.set()
@@ -250,6 +262,20 @@ class Worker:
         if isinstance(self.fatal, AuthError):
             return 4
         return 0 if self.fatal is None else 1
+
+    def _check_workdir(self) -> None:
+        """A PC that cannot write its working folder must not claim anything: every attempt
+        would fail there and use up the tasks' attempts. Refuse to start, saying why."""
+        probe = self.workdir / f".drivemr-probe-{os.getpid()}"
+        try:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"drivemr")
+            probe.unlink()
+        except OSError as exc:
+            raise DrivemrError(
+                f"the working folder {self.workdir} is not writable ({exc.strerror or exc}): "
+                "pass a writable one with --workdir (or set workdir in the config file)"
+            ) from None
 
     def _sleep_time(self) -> float:
         if self._reload or self._root_dirty:
@@ -326,12 +352,27 @@ class Worker:
 
     def _set_anchor(self, info: FileInfo, sent: float) -> None:
         now = self.clock.monotonic()
-        # The write happened somewhere between sending and the answer: take the middle.
-        self._anchor = (info.modified, (sent + now) / 2)
-        if self._last_beat_ok and now - self._last_beat_ok > self.config.lease * 0.9:
-            self._lease_at_risk = True  # we were silent long enough for others to reclaim
-            self._wake.set()
-        self._last_beat_ok = now
+        with self._lock:
+            previous = self._anchor[0]
+            # The write happened somewhere between sending and the answer: take the middle.
+            self._anchor = (info.modified, (sent + now) / 2)
+            if self._last_beat_ok and now - self._last_beat_ok > self.config.lease * 0.9:
+                self._lease_at_risk = True  # we were silent long enough for others to reclaim
+                self._wake.set()
+            self._last_beat_ok = now
+        if previous and info.modified - previous > self.config.lease:
+            self._claims_lapsed(info.modified - previous)
+
+    def _claims_lapsed(self, gap: float) -> None:
+        """Our heartbeat was older than the lease for a while (on the store's clock): to the
+        other workers our claims were dead, so none of our running attempts may commit."""
+        with self._lock:
+            lapsed = [a for a in self.running.values() if not a.abandon]
+            for a in lapsed:
+                a.abandon = f"claim lapsed (no heartbeat for {gap:.1f} s, longer than the lease)"
+        for a in lapsed:
+            log.warning("%s/%s: %s; attempt abandoned", a.job.id, a.task.id, a.abandon)
+            a.attempt.kill()
 
     def server_now(self) -> float:
         server, mono = self._anchor
@@ -552,8 +593,8 @@ class Worker:
             for gens in active.view.claims.values():
                 for ref in gens.values():
                     view.claims.setdefault(ref.task, {}).setdefault(ref.gen, ref)
-            for tid, ref in active.view.results.items():
-                view.results.setdefault(tid, ref)
+            for tid, result in active.view.results.items():
+                view.results.setdefault(tid, result)
             active.view = view
             active.listed_at = listed_at
             self._plan(active)
@@ -859,6 +900,8 @@ class Worker:
         finally:
             with self._lock:
                 self.running.pop((a.job.id, a.task.id), None)
+            if a.abandon and not self._stopping.is_set():
+                self._reload.add(a.job.id)  # replan: a lapsed claim of ours is reclaimed at once
             if task_dir is not None and not self.config.keep_workdirs:
                 _empty(task_dir)
             self._wake.set()
@@ -1040,9 +1083,15 @@ class Worker:
         stderr: str,
         error: str | None,
     ) -> None:
+        if a.abandon:
+            log.info("%s/%s attempt %d not committed: %s", a.job.id, a.task.id, a.gen + 1, a.abandon)
+            return
         if self._lease_at_risk or self.clock.monotonic() - self._last_beat_ok > self.config.lease * 0.9:
-            if self._superseded(a):
+            self._write_heartbeat()  # still alive to the others? (a lapse abandons our attempts)
+            silent = self.clock.monotonic() - self._last_beat_ok > self.config.lease
+            if a.abandon or silent or self._superseded(a):
                 log.warning("%s/%s: claim lapsed while running; result discarded", a.job.id, a.task.id)
+                a.abandon = a.abandon or "claim lapsed"
                 return
         manifest = {
             "format": 1,

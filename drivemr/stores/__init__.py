@@ -55,6 +55,7 @@ def open_store(url: str, **options: Any) -> Store:
                 f"the Drive store is not available in this installation: {exc}"
             ) from exc
         return DriveStore.from_url(url, **options)
-    from drivemr.stores.folder import FolderStore
+    from drivemr.stores.retrying import RetryingFolderStore
 
-    return FolderStore(folder_path(url), create=bool(options.get("create", False)))
+    # A share that hiccups (EIO, ESTALE, ...) is retried, as the Drive store retries 5xx/429.
+    return RetryingFolderStore(folder_path(url), create=bool(options.get("create", False)))

@@ -24,6 +24,7 @@ never the caller's clock: leases are judged on them.
 from __future__ import annotations
 
 import abc
+import builtins
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,7 +135,7 @@ class Store(abc.ABC):
 
     # -- helpers built on the primitives (stores may override them for speed) --
 
-    def create_many(self, items: Iterable[tuple[str, str, str, bytes]]) -> list[FileInfo]:
+    def create_many(self, items: Iterable[tuple[str, str, str, bytes]]) -> builtins.list[FileInfo]:
         """Create several small files ``(parent, name, id, data)``; stops at the first error."""
         return [self.create(parent, name, fid, data) for parent, name, fid, data in items]
 

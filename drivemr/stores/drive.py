@@ -1030,9 +1030,14 @@ class DriveStore(Store):
                 while not self._call(f"download {fid}", "read", step):
                     pass
             os.replace(tmp, dest)
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+            cause = exc.__cause__ if isinstance(exc, PermanentStoreError) else exc
+            if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
+                raise PermanentStoreError(
+                    f"download {fid}: no space left on the local disk for {dest}"
+                ) from exc
             raise
 
     def update(self, file_id: str, data: bytes) -> FileInfo:

@@ -324,6 +324,10 @@ class FolderStore(Store):
             os.replace(tmp, dest)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
+            if exc.errno == errno.ENOSPC:  # only writing fails so: the local disk, not the store's
+                raise PermanentStoreError(
+                    f"download {file_id}: no space left on the local disk for {dest}"
+                ) from exc
             raise _translate(exc, f"download {file_id}") from exc
 
     def update(self, file_id: str, data: bytes) -> FileInfo:

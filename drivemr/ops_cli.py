@@ -1,0 +1,479 @@
+"""Operator commands: cancel, logs, workers, jobs, joblog, report, config show.
+
+They only read the store (cancel writes one marker): everything they show was written by
+workers as part of the protocol, so they work from any PC that can see the shared folder.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from drivemr import config as cfg
+from drivemr.cli import EXIT_FAILED, _open, store_option
+from drivemr.errors import DrivemrError
+from drivemr.protocol import (
+    JOB_PREFIX,
+    MAX_HEARTBEAT_BYTES,
+    Job,
+    find_job,
+    heartbeats,
+    job_complete,
+    job_succeeded,
+    list_jobs,
+    load_view,
+    mark,
+    parse_json,
+    read_job,
+)
+from drivemr.stores.base import Store
+
+JOBLOG_HEADER = (
+    "Task",
+    "Host",
+    "Starttime",
+    "JobRuntime",
+    "Exitval",
+    "Signal",
+    "Attempts",
+    "Command",
+)
+TIMEOUT_SIGNAL = 9
+"""A timed-out attempt's process tree is killed with SIGKILL (TerminateProcess on Windows)."""
+
+
+def _lease() -> float:
+    return float(cfg.value("lease"))
+
+
+def _when(ts: float | None) -> str:
+    return "-" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def _age(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+    return f"{int(seconds // 86400)}d{int(seconds % 86400 // 3600):02d}h"
+
+
+def _dump(doc: Any) -> None:
+    click.echo(json.dumps(doc, indent=2, sort_keys=False))
+
+
+# ---------------------------------------------------------------------------- cancel
+
+
+@click.command()
+@click.argument("job_id", metavar="JOB")
+@store_option
+def cancel(job_id: str, store_url: str | None) -> None:
+    """Cancel JOB: workers stop claiming its tasks and kill its running attempts."""
+    store = _open(store_url)
+    _folder, job = find_job(store, job_id)
+    view = load_view(store, job)
+    if view.cancelled:
+        click.echo(f"job {job.id} was already cancelled")
+        return
+    if job_complete(job, view):
+        state = "done" if job_succeeded(job, view) else "failed"
+        click.echo(f"drivemr: job {job.id} already finished ({state}); nothing to cancel", err=True)
+        sys.exit(EXIT_FAILED)
+    mark(store, job, "cancel")
+    click.echo(
+        f"job {job.id} cancelled: workers stop claiming its tasks and kill its running "
+        "attempts at their next poll"
+    )
+
+
+# ---------------------------------------------------------------------------- logs
+
+
+def _print_attempt(job: Job, a: Any, of: int | None, only: str | None) -> None:
+    if only == "stdout":
+        click.echo(a.stdout, nl=False)
+        return
+    if only == "stderr":
+        click.echo(a.stderr, nl=False)
+        return
+    code = "-" if a.exit_code is None else str(a.exit_code)
+    where = a.worker + (f" on {a.host}" if a.host else "")
+    total = "" if of is None else f" of {of}"
+    click.echo(f"== {job.id} {a.task} attempt {a.attempt}{total}: {a.outcome} (exit code {code})")
+    took = "" if a.duration is None else f", took {a.duration:.2f} s"
+    click.echo(f"   worker {where or '?'}, started {_when(a.start)}{took}")
+    if a.error and a.outcome != "done":
+        click.echo(f"   error: {a.error}")
+    if a.source == "claim":
+        if a.outcome == "running":
+            click.echo("   still running: its output is uploaded when the attempt ends")
+        else:
+            click.echo(f"   no output: the attempt was {a.outcome} before it could report")
+        return
+    if a.source == "name":
+        click.echo("   (the result manifest could not be read: no output)")
+        return
+    for label, text in (("stdout", a.stdout), ("stderr", a.stderr)):
+        click.echo(f"--- {label} ---")
+        if text:
+            click.echo(text, nl=not text.endswith("\n"))
+    click.echo("")
+
+
+def _attempt_index(record: Any) -> None:
+    click.echo(f"{'task':8} {'try':>3} {'outcome':9} {'exit':>5} {'secs':>8}  worker")
+    for a in record.attempts:
+        code = "" if a.exit_code is None else str(a.exit_code)
+        secs = "" if a.duration is None else f"{a.duration:.2f}"
+        click.echo(f"{a.task:8} {a.attempt:>3} {a.outcome:9} {code:>5} {secs:>8}  {a.worker}")
+    if not record.attempts:
+        click.echo("(no attempt has started yet)")
+    else:
+        click.echo(f"output of one: drivemr logs {record.job.id} TASK [--attempt N]")
+
+
+@click.command()
+@click.argument("job_id", metavar="JOB")
+@click.argument("task", required=False)
+@store_option
+@click.option(
+    "--attempt", "attempt_no", type=click.IntRange(min=1), help="Attempt number (1-based)."
+)
+@click.option("-f", "--follow", is_flag=True, help="Wait for attempts to end and print each.")
+@click.option(
+    "--only",
+    type=click.Choice(["stdout", "stderr"]),
+    help="Print just that stream, raw (for pipes).",
+)
+@click.option("--poll", type=float, default=1.0, show_default=True, hidden=True)
+def logs(
+    job_id: str,
+    task: str | None,
+    store_url: str | None,
+    attempt_no: int | None,
+    follow: bool,
+    only: str | None,
+    poll: float,
+) -> None:
+    """Print a task attempt's stdout and stderr (default: its latest attempt).
+
+    Without TASK, list every attempt of JOB. Workers upload an attempt's output when it
+    ends, so --follow waits for the task's attempts to end and prints each as it lands.
+    """
+    from drivemr.report import collect
+
+    if follow and not task:
+        raise click.UsageError("--follow needs a TASK")
+    store = _open(store_url)
+    _folder, job = find_job(store, job_id)
+    if not task:
+        _attempt_index(collect(store, job.id, manifests=False, lease=_lease()))
+        return
+    try:
+        allowed = len(job.task(task).claim_ids)
+    except KeyError:
+        raise DrivemrError(f"job {job.id} has no task {task!r}") from None
+    if attempt_no is not None and attempt_no > allowed:
+        raise DrivemrError(f"{job.id} {task} has at most {allowed} attempt(s), not {attempt_no}")
+    printed: set[int] = set()
+    announced: set[int] = set()
+    while True:
+        record = collect(store, job.id, tasks=[task], lease=_lease())
+        attempts = record.of(task)
+        if attempt_no is not None and not follow and attempt_no > len(attempts):
+            raise DrivemrError(f"{job.id} {task} has {len(attempts)} attempt(s), not {attempt_no}")
+        chosen = [a for a in attempts if attempt_no is None or a.attempt == attempt_no]
+        if not follow:
+            if not chosen:
+                raise DrivemrError(f"{job.id} {task}: no attempt has started yet")
+            _print_attempt(job, chosen[-1], len(attempts), only)
+            return
+        for a in chosen:
+            if a.final and a.attempt not in printed:
+                _print_attempt(job, a, None, only)  # more attempts may follow
+                printed.add(a.attempt)
+            elif a.outcome == "running" and a.attempt not in announced:
+                announced.add(a.attempt)
+                click.echo(f"{task} attempt {a.attempt} running on {a.worker}...", err=True)
+        finished = task in record.view.results or record.view.cancelled
+        if finished or (attempt_no is not None and attempt_no in printed):
+            return
+        time.sleep(poll)
+
+
+# ---------------------------------------------------------------------------- workers
+
+
+def worker_rows(store: Store) -> list[dict[str, Any]]:
+    """Every heartbeat in the store, read and judged (alive = fresh and not stopped)."""
+    beats = heartbeats(store.list(store.root_id))
+    now = max([time.time(), *(b.file.modified for b in beats.values())])
+    rows = []
+    for worker, beat in sorted(beats.items()):
+        age = max(0.0, now - beat.file.modified)
+        row: dict[str, Any] = {
+            "worker": worker,
+            "host": None,
+            "pid": None,
+            "slots": None,
+            "lease": None,
+            "state": None,
+            "running": [],
+            "version": None,
+            "last_seen": beat.file.modified,
+            "age": round(age, 3),
+            "alive": False,
+        }
+        try:
+            doc = parse_json(store.read(beat.file.id, max_bytes=MAX_HEARTBEAT_BYTES), "heartbeat")
+        except DrivemrError as exc:
+            doc = None
+            row["error"] = str(exc)
+        if isinstance(doc, dict):
+            for key in ("host", "pid", "slots", "lease", "state", "version"):
+                row[key] = doc.get(key)
+            running = doc.get("running")
+            row["running"] = (
+                [r for r in running if isinstance(r, dict)] if isinstance(running, list) else []
+            )
+            lease = doc.get("lease")
+            lease = float(lease) if isinstance(lease, (int, float)) else _lease()
+            row["alive"] = age <= lease and doc.get("state") != "stopped"
+        rows.append(row)
+    return rows
+
+
+@click.command()
+@store_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def workers(store_url: str | None, as_json: bool) -> None:
+    """List every worker seen in the store: host, slots, running tasks, last heartbeat."""
+    store = _open(store_url)
+    rows = worker_rows(store)
+    if as_json:
+        _dump(rows)
+        return
+    if not rows:
+        click.echo(f"no workers have been seen in {store.url}")
+        return
+    click.echo(f"{'WORKER':24} {'HOST':20} {'SLOTS':>5} {'RUN':>4} {'SEEN':>9}  STATUS")
+    for r in rows:
+        if r["alive"]:
+            status = "alive" if r["state"] in (None, "running") else f"alive ({r['state']})"
+        elif r["state"] == "stopped":
+            status = "stopped"
+        else:
+            status = "lost (no heartbeat within its lease)" if "error" not in r else "unreadable"
+        slots = "" if r["slots"] is None else str(r["slots"])
+        click.echo(
+            f"{r['worker']:24} {r['host'] or ''!s:20} {slots:>5} {len(r['running']):>4} "
+            f"{_age(r['age']) + ' ago':>9}  {status}"
+        )
+        if r["alive"]:
+            for run in r["running"]:
+                gen = run.get("gen")
+                attempt = f" attempt {gen + 1}" if isinstance(gen, int) else ""
+                click.echo(f"    {run.get('job')} {run.get('task')}{attempt}")
+
+
+# ---------------------------------------------------------------------------- jobs
+
+
+@click.command()
+@store_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (as status --json).")
+def jobs(store_url: str | None, as_json: bool) -> None:
+    """List jobs, newest first, with their task counts."""
+    from drivemr.status import job_status
+
+    store = _open(store_url)
+    root = store.list(store.root_id)
+    entries: list[tuple[float, dict[str, Any]]] = []
+    for folder in list_jobs(store, root):
+        job_id = folder.name[len(JOB_PREFIX) :]
+        try:
+            job = read_job(store, folder)
+            st = job_status(store, folder, job, root=root, lease=_lease())
+            entries.append((job.created, st.to_json(with_tasks=False) | {"total": len(job.tasks)}))
+        except DrivemrError as exc:
+            entries.append((folder.created, {"job": job_id, "error": str(exc)}))
+    entries.sort(key=lambda e: e[0], reverse=True)
+    docs = [doc for _t, doc in entries]
+    if as_json:
+        _dump(docs)
+        return
+    if not docs:
+        click.echo(f"no jobs in {store.url}")
+        return
+    click.echo(
+        f"{'JOB':40} {'STATE':9} {'DONE':>5} {'RUN':>4} {'FAIL':>4} {'PEND':>5} {'TOTAL':>5}"
+        f"  {'REDUCE':8} SUBMITTED"
+    )
+    for doc in docs:
+        if "error" in doc:
+            click.echo(f"{doc['job']:40} unreadable: {doc['error']}")
+            continue
+        c = doc["counts"]
+        red = doc["reduce"]["state"] if doc["reduce"] else "-"
+        click.echo(
+            f"{doc['job']:40} {doc['state']:9} {c['done']:>5} {c['running']:>4} {c['failed']:>4} "
+            f"{c['pending']:>5} {doc['total']:>5}  {red:8} {_when(doc['created'])}"
+        )
+
+
+# ---------------------------------------------------------------------------- joblog
+
+
+def _command(job: Job, task_id: str) -> str:
+    from drivemr.spec import expand
+
+    task = job.task(task_id)
+    values = {
+        "task": task.id,
+        "item": task.item or "",
+        "input": task.input.name if task.input else "",
+        "files": "{files}",
+        "results": "{results}",
+    }
+    try:
+        argv = expand(job.stage_of(task).command, values)
+    except ValueError:
+        argv = list(job.stage_of(task).command)
+    return " ".join(shlex.quote(a) for a in argv).replace("\t", " ").replace("\n", " ")
+
+
+def joblog_rows(store: Store, job_id: str) -> list[tuple[str, ...]]:
+    """One row per task (and the reduce), as GNU parallel's --joblog would write it."""
+    from drivemr.report import collect, final_attempts
+
+    record = collect(store, job_id, logs=False, lease=_lease())
+    rows: list[tuple[str, ...]] = []
+    for task, a, attempts in final_attempts(record):
+        cmd = _command(record.job, task)
+        if a is None:
+            rows.append((task, "", "", "", "", "", str(attempts), cmd))
+            continue
+        if a.exit_code is not None and a.exit_code >= 0:
+            exitval, signal = a.exit_code, 0
+        else:
+            exitval = -1
+            signal = (
+                -a.exit_code if a.exit_code is not None else (TIMEOUT_SIGNAL if a.timed_out else 0)
+            )
+        rows.append(
+            (
+                task,
+                a.host or a.worker,
+                "" if a.start is None else f"{a.start:.3f}",
+                "" if a.duration is None else f"{a.duration:.3f}",
+                str(exitval),
+                str(signal),
+                str(attempts),
+                cmd,
+            )
+        )
+    return rows
+
+
+@click.command()
+@click.argument("job_id", metavar="JOB")
+@store_option
+def joblog(job_id: str, store_url: str | None) -> None:
+    """Print a TSV in the spirit of GNU parallel's --joblog, one row per task.
+
+    Starttime is seconds since the epoch, JobRuntime seconds; Exitval is -1 when the
+    process did not exit by itself (Signal then names the signal, 9 for a timeout);
+    tasks without a result have empty fields.
+    """
+    store = _open(store_url)
+    rows = joblog_rows(store, job_id)
+    click.echo("\t".join(JOBLOG_HEADER))
+    for row in rows:
+        click.echo("\t".join(row))
+
+
+# ---------------------------------------------------------------------------- report
+
+
+@click.command()
+@click.argument("job_id", metavar="JOB")
+@store_option
+@click.option(
+    "--html",
+    "html_file",
+    required=True,
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write the page here.",
+)
+def report(job_id: str, store_url: str | None, html_file: Path) -> None:
+    """Write a self-contained HTML page: a timeline of every attempt, and a summary."""
+    from drivemr.report import seconds, write_report
+
+    store = _open(store_url)
+    s = write_report(store, job_id, html_file, lease=_lease())
+    speedup = "-" if s["speedup"] is None else f"{s['speedup']:.2f}x"
+    click.echo(
+        f"{s['job']}: {s['tasks']} task(s), {s['failed']} failed, {s['retries']} retries, "
+        f"{s['duplicates']} duplicates; CPU {seconds(s['cpu_seconds'])}, "
+        f"wall {seconds(s['wall_seconds'])}, speed-up {speedup}",
+        err=True,
+    )
+    click.echo(str(html_file))
+
+
+# ---------------------------------------------------------------------------- config
+
+
+@click.group("config")
+def config_group() -> None:
+    """Settings and where each comes from (flags > DRIVEMR_* > config file > defaults)."""
+
+
+@config_group.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def config_show(as_json: bool) -> None:
+    """Print the effective value of every setting and where it came from."""
+    path = cfg.config_file()
+    effective = cfg.effective()
+    if as_json:
+        _dump(
+            {
+                "config_file": str(path),
+                "config_file_exists": path.exists(),
+                "settings": {
+                    name: {
+                        "value": value,
+                        "source": source,
+                        "env": cfg.SETTINGS[name].env,
+                        "default": cfg.SETTINGS[name].default,
+                        "help": cfg.SETTINGS[name].help,
+                    }
+                    for name, value, source in effective
+                },
+            }
+        )
+        return
+    click.echo(f"config file: {path}{'' if path.exists() else '  (not created yet)'}")
+    click.echo(f"{'SETTING':20} {'VALUE':30} SOURCE")
+    for name, value, source in effective:
+        shown = json.dumps(value) if isinstance(value, str) else str(value)
+        where = f"{source} ({cfg.SETTINGS[name].env})" if source == "environment" else source
+        click.echo(f"{name:20} {shown:30} {where}")
+
+
+def register(main: click.Group) -> None:
+    """Add the operator commands to the ``drivemr`` group."""
+    for command in (cancel, logs, workers, jobs, joblog, report, config_group):
+        main.add_command(command)
+
+
+__all__ = ["joblog_rows", "register", "worker_rows"]

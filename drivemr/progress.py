@@ -1,0 +1,235 @@
+"""Following a job live, for ``submit --wait`` and ``status JOB --watch``.
+
+On a terminal: a rich progress bar (done / running / failed / pending, rate, ETA). Anywhere
+else (CI logs, pipes, files): one plain line each time the counts change, so a log stays
+readable and short. Either way the end is a summary and a documented exit code.
+"""
+
+from __future__ import annotations
+
+import collections
+import sys
+import time
+from typing import IO, Any
+
+from drivemr import config as cfg
+from drivemr.errors import AuthError, DrivemrError
+from drivemr.protocol import REDUCE, find_job
+from drivemr.status import JobStatus, job_status
+from drivemr.stores.base import Store
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CANCELLED = 3
+TERMINAL = ("done", "failed", "cancelled")
+MAX_STORE_ERRORS = 10
+"""Consecutive failed polls tolerated (a network blip must not end a long wait)."""
+
+
+class Rate:
+    """Finished tasks per second over a sliding window, and the ETA it implies."""
+
+    def __init__(self, window: float = 60.0) -> None:
+        self.window = window
+        self.samples: collections.deque[tuple[float, int]] = collections.deque()
+
+    def add(self, now: float, finished: int) -> None:
+        self.samples.append((now, finished))
+        while len(self.samples) > 2 and now - self.samples[1][0] >= self.window:
+            self.samples.popleft()
+
+    def per_second(self) -> float | None:
+        if len(self.samples) < 2:
+            return None
+        (t0, f0), (t1, f1) = self.samples[0], self.samples[-1]
+        if t1 - t0 < 0.5 or f1 <= f0:
+            return None
+        return (f1 - f0) / (t1 - t0)
+
+    def eta(self, remaining: int) -> float | None:
+        rate = self.per_second()
+        if not remaining:
+            return 0.0
+        return remaining / rate if rate else None
+
+
+def fmt_rate(rate: float | None) -> str:
+    if rate is None:
+        return "-/s"
+    return f"{rate:.1f}/s" if rate >= 1 else f"{rate * 60:.1f}/min"
+
+
+def fmt_eta(eta: float | None) -> str:
+    if eta is None:
+        return "ETA ?"
+    secs = round(eta)
+    return f"ETA {secs // 3600}:{secs % 3600 // 60:02d}:{secs % 60:02d}"
+
+
+def _totals(st: JobStatus) -> tuple[int, int]:
+    """(finished, total) counting the reduce as one more task."""
+    c = st.counts
+    finished = c["done"] + c["failed"]
+    total = len(st.tasks)
+    if st.reduce is not None:
+        total += 1
+        finished += st.reduce.state in ("done", "failed")
+    return finished, total
+
+
+def counts_line(st: JobStatus) -> str:
+    c = st.counts
+    line = (
+        f"{st.job}: {c['done']} done, {c['running']} running, {c['failed']} failed, "
+        f"{c['pending']} pending of {len(st.tasks)}"
+    )
+    if st.reduce is not None:
+        line += f"; reduce {st.reduce.state}"
+    return line
+
+
+def _isatty(out: Any) -> bool:
+    try:
+        return bool(out.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+class _Plain:
+    """A line per change of the counts: readable in CI logs, never a wall of repeats."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+        self.last = ""
+
+    def __enter__(self) -> _Plain:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def update(self, st: JobStatus, rate: Rate) -> None:
+        line = counts_line(st)
+        if line == self.last:
+            return
+        self.last = line
+        finished, total = _totals(st)
+        extra = ""
+        if st.state not in TERMINAL and finished:
+            extra = f" ({fmt_rate(rate.per_second())}, {fmt_eta(rate.eta(total - finished))})"
+        self.note(line + extra)
+
+    def note(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+
+class _Bar:
+    """A rich progress bar with the counts on a second line (fits an 80-column terminal)."""
+
+    def __init__(self, out: IO[str], job_id: str) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self.console = Console(file=out, highlight=False)
+        self.job_id = job_id
+        self.live = Live(console=self.console, auto_refresh=False, transient=False)
+
+    def __enter__(self) -> _Bar:
+        self.live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.refresh()
+        self.live.stop()
+
+    def update(self, st: JobStatus, rate: Rate) -> None:
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
+
+        c = st.counts
+        finished, total = _totals(st)
+        head = Table.grid(padding=(0, 1))
+        head.add_row(
+            Text(self.job_id, style="bold"),
+            ProgressBar(
+                total=max(total, 1),
+                completed=finished,
+                width=30,
+                complete_style="cyan",
+                finished_style="red" if c["failed"] else "green",
+            ),
+            Text(f"{finished}/{total}", style="green"),
+        )
+        detail = Text.assemble(
+            "  ",
+            (f"{c['done']} done", "green"),
+            " · ",
+            (f"{c['running']} running", "cyan"),
+            " · ",
+            (f"{c['failed']} failed", "red" if c["failed"] else ""),
+            f" · {c['pending']} pending",
+            f" · reduce {st.reduce.state}" if st.reduce is not None else "",
+            f" · {fmt_rate(rate.per_second())} · {fmt_eta(rate.eta(total - finished))}",
+        )
+        self.live.update(Group(head, detail), refresh=True)
+
+    def note(self, text: str) -> None:
+        self.console.print(text, markup=False)
+
+
+def follow(store: Store, job_id: str, *, poll: float = 0.5, out: IO[str] | None = None) -> int:
+    """Show a job's progress until it ends; 0 all succeeded, 1 failed, 3 cancelled."""
+    stream: IO[str] = out if out is not None else sys.stderr
+    folder, job = find_job(store, job_id)
+    lease = float(cfg.value("lease"))
+    rate = Rate()
+    errors = 0
+    display: _Bar | _Plain = _Bar(stream, job.id) if _isatty(stream) else _Plain(stream)
+    with display:
+        while True:
+            try:
+                st = job_status(store, folder, job, lease=lease)
+                errors = 0
+            except AuthError:
+                raise
+            except DrivemrError as exc:
+                errors += 1
+                if errors > MAX_STORE_ERRORS:
+                    raise
+                display.note(f"store error (retrying): {exc}")
+                time.sleep(poll * min(2**errors, 20))
+                continue
+            rate.add(time.monotonic(), _totals(st)[0])
+            display.update(st, rate)
+            if st.state in TERMINAL:
+                break
+            time.sleep(poll)
+    return summary(st, stream)
+
+
+def summary(st: JobStatus, out: IO[str]) -> int:
+    """Print how the job ended and return its exit code."""
+
+    def say(text: str) -> None:
+        print(text, file=out, flush=True)
+
+    if st.state == "done":
+        red = " and the reduce" if st.reduce else ""
+        say(f"job {st.job} done: {len(st.tasks)} task(s){red} succeeded")
+        return EXIT_OK
+    if st.state == "cancelled":
+        say(f"job {st.job} was cancelled")
+        return EXIT_CANCELLED
+    failed = [t for t in st.tasks if t.state == "failed"]
+    if st.reduce is not None and st.reduce.state == "failed":
+        failed.append(st.reduce)
+    names = ", ".join(
+        t.task + ("" if t.exit_code is None else f" (exit {t.exit_code})") for t in failed[:20]
+    )
+    more = f" and {len(failed) - 20} more" if len(failed) > 20 else ""
+    say(f"job {st.job} failed: {len(failed)} task(s) failed: {names}{more}")
+    first = failed[0].task if failed else REDUCE
+    say(f"see why: drivemr logs {st.job} {first}   (every task: drivemr status {st.job})")
+    return EXIT_FAILED
