@@ -185,6 +185,8 @@ def _wait(store: Store, job_id: str, poll: float = 0.5) -> int:
 @click.option("--poll-interval", type=float, help="Seconds between change polls when idle.")
 @click.option("--write-rate", type=float, help="Drive writes per second for this account (3).")
 @click.option("--exit-when-idle", is_flag=True, help="Exit once every job in the store is finished or cancelled.")
+@click.option("--when-idle", is_flag=True, help="Claim tasks only while the PC's other processes leave the CPU idle.")
+@click.option("--idle-threshold", type=float, help="With --when-idle: share of the whole CPU others may use (0.25).")
 @click.option("--keep-workdirs", is_flag=True, help="Keep each attempt's working folder (debugging).")
 @click.option("--job", "jobs", multiple=True, help="Serve only this job (repeatable).")
 @click.option("--no-reduce", is_flag=True, help="Never run reduces on this PC (another worker or `drivemr reduce` will).")
@@ -198,6 +200,8 @@ def worker(
     poll_interval: float | None,
     write_rate: float | None,
     exit_when_idle: bool,
+    when_idle: bool,
+    idle_threshold: float | None,
     keep_workdirs: bool,
     jobs: tuple[str, ...],
     no_reduce: bool,
@@ -213,6 +217,8 @@ def worker(
         lease=lease,
         poll_interval=poll_interval,
         exit_when_idle=exit_when_idle,
+        when_idle=when_idle,
+        idle_threshold=idle_threshold,
         keep_workdirs=keep_workdirs,
         jobs=frozenset(jobs) or None,
         run_reduce=not no_reduce,
@@ -250,6 +256,8 @@ def build_worker(store: Store, **kw: Any) -> Any:
         keep_workdirs=bool(kw.get("keep_workdirs")),
         jobs=kw.get("jobs"),
         run_reduce=kw.get("run_reduce", True),
+        when_idle=bool(kw.get("when_idle")),
+        idle_threshold=float(cfg.value("idle_threshold", kw.get("idle_threshold"))),
     )
     return Worker(store, config, verify=kw.get("verify"))
 

@@ -63,6 +63,12 @@ SETTINGS: dict[str, Setting] = {
         ),
         Setting("write_rate", 3.0, float, "Drive writes per second per account (0: unlimited)"),
         Setting("log_level", "info", str, "debug, info, warning or error"),
+        Setting(
+            "idle_threshold",
+            0.25,
+            float,
+            "with --when-idle: share of the whole CPU other processes may use before claiming stops",
+        ),
     ]
 }
 

@@ -113,6 +113,10 @@ class WorkerConfig:
     """Serve only these job ids (None: every job)."""
     run_reduce: bool = True
     """False on PCs that must never run a reduce (another worker or `drivemr reduce` will)."""
+    when_idle: bool = False
+    """Claim only while the PC's other processes leave the CPU idle (desktop PCs)."""
+    idle_threshold: float = 0.25
+    """Share of the whole CPU other processes may use before a when_idle worker pauses."""
 
     @property
     def heartbeat_every(self) -> float:
@@ -163,11 +167,19 @@ class Worker:
         verify: JobVerifier | None = None,
         clock: Clock | None = None,
         store_factory: Callable[[], Store] | None = None,
+        idle: Any = None,
     ) -> None:
         self.store = store
         self.config = config
         self.id = config.worker_id
         self.verify = verify
+        if idle is None and config.when_idle:
+            from drivemr.idle import IdleMonitor
+
+            idle = IdleMonitor(config.idle_threshold, interval=max(1.0, config.poll_interval))
+        self.idle = idle
+        """Has ``busy()``: True while the PC's owner uses it (see drivemr.idle)."""
+        self._paused = False
         self.clock = clock or SystemClock()
         self._store_factory = store_factory
         self.pool = IdPool(store, batch=100)
@@ -378,7 +390,8 @@ class Worker:
         server, mono = self._anchor
         return server + (self.clock.monotonic() - mono)
 
-    def _write_heartbeat(self, state: str = "running") -> None:
+    def _write_heartbeat(self, state: str | None = None) -> None:
+        state = state or ("paused" if self._paused else "running")
         try:
             sent = self.clock.monotonic()
             info = self.store.update(self._hb_id, self._heartbeat_doc(state))
@@ -739,6 +752,8 @@ class Worker:
     def _fill_slots(self) -> None:
         if self._stopping.is_set() or self.fatal is not None:
             return
+        if self.idle is not None and len(self.running) < self.config.slots and self._owner_busy():
+            return
         while len(self.running) < self.config.slots:
             picked = self._next_candidate()
             if picked is None:
@@ -754,6 +769,18 @@ class Worker:
                 with self._lock:
                     active.retries[task.id] = (gen, self.clock.monotonic() + self.config.poll_interval)
                 return
+
+    def _owner_busy(self) -> bool:
+        """--when-idle: pause claiming while the owner uses the PC (running tasks go on)."""
+        busy = bool(self.idle.busy())
+        if busy != self._paused:
+            self._paused = busy
+            what = "owner busy: not claiming" if busy else "PC idle again: claiming"
+            log.info("%s (%s)", what, self.idle.describe())
+            # Tell `drivemr workers` now, but never spend more than one write per 5 s on it.
+            if self.clock.monotonic() - self._last_beat_ok >= 5.0:
+                self._write_heartbeat()
+        return busy
 
     def _stopped(self, beat: Heartbeat) -> bool:
         key = (beat.file.id, beat.file.modified)
