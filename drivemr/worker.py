@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import collections
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -213,6 +214,9 @@ class Worker:
         self.fatal: BaseException | None = None
         self.stats = collections.Counter[str]()
         self.workdir = config.workdir.absolute()
+        self._pid = os.getpid()
+        self._nonce_prefix = f"{secrets.token_hex(8)}-"  # unique per worker life; a counter after it
+        self._nonces = itertools.count()
         self._queue: queue.SimpleQueue[tuple[Assignment, ActiveJob] | None] = queue.SimpleQueue()
         # The environment tasks inherit: ours, minus our secrets (computed once).
         self._base_env = {k: v for k, v in os.environ.items() if not k.startswith(SECRET_ENV_PREFIXES)}
@@ -857,10 +861,10 @@ class Worker:
         # create that did land is recognised as ours (the Drive store also dedupes its own
         # retries; this covers a failure that surfaced to us).
         earlier = active.nonces.pop((task.id, gen), None)
-        nonce = earlier or secrets.token_hex(16)
+        nonce = earlier or f"{self._nonce_prefix}{next(self._nonces)}"
         active.nonces[(task.id, gen)] = nonce
         body = json.dumps(
-            {"worker": self.id, "nonce": nonce, "host": platform.node(), "pid": os.getpid(), "time": self.clock.time()}
+            {"worker": self.id, "nonce": nonce, "host": platform.node(), "pid": self._pid, "time": self.clock.time()}
         ).encode()
         name = claim_name(task.id, gen, self.id)
         claim_id = task.claim_ids[gen]
@@ -902,6 +906,7 @@ class Worker:
         home = self.workdir / f"slot{slot}"
         home.mkdir(exist_ok=True)
         _empty(home)
+        home.rmdir()
         try:
             while True:
                 item = self._queue.get()
@@ -930,7 +935,11 @@ class Worker:
             if a.abandon and not self._stopping.is_set():
                 self._reload.add(a.job.id)  # replan: a lapsed claim of ours is reclaimed at once
             if task_dir is not None and not self.config.keep_workdirs:
-                _empty(task_dir)
+                try:
+                    task_dir.rmdir()  # one call when the attempt left nothing behind
+                except OSError:
+                    _empty(task_dir)
+                    shutil.rmtree(task_dir, ignore_errors=True)
             self._wake.set()
 
     def _job_dir(self, job: Job) -> Path:
@@ -944,7 +953,13 @@ class Worker:
             task_dir = self._job_dir(a.job) / f"{a.task.id}.g{a.gen}-{secrets.token_hex(3)}"
             task_dir.mkdir(parents=True)
         else:
-            task_dir = home  # emptied after every attempt
+            task_dir = home  # removed after every attempt (it must start empty)
+            try:
+                task_dir.mkdir()
+            except FileExistsError:  # leftovers that could not be removed: start elsewhere
+                _empty(task_dir)
+                task_dir = self._job_dir(a.job) / f"{a.task.id}.g{a.gen}-{secrets.token_hex(3)}"
+                task_dir.mkdir(parents=True)
         if a.task.input is not None:
             self._fetch(a.task.input, _inside(task_dir, a.task.input.name))
         if a.task.id == REDUCE:
@@ -1185,17 +1200,19 @@ class Worker:
 
 
 def _empty(folder: Path) -> None:
-    """Remove what an attempt left in its working folder (usually nothing: one scandir)."""
+    """Remove what an attempt left in its working folder; never raises (logs instead)."""
     try:
         with os.scandir(folder) as entries:
             leftovers = [Path(e.path) for e in entries]
+        for path in leftovers:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
     except FileNotFoundError:
         return
-    for path in leftovers:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("could not empty %s: %s", folder, exc)
 
 
 def _sha256_file(path: Path) -> str:

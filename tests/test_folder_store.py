@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from store_contract import StoreContract
 
-from drivemr.errors import ConfigError, NotFound
+from drivemr.errors import AlreadyExists, ConfigError, NotFound
 from drivemr.stores import open_store, store_kind
 from drivemr.stores.folder import FolderStore
 
@@ -61,3 +61,19 @@ def test_temporary_files_are_never_listed(tmp_path: Path) -> None:
     (tmp_path / ".tmp-123").write_bytes(b"half")
     (tmp_path / "stray-file").write_bytes(b"not ours")
     assert store.list(store.root_id) == []
+
+
+def test_a_create_caught_halfway_reads_as_absent(tmp_path: Path) -> None:
+    """The index entry is the commit point; the visible name comes second. In between (or
+    after a crash there) readers by id must not see the file, whole or half."""
+    store = FolderStore(tmp_path, create=True)
+    (fid,) = store.mint_ids(1)
+    index = store._index_path(fid)
+    index.parent.mkdir(parents=True, exist_ok=True)
+    index.write_bytes(b'{"half": ')
+    with pytest.raises(NotFound):
+        store.read(fid)
+    with pytest.raises(NotFound):
+        store.get(fid)
+    with pytest.raises(AlreadyExists):  # the id is taken all the same: exactly one winner
+        store.create(store.root_id, "x", fid, b"{}")

@@ -101,6 +101,45 @@ def _publish_exclusive(tmp: Path, final: Path) -> None:
             tmp.unlink()
 
 
+def _create_indexed(index: Path, final: Path, data: bytes | None, source: Path | None) -> os.stat_result:
+    """Create a file's data under its index name, exclusively (the commit point: the id is
+    ours), then give it its visible name with a second link. Until that link the inode has
+    one name, and readers by id treat it as absent (see ``FolderStore.read``), so nobody
+    sees half a file. Five system calls for a small file: the folder store's hot path."""
+    if source is not None:
+        tmp, st = _write_temp_stat(final.parent, None, source)
+        try:
+            _link_exclusive(tmp, index)
+            os.link(tmp, final)
+        finally:
+            os.unlink(tmp)
+        return st
+    try:
+        fd = os.open(index, _O_TMP, 0o644)
+    except FileNotFoundError:
+        index.parent.mkdir(parents=True, exist_ok=True)  # first id in this shard
+        fd = os.open(index, _O_TMP, 0o644)
+    try:
+        try:
+            view = memoryview(data or b"")
+            while view:
+                view = view[os.write(fd, view) :]
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        os.link(index, final)
+    except BaseException:
+        index.unlink(missing_ok=True)  # e.g. a full disk: the id stays usable
+        raise
+    return st
+
+
+def _check_published(fd: int, file_id: str) -> None:
+    """A file is readable by id once it also has its visible name (two links)."""
+    if os.fstat(fd).st_nlink < 2:
+        raise FileNotFoundError(errno.ENOENT, f"id {file_id} is not published")
+
+
 def _parent_id(rel: str) -> str:
     parent_rel = rel.rsplit("/", 1)[0] if "/" in rel else ""
     return parent_rel.rsplit(SEPARATOR, 1)[-1] if parent_rel else ROOT
@@ -244,12 +283,7 @@ class FolderStore(Store):
                 _publish_exclusive(_write_temp(dir_index.parent, rel.encode(), None), dir_index)
                 final.mkdir()
             else:
-                tmp, st = _write_temp_stat(parent_dir, data, source)
-                try:
-                    _link_exclusive(tmp, index)  # the commit point: this id is ours
-                    os.link(tmp, final)
-                finally:
-                    os.unlink(tmp)
+                st = _create_indexed(index, final, data, source)
                 self._remember(file_id, rel)
                 return FileInfo(file_id, name, parent, False, st.st_size, None, st.st_mtime, st.st_mtime)
         except FileExistsError:
@@ -307,6 +341,7 @@ class FolderStore(Store):
     def read(self, file_id: str, *, max_bytes: int | None = None) -> bytes:
         try:
             with open(self._index_path(file_id), "rb") as fh:
+                _check_published(fh.fileno(), file_id)
                 if max_bytes is None:
                     return fh.read()
                 data = fh.read(max_bytes + 1)
@@ -320,7 +355,10 @@ class FolderStore(Store):
         dest = Path(dest)
         tmp = dest.with_name(f".{dest.name}.part-{secrets.token_hex(4)}")
         try:
-            shutil.copyfile(self._index_path(file_id), tmp)
+            with open(self._index_path(file_id), "rb") as src:
+                _check_published(src.fileno(), file_id)
+                with open(tmp, "wb") as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
             os.replace(tmp, dest)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
