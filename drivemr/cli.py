@@ -103,7 +103,8 @@ def _open(store_url: str | None, **options: Any) -> Store:
     url = cfg.value("store", store_url)
     if not url:
         raise DrivemrError(
-            "no store given: pass --store URL, set DRIVEMR_STORE, or set `store` in " + str(cfg.config_file())
+            "no store given: pass --store URL, set DRIVEMR_STORE, or set `store` in "
+            + str(cfg.config_file())
         )
     if store_kind(url) == "drive":
         rate = cfg.value("write_rate", options.pop("write_rate", None))
@@ -149,7 +150,9 @@ def _verifier(insecure: bool) -> Callable[[Any], None]:
 @main.command()
 @click.argument("jobfile", type=click.Path(dir_okay=False, path_type=Path))
 @store_option
-@click.option("--wait", is_flag=True, help="Follow the job until it ends; exit 0 only if it all succeeded.")
+@click.option(
+    "--wait", is_flag=True, help="Follow the job until it ends; exit 0 only if it all succeeded."
+)
 @click.option("--unsigned", is_flag=True, hidden=True, help="Do not sign the job (tests).")
 def submit(jobfile: Path, store_url: str | None, wait: bool, unsigned: bool) -> None:
     """Validate JOBFILE, post it to the store and print the job id (last line)."""
@@ -160,7 +163,10 @@ def submit(jobfile: Path, store_url: str | None, wait: bool, unsigned: bool) -> 
     store = _open(store_url)
     sign = None if unsigned else _signer()
     job = do_submit(store, spec, sign=sign, progress=lambda m: click.echo(m, err=True))
-    click.echo(f"submitted {len(job.tasks)} task(s){' and a reduce' if job.reduce else ''} to {store.url}", err=True)
+    click.echo(
+        f"submitted {len(job.tasks)} task(s){' and a reduce' if job.reduce else ''} to {store.url}",
+        err=True,
+    )
     click.echo(job.id)
     if wait:
         sys.exit(_wait(store, job.id))
@@ -179,18 +185,44 @@ def _wait(store: Store, job_id: str, poll: float = 0.5) -> int:
 @main.command()
 @store_option
 @click.option("--slots", type=int, help="Task slots (default: CPU count).")
-@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), help="Where tasks run.")
+@click.option(
+    "--workdir", type=click.Path(file_okay=False, path_type=Path), help="Where tasks run."
+)
 @click.option("--worker-id", help="Name of this worker (default: host name plus a random suffix).")
-@click.option("--lease", type=float, help="Seconds without a heartbeat before claims are reclaimed (300).")
+@click.option(
+    "--lease", type=float, help="Seconds without a heartbeat before claims are reclaimed (300)."
+)
 @click.option("--poll-interval", type=float, help="Seconds between change polls when idle.")
 @click.option("--write-rate", type=float, help="Drive writes per second for this account (3).")
-@click.option("--exit-when-idle", is_flag=True, help="Exit once every job in the store is finished or cancelled.")
-@click.option("--when-idle", is_flag=True, help="Claim tasks only while the PC's other processes leave the CPU idle.")
-@click.option("--idle-threshold", type=float, help="With --when-idle: share of the whole CPU others may use (0.25).")
-@click.option("--keep-workdirs", is_flag=True, help="Keep each attempt's working folder (debugging).")
+@click.option(
+    "--exit-when-idle",
+    is_flag=True,
+    help="Exit once every job in the store is finished or cancelled.",
+)
+@click.option(
+    "--when-idle",
+    is_flag=True,
+    help="Claim tasks only while the PC's other processes leave the CPU idle.",
+)
+@click.option(
+    "--idle-threshold",
+    type=float,
+    help="With --when-idle: share of the whole CPU others may use (0.25).",
+)
+@click.option(
+    "--keep-workdirs", is_flag=True, help="Keep each attempt's working folder (debugging)."
+)
 @click.option("--job", "jobs", multiple=True, help="Serve only this job (repeatable).")
-@click.option("--no-reduce", is_flag=True, help="Never run reduces on this PC (another worker or `drivemr reduce` will).")
-@click.option("--insecure-accept-unsigned", is_flag=True, help="Run jobs without checking signatures. Dangerous.")
+@click.option(
+    "--no-reduce",
+    is_flag=True,
+    help="Never run reduces on this PC (another worker or `drivemr reduce` will).",
+)
+@click.option(
+    "--insecure-accept-unsigned",
+    is_flag=True,
+    help="Run jobs without checking signatures. Dangerous.",
+)
 def worker(
     store_url: str | None,
     slots: int | None,
@@ -282,7 +314,11 @@ def _install_signal_handlers(stop: Callable[[], None]) -> None:
 @click.argument("job_id", required=False)
 @store_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--watch", is_flag=True, help="Follow JOB live until it ends (exit 0 done, 1 failed, 3 cancelled).")
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Follow JOB live until it ends (exit 0 done, 1 failed, 3 cancelled).",
+)
 def status(job_id: str | None, store_url: str | None, as_json: bool, watch: bool) -> None:
     """Show every job with counts, or one job's tasks and reduce."""
     from drivemr.status import all_statuses, status_of
@@ -305,7 +341,12 @@ def status(job_id: str | None, store_url: str | None, as_json: bool, watch: bool
     if as_json:
         click.echo(
             json.dumps(
-                [s.to_json(with_tasks=False) if not isinstance(s, tuple) else {"job": s[0], "error": s[1]} for s in statuses],
+                [
+                    s.to_json(with_tasks=False)
+                    if not isinstance(s, tuple)
+                    else {"job": s[0], "error": s[1]}
+                    for s in statuses
+                ],
                 indent=2,
             )
         )
@@ -335,7 +376,9 @@ def _print_job(st: Any, *, detail: bool) -> None:
         dur = "" if t.duration is None else f"{t.duration:.2f}"
         click.echo(f"  {t.task:8} {t.state:8} {t.attempts:>5} {code:>5} {dur:>8}  {t.worker or ''}")
     if st.failed_tasks:
-        click.echo(f"  failed: {', '.join(st.failed_tasks[:20])}  (see: drivemr logs {st.job} TASK)")
+        click.echo(
+            f"  failed: {', '.join(st.failed_tasks[:20])}  (see: drivemr logs {st.job} TASK)"
+        )
 
 
 # ---------------------------------------------------------------------------- reduce
@@ -344,9 +387,18 @@ def _print_job(st: Any, *, detail: bool) -> None:
 @main.command()
 @click.argument("job_id")
 @store_option
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Where to put the result.")
-@click.option("--insecure-accept-unsigned", is_flag=True, help="Run the reduce of an unsigned job. Dangerous.")
-def reduce(job_id: str, store_url: str | None, out_dir: Path | None, insecure_accept_unsigned: bool) -> None:
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to put the result.",
+)
+@click.option(
+    "--insecure-accept-unsigned", is_flag=True, help="Run the reduce of an unsigned job. Dangerous."
+)
+def reduce(
+    job_id: str, store_url: str | None, out_dir: Path | None, insecure_accept_unsigned: bool
+) -> None:
     """Fetch the job's reduced result, or run the reduce here if every task is done."""
     store = _open(store_url)
     paths = fetch_or_reduce(store, job_id, out_dir, verify=_verifier(insecure_accept_unsigned))
@@ -357,11 +409,13 @@ def reduce(job_id: str, store_url: str | None, out_dir: Path | None, insecure_ac
 def fetch_or_reduce(
     store: Store, job_id: str, out_dir: Path | None, *, verify: Callable[[Any], None] | None = None
 ) -> list[Path]:
-    folder, job = find_job(store, job_id)
+    _folder, job = find_job(store, job_id)
     view = load_view(store, job)
     target = out_dir or Path(f"{job.id}-result")
     if job.reduce_task is None:
-        raise DrivemrError(f"job {job.id} has no [reduce]; its results are in `drivemr status {job.id}`")
+        raise DrivemrError(
+            f"job {job.id} has no [reduce]; its results are in `drivemr status {job.id}`"
+        )
     if REDUCE not in view.results:
         missing = [t.id for t in job.tasks if t.id not in view.results]
         if missing:
@@ -370,9 +424,13 @@ def fetch_or_reduce(
             )
         failed = [t for t, r in view.results.items() if r.state != "done"]
         if failed:
-            raise DrivemrError(f"job {job.id}: task(s) failed, so there is no reduce: {', '.join(failed[:20])}")
+            raise DrivemrError(
+                f"job {job.id}: task(s) failed, so there is no reduce: {', '.join(failed[:20])}"
+            )
         log.info("running the reduce of %s here", job.id)
-        w = build_worker(store, slots=1, exit_when_idle=True, jobs=frozenset({job.id}), verify=verify)
+        w = build_worker(
+            store, slots=1, exit_when_idle=True, jobs=frozenset({job.id}), verify=verify
+        )
         w.run()
         view = load_view(store, job)
         if REDUCE not in view.results:
@@ -392,7 +450,12 @@ def fetch_or_reduce(
 @main.command()
 @store_option
 @click.option("--shared-drive", help="Create the folder in this shared drive (Drive only).")
-@click.option("--name", default="drivemr", show_default=True, help="Name of the folder to create (Drive only).")
+@click.option(
+    "--name",
+    default="drivemr",
+    show_default=True,
+    help="Name of the folder to create (Drive only).",
+)
 def init(store_url: str | None, shared_drive: str | None, name: str) -> None:
     """Create the shared root (a folder, or a Drive folder) and print its store URL (last line)."""
     url = cfg.value("store", store_url)
@@ -423,9 +486,16 @@ def demo(slots: int, keep: bool) -> None:
         store = open_store(str(tmp / "store"), create=True)
         spec = load_job(example_dir("wordcount") / "job.toml")
         job = do_submit(store, spec, sign=_signer())
-        click.echo(f"submitted {job.id}: {len(job.tasks)} map task(s) and a reduce, store {store.url}")
+        click.echo(
+            f"submitted {job.id}: {len(job.tasks)} map task(s) and a reduce, store {store.url}"
+        )
         w = build_worker(
-            store, slots=slots, workdir=tmp / "work", exit_when_idle=True, lease=30.0, verify=_verifier(False)
+            store,
+            slots=slots,
+            workdir=tmp / "work",
+            exit_when_idle=True,
+            lease=30.0,
+            verify=_verifier(False),
         )
         started = time.monotonic()
         w.run()

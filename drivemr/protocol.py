@@ -289,7 +289,9 @@ def job_from_doc(doc: Mapping[str, Any], folder: str) -> Job:
         raise JobFormatError(f"malformed job.json: {exc}") from exc
 
 
-def parse_json(data: bytes, what: str, *, max_bytes: int = MAX_MANIFEST_BYTES, max_items: int = 200_000) -> Any:
+def parse_json(
+    data: bytes, what: str, *, max_bytes: int = MAX_MANIFEST_BYTES, max_items: int = 200_000
+) -> Any:
     """Untrusted JSON from the store: size, depth and item count capped; data only."""
     try:
         return load_json_limited(data, max_bytes=max_bytes, max_items=max_items, what=what)
@@ -307,7 +309,10 @@ def read_job(store: Store, job_folder: FileInfo) -> Job:
     if spec.size is not None and spec.size > MAX_JOB_BYTES:
         raise JobFormatError(f"{job_folder.name}: job.json is {spec.size} bytes, over the limit")
     doc = parse_json(
-        store.read(spec.id, max_bytes=MAX_JOB_BYTES), "job.json", max_bytes=MAX_JOB_BYTES, max_items=MAX_JOB_ITEMS
+        store.read(spec.id, max_bytes=MAX_JOB_BYTES),
+        "job.json",
+        max_bytes=MAX_JOB_BYTES,
+        max_items=MAX_JOB_ITEMS,
     )
     if not isinstance(doc, dict):
         raise JobFormatError("job.json is not an object")
@@ -349,7 +354,11 @@ class IdPool:
 
 
 def build_job_doc(
-    spec: JobSpec, job_id: str, pool: IdPool, file_ids: Mapping[str, StoredFile], folders: Mapping[str, str]
+    spec: JobSpec,
+    job_id: str,
+    pool: IdPool,
+    file_ids: Mapping[str, StoredFile],
+    folders: Mapping[str, str],
 ) -> dict[str, Any]:
     map_stage = Stage.from_spec(spec.map)
     tasks_doc = []
@@ -411,7 +420,9 @@ def submit(
             folders[sub] = fid
         stored: dict[str, StoredFile] = {}
         uploads: list[tuple[str, Path, str]] = [(f.name, f.path, "file") for f in spec.files]
-        uploads += [(t.input, t.input_path, "input") for t in spec.tasks if t.input and t.input_path]
+        uploads += [
+            (t.input, t.input_path, "input") for t in spec.tasks if t.input and t.input_path
+        ]
         for n, (name, path, _kind) in enumerate(uploads):
             if name in stored:
                 continue
@@ -497,15 +508,19 @@ def job_complete(job: Job, view: JobView) -> bool:
 
 
 def job_succeeded(job: Job, view: JobView) -> bool:
-    return job_complete(job, view) and all(r.state == "done" for r in view.results.values()) and (
-        job.reduce_task is None or REDUCE in view.results
+    return (
+        job_complete(job, view)
+        and all(r.state == "done" for r in view.results.values())
+        and (job.reduce_task is None or REDUCE in view.results)
     )
 
 
 def mark(store: Store, job: Job, marker: str) -> bool:
     """Create a marker once; False if it already existed."""
     try:
-        store.create(job.folder, marker, job.markers[marker], json.dumps({"at": time.time()}).encode())
+        store.create(
+            job.folder, marker, job.markers[marker], json.dumps({"at": time.time()}).encode()
+        )
     except AlreadyExists:
         return False
     return True
@@ -527,7 +542,7 @@ def find_job(store: Store, job_id: str) -> tuple[FileInfo, Job]:
     if not matches:
         raise DrivemrError(f"no job {job_id!r} in {store.url}")
     if len(matches) > 1:
-        names = ", ".join(m.name[len(JOB_PREFIX):] for m in matches[:5])
+        names = ", ".join(m.name[len(JOB_PREFIX) :] for m in matches[:5])
         raise DrivemrError(f"job id {job_id!r} is ambiguous: {names}")
     return matches[0], read_job(store, matches[0])
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from helpers import WorkerProcs, run_cli
+
 from drivemr.cli import main
 from drivemr.protocol import find_job
 from drivemr.stores.folder import FolderStore
@@ -42,7 +42,10 @@ def store_is_empty(store: FolderStore) -> bool:
         ('name = "x"\n[map]\nitems = ["a"]\n', "map.command"),
         ('name = "x"\n[map]\ncommand = ["true"]\ninputs = ["nothing/*.txt"]\n', "matches no file"),
         ('name = "x"\n[map]\ncommand = ["echo", "{nope}"]\nitems = ["a"]\n', "nope"),
-        ('name = "x"\nfiles = ["../outside.py"]\n[map]\ncommand = ["true"]\nitems = ["a"]\n', "files"),
+        (
+            'name = "x"\nfiles = ["../outside.py"]\n[map]\ncommand = ["true"]\nitems = ["a"]\n',
+            "files",
+        ),
         ('name = "x"\n[map\n', "job.toml"),
     ],
 )
@@ -50,14 +53,16 @@ def test_bad_job_file_writes_nothing(
     text: str, expected: str, folder_store: FolderStore, write_job: Callable[..., Path]
 ) -> None:
     job_file = write_job(text)
-    code, out, err = invoke("submit", "--store", str(folder_store.path), str(job_file))
+    code, _out, err = invoke("submit", "--store", str(folder_store.path), str(job_file))
     assert code == 1
     assert "job.toml" in err and expected in err
     assert len(err.strip().splitlines()) == 1  # one clear message
     assert store_is_empty(folder_store)
 
 
-def test_submit_status_and_reduce(folder_store: FolderStore, write_job: Callable[..., Path], tmp_path: Path, workers: WorkerProcs) -> None:
+def test_submit_status_and_reduce(
+    folder_store: FolderStore, write_job: Callable[..., Path], tmp_path: Path, workers: WorkerProcs
+) -> None:
     job_file = write_job(OK_JOB)
     code, out, err = invoke("submit", "--store", str(folder_store.path), str(job_file))
     assert code == 0, err
@@ -83,24 +88,36 @@ def test_submit_status_and_reduce(folder_store: FolderStore, write_job: Callable
     assert doc["state"] == "done" and doc["counts"]["done"] == 3
     assert all(t["worker"] == "w" and t["exit_code"] == 0 for t in doc["tasks"])
 
-    code, out, err = invoke("reduce", job_id, "--store", str(folder_store.path), "--out", str(tmp_path / "r"))
+    code, out, err = invoke(
+        "reduce", job_id, "--store", str(folder_store.path), "--out", str(tmp_path / "r")
+    )
     assert code == 0, err
     assert (tmp_path / "r" / "all.txt").read_text() == "aabbcc"
 
 
-def test_reduce_runs_locally_when_no_worker_did(folder_store: FolderStore, write_job: Callable[..., Path], tmp_path: Path, workers: WorkerProcs) -> None:
+def test_reduce_runs_locally_when_no_worker_did(
+    folder_store: FolderStore, write_job: Callable[..., Path], tmp_path: Path, workers: WorkerProcs
+) -> None:
     job_file = write_job(OK_JOB)
-    job_id = invoke("submit", "--store", str(folder_store.path), str(job_file))[1].strip().splitlines()[-1]
+    job_id = (
+        invoke("submit", "--store", str(folder_store.path), str(job_file))[1]
+        .strip()
+        .splitlines()[-1]
+    )
     workers.start("w", "--exit-when-idle", "--no-reduce")
     assert workers.wait_all() == {"w": 0}
     _, job = find_job(folder_store, job_id)
     assert len(folder_store.list(job.folders["results"])) == 3  # the maps, no reduce
-    code, out, err = invoke("reduce", job_id, "--store", str(folder_store.path), "--out", str(tmp_path / "local"))
+    code, _out, err = invoke(
+        "reduce", job_id, "--store", str(folder_store.path), "--out", str(tmp_path / "local")
+    )
     assert code == 0, err
     assert (tmp_path / "local" / "all.txt").read_text() == "aabbcc"
 
 
-def test_submit_wait_exit_codes(folder_store: FolderStore, write_job: Callable[..., Path], workers: WorkerProcs) -> None:
+def test_submit_wait_exit_codes(
+    folder_store: FolderStore, write_job: Callable[..., Path], workers: WorkerProcs
+) -> None:
     workers.start("w", slots=2)
     good = write_job(OK_JOB, name="good")
     proc = run_cli("submit", "--store", str(folder_store.path), "--wait", str(good))
@@ -116,7 +133,10 @@ def test_submit_wait_exit_codes(folder_store: FolderStore, write_job: Callable[.
 
 
 def test_store_from_environment_and_config_file(
-    folder_store: FolderStore, write_job: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, isolated_config: Path
+    folder_store: FolderStore,
+    write_job: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+    isolated_config: Path,
 ) -> None:
     job_file = write_job(OK_JOB)
     code, _, err = invoke("status")
@@ -125,7 +145,7 @@ def test_store_from_environment_and_config_file(
     try:
         assert invoke("status")[1].startswith("no jobs")
         monkeypatch.setenv("DRIVEMR_STORE", folder_store.url)
-        code, out, _ = invoke("submit", str(job_file))
+        code, _out, _ = invoke("submit", str(job_file))
         assert code == 0 and len(folder_store.list(folder_store.root_id)) == 1
     finally:
         (isolated_config / "config.toml").unlink()

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from helpers import WorkerProcs, run_cli, wait_for
+
 from drivemr.protocol import REDUCE, find_job, load_view, submit
 from drivemr.results import read_manifest
 from drivemr.spec import load_job
@@ -48,7 +48,9 @@ def run_worker(store: FolderStore, tmp_path: Path, **overrides: object) -> Worke
     return worker
 
 
-def test_failed_attempt_is_retried_and_succeeds(folder_store: FolderStore, write_job: Callable[..., Path], tmp_path: Path) -> None:
+def test_failed_attempt_is_retried_and_succeeds(
+    folder_store: FolderStore, write_job: Callable[..., Path], tmp_path: Path
+) -> None:
     marks = tmp_path / "marks"
     marks.mkdir()
     job_file = write_job(
@@ -76,7 +78,9 @@ def test_failed_attempt_is_retried_and_succeeds(folder_store: FolderStore, write
     assert manifest["attempt"] == 2 and manifest["outputs"][0]["name"] == "out.txt"
 
 
-def test_task_that_always_fails(folder_store: FolderStore, write_job: Callable[..., Path], tmp_path: Path) -> None:
+def test_task_that_always_fails(
+    folder_store: FolderStore, write_job: Callable[..., Path], tmp_path: Path
+) -> None:
     job_file = write_job(
         """
         name = "poison"
@@ -97,7 +101,9 @@ def test_task_that_always_fails(folder_store: FolderStore, write_job: Callable[.
     assert worker.stats["failed_attempts"] == 3
 
 
-def test_timeout_kills_the_attempt_and_its_children(folder_store: FolderStore, write_job: Callable[..., Path], tmp_path: Path) -> None:
+def test_timeout_kills_the_attempt_and_its_children(
+    folder_store: FolderStore, write_job: Callable[..., Path], tmp_path: Path
+) -> None:
     pids = tmp_path / "pids"
     pids.mkdir()
     job_file = write_job(
@@ -127,21 +133,32 @@ def test_timeout_kills_the_attempt_and_its_children(folder_store: FolderStore, w
     assert read_manifest(folder_store, job.tasks[0])["timed_out"] is True
     (pidfile,) = pids.iterdir()
     for pid in (int(pidfile.name), int(pidfile.read_text())):
-        wait_for(lambda pid=pid: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, timeout=5)
+        wait_for(
+            lambda pid=pid: (
+                not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+            ),
+            timeout=5,
+        )
 
 
-def test_bad_job_in_the_store_does_not_stop_the_worker(folder_store: FolderStore, write_job: Callable[..., Path], tmp_path: Path) -> None:
+def test_bad_job_in_the_store_does_not_stop_the_worker(
+    folder_store: FolderStore, write_job: Callable[..., Path], tmp_path: Path
+) -> None:
     (folder_id, spec_id) = folder_store.mint_ids(2)
     folder_store.create(folder_store.root_id, "job-broken-1", folder_id, folder=True)
     folder_store.create(folder_id, "job.json", spec_id, b"{not json")
-    job_file = write_job('name = "fine"\n[map]\ncommand = ["python", "-c", "pass"]\nitems = ["1", "2"]\n')
+    job_file = write_job(
+        'name = "fine"\n[map]\ncommand = ["python", "-c", "pass"]\nitems = ["1", "2"]\n'
+    )
     job = submit(folder_store, load_job(job_file))
     worker = run_worker(folder_store, tmp_path)
     assert status_of(folder_store, job.id).state == "done"
     assert "broken-1" in worker.rejected
 
 
-def test_wordcount_reduce_sees_results_in_task_order(folder_store: FolderStore, tmp_path: Path) -> None:
+def test_wordcount_reduce_sees_results_in_task_order(
+    folder_store: FolderStore, tmp_path: Path
+) -> None:
     from drivemr.examples import example_dir
 
     job = submit(folder_store, load_job(example_dir("wordcount") / "job.toml"))
@@ -149,7 +166,9 @@ def test_wordcount_reduce_sees_results_in_task_order(folder_store: FolderStore, 
     view = load_view(folder_store, job)
     assert view.results[REDUCE].state == "done"
     total = json.loads(
-        __import__("base64").b64decode(read_manifest(folder_store, job.reduce_task)["outputs"][0]["data"])  # type: ignore[arg-type]
+        __import__("base64").b64decode(
+            read_manifest(folder_store, job.reduce_task)["outputs"][0]["data"]
+        )  # type: ignore[arg-type]
     )
     words: collections.Counter[str] = collections.Counter()
     import re
@@ -159,8 +178,12 @@ def test_wordcount_reduce_sees_results_in_task_order(folder_store: FolderStore, 
     assert total["words"] == sum(words.values()) and total["distinct"] == len(words)
 
 
-def test_exit_when_idle_waits_for_other_workers_tasks(folder_store: FolderStore, write_job: Callable[..., Path], tmp_path: Path) -> None:
-    job_file = write_job('name = "tiny"\n[map]\ncommand = ["python", "-c", "pass"]\nitems = ["1"]\n')
+def test_exit_when_idle_waits_for_other_workers_tasks(
+    folder_store: FolderStore, write_job: Callable[..., Path], tmp_path: Path
+) -> None:
+    job_file = write_job(
+        'name = "tiny"\n[map]\ncommand = ["python", "-c", "pass"]\nitems = ["1"]\n'
+    )
     job = submit(folder_store, load_job(job_file))
     run_worker(folder_store, tmp_path)
     assert status_of(folder_store, job.id).state == "done"
@@ -198,7 +221,11 @@ def test_killed_worker_task_is_finished_by_another_after_the_lease(
         """,
         {"slow.py": SLOW_FIRST},
     )
-    job_id = run_cli("submit", "--store", folder_store.url, str(job_file)).stdout.strip().splitlines()[-1]
+    job_id = (
+        run_cli("submit", "--store", folder_store.url, str(job_file))
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     victim = workers.start("victim", slots=1, lease=2.0)
     wait_for(lambda: list(started.iterdir()), timeout=60)
     victim.send_signal(signal.SIGKILL)
@@ -251,7 +278,11 @@ def test_three_worker_processes_thirty_tasks_and_a_reduce(
             """,
         },
     )
-    job_id = run_cli("submit", "--store", folder_store.url, str(job_file)).stdout.strip().splitlines()[-1]
+    job_id = (
+        run_cli("submit", "--store", folder_store.url, str(job_file))
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     for name in ("pc1", "pc2", "pc3"):
         workers.start(name, "--exit-when-idle", slots=2)
     codes = workers.wait_all()
@@ -282,7 +313,11 @@ def test_sigterm_drains_running_tasks_and_exits_zero(
         items = {{range = [0, 4]}}
         """
     )
-    job_id = run_cli("submit", "--store", folder_store.url, str(job_file)).stdout.strip().splitlines()[-1]
+    job_id = (
+        run_cli("submit", "--store", folder_store.url, str(job_file))
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     proc = workers.start("drainer", slots=2)
     wait_for(lambda: len(list(started.iterdir())) == 2, timeout=60)
     proc.send_signal(signal.SIGTERM)

@@ -32,7 +32,9 @@ def canary_job(write_job: Callable[..., Path], canary: Path, name: str) -> Path:
         command = ["python", "{{files}}/payload.py", {json.dumps(str(canary))}, "{{item}}"]
         items = ["1", "2"]
         """,
-        {"payload.py": "import os, sys\nopen(os.path.join(sys.argv[1], 'pwned-' + sys.argv[2]), 'w').close()\n"},
+        {
+            "payload.py": "import os, sys\nopen(os.path.join(sys.argv[1], 'pwned-' + sys.argv[2]), 'w').close()\n"
+        },
         name=name,
     )
 
@@ -45,7 +47,14 @@ def signer(config_dir: Path) -> Callable[[dict[str, Any]], dict[str, Any]]:
 def run_worker(store: FolderStore, workdir: Path, worker_id: str = "guard") -> Worker:
     worker = Worker(
         store,
-        WorkerConfig(worker_id=worker_id, slots=2, workdir=workdir, lease=5, poll_interval=0.05, exit_when_idle=True),
+        WorkerConfig(
+            worker_id=worker_id,
+            slots=2,
+            workdir=workdir,
+            lease=5,
+            poll_interval=0.05,
+            exit_when_idle=True,
+        ),
         verify=_verifier(False),
     )
     assert worker.run() == 0
@@ -68,12 +77,18 @@ def attacker_keys(tmp_path: Path) -> Path:
 
 
 def good_job_runs(store: FolderStore, write_job: Callable[..., Path], isolated_config: Path) -> str:
-    job_file = write_job('name = "good"\n[map]\ncommand = ["python", "-c", "pass"]\nitems = ["1"]\n', name="good")
+    job_file = write_job(
+        'name = "good"\n[map]\ncommand = ["python", "-c", "pass"]\nitems = ["1"]\n', name="good"
+    )
     return submit(store, load_job(job_file), sign=signer(isolated_config)).id
 
 
 def test_unsigned_job_is_refused_and_the_worker_goes_on(
-    folder_store: FolderStore, write_job: Callable[..., Path], canary: Path, tmp_path: Path, isolated_config: Path
+    folder_store: FolderStore,
+    write_job: Callable[..., Path],
+    canary: Path,
+    tmp_path: Path,
+    isolated_config: Path,
 ) -> None:
     bad = submit(folder_store, load_job(canary_job(write_job, canary, "unsigned")))
     good = good_job_runs(folder_store, write_job, isolated_config)
@@ -86,9 +101,17 @@ def test_unsigned_job_is_refused_and_the_worker_goes_on(
 
 
 def test_untrusted_key_is_refused_with_the_command_to_trust_it(
-    folder_store: FolderStore, write_job: Callable[..., Path], canary: Path, tmp_path: Path, attacker_keys: Path
+    folder_store: FolderStore,
+    write_job: Callable[..., Path],
+    canary: Path,
+    tmp_path: Path,
+    attacker_keys: Path,
 ) -> None:
-    bad = submit(folder_store, load_job(canary_job(write_job, canary, "untrusted")), sign=signer(attacker_keys))
+    bad = submit(
+        folder_store,
+        load_job(canary_job(write_job, canary, "untrusted")),
+        sign=signer(attacker_keys),
+    )
     worker = run_worker(folder_store, tmp_path / "w")
     assert list(canary.iterdir()) == []
     assert "drivemr keys trust drivemr-ed25519:" in worker.rejected[bad.id]
@@ -113,7 +136,11 @@ def test_modified_job_is_refused(
     tmp_path: Path,
     isolated_config: Path,
 ) -> None:
-    job = submit(folder_store, load_job(canary_job(write_job, canary, "tampered")), sign=signer(isolated_config))
+    job = submit(
+        folder_store,
+        load_job(canary_job(write_job, canary, "tampered")),
+        sign=signer(isolated_config),
+    )
     folder, _ = find_job(folder_store, job.id)
     (spec,) = [f for f in folder_store.list(folder.id) if f.name == "job.json"]
     doc = json.loads(folder_store.read(spec.id))
@@ -125,11 +152,21 @@ def test_modified_job_is_refused(
 
 
 def test_swapped_shipped_file_never_runs(
-    folder_store: FolderStore, write_job: Callable[..., Path], canary: Path, tmp_path: Path, isolated_config: Path
+    folder_store: FolderStore,
+    write_job: Callable[..., Path],
+    canary: Path,
+    tmp_path: Path,
+    isolated_config: Path,
 ) -> None:
-    job = submit(folder_store, load_job(canary_job(write_job, canary, "swapped")), sign=signer(isolated_config))
+    job = submit(
+        folder_store,
+        load_job(canary_job(write_job, canary, "swapped")),
+        sign=signer(isolated_config),
+    )
     (payload,) = folder_store.list(job.folders["files"])
-    folder_store.update(payload.id, b"import os, sys\nopen(os.path.join(sys.argv[1], 'pwned-swap'), 'w').close()\n")
+    folder_store.update(
+        payload.id, b"import os, sys\nopen(os.path.join(sys.argv[1], 'pwned-swap'), 'w').close()\n"
+    )
     run_worker(folder_store, tmp_path / "w")
     assert list(canary.iterdir()) == []
     st = status_of(folder_store, job.id)
@@ -137,9 +174,15 @@ def test_swapped_shipped_file_never_runs(
 
 
 def test_job_copied_under_another_id_is_a_replay(
-    folder_store: FolderStore, write_job: Callable[..., Path], canary: Path, tmp_path: Path, isolated_config: Path
+    folder_store: FolderStore,
+    write_job: Callable[..., Path],
+    canary: Path,
+    tmp_path: Path,
+    isolated_config: Path,
 ) -> None:
-    job = submit(folder_store, load_job(canary_job(write_job, canary, "orig")), sign=signer(isolated_config))
+    job = submit(
+        folder_store, load_job(canary_job(write_job, canary, "orig")), sign=signer(isolated_config)
+    )
     run_worker(folder_store, tmp_path / "w")
     assert sorted(p.name for p in canary.iterdir()) == ["pwned-1", "pwned-2"]  # the genuine job ran
     for p in canary.iterdir():
@@ -149,7 +192,9 @@ def test_job_copied_under_another_id_is_a_replay(
     data = folder_store.read(spec.id)
     # 1. the same signed document in a folder named after another job id
     f1, s1 = folder_store.mint_ids(2)
-    folder_store.create(folder_store.root_id, JOB_PREFIX + job.id.replace("orig", "copy"), f1, folder=True)
+    folder_store.create(
+        folder_store.root_id, JOB_PREFIX + job.id.replace("orig", "copy"), f1, folder=True
+    )
     folder_store.create(f1, "job.json", s1, data)
     # 2. the same job posted again after it finished, under its own id
     f2, s2 = folder_store.mint_ids(2)
@@ -166,7 +211,16 @@ def test_job_copied_under_another_id_is_a_replay(
 
 @pytest.mark.parametrize(
     "hostile",
-    ["../../escape.txt", "/etc/passwd", "C:evil", "a/../../b", "CON", "nul.txt", "x\u0000y", "\\\\server\\share"],
+    [
+        "../../escape.txt",
+        "/etc/passwd",
+        "C:evil",
+        "a/../../b",
+        "CON",
+        "nul.txt",
+        "x\u0000y",
+        "\\\\server\\share",
+    ],
 )
 def test_hostile_names_in_a_signed_job_are_refused(
     hostile: str,
@@ -177,7 +231,9 @@ def test_hostile_names_in_a_signed_job_are_refused(
     isolated_config: Path,
 ) -> None:
     """Even a trusted key cannot make a worker write outside its working folder."""
-    job = submit(folder_store, load_job(canary_job(write_job, canary, "names")), sign=signer(isolated_config))
+    job = submit(
+        folder_store, load_job(canary_job(write_job, canary, "names")), sign=signer(isolated_config)
+    )
     folder, _ = find_job(folder_store, job.id)
     (spec,) = [f for f in folder_store.list(folder.id) if f.name == "job.json"]
     doc = json.loads(folder_store.read(spec.id))
