@@ -476,7 +476,7 @@ def init(store_url: str | None, shared_drive: str | None, name: str) -> None:
 @click.option("--keep", is_flag=True, help="Keep the temporary store and print where it is.")
 def demo(slots: int, keep: bool) -> None:
     """Run the word-count example end to end on a temporary folder store."""
-    from drivemr.examples import example_dir
+    from drivemr.example_jobs import example_dir
     from drivemr.protocol import submit as do_submit
     from drivemr.spec import load_job
     from drivemr.status import status_of

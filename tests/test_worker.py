@@ -159,7 +159,7 @@ def test_bad_job_in_the_store_does_not_stop_the_worker(
 def test_wordcount_reduce_sees_results_in_task_order(
     folder_store: FolderStore, tmp_path: Path
 ) -> None:
-    from drivemr.examples import example_dir
+    from drivemr.example_jobs import example_dir
 
     job = submit(folder_store, load_job(example_dir("wordcount") / "job.toml"))
     run_worker(folder_store, tmp_path)
