@@ -575,9 +575,12 @@ def claim_is_dead(
     lease: float,
     stopped: Callable[[Heartbeat], bool] = lambda hb: False,
 ) -> bool:
-    """A claim is dead when its worker's heartbeat (or, lacking one, the claim itself) is older
-    than the lease on the store's clock, or the worker said it stopped."""
+    """A claim is dead when its worker's last sign of life — its heartbeat, or the claim
+    itself when newer (a heartbeat seen in an older listing) — is older than the lease on
+    the store's clock, or the worker said it stopped (after making the claim)."""
     beat = beats.get(claim.worker)
     if beat is None:
         return server_now - claim.file.modified > lease
-    return server_now - beat.file.modified > lease or stopped(beat)
+    if server_now - max(beat.file.modified, claim.file.modified) > lease:
+        return True
+    return beat.file.modified >= claim.file.modified and stopped(beat)

@@ -821,7 +821,9 @@ class Worker:
         for active in actives:
             if active.view.cancelled:
                 continue
-            for tid in sorted(active.urgent):  # a dead worker's claims go first
+            # A dead worker's claims go first, our own past life's before all (only we can
+            # take those: our heartbeat under that id is alive again).
+            for tid in sorted(active.urgent, key=lambda t: (self._claimed_by_another(active, t), t)):
                 active.urgent.discard(tid)
                 picked = self._take_over(active, tid) if tid in active.elsewhere else None
                 if picked is not None:
@@ -846,6 +848,11 @@ class Worker:
                 if picked is not None:
                     return picked
         return None
+
+    def _claimed_by_another(self, active: ActiveJob, tid: str) -> bool:
+        """Whether the task's newest claim is not ours (ours here: from a previous run)."""
+        top = active.view.top_claim(tid)
+        return top is None or top.worker != self.id
 
     def _take_over(self, active: ActiveJob, tid: str) -> tuple[ActiveJob, Task, int] | None:
         """The next attempt of a task claimed elsewhere, if that claim is dead."""
