@@ -375,7 +375,9 @@ class Worker:
             if self._last_beat_ok and now - self._last_beat_ok > self.config.lease * 0.9:
                 self._lease_at_risk = True  # we were silent long enough for others to reclaim
                 self._wake.set()
-            self._last_beat_ok = now
+            # Count the beat's age from when it was sent: an answer that arrives late (the PC
+            # slept while the request was in flight) must not make an old beat look fresh.
+            self._last_beat_ok = max(self._last_beat_ok, sent)
         if previous and info.modified - previous > self.config.lease:
             self._claims_lapsed(info.modified - previous)
 
