@@ -42,7 +42,6 @@ from drivemr.errors import (
 from drivemr.protocol import (
     INLINE_OUTPUT_LIMIT,
     MAX_HEARTBEAT_BYTES,
-    MAX_MANIFEST_BYTES,
     REDUCE,
     ClaimRef,
     Heartbeat,
@@ -659,12 +658,14 @@ class Worker:
             and REDUCE not in view.results
             and REDUCE not in active.given_up
             and view.map_results == len(job.tasks)
+            and all(r.state == "done" for r in view.results.values())
+            and (job.id, REDUCE) not in self.running
         ):
-            if all(r.state == "done" for r in view.results.values()) and (job.id, REDUCE) not in self.running:
-                if REDUCE in view.claims:
-                    active.elsewhere.add(REDUCE)
-                else:
-                    active.pending.appendleft(REDUCE)
+            # every map task succeeded: the reduce is due
+            if REDUCE in view.claims:
+                active.elsewhere.add(REDUCE)
+            else:
+                active.pending.appendleft(REDUCE)
         active.urgent = set()
         for tid in active.elsewhere:
             top = view.top_claim(tid)
