@@ -106,18 +106,18 @@ class Attempt:
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
-        self._killed = threading.Event()
+        self._killed = False  # set under _lock; one per attempt, so kept cheap
         self._lock = threading.Lock()
 
     def kill(self) -> None:
         with self._lock:
-            self._killed.set()
+            self._killed = True
             if self._proc is not None and self._proc.poll() is None:
                 kill_tree(self._proc)
 
     @property
     def killed(self) -> bool:
-        return self._killed.is_set()
+        return self._killed
 
     def run(
         self,
@@ -138,12 +138,12 @@ class Attempt:
             kwargs["start_new_session"] = True
         try:
             with self._lock:
-                if self._killed.is_set():
+                if self._killed:
                     return AttemptOutcome(None, started, time.time(), killed=True)
                 self._proc = subprocess.Popen(
                     resolve_argv(argv),
                     cwd=cwd,
-                    env=dict(env),
+                    env=env,
                     stdin=_devnull(),
                     stdout=stdout,
                     stderr=stderr,

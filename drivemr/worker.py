@@ -73,6 +73,10 @@ from drivemr.stores.base import FileInfo, Store
 log = logging.getLogger("drivemr.worker")
 
 SECRET_ENV_PREFIXES = ("DRIVEMR_", "GOOGLE_APPLICATION_CREDENTIALS")
+QUIET_TASK_SECONDS = 1.0
+"""Successful attempts shorter than this are logged at DEBUG, summed up at INFO every
+SUMMARY_SECONDS; longer ones and every failure get a line of their own."""
+SUMMARY_SECONDS = 10.0
 
 
 class Clock(Protocol):
@@ -158,6 +162,14 @@ class ActiveJob:
     before any never-claimed task, so a dead PC's work waits no longer than the lease."""
 
 
+@dataclass
+class SlotHome:
+    """A slot's reusable working folder; ``clean`` when its last emptying left nothing."""
+
+    path: Path
+    clean: bool = False
+
+
 class Worker:
     def __init__(
         self,
@@ -193,6 +205,7 @@ class Worker:
         self.beats: dict[str, Heartbeat] = {}
         self._stopped_cache: dict[tuple[str, float], bool] = {}
         self._lock = threading.RLock()
+        self._claiming = threading.Lock()  # held while deciding and making claims
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._killing = threading.Event()
@@ -210,6 +223,7 @@ class Worker:
         self._markers: set[str] = set()  # the job folder changed: cancel or finish markers
         self._root_dirty = True
         self._idle_rounds = 0
+        self._summary = (0.0, 0)  # (monotonic time, quick tasks counted) of the last summary
         self.fatal: BaseException | None = None
         self.stats = collections.Counter[str]()
         self.workdir = config.workdir.absolute()
@@ -245,14 +259,16 @@ class Worker:
         try:
             while not self._stopping.is_set():
                 try:
-                    self._maintenance()
-                    self._fill_slots()
+                    with self._claiming:  # slots claim on their own too (_claim_next_here)
+                        self._maintenance()
+                        self._fill_slots()
                 except Exception:  # a bug must not take the PC out of the cluster
                     self.stats["loop_errors"] += 1
                     log.exception("unexpected error in the worker loop; continuing")
                     self._stopping.wait(min(5.0, self.config.poll_interval * 2 ** min(self.stats["loop_errors"], 6)))
                 if self.fatal is not None:
                     break
+                self._log_summary()
                 if self.config.exit_when_idle and self._all_done():
                     log.info("every job is finished; exiting")
                     break
@@ -267,6 +283,7 @@ class Worker:
                     a.attempt.kill()
             self._drain()
         finally:
+            self._log_summary(force=True)
             self._stopping.set()
             for _ in range(self.config.slots):
                 self._queue.put(None)
@@ -277,6 +294,23 @@ class Worker:
         if isinstance(self.fatal, AuthError):
             return 4
         return 0 if self.fatal is None else 1
+
+    def _log_summary(self, *, force: bool = False) -> None:
+        """One INFO line for the quick tasks done since the last (see QUIET_TASK_SECONDS)."""
+        now = self.clock.monotonic()
+        since, counted = self._summary
+        if not since:
+            self._summary = (now, counted)
+            return
+        if now - since < SUMMARY_SECONDS and not force:
+            return
+        quiet = self.stats["quiet_done"]
+        self._summary = (now, quiet)
+        if quiet > counted:
+            log.info(
+                "%d quick task(s) done in the last %.0f s (%d result(s) committed by this worker)",
+                quiet - counted, now - since, self.stats["commits"],
+            )  # fmt: skip
 
     def _check_workdir(self) -> None:
         """A PC that cannot write its working folder must not claim anything: every attempt
@@ -773,17 +807,34 @@ class Worker:
             picked = self._next_candidate()
             if picked is None:
                 return
-            active, task, gen = picked
-            try:
-                self._claim_and_start(active, task, gen)
-            except AuthError as exc:
-                self.fatal = exc
+            claimed = self._claim(*picked)
+            if claimed is not None:
+                self._queue.put(claimed)
+            elif self.fatal is not None or picked[1].id in picked[0].retries:
                 return
-            except DrivemrError as exc:
-                log.warning("claim of %s/%s failed (will retry): %s", active.job.id, task.id, exc)
-                with self._lock:
-                    active.retries[task.id] = (gen, self.clock.monotonic() + self.config.poll_interval)
-                return
+
+    def _claim_next_here(self) -> tuple[Assignment, ActiveJob] | None:
+        """A slot that just finished claims its next task itself, without waking the loop.
+
+        Only the plain case: a job with never-claimed tasks planned and nothing for the
+        loop to do first (a relisting, the root, a pause). Anything else is the loop's."""
+        if (
+            self._stopping.is_set()
+            or self.fatal is not None
+            or self.idle is not None
+            or self._reload
+            or self._root_dirty
+            or self._markers
+            or not self._claiming.acquire(blocking=False)  # the loop is at it: let it fill us
+        ):
+            return None
+        try:
+            if len(self.running) >= self.config.slots:
+                return None
+            picked = self._next_candidate()
+            return None if picked is None else self._claim(*picked)
+        finally:
+            self._claiming.release()
 
     def _owner_busy(self) -> bool:
         """--when-idle: pause claiming while the owner uses the PC (running tasks go on)."""
@@ -874,7 +925,19 @@ class Worker:
         self._commit_lost(active, task, top)
         return None
 
-    def _claim_and_start(self, active: ActiveJob, task: Task, gen: int) -> None:
+    def _claim(self, active: ActiveJob, task: Task, gen: int) -> tuple[Assignment, ActiveJob] | None:
+        """Claim one attempt; on success it counts as running (a slot must take it)."""
+        try:
+            return self._claim_attempt(active, task, gen)
+        except AuthError as exc:
+            self.fatal = exc
+        except DrivemrError as exc:
+            log.warning("claim of %s/%s failed (will retry): %s", active.job.id, task.id, exc)
+            with self._lock:
+                active.retries[task.id] = (gen, self.clock.monotonic() + self.config.poll_interval)
+        return None
+
+    def _claim_attempt(self, active: ActiveJob, task: Task, gen: int) -> tuple[Assignment, ActiveJob] | None:
         # A claim whose create failed without an answer is retried with the same nonce, so a
         # create that did land is recognised as ours (the Drive store also dedupes its own
         # retries; this covers a failure that surfaced to us).
@@ -904,7 +967,7 @@ class Worker:
                 # all of it, where every further blind try would cost a write.
                 active.pending.clear()
                 self._reload.add(active.job.id)
-                return
+                return None
         active.nonces.pop((task.id, gen), None)
         self.stats["claims"] += 1
         if gen == 0 and task.id != REDUCE:
@@ -913,28 +976,33 @@ class Worker:
         active.view.add_claim(ClaimRef(task.id, gen, self.id, info))
         with self._lock:
             self.running[(active.job.id, task.id)] = a
-        self._queue.put((a, active))
+        return a, active
 
     # ------------------------------------------------------------------ running one attempt
 
     def _slot_loop(self, slot: int) -> None:
-        """One thread per slot, alive for the worker's life: no thread start per task."""
+        """One thread per slot, alive for the worker's life: no thread start per task.
+
+        After each attempt the slot tries to claim its next task itself: for short tasks
+        a round trip through the loop (two thread switches) costs as much as the task."""
         out = OutputFile(self.workdir / f".slot{slot}.stdout")
         err = OutputFile(self.workdir / f".slot{slot}.stderr")
-        home = self.workdir / f"slot{slot}"
-        home.mkdir(exist_ok=True)
-        _empty(home)
+        home = SlotHome(self.workdir / f"slot{slot}")
+        home.path.mkdir(exist_ok=True)
+        home.clean = _empty(home.path)
         try:
-            while True:
-                item = self._queue.get()
-                if item is None:
-                    return
+            item = self._queue.get()
+            while item is not None:
                 self._slot(item[0], item[1], out, err, home)
+                item = self._claim_next_here()
+                if item is None:
+                    self._wake.set()  # the loop fills this slot (or finds there is nothing)
+                    item = self._queue.get()
         finally:
             out.close()
             err.close()
 
-    def _slot(self, a: Assignment, active: ActiveJob, out: OutputFile, err: OutputFile, home: Path) -> None:
+    def _slot(self, a: Assignment, active: ActiveJob, out: OutputFile, err: OutputFile, home: SlotHome) -> None:
         task_dir: Path | None = None
         try:
             task_dir = self._prepare(a, active, home)
@@ -952,16 +1020,15 @@ class Worker:
             if a.abandon and not self._stopping.is_set():
                 self._reload.add(a.job.id)  # replan: a lapsed claim of ours is reclaimed at once
             if task_dir is not None and not self.config.keep_workdirs:
-                if task_dir == home:
-                    _empty(task_dir)  # a scandir: far cheaper than mkdir + rmdir on ext4/NTFS
+                if task_dir is home.path:
+                    home.clean = _empty(task_dir)  # a scandir: far cheaper than mkdir + rmdir
                 else:
                     shutil.rmtree(task_dir, ignore_errors=True)
-            self._wake.set()
 
     def _job_dir(self, job: Job) -> Path:
         return self.workdir / job.id
 
-    def _prepare(self, a: Assignment, active: ActiveJob, home: Path) -> Path:
+    def _prepare(self, a: Assignment, active: ActiveJob, home: SlotHome) -> Path:
         """Each slot reuses one empty working folder (emptied after every attempt);
         --keep-workdirs gives every attempt a folder of its own instead."""
         files_dir = self._ensure_files(active)
@@ -969,8 +1036,8 @@ class Worker:
             task_dir = self._job_dir(a.job) / f"{a.task.id}.g{a.gen}-{secrets.token_hex(3)}"
             task_dir.mkdir(parents=True)
         else:
-            task_dir = home  # emptied after every attempt
-            if not _is_empty(home):  # leftovers that could not be removed: start elsewhere
+            task_dir = home.path  # emptied after every attempt
+            if not (home.clean or _is_empty(task_dir)):  # leftovers we could not remove
                 task_dir = self._job_dir(a.job) / f"{a.task.id}.g{a.gen}-{secrets.token_hex(3)}"
                 task_dir.mkdir(parents=True)
         if a.task.input is not None:
@@ -1187,7 +1254,13 @@ class Worker:
             self._reload.add(a.job.id)
         else:
             self._stale.add(a.job.id)
-        log.info("%s/%s %s (attempt %d, %s)", a.job.id, a.task.id, state, a.gen + 1, outcome.describe())
+        if state == "done" and outcome.duration < QUIET_TASK_SECONDS:
+            # Thousands of quick tasks would flood the log (and a line costs as much as a
+            # quarter of a `true` task): they are counted, and summed up now and then.
+            self.stats["quiet_done"] += 1
+            log.debug("%s/%s done (attempt %d, %s)", a.job.id, a.task.id, a.gen + 1, outcome.describe())
+        else:
+            log.info("%s/%s %s (attempt %d, %s)", a.job.id, a.task.id, state, a.gen + 1, outcome.describe())
 
     def _learn_result(self, active: ActiveJob, task: Task) -> None:
         """Our commit lost the race: record the winner's result so the task is never retried."""
@@ -1222,20 +1295,24 @@ def _is_empty(folder: Path) -> bool:
         return False
 
 
-def _empty(folder: Path) -> None:
-    """Remove what an attempt left in its working folder; never raises (logs instead)."""
+def _empty(folder: Path) -> bool:
+    """Remove what an attempt left in its working folder. Never raises (logs instead);
+    True when nothing was left behind, so the next attempt need not look."""
     try:
         with os.scandir(folder) as entries:
             leftovers = [Path(e.path) for e in entries]
+        if not leftovers:
+            return True
         for path in leftovers:
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)
     except FileNotFoundError:
-        return
+        return False
     except OSError as exc:
         log.warning("could not empty %s: %s", folder, exc)
+    return False  # something was removed (maybe not everything): look before the next use
 
 
 def _sha256_file(path: Path) -> str:

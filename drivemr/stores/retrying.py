@@ -53,10 +53,11 @@ class RetryMixin(Store):
         with lock:
             return dict(stats)
 
-    def _count(self, key: str) -> None:
+    def _count(self, *keys: str) -> None:
         lock, stats = self._retry_state()
         with lock:
-            stats[key] += 1
+            for key in keys:
+                stats[key] += 1
 
     def _next(self) -> Any:
         """The store class after this mixin (its primitives do the work)."""
@@ -67,13 +68,12 @@ class RetryMixin(Store):
 
     def _call(self, what: str, fn: Callable[[], T], attempts: list[int] | None = None) -> T:
         """Run ``fn`` (one attempt of the operation ``what``) until it does not fail transiently."""
-        self._count("calls")
         n = 0
         while True:
             n += 1
             if attempts is not None:
                 attempts[0] = n
-            self._count("attempts")
+            self._count("calls", "attempts") if n == 1 else self._count("attempts")
             try:
                 return fn()
             except TransientStoreError:
