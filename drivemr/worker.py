@@ -210,10 +210,15 @@ class Worker:
         self._stopping = threading.Event()
         self._killing = threading.Event()
         self._hb_id = ""
-        self._anchor: tuple[float, float] = (0.0, 0.0)  # (server time, monotonic) of our last heartbeat
+        self._anchor: tuple[float, float] = (
+            0.0,
+            0.0,
+        )  # (server time, monotonic) of our last heartbeat
         self._last_beat_ok = 0.0
         self._lease_at_risk = False
-        self._dead_workers: set[str] = set()  # other workers whose heartbeat is older than the lease
+        self._dead_workers: set[str] = (
+            set()
+        )  # other workers whose heartbeat is older than the lease
         self._beats_done = threading.Event()  # the heartbeat thread's stop (after draining)
         self._cursor: str | None = None
         self._next_reconcile = 0.0
@@ -228,11 +233,15 @@ class Worker:
         self.stats = collections.Counter[str]()
         self.workdir = config.workdir.absolute()
         self._pid = os.getpid()
-        self._nonce_prefix = f"{secrets.token_hex(8)}-"  # unique per worker life; a counter after it
+        self._nonce_prefix = (
+            f"{secrets.token_hex(8)}-"  # unique per worker life; a counter after it
+        )
         self._nonces = itertools.count()
         self._queue: queue.SimpleQueue[tuple[Assignment, ActiveJob] | None] = queue.SimpleQueue()
         # The environment tasks inherit: ours, minus our secrets (computed once).
-        self._base_env = {k: v for k, v in os.environ.items() if not k.startswith(SECRET_ENV_PREFIXES)}
+        self._base_env = {
+            k: v for k, v in os.environ.items() if not k.startswith(SECRET_ENV_PREFIXES)
+        }
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -255,7 +264,9 @@ class Worker:
         beat = threading.Thread(target=self._heartbeat_loop, name="drivemr-heartbeat", daemon=True)
         beat.start()
         for slot in range(self.config.slots):
-            threading.Thread(target=self._slot_loop, args=(slot,), name=f"drivemr-slot{slot}", daemon=True).start()
+            threading.Thread(
+                target=self._slot_loop, args=(slot,), name=f"drivemr-slot{slot}", daemon=True
+            ).start()
         try:
             while not self._stopping.is_set():
                 try:
@@ -265,7 +276,9 @@ class Worker:
                 except Exception:  # a bug must not take the PC out of the cluster
                     self.stats["loop_errors"] += 1
                     log.exception("unexpected error in the worker loop; continuing")
-                    self._stopping.wait(min(5.0, self.config.poll_interval * 2 ** min(self.stats["loop_errors"], 6)))
+                    self._stopping.wait(
+                        min(5.0, self.config.poll_interval * 2 ** min(self.stats["loop_errors"], 6))
+                    )
                 if self.fatal is not None:
                     break
                 self._log_summary()
@@ -339,7 +352,9 @@ class Worker:
         server_now = self.server_now()
         for worker, beat in list(self.beats.items()):
             if worker != self.id and worker not in self._dead_workers:
-                wait = min(wait, max(0.0, beat.file.modified + self.config.lease - server_now + 0.005))
+                wait = min(
+                    wait, max(0.0, beat.file.modified + self.config.lease - server_now + 0.005)
+                )
         return wait
 
     def _drain(self) -> None:
@@ -396,7 +411,9 @@ class Worker:
     def _start_heartbeat(self) -> None:
         self._hb_id = self.pool.one()
         sent = self.clock.monotonic()
-        info = self.store.create(self.store.root_id, heartbeat_name(self.id), self._hb_id, self._heartbeat_doc("running"))
+        info = self.store.create(
+            self.store.root_id, heartbeat_name(self.id), self._hb_id, self._heartbeat_doc("running")
+        )
         self._set_anchor(info, sent)
 
     def _set_anchor(self, info: FileInfo, sent: float) -> None:
@@ -480,7 +497,9 @@ class Worker:
             with self._lock:
                 for job_id in list(self._stale):
                     active = self.jobs.get(job_id)
-                    if active is None or (not active.pending and now - active.listed_at >= self.config.poll_interval):
+                    if active is None or (
+                        not active.pending and now - active.listed_at >= self.config.poll_interval
+                    ):
                         self._stale.discard(job_id)
                         self._reload.add(job_id)
             for job_id in list(self._reload):
@@ -566,7 +585,11 @@ class Worker:
         self.beats = heartbeats(entries)
         for folder in list_jobs(self.store, entries):  # oldest first
             job_id = folder.name[len("job-") :]
-            if job_id in self.jobs or job_id in self.done_jobs or folder.id in self._rejected_folders:
+            if (
+                job_id in self.jobs
+                or job_id in self.done_jobs
+                or folder.id in self._rejected_folders
+            ):
                 if job_id in self.jobs and self.jobs[job_id].job.folder != folder.id:
                     self._reject_replay(job_id, folder)
                 continue
@@ -671,7 +694,11 @@ class Worker:
         pending: list[str] = []
         elsewhere: set[str] = set()
         for task in job.tasks:
-            if task.id in view.results or (job.id, task.id) in self.running or task.id in active.retries:
+            if (
+                task.id in view.results
+                or (job.id, task.id) in self.running
+                or task.id in active.retries
+            ):
                 continue
             if task.id in active.given_up:
                 continue
@@ -780,7 +807,9 @@ class Worker:
             mine = list(self.running.values())
         for a in mine:
             if self._superseded(a):
-                log.warning("%s/%s: our claim lapsed and another worker took it over", a.job.id, a.task.id)
+                log.warning(
+                    "%s/%s: our claim lapsed and another worker took it over", a.job.id, a.task.id
+                )
                 a.abandon = "claim lapsed"
                 a.attempt.kill()
 
@@ -852,7 +881,9 @@ class Worker:
         key = (beat.file.id, beat.file.modified)
         if key not in self._stopped_cache:
             try:
-                doc = parse_json(self.store.read(beat.file.id, max_bytes=MAX_HEARTBEAT_BYTES), "heartbeat")
+                doc = parse_json(
+                    self.store.read(beat.file.id, max_bytes=MAX_HEARTBEAT_BYTES), "heartbeat"
+                )
                 self._stopped_cache[key] = isinstance(doc, dict) and doc.get("state") == "stopped"
             except DrivemrError:
                 return False
@@ -860,7 +891,10 @@ class Worker:
 
     def _dead(self, active: ActiveJob, claim: ClaimRef) -> bool:
         if claim.worker == self.id:  # ours, but not running or waiting to retry: a past life's
-            return (active.job.id, claim.task) not in self.running and claim.task not in active.retries
+            return (
+                active.job.id,
+                claim.task,
+            ) not in self.running and claim.task not in active.retries
         return claim_is_dead(claim, self.beats, self.server_now(), self.config.lease, self._stopped)
 
     def _next_candidate(self) -> tuple[ActiveJob, Task, int] | None:
@@ -877,7 +911,9 @@ class Worker:
                 continue
             # A dead worker's claims go first, our own past life's before all (only we can
             # take those: our heartbeat under that id is alive again).
-            for tid in sorted(active.urgent, key=lambda t: (self._claimed_by_another(active, t), t)):
+            for tid in sorted(
+                active.urgent, key=lambda t: (self._claimed_by_another(active, t), t)
+            ):
                 active.urgent.discard(tid)
                 picked = self._take_over(active, tid) if tid in active.elsewhere else None
                 if picked is not None:
@@ -919,13 +955,21 @@ class Worker:
         active.elsewhere.discard(tid)
         task = active.job.task(tid)
         if top.gen + 1 < len(task.claim_ids):
-            log.info("%s/%s: worker %s is gone; reclaiming (attempt %d)", active.job.id, tid, top.worker, top.gen + 2)
+            log.info(
+                "%s/%s: worker %s is gone; reclaiming (attempt %d)",
+                active.job.id,
+                tid,
+                top.worker,
+                top.gen + 2,
+            )
             self.stats["reclaims"] += 1
             return active, task, top.gen + 1
         self._commit_lost(active, task, top)
         return None
 
-    def _claim(self, active: ActiveJob, task: Task, gen: int) -> tuple[Assignment, ActiveJob] | None:
+    def _claim(
+        self, active: ActiveJob, task: Task, gen: int
+    ) -> tuple[Assignment, ActiveJob] | None:
         """Claim one attempt; on success it counts as running (a slot must take it)."""
         try:
             return self._claim_attempt(active, task, gen)
@@ -937,7 +981,9 @@ class Worker:
                 active.retries[task.id] = (gen, self.clock.monotonic() + self.config.poll_interval)
         return None
 
-    def _claim_attempt(self, active: ActiveJob, task: Task, gen: int) -> tuple[Assignment, ActiveJob] | None:
+    def _claim_attempt(
+        self, active: ActiveJob, task: Task, gen: int
+    ) -> tuple[Assignment, ActiveJob] | None:
         # A claim whose create failed without an answer is retried with the same nonce, so a
         # create that did land is recognised as ours (the Drive store also dedupes its own
         # retries; this covers a failure that surfaced to us).
@@ -945,7 +991,13 @@ class Worker:
         nonce = earlier or f"{self._nonce_prefix}{next(self._nonces)}"
         active.nonces[(task.id, gen)] = nonce
         body = json.dumps(
-            {"worker": self.id, "nonce": nonce, "host": platform.node(), "pid": self._pid, "time": self.clock.time()}
+            {
+                "worker": self.id,
+                "nonce": nonce,
+                "host": platform.node(),
+                "pid": self._pid,
+                "time": self.clock.time(),
+            }
         ).encode()
         name = claim_name(task.id, gen, self.id)
         claim_id = task.claim_ids[gen]
@@ -955,7 +1007,9 @@ class Worker:
             info = self.store.get(claim_id)
             theirs = None
             if earlier:
-                theirs = parse_json(self.store.read(claim_id, max_bytes=MAX_HEARTBEAT_BYTES), "claim")
+                theirs = parse_json(
+                    self.store.read(claim_id, max_bytes=MAX_HEARTBEAT_BYTES), "claim"
+                )
             if not (isinstance(theirs, dict) and theirs.get("nonce") == nonce):
                 active.nonces.pop((task.id, gen), None)
                 parsed = parse_claim_name(info.name)
@@ -1002,7 +1056,9 @@ class Worker:
             out.close()
             err.close()
 
-    def _slot(self, a: Assignment, active: ActiveJob, out: OutputFile, err: OutputFile, home: SlotHome) -> None:
+    def _slot(
+        self, a: Assignment, active: ActiveJob, out: OutputFile, err: OutputFile, home: SlotHome
+    ) -> None:
         task_dir: Path | None = None
         try:
             task_dir = self._prepare(a, active, home)
@@ -1110,7 +1166,13 @@ class Worker:
         err: OutputFile,
     ) -> None:
         if a.abandon or outcome.killed:
-            log.info("%s/%s attempt %d not committed: %s", a.job.id, a.task.id, a.gen + 1, a.abandon or "killed")
+            log.info(
+                "%s/%s attempt %d not committed: %s",
+                a.job.id,
+                a.task.id,
+                a.gen + 1,
+                a.abandon or "killed",
+            )
             return
         stdout, stderr = out.tail(), err.tail()
         error = None if outcome.ok else outcome.describe()
@@ -1166,14 +1228,19 @@ class Worker:
             "stderr": stderr,
         }
         self.store.create(
-            a.job.folders["logs"], f"{a.task.id}.g{a.gen}.log", self.pool.one(), json.dumps(doc).encode()
+            a.job.folders["logs"],
+            f"{a.task.id}.g{a.gen}.log",
+            self.pool.one(),
+            json.dumps(doc).encode(),
         )
 
     def _collect_outputs(self, a: Assignment, task_dir: Path) -> list[dict[str, Any]]:
         stage = a.job.stage_of(a.task)
         files: dict[str, Path] = {}
         for pattern in stage.outputs:
-            matched = sorted(p for p in task_dir.glob(pattern) if p.is_file() and _is_inside(task_dir, p))
+            matched = sorted(
+                p for p in task_dir.glob(pattern) if p.is_file() and _is_inside(task_dir, p)
+            )
             if not matched:
                 raise DrivemrError(f"declared output {pattern!r} was not produced")
             for p in matched:
@@ -1188,7 +1255,10 @@ class Worker:
                 entry["data"] = base64.b64encode(data).decode()
             else:
                 info = self.store.create(
-                    a.job.folders["outputs"], f"{a.task.id}.g{a.gen}.o{k}", self.pool.one(), source=path
+                    a.job.folders["outputs"],
+                    f"{a.task.id}.g{a.gen}.o{k}",
+                    self.pool.one(),
+                    source=path,
                 )
                 entry["id"] = info.id
             outputs.append(entry)
@@ -1206,15 +1276,22 @@ class Worker:
         error: str | None,
     ) -> None:
         if a.abandon:
-            log.info("%s/%s attempt %d not committed: %s", a.job.id, a.task.id, a.gen + 1, a.abandon)
+            log.info(
+                "%s/%s attempt %d not committed: %s", a.job.id, a.task.id, a.gen + 1, a.abandon
+            )
             return
         # A heartbeat older than half the lease is late (they come every lease/3): renew it
         # before committing, so the claim is still young when the result lands.
-        if self._lease_at_risk or self.clock.monotonic() - self._last_beat_ok > self.config.lease * 0.5:
+        if (
+            self._lease_at_risk
+            or self.clock.monotonic() - self._last_beat_ok > self.config.lease * 0.5
+        ):
             self._write_heartbeat()  # still alive to the others? (a lapse abandons our attempts)
             silent = self.clock.monotonic() - self._last_beat_ok > self.config.lease
             if a.abandon or silent or self._superseded(a):
-                log.warning("%s/%s: claim lapsed while running; result discarded", a.job.id, a.task.id)
+                log.warning(
+                    "%s/%s: claim lapsed while running; result discarded", a.job.id, a.task.id
+                )
                 a.abandon = a.abandon or "claim lapsed"
                 return
         manifest = {
@@ -1237,9 +1314,13 @@ class Worker:
         }
         name = result_name(a.task.id, state, a.gen, outcome.exit_code, outcome.duration)
         try:
-            info = self.store.create(a.job.folders["results"], name, a.task.result_id, json.dumps(manifest).encode())
+            info = self.store.create(
+                a.job.folders["results"], name, a.task.result_id, json.dumps(manifest).encode()
+            )
         except AlreadyExists:
-            log.info("%s/%s: another attempt committed first; ours is discarded", a.job.id, a.task.id)
+            log.info(
+                "%s/%s: another attempt committed first; ours is discarded", a.job.id, a.task.id
+            )
             self.stats["commits_lost"] += 1
             self._learn_result(active, a.task)
             return
@@ -1258,9 +1339,18 @@ class Worker:
             # Thousands of quick tasks would flood the log (and a line costs as much as a
             # quarter of a `true` task): they are counted, and summed up now and then.
             self.stats["quiet_done"] += 1
-            log.debug("%s/%s done (attempt %d, %s)", a.job.id, a.task.id, a.gen + 1, outcome.describe())
+            log.debug(
+                "%s/%s done (attempt %d, %s)", a.job.id, a.task.id, a.gen + 1, outcome.describe()
+            )
         else:
-            log.info("%s/%s %s (attempt %d, %s)", a.job.id, a.task.id, state, a.gen + 1, outcome.describe())
+            log.info(
+                "%s/%s %s (attempt %d, %s)",
+                a.job.id,
+                a.task.id,
+                state,
+                a.gen + 1,
+                outcome.describe(),
+            )
 
     def _learn_result(self, active: ActiveJob, task: Task) -> None:
         """Our commit lost the race: record the winner's result so the task is never retried."""
@@ -1272,14 +1362,20 @@ class Worker:
             if ref is not None:
                 active.view.results[task.id] = ref
             else:
-                log.error("%s/%s: its result id is taken but no result is visible; giving up on it", active.job.id, task.id)
+                log.error(
+                    "%s/%s: its result id is taken but no result is visible; giving up on it",
+                    active.job.id,
+                    task.id,
+                )
                 active.given_up.add(task.id)
         self._reload.add(active.job.id)
 
     def _commit_lost(self, active: ActiveJob, task: Task, top: ClaimRef) -> None:
         """Every generation's worker died: the task is committed as failed, once."""
         now = self.clock.time()
-        outcome = AttemptOutcome(None, now, now, error="no attempt left: every worker running it died")
+        outcome = AttemptOutcome(
+            None, now, now, error="no attempt left: every worker running it died"
+        )
         a = Assignment(active.job, task, top.gen, top.file)
         try:
             self._commit(a, active, "failed", outcome, [], "", "", outcome.error)

@@ -102,7 +102,9 @@ def _publish_exclusive(tmp: Path, final: Path) -> None:
             tmp.unlink()
 
 
-def _create_indexed(index: str, final: str, data: bytes | None, source: Path | None) -> os.stat_result:
+def _create_indexed(
+    index: str, final: str, data: bytes | None, source: Path | None
+) -> os.stat_result:
     """Create a file's data under its index name, exclusively (the commit point: the id is
     ours), then give it its visible name with a second link. Until that link the inode has
     one name, and readers by id treat it as absent (see ``FolderStore.read``), so nobody
@@ -280,7 +282,11 @@ class FolderStore(Store):
         if not name or "/" in name or "\\" in name or "\0" in name or name.startswith("."):
             raise PermanentStoreError(f"create: invalid name {name!r}")
         parent_rel = self._rel(parent)
-        rel = f"{parent_rel}/{name}{SEPARATOR}{file_id}" if parent_rel else f"{name}{SEPARATOR}{file_id}"
+        rel = (
+            f"{parent_rel}/{name}{SEPARATOR}{file_id}"
+            if parent_rel
+            else f"{name}{SEPARATOR}{file_id}"
+        )
         taken = AlreadyExists(f"a file already exists with the id {file_id}")
         try:
             if folder:
@@ -293,7 +299,9 @@ class FolderStore(Store):
             else:
                 st = _create_indexed(self._index_str(file_id), self._root_str + rel, data, source)
                 self._remember(file_id, rel)
-                return FileInfo(file_id, name, parent, False, st.st_size, None, st.st_mtime, st.st_mtime)
+                return FileInfo(
+                    file_id, name, parent, False, st.st_size, None, st.st_mtime, st.st_mtime
+                )
         except FileExistsError:
             raise taken from None
         except OSError as exc:

@@ -439,4 +439,6 @@ def test_report_renders_in_headless_chromium(
     # 12 px swatch covers 12 rows, so more than 16 rows of a colour means a bar was drawn.
     assert bar_rows(rows, bpp, _rgb(COLOURS["done"]), run=6) >= 20
     assert bar_rows(rows, bpp, _rgb(COLOURS["timed out"]), run=6) >= 20
-    assert count_colour(rows, bpp, _rgb(COLOURS["failed"])) > 50  # a swatch, and bars as wide as their time
+    assert (
+        count_colour(rows, bpp, _rgb(COLOURS["failed"])) > 50
+    )  # a swatch, and bars as wide as their time
