@@ -193,6 +193,9 @@ def expand(argv: Sequence[str], values: Mapping[str, str]) -> list[str]:
     """
 
     def one(arg: str) -> str:
+        if "{" not in arg and "}" not in arg:
+            return arg  # most words: no regex pass (this runs for every attempt)
+
         def sub(m: re.Match[str]) -> str:
             token = m.group(0)
             if token in ("{{", "}}"):

@@ -4,7 +4,9 @@
         heartbeat (its own thread)        one write per worker per lease/3
         maintenance                       change feed -> reload views; reclaim dead claims
         claim                             create-once a claim per free slot
-        run, commit                       in slot threads; wake the loop when done
+        run, commit                       in slot threads; a slot that finishes claims
+                                          its next task itself when the loop has nothing
+                                          to do first, else wakes the loop
 
 Liveness is judged on the store's clock: our own heartbeat's server-side modification
 time plus the monotonic time elapsed since that write returned is "server now". A worker
@@ -861,7 +863,10 @@ class Worker:
             if len(self.running) >= self.config.slots:
                 return None
             picked = self._next_candidate()
-            return None if picked is None else self._claim(*picked)
+            claimed = None if picked is None else self._claim(*picked)
+            if claimed is not None:
+                self.stats["slot_claims"] += 1
+            return claimed
         finally:
             self._claiming.release()
 
@@ -1143,7 +1148,7 @@ class Worker:
             "files": str(active.files_dir),
             "input": a.task.input.name if a.task.input else "",
             "item": a.task.item or "",
-            "results": str(task_dir / "results"),
+            "results": f"{task_dir}{os.sep}results",  # a join per attempt: no pathlib
         }
         argv = expand(stage.command, values)
         log.debug("%s/%s attempt %d: %s", a.job.id, a.task.id, a.gen + 1, argv)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -172,3 +174,11 @@ def test_demo_runs_end_to_end() -> None:
 def test_version() -> None:
     code, out, _ = invoke("--version")
     assert code == 0 and "drivemr" in out
+
+
+def test_python_dash_m_drivemr_runs_the_command_line() -> None:
+    """For PCs where the `drivemr` script is not on PATH (e.g. a Windows user install)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "drivemr", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0 and proc.stdout.startswith("drivemr, version"), proc

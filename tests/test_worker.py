@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import collections
 import json
+import logging
 import os
 import signal
 import sys
@@ -326,3 +328,82 @@ def test_sigterm_drains_running_tasks_and_exits_zero(
     st = status_of(folder_store, job_id)
     assert st.counts["done"] == 2 and st.counts["pending"] == 2  # drained, claimed nothing more
     assert len(list(started.iterdir())) == 2
+
+
+def test_slots_claim_their_next_task_and_never_overlap_more_than_n(
+    folder_store: FolderStore, write_job: Callable[..., Path], tmp_path: Path
+) -> None:
+    """A slot that finishes claims its next task itself; still never more than N at once."""
+    job_file = write_job(
+        """
+        name = "many"
+        [map]
+        command = ["python", "-c", "import time; time.sleep(0.01)"]
+        items = {range = [0, 40]}
+        """
+    )
+    job = submit(folder_store, load_job(job_file))
+    worker = run_worker(folder_store, tmp_path, slots=2)
+    assert status_of(folder_store, job.id).state == "done"
+    assert worker.stats["slot_claims"] > 0  # the fast path ran
+    assert worker.stats["claims"] == 40 and worker.stats["commits"] == 40
+    spans = [
+        (m["started"], m["ended"]) for m in (read_manifest(folder_store, t) for t in job.tasks)
+    ]
+    events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
+    running = most = 0
+    for _, step in events:
+        running += step
+        most = max(most, running)
+    assert most <= 2
+
+
+def test_every_attempt_starts_in_an_empty_working_folder(
+    folder_store: FolderStore, write_job: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Slots reuse one folder: whatever an attempt leaves behind is gone before the next."""
+    litter = (
+        "import os, json; json.dump(sorted(os.listdir('.')), open('seen.json.tmp', 'w'));"
+        " os.makedirs('junk/deep'); open('junk/deep/f', 'w').write('x'); open('a.txt', 'w').write('x');"
+        " os.replace('seen.json.tmp', 'seen.json')"
+    )
+    job_file = write_job(
+        f"""
+        name = "litter"
+        [map]
+        command = ["python", "-c", {json.dumps(litter)}]
+        items = {{range = [0, 12]}}
+        outputs = ["seen.json"]
+        """
+    )
+    job = submit(folder_store, load_job(job_file))
+    run_worker(folder_store, tmp_path, slots=2)
+    assert status_of(folder_store, job.id).state == "done"
+    for task in job.tasks:
+        (out,) = read_manifest(folder_store, task)["outputs"]
+        assert json.loads(base64.b64decode(out["data"])) == []  # listed before writing
+
+
+def test_quick_tasks_are_summed_up_in_the_log_and_failures_get_a_line(
+    folder_store: FolderStore,
+    write_job: Callable[..., Path],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    job_file = write_job(
+        """
+        name = "quick"
+        [map]
+        command = ["python", "-c", "import sys; sys.exit(int(sys.argv[1]) == 3)", "{item}"]
+        items = {range = [0, 6]}
+        max_attempts = 1
+        """
+    )
+    job = submit(folder_store, load_job(job_file))
+    with caplog.at_level(logging.INFO, logger="drivemr.worker"):
+        run_worker(folder_store, tmp_path)
+    assert status_of(folder_store, job.id).state == "failed"
+    info = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert not any(" done (attempt" in m for m in info)  # quick successes: no line each
+    assert any(m.startswith("5 quick task(s) done") for m in info), info
+    assert any("t0003 failed (attempt 1, exit code 1)" in m for m in info), info
