@@ -30,7 +30,6 @@ import contextlib
 import email.utils
 import errno
 import functools
-import hashlib
 import http.client
 import io
 import json
@@ -71,7 +70,15 @@ from drivemr.errors import (
     StoreError,
     TransientStoreError,
 )
-from drivemr.stores.base import FOLDER_MIME, ROOT, Changes, FileInfo, Store
+from drivemr.stores.base import (
+    FOLDER_MIME,
+    ROOT,
+    Changes,
+    FileInfo,
+    Store,
+    content_digest,
+    is_what_we_sent,
+)
 
 __all__ = [
     "DEFAULT_WRITE_RATE",
@@ -498,16 +505,6 @@ def _mimetype(name: str) -> str:
     return guessed or "application/octet-stream"
 
 
-def _md5_file(path: Path) -> tuple[str, int]:
-    digest = hashlib.md5()
-    size = 0
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1024 * 1024), b""):
-            digest.update(block)
-            size += len(block)
-    return digest.hexdigest(), size
-
-
 # --------------------------------------------------------------------------- the store
 
 
@@ -814,12 +811,12 @@ class DriveStore(Store):
         if folder:
             body["mimeType"] = FOLDER_MIME
         elif source is not None:
-            md5, size = _md5_file(Path(source))
+            md5, size = content_digest(None, Path(source))
             if size <= MULTIPART_LIMIT:
                 data, source = Path(source).read_bytes(), None
         else:
             data = data if data is not None else b""
-            md5, size = hashlib.md5(data).hexdigest(), len(data)
+            md5, size = content_digest(data, None)
         attempts = [0]
         try:
             if source is not None:
@@ -879,23 +876,11 @@ class DriveStore(Store):
         md5: str | None,
         size: int | None,
     ) -> FileInfo | None:
-        """After a retried create met 409: is the existing file the one we sent?
-
-        Name, parent and kind must match; for a file, content too (md5 when Drive reports
-        one, else size). Without any content evidence we do not claim it."""
         try:
             info = self.get(file_id)
         except NotFound:
             return None
-        if info.name != name or info.parent != parent or info.is_folder != folder:
-            return None
-        if folder:
-            return info
-        if info.size is not None and size is not None and info.size != size:
-            return None
-        if info.md5 is not None and md5 is not None:
-            return info if info.md5 == md5 else None
-        return None
+        return info if is_what_we_sent(info, name, parent, folder, md5, size) else None
 
     def _resumable(
         self, what: str, make_request: Callable[[Any], Any], attempts: list[int]

@@ -12,7 +12,6 @@ and content) and, if equal, the earlier create was ours and succeeded.
 from __future__ import annotations
 
 import builtins
-import hashlib
 import random
 import threading
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from drivemr.errors import AlreadyExists, NotFound, TransientStoreError
-from drivemr.stores.base import Changes, FileInfo, Store
+from drivemr.stores.base import Changes, FileInfo, Store, content_digest, is_what_we_sent
 from drivemr.stores.folder import FolderStore
 
 T = TypeVar("T")
@@ -126,22 +125,11 @@ class RetryMixin(Store):
         folder: bool,
     ) -> FileInfo | None:
         try:
-            info = self.get(file_id)
+            info = self.get(file_id)  # the folder store's get reports the md5
         except NotFound:
             return None
-        if info.name != name or info.parent != parent or info.is_folder != folder:
-            return None
-        if folder:
-            return info
-        digest = hashlib.md5()
-        if source is not None:
-            with open(source, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(block)
-        else:
-            digest.update(data or b"")
-        md5 = info.md5 or hashlib.md5(self.read(file_id)).hexdigest()
-        return info if md5 == digest.hexdigest() else None
+        md5, size = (None, None) if folder else content_digest(data, source)
+        return info if is_what_we_sent(info, name, parent, folder, md5, size) else None
 
     def list(self, parent: str) -> builtins.list[FileInfo]:
         return self._call("list", lambda: self._next().list(parent))
