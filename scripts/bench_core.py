@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--large", type=int, default=1100, help="tasks in the large run")
     parser.add_argument("--article-small", type=int, default=20)
     parser.add_argument("--article-large", type=int, default=40)
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each size and method")
+    parser.add_argument("--repeat", type=int, default=5, help="runs of each size and method")
     parser.add_argument(
         "--article-repeat", type=int, default=1, help="runs of the article's class (slow)"
     )
