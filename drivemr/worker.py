@@ -323,7 +323,7 @@ class Worker:
         self._summary = (now, quiet)
         if quiet > counted:
             log.info(
-                "%d quick task(s) done in the last %.0f s (%d result(s) committed by this worker)",
+                "%d quick task(s) done in %.1f s (each under a second; %d result(s) committed by this worker)",
                 quiet - counted, now - since, self.stats["commits"],
             )  # fmt: skip
 
