@@ -91,6 +91,12 @@ def _running(p: psutil.Process) -> bool:
 
 
 _DEVNULL: int | None = None
+# A process group of its own, so that a kill reaches the attempt's whole tree.
+_NEW_PROCESS_GROUP: dict[str, object] = (
+    {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
+    if os.name == "nt"
+    else {"start_new_session": True}
+)
 
 
 def _devnull() -> int:
@@ -131,11 +137,6 @@ class Attempt:
     ) -> AttemptOutcome:
         """Run ``argv``; its output goes to the given (already open) files."""
         started = time.time()
-        kwargs: dict[str, object] = {}
-        if os.name == "nt":
-            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
-        else:
-            kwargs["start_new_session"] = True
         try:
             with self._lock:
                 if self._killed:
@@ -147,7 +148,7 @@ class Attempt:
                     stdin=_devnull(),
                     stdout=stdout,
                     stderr=stderr,
-                    **kwargs,  # type: ignore[call-overload]
+                    **_NEW_PROCESS_GROUP,  # type: ignore[call-overload]
                 )
         except OSError as exc:
             return AttemptOutcome(

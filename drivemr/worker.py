@@ -235,6 +235,7 @@ class Worker:
         self.stats = collections.Counter[str]()
         self.workdir = config.workdir.absolute()
         self._pid = os.getpid()
+        self._host = platform.node()
         self._nonce_prefix = (
             f"{secrets.token_hex(8)}-"  # unique per worker life; a counter after it
         )
@@ -399,7 +400,7 @@ class Worker:
         return json.dumps(
             {
                 "worker": self.id,
-                "host": platform.node(),
+                "host": self._host,
                 "pid": os.getpid(),
                 "slots": self.config.slots,
                 "lease": self.config.lease,
@@ -907,6 +908,8 @@ class Worker:
         with self._lock:
             actives = list(self.jobs.values())
         for active in actives:
+            if not active.retries:
+                continue
             for tid, (gen, ready) in list(active.retries.items()):
                 if ready <= now:
                     del active.retries[tid]
@@ -999,7 +1002,7 @@ class Worker:
             {
                 "worker": self.id,
                 "nonce": nonce,
-                "host": platform.node(),
+                "host": self._host,
                 "pid": self._pid,
                 "time": self.clock.time(),
             }
@@ -1109,6 +1112,8 @@ class Worker:
         return task_dir
 
     def _ensure_files(self, active: ActiveJob) -> Path:
+        if active.files_dir is not None:  # set once, never unset: no lock needed to read it
+            return active.files_dir
         with active.files_ready:
             if active.files_dir is None:
                 files_dir = self._job_dir(active.job) / "files"
@@ -1241,6 +1246,8 @@ class Worker:
 
     def _collect_outputs(self, a: Assignment, task_dir: Path) -> list[dict[str, Any]]:
         stage = a.job.stage_of(a.task)
+        if not stage.outputs:
+            return []
         files: dict[str, Path] = {}
         for pattern in stage.outputs:
             matched = sorted(
@@ -1306,7 +1313,7 @@ class Worker:
             "state": state,
             "attempt": a.gen + 1,
             "worker": self.id,
-            "host": platform.node(),
+            "host": self._host,
             "exit_code": outcome.exit_code,
             "timed_out": outcome.timed_out,
             "started": outcome.started,
