@@ -1195,7 +1195,8 @@ class Worker:
         if error is None:
             self._commit(a, active, "done", outcome, outputs, stdout, stderr, None)
         else:
-            self.stats["failed_attempts"] += 1
+            with self._lock:
+                self.stats["failed_attempts"] += 1
             log.warning("%s/%s attempt %d failed: %s", a.job.id, a.task.id, a.gen + 1, error)
             self._after_failure(a, active, outcome, error, stdout, stderr)
 
@@ -1333,12 +1334,15 @@ class Worker:
             log.info(
                 "%s/%s: another attempt committed first; ours is discarded", a.job.id, a.task.id
             )
-            self.stats["commits_lost"] += 1
+            with self._lock:
+                self.stats["commits_lost"] += 1
             self._learn_result(active, a.task)
             return
-        self.stats["commits"] += 1
         ref = parse_result(info)
-        with self._lock:
+        quiet = state == "done" and outcome.duration < QUIET_TASK_SECONDS
+        with self._lock:  # slots commit at once: counters too under the lock
+            self.stats["commits"] += 1
+            self.stats["quiet_done"] += quiet
             if ref is not None:
                 active.view.results[a.task.id] = ref
             everything = len(active.view.results) >= len(active.job.tasks)
@@ -1347,10 +1351,9 @@ class Worker:
             self._reload.add(a.job.id)
         else:
             self._stale.add(a.job.id)
-        if state == "done" and outcome.duration < QUIET_TASK_SECONDS:
+        if quiet:
             # Thousands of quick tasks would flood the log (and a line costs as much as a
             # quarter of a `true` task): they are counted, and summed up now and then.
-            self.stats["quiet_done"] += 1
             log.debug(
                 "%s/%s done (attempt %d, %s)", a.job.id, a.task.id, a.gen + 1, outcome.describe()
             )

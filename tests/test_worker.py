@@ -404,6 +404,12 @@ def test_quick_tasks_are_summed_up_in_the_log_and_failures_get_a_line(
         run_worker(folder_store, tmp_path)
     assert status_of(folder_store, job.id).state == "failed"
     info = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
-    assert not any(" done (attempt" in m for m in info)  # quick successes: no line each
-    assert any(m.startswith("5 quick task(s) done") for m in info), info
+    # A loaded machine may make an attempt take a second (a line of its own) or spread the
+    # summary over two lines: count what the manifests say should be where.
+    slow = sum(
+        read_manifest(folder_store, t)["duration"] >= 1.0 for t in job.tasks if t.id != "t0003"
+    )
+    assert sum(" done (attempt" in m for m in info) == slow, info
+    summed = [int(m.split()[0]) for m in info if " quick task(s) done in " in m]
+    assert sum(summed) == 5 - slow and (summed or slow == 5), info
     assert any("t0003 failed (attempt 1, exit code 1)" in m for m in info), info
