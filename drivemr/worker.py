@@ -212,15 +212,12 @@ class Worker:
         self._stopping = threading.Event()
         self._killing = threading.Event()
         self._hb_id = ""
-        self._anchor: tuple[float, float] = (
-            0.0,
-            0.0,
-        )  # (server time, monotonic) of our last heartbeat
+        # (server time, monotonic time) of our last heartbeat
+        self._anchor: tuple[float, float] = (0.0, 0.0)
         self._last_beat_ok = 0.0
         self._lease_at_risk = False
-        self._dead_workers: set[str] = (
-            set()
-        )  # other workers whose heartbeat is older than the lease
+        # other workers whose heartbeat is older than the lease
+        self._dead_workers: set[str] = set()
         self._beats_done = threading.Event()  # the heartbeat thread's stop (after draining)
         self._cursor: str | None = None
         self._next_reconcile = 0.0
@@ -236,9 +233,8 @@ class Worker:
         self.workdir = config.workdir.absolute()
         self._pid = os.getpid()
         self._host = platform.node()
-        self._nonce_prefix = (
-            f"{secrets.token_hex(8)}-"  # unique per worker life; a counter after it
-        )
+        # claim nonces: unique per worker life, then a counter
+        self._nonce_prefix = f"{secrets.token_hex(8)}-"
         self._nonces = itertools.count()
         self._queue: queue.SimpleQueue[tuple[Assignment, ActiveJob] | None] = queue.SimpleQueue()
         # The environment tasks inherit: ours, minus our secrets (computed once).
@@ -897,10 +893,8 @@ class Worker:
 
     def _dead(self, active: ActiveJob, claim: ClaimRef) -> bool:
         if claim.worker == self.id:  # ours, but not running or waiting to retry: a past life's
-            return (
-                active.job.id,
-                claim.task,
-            ) not in self.running and claim.task not in active.retries
+            key = (active.job.id, claim.task)
+            return key not in self.running and claim.task not in active.retries
         return claim_is_dead(claim, self.beats, self.server_now(), self.config.lease, self._stopped)
 
     def _next_candidate(self) -> tuple[ActiveJob, Task, int] | None:
@@ -1095,20 +1089,16 @@ class Worker:
     def _prepare(self, a: Assignment, active: ActiveJob, home: SlotHome) -> Path:
         """Each slot reuses one empty working folder (emptied after every attempt);
         --keep-workdirs gives every attempt a folder of its own instead."""
-        files_dir = self._ensure_files(active)
-        if self.config.keep_workdirs:
+        self._ensure_files(active)
+        task_dir = home.path  # emptied after every attempt
+        if self.config.keep_workdirs or not (home.clean or _is_empty(task_dir)):
+            # a folder of its own (kept, or because leftovers could not be removed)
             task_dir = self._job_dir(a.job) / f"{a.task.id}.g{a.gen}-{secrets.token_hex(3)}"
             task_dir.mkdir(parents=True)
-        else:
-            task_dir = home.path  # emptied after every attempt
-            if not (home.clean or _is_empty(task_dir)):  # leftovers we could not remove
-                task_dir = self._job_dir(a.job) / f"{a.task.id}.g{a.gen}-{secrets.token_hex(3)}"
-                task_dir.mkdir(parents=True)
         if a.task.input is not None:
             self._fetch(a.task.input, _inside(task_dir, a.task.input.name))
         if a.task.id == REDUCE:
             self._stage_results(a.job, task_dir / "results")
-        del files_dir
         return task_dir
 
     def _ensure_files(self, active: ActiveJob) -> Path:

@@ -231,6 +231,17 @@ def run_in_threads(workers: Sequence[Any], timeout: float = 300) -> list[int]:
     return codes
 
 
+def _exit_codes(procs: list[WorkerProc], deadline: float) -> dict[str, int]:
+    """Wait for worker processes until the deadline (at least 5 s each); -999: still running."""
+    codes = {}
+    for p in procs:
+        try:
+            codes[p.worker_id] = p.popen.wait(timeout=max(5.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            codes[p.worker_id] = -999
+    return codes
+
+
 def reap(sidefx: Path) -> None:
     """Kill what a killed worker left running (its tasks run in their own sessions)."""
     for e in executions(sidefx):
@@ -286,13 +297,14 @@ def account(store: Store, job: Job, sidefx: Path) -> Account:
     if job.reduce_task is not None:
         minted[job.reduce_task.result_id] = REDUCE
     acc = Account(len(tasks))
-    runs = [e for e in executions(sidefx) if e.task in tasks]
+    every_run = executions(sidefx)
+    runs = [e for e in every_run if e.task in tasks]
     acc.executions = len(runs)
     acc.unfinished = sum(1 for e in runs if e.end is None)
     per_task = collections.Counter(e.task for e in runs)
     acc.attempted = len(per_task)
     acc.duplicated = sum(n - 1 for n in per_task.values())
-    strays = [e for e in executions(sidefx) if e.task not in tasks]
+    strays = [e for e in every_run if e.task not in tasks]
     acc.unexpected += len(strays)
     acc.problems += [f"execution of unknown task {e.task}" for e in strays]
     results: dict[str, list[FileInfo]] = collections.defaultdict(list)
@@ -308,6 +320,7 @@ def account(store: Store, job: Job, sidefx: Path) -> Account:
         acc.unexpected += len(results[REDUCE]) - 1
         acc.problems.append(f"{len(results[REDUCE])} reduce results")
     ran = {(e.task, e.attempt) for e in runs if e.end is not None}
+    claimers = _claimers(store, job)
     for tid in tasks:
         infos = results.get(tid, [])
         if not infos:
@@ -327,17 +340,19 @@ def account(store: Store, job: Job, sidefx: Path) -> Account:
                 acc.problems.append(f"{tid}: result of attempt {ref.gen + 1}, which never finished")
         else:
             acc.failed += 1
-        worker = _claim_worker(store, job, tid, ref.gen)
+        worker = claimers.get(job.task(tid).claim_ids[ref.gen], "?")
         acc.results_by_worker[worker] = acc.results_by_worker.get(worker, 0) + 1
     return acc
 
 
-def _claim_worker(store: Store, job: Job, task: str, gen: int) -> str:
-    try:
-        parsed = parse_claim_name(store.get(job.task(task).claim_ids[gen]).name)
-    except Exception:
-        return "?"
-    return parsed[2] if parsed else "?"
+def _claimers(store: Store, job: Job) -> dict[str, str]:
+    """Claim id -> the worker named in the claim: one listing, not a read per task."""
+    out = {}
+    for info in store.list(job.folders["claims"]):
+        parsed = parse_claim_name(info.name)
+        if parsed is not None:
+            out[info.id] = parsed[2]
+    return out
 
 
 def claims_of(store: Store, job: Job) -> dict[tuple[str, int], tuple[str, FileInfo]]:
@@ -830,13 +845,7 @@ def kill_campaign(
         incarnation += 1
         wid = victim.worker_id if restart == "same" else f"victim-{incarnation}"
         victim = cluster.start("victim", "--exit-when-idle", slots=1, worker_id=wid)
-    codes = {}
-    for p in [*steady, victim]:
-        remaining = max(5.0, deadline - time.monotonic())
-        try:
-            codes[p.worker_id] = p.popen.wait(timeout=remaining)
-        except subprocess.TimeoutExpired:
-            codes[p.worker_id] = -999
+    codes = _exit_codes([*steady, victim], deadline)
     elapsed = time.time() - t0
     wait_for(  # a killed worker's tasks run on: let them end (or die) before the account
         lambda: all(e.end is not None or not _alive(e.pid) for e in executions(cluster.sidefx)),
@@ -987,12 +996,7 @@ def stop_campaign(
         log(f"resumed {victim.worker_id}")
         stale.append((victim, [e], stopped_at))
     arm.unlink(missing_ok=True)
-    codes = {}
-    for p in procs:
-        try:
-            codes[p.worker_id] = p.popen.wait(timeout=max(5.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            codes[p.worker_id] = -999
+    codes = _exit_codes(procs, deadline)
     elapsed = time.time() - t0
     acc = account(cluster.store, job, cluster.sidefx)
     claims = claims_of(cluster.store, job)
@@ -1021,11 +1025,15 @@ def stop_campaign(
         }
         lapsed += len(taken)
         by_stops |= taken
+        final: dict[int, Execution] = {}  # pid -> its first execution record, read once
+        for x in executions(cluster.sidefx) if long_ones else []:
+            final.setdefault(x.pid, x)
         for e in long_ones:
-            final = [x for x in executions(cluster.sidefx) if x.pid == e.pid]
-            if final and final[0].end is None and not _alive(e.pid):
+            last = final.get(e.pid)
+            if last is not None and last.end is None and not _alive(e.pid):
                 killed += 1
-    lapses = sum(p.text().count("claim lapsed") + p.text().count("result discarded") for p in procs)
+    texts = [p.text() for p in procs]
+    lapses = sum(t.count("claim lapsed") + t.count("result discarded") for t in texts)
     return StopReport(
         cluster.kind,
         cluster.lease,

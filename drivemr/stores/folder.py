@@ -5,10 +5,13 @@ Layout on disk: every file or folder the protocol creates is stored as
 without reading anything. The id index, ``.drivemr-ids/<id[0]>/<id>``, is a second hard
 link to each file's data (a folder's entry, ``<id>.dir``, holds its relative path).
 
-Create-once needs a single atomic, exclusive filesystem operation: a hard link of a fully
-written temporary file onto the index name (``os.link`` fails with EEXIST if the name is
-taken). That is atomic on local filesystems, NFS and SMB alike, so a reader sees a complete
-file or no file, and a second create of the same id fails, across processes and PCs.
+Create-once needs a single atomic, exclusive filesystem operation: the exclusive create
+(``O_CREAT | O_EXCL``) of the index name, which fails with EEXIST if the id is taken, on
+local filesystems, NFS (v3 and later) and SMB alike, across processes and PCs. The data is
+written into that entry, then linked to its visible name; readers by id accept only a file
+with both names (two links), so a reader sees a complete file or no file. A file uploaded
+from a path (``source``) is copied to a temporary file first and hard-linked onto the index
+name, which is exclusive too.
 The change feed compares directory modification times; a full re-listing every few minutes
 covers filesystems whose directory times are coarse or cached (NFS attribute caching).
 """
@@ -59,6 +62,14 @@ _tmp_counter = itertools.count()
 _O_TMP = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 
 
+def _write_all(fd: int, data: bytes | None) -> os.stat_result:
+    """Write all of ``data`` (os.write may write less than asked) and stat the result."""
+    view = memoryview(data or b"")
+    while view:
+        view = view[os.write(fd, view) :]
+    return os.fstat(fd)
+
+
 def _write_temp(directory: Path, data: bytes | None, source: Path | None) -> Path:
     tmp, _ = _write_temp_stat(directory, data, source)
     return tmp
@@ -75,10 +86,7 @@ def _write_temp_stat(
             return tmp, os.stat(tmp)
         fd = os.open(tmp, _O_TMP, 0o644)
         try:
-            view = memoryview(data or b"")
-            while view:
-                view = view[os.write(fd, view) :]
-            return tmp, os.fstat(fd)
+            return tmp, _write_all(fd, data)
         finally:
             os.close(fd)
     except BaseException:
@@ -124,10 +132,7 @@ def _create_indexed(
         fd = os.open(index, _O_TMP, 0o644)
     try:
         try:
-            view = memoryview(data or b"")
-            while view:
-                view = view[os.write(fd, view) :]
-            st = os.fstat(fd)
+            st = _write_all(fd, data)
         finally:
             os.close(fd)
         os.link(index, final)

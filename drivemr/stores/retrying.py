@@ -72,7 +72,10 @@ class RetryMixin(Store):
             n += 1
             if attempts is not None:
                 attempts[0] = n
-            self._count("calls", "attempts") if n == 1 else self._count("attempts")
+            if n == 1:
+                self._count("calls", "attempts")
+            else:
+                self._count("attempts")
             try:
                 return fn()
             except TransientStoreError:
