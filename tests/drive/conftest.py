@@ -44,7 +44,8 @@ def drive_root(drive_env: dict[str, str]) -> str:
     """``drive://FOLDER_ID`` of a fresh root folder on the fake."""
     from drivemr.stores.drive import DriveStore
 
-    with DriveStore.from_url("drive://", write_rate=None) as bare:
+    bare = DriveStore.from_url("drive://", write_rate=None)
+    with bare:
         return bare.create_root(name="drivemr-test")
 
 
