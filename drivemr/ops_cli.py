@@ -17,6 +17,7 @@ import click
 
 from drivemr import config as cfg
 from drivemr.cli import EXIT_FAILED, _open, store_option
+from drivemr.durations import format_duration
 from drivemr.errors import DrivemrError
 from drivemr.protocol import (
     JOB_PREFIX,
@@ -54,16 +55,6 @@ def _lease() -> float:
 
 def _when(ts: float | None) -> str:
     return "-" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
-
-
-def _age(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
-    if seconds < 86400:
-        return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
-    return f"{int(seconds // 86400)}d{int(seconds % 86400 // 3600):02d}h"
 
 
 def _dump(doc: Any) -> None:
@@ -276,7 +267,7 @@ def workers(store_url: str | None, as_json: bool) -> None:
         slots = "" if r["slots"] is None else str(r["slots"])
         click.echo(
             f"{r['worker']:24} {r['host'] or ''!s:20} {slots:>5} {len(r['running']):>4} "
-            f"{_age(r['age']) + ' ago':>9}  {status}"
+            f"{format_duration(r['age']) + ' ago':>9}  {status}"
         )
         if r["alive"]:
             for run in r["running"]:
@@ -416,15 +407,15 @@ def joblog(job_id: str, store_url: str | None) -> None:
 )
 def report(job_id: str, store_url: str | None, html_file: Path) -> None:
     """Write a self-contained HTML page: a timeline of every attempt, and a summary."""
-    from drivemr.report import seconds, write_report
+    from drivemr.report import write_report
 
     store = _open(store_url)
     s = write_report(store, job_id, html_file, lease=_lease())
     speedup = "-" if s["speedup"] is None else f"{s['speedup']:.2f}x"
     click.echo(
         f"{s['job']}: {s['tasks']} task(s), {s['failed']} failed, {s['retries']} retries, "
-        f"{s['duplicates']} duplicates; CPU {seconds(s['cpu_seconds'])}, "
-        f"wall {seconds(s['wall_seconds'])}, speed-up {speedup}",
+        f"{s['duplicates']} duplicates; CPU {format_duration(s['cpu_seconds'])}, "
+        f"wall {format_duration(s['wall_seconds'])}, speed-up {speedup}",
         err=True,
     )
     click.echo(str(html_file))

@@ -13,6 +13,7 @@ import time
 from typing import IO, Any
 
 from drivemr import config as cfg
+from drivemr.durations import format_duration
 from drivemr.errors import AuthError, DrivemrError
 from drivemr.protocol import REDUCE, find_job
 from drivemr.status import JobStatus, job_status
@@ -62,8 +63,7 @@ def fmt_rate(rate: float | None) -> str:
 def fmt_eta(eta: float | None) -> str:
     if eta is None:
         return "ETA ?"
-    secs = round(eta)
-    return f"ETA {secs // 3600}:{secs % 3600 // 60:02d}:{secs % 60:02d}"
+    return f"ETA {format_duration(eta)}"
 
 
 def _totals(st: JobStatus) -> tuple[int, int]:

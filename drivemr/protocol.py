@@ -20,7 +20,6 @@ locks: every exclusive step is a create with a minted id.
 from __future__ import annotations
 
 import getpass
-import hashlib
 import json
 import platform
 import re
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from drivemr.errors import AlreadyExists, DrivemrError, NotFound, SecurityError
+from drivemr.fileio import sha256_file
 from drivemr.limits import load_json_limited
 from drivemr.safepaths import check_output_glob, check_relative_path
 from drivemr.spec import JobSpec, StageSpec
@@ -327,14 +327,6 @@ def read_job(store: Store, job_folder: FileInfo) -> Job:
 # --------------------------------------------------------------------------- submit
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class IdPool:
     """Minted ids fetched in batches: one mint call serves many creates."""
 
@@ -428,7 +420,7 @@ def submit(
                 continue
             fid = pool.one()
             store.create(folders["files"], _store_name(name), fid, source=path)
-            stored[name] = StoredFile(name, fid, _sha256(path), path.stat().st_size)
+            stored[name] = StoredFile(name, fid, sha256_file(path), path.stat().st_size)
             if progress and (n + 1) % 100 == 0:
                 progress(f"uploaded {n + 1}/{len(uploads)} files")
         doc = build_job_doc(spec, job_id, pool, stored, folders)

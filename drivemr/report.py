@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from drivemr.durations import format_duration
 from drivemr.errors import DrivemrError
 from drivemr.protocol import (
     MAX_HEARTBEAT_BYTES,
@@ -457,19 +458,6 @@ def _clock(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) + f".{int(ts % 1 * 1000):03d}"
 
 
-def seconds(value: float | None) -> str:
-    """A duration for people: 0.25 s, 12.3 s, 4m05s, 2h03m."""
-    if value is None:
-        return "-"
-    if value < 10:
-        return f"{value:.2f} s"
-    if value < 120:
-        return f"{value:.1f} s"
-    if value < 7200:
-        return f"{int(value // 60)}m{int(value % 60):02d}s"
-    return f"{int(value // 3600)}h{int(value % 3600 // 60):02d}m"
-
-
 def _tick_step(span: float, target: int = 8) -> float:
     raw = max(span, 1e-3) / target
     steps = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 43200, 86400)
@@ -500,7 +488,7 @@ def _tip(a: AttemptRecord) -> str:
         f"worker {a.worker}" + (f" on {a.host}" if a.host else ""),
         f"start {_clock(a.start)}",
         f"end   {_clock(a.end) if a.end is not None else '(running)'}",
-        f"took  {seconds(a.duration)}",
+        f"took  {format_duration(a.duration)}",
         f"exit code {a.exit_code if a.exit_code is not None else '-'}",
     ]
     if a.error and a.outcome != "done":
@@ -625,8 +613,8 @@ def render_html(record: JobRecord, summary: dict[str, Any] | None = None) -> str
         ("retries", "retries (after a failure)", f"{s['retries']}"),
         ("duplicates", "duplicates (after a lost worker)", f"{s['duplicates']}"),
         ("workers", "workers", f"{s['workers']}"),
-        ("cpu_seconds", "total CPU time (sum of attempts)", seconds(s["cpu_seconds"])),
-        ("wall_seconds", "wall time", seconds(s["wall_seconds"])),
+        ("cpu_seconds", "total CPU time (sum of attempts)", format_duration(s["cpu_seconds"])),
+        ("wall_seconds", "wall time", format_duration(s["wall_seconds"])),
         ("speedup", "speed-up over one slot", speedup),
     ]
     summary_rows = "\n".join(
