@@ -101,3 +101,28 @@ def test_the_chaos_campaign_cites_an_existing_page() -> None:
     source = (ROOT / "scripts" / "chaos_campaign.py").read_text(encoding="utf-8")
     for cited in set(re.findall(r"docs/[\w.-]+\.md", source)):
         assert (ROOT / cited).is_file(), cited
+
+
+def test_a_test_whose_thread_raised_fails(tmp_path: Path) -> None:
+    """The suite's own settings (pyproject.toml) turn a thread's exception into a failure."""
+    import subprocess
+    import sys
+
+    (tmp_path / "test_thread.py").write_text(
+        "import threading\n\n\n"
+        "def test_quietly_broken():\n"
+        "    t = threading.Thread(target=lambda: 1 / 0)\n"
+        "    t.start()\n"
+        "    t.join()\n",
+        encoding="utf-8",
+    )
+    pytest = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"]
+    config = ["-c", str(ROOT / "pyproject.toml"), "--rootdir", str(tmp_path)]
+    run = subprocess.run(
+        [*pytest, *config, "test_thread.py"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "ZeroDivisionError" in run.stdout
