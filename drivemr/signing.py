@@ -466,39 +466,41 @@ def verify_document(
     trusted: Mapping[str, PublicKeyInfo],
     *,
     expected_job_id: str | None = None,
+    subject: str | None = None,
 ) -> PublicKeyInfo:
     """Check a job's signature against ``trusted`` (by key id); return the signer's entry.
 
     ``expected_job_id`` is the id the job was found under (its folder name): the signed
     ``id`` must equal it, so a signed job copied under another id is not run. Every
     refusal is one SecurityError line: the job, the reason and, for an unknown key, the
-    command that trusts it.
+    command that trusts it. ``subject`` names the document in those lines (default: the job).
     """
     if not isinstance(doc, Mapping):
         raise SecurityError("job document is not a JSON object; refused")
     doc_id = doc.get("id")
     label = _short(expected_job_id if expected_job_id is not None else doc_id)
+    name = subject if subject is not None else f"job {label}"
     block = doc.get("signature")
     if block is None:
         raise SecurityError(
-            f"job {label} is unsigned; refused (workers run only jobs signed by a trusted key)"
+            f"{name} is unsigned; refused (workers run only jobs signed by a trusted key)"
         )
     if not isinstance(block, Mapping) or set(block) != _SIG_FIELDS:
         raise SecurityError(
-            f"job {label} has a malformed signature block; refused"
+            f"{name} has a malformed signature block; refused"
             f" (expected exactly the fields {', '.join(sorted(_SIG_FIELDS))})"
         )
     if block["alg"] != SIG_ALG:
-        raise SecurityError(f"job {label}: unsupported signature algorithm {_short(block['alg'])}")
+        raise SecurityError(f"{name}: unsupported signature algorithm {_short(block['alg'])}")
     try:
         raw = _b64(block["public_key"], length=32, what="signature public_key")
         sig = _b64(block["sig"], length=64, what="signature sig")
     except SecurityError as exc:
-        raise SecurityError(f"job {label} has a malformed signature block: {exc}") from exc
+        raise SecurityError(f"{name} has a malformed signature block: {exc}") from exc
     key_id = key_id_of(raw)
     if block["key_id"] != key_id:
         raise SecurityError(
-            f"job {label} has a malformed signature block: key_id does not match public_key"
+            f"{name} has a malformed signature block: key_id does not match public_key"
         )
     info = trusted.get(key_id)
     if info is None or info.public_b64 != base64.b64encode(raw).decode("ascii"):
@@ -506,7 +508,7 @@ def verify_document(
     if info is None:
         line = PUBKEY_PREFIX + base64.b64encode(raw).decode("ascii")
         raise SecurityError(
-            f"job {label} is signed by key {key_id}, which this worker does not trust;"
+            f"{name} is signed by key {key_id}, which this worker does not trust;"
             f" refused. If you trust its author, run on this worker: drivemr keys trust"
             f" {line} --name NAME"
         )
@@ -514,12 +516,12 @@ def verify_document(
         Ed25519PublicKey.from_public_bytes(info.raw).verify(sig, canonical_bytes(doc))
     except InvalidSignature:
         raise SecurityError(
-            f"job {label}: the signature does not match the content (modified after signing,"
+            f"{name}: the signature does not match the content (modified after signing,"
             f" or forged); refused"
         ) from None
     if expected_job_id is not None and doc_id != expected_job_id:
         raise SecurityError(
-            f"job {label}: the signed job id is {_short(doc_id)}, not {label}; a signed"
+            f"{name}: the signed job id is {_short(doc_id)}, not {label}; a signed"
             " job copied or replayed under another id is refused"
         )
     return info
