@@ -34,8 +34,8 @@ Deliberately not modelled:
 * the default ``files.list`` order is by id: Drive's is unspecified, do not rely on one.
 """
 
-from drivemr.testing.fakedrive.api import FakeConfig
 from drivemr.testing.fakedrive.client import build_client, discovery_document
+from drivemr.testing.fakedrive.config import FakeConfig
 from drivemr.testing.fakedrive.server import FakeDriveServer
 
 __all__ = ["FakeConfig", "FakeDriveServer", "build_client", "discovery_document"]
