@@ -118,3 +118,14 @@ def test_a_batch_acts_as_its_account(alice: Any, bob: Any) -> None:
         batch.add(client.files().get(fileId=mine), request_id=who)
         batch.execute()
     assert answers == {"alice": mine, "bob": 404}
+
+
+def test_owners_query_names_the_owner(alice: Any, bob: Any) -> None:
+    box = alice.files().create(body={"name": "box", "mimeType": FOLDER_MIME}).execute()["id"]
+    alice.permissions().create(
+        fileId=box, body={"type": "user", "role": "writer", "emailAddress": "bob@example.com"}
+    ).execute()
+    bob.files().create(body={"name": "bobs", "parents": [box]}).execute()
+    assert _names(bob, "'me' in owners") == ["bobs"]
+    assert _names(bob, "'alice@example.com' in owners") == ["box"]
+    assert _names(alice, "'me' in owners") == ["box"]
