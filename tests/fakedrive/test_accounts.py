@@ -8,18 +8,8 @@ from typing import Any
 import pytest
 from googleapiclient.errors import HttpError
 
-from drivemr.testing.fakedrive import FakeDriveServer, build_client
+from drivemr.testing.fakedrive import FakeDriveServer
 from drivemr.testing.fakedrive.helpers import FOLDER_MIME, drive_error, error_reason, mint
-
-
-@pytest.fixture
-def alice(server: FakeDriveServer) -> Any:
-    return build_client(server.url, token="alice")
-
-
-@pytest.fixture
-def bob(server: FakeDriveServer) -> Any:
-    return build_client(server.url, token="bob")
 
 
 def _names(drive: Any, q: str) -> list[str]:

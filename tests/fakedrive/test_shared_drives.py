@@ -15,16 +15,6 @@ from drivemr.testing.fakedrive.helpers import FOLDER_MIME, control, error_reason
 
 
 @pytest.fixture
-def alice(server: FakeDriveServer) -> Any:
-    return build_client(server.url, token="alice")
-
-
-@pytest.fixture
-def bob(server: FakeDriveServer) -> Any:
-    return build_client(server.url, token="bob")
-
-
-@pytest.fixture
 def team(alice: Any) -> str:
     """A shared drive organized by alice."""
     made = alice.drives().create(requestId=uuid.uuid4().hex, body={"name": "team"}).execute()
