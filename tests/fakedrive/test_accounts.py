@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from googleapiclient.errors import HttpError
+from googleapiclient.http import MediaInMemoryUpload
 
 from drivemr.testing.fakedrive import FakeDriveServer
 from drivemr.testing.fakedrive.helpers import FOLDER_MIME, drive_error, error_reason, mint
@@ -78,6 +79,10 @@ def test_minted_ids_belong_to_the_minting_account_by_default(
     err = drive_error(ei.value)
     assert err["code"] == 400 and err["errors"][0]["reason"] == "invalid"
     assert "another account" in ei.value.resp["x-fake-drive-detail"]
+    media = MediaInMemoryUpload(b"r", mimetype="text/plain", resumable=True)
+    with pytest.raises(HttpError) as ei:  # a resumable upload is refused when it starts
+        bob.files().create(body={"id": first, "name": "result"}, media_body=media).execute()
+    assert ei.value.status_code == 400
     alice.files().create(body={"id": first, "name": "claim"}).execute()
     server.configure(minted_ids="anyone")
     made = bob.files().create(body={"id": second, "name": "claim"}, fields="id,ownedByMe")

@@ -101,6 +101,7 @@ def test_fake_drive_command_knobs() -> None:
         "--minted-ids=anyone",
         "--misbehave=changes",
         "--misbehave=listing",
+        "--misbehave-listing-seconds=2.5",
         "--drive-item-limit=7",
         "--shared-drive=team=alice,bob:writer",
     ]
@@ -116,6 +117,7 @@ def test_fake_drive_command_knobs() -> None:
             cfg = json.loads(resp.read())
         assert cfg["minted_ids"] == "anyone" and cfg["drive_item_limit"] == 7
         assert sorted(cfg["misbehave"]) == ["changes", "listing"]
+        assert cfg["misbehave_listing_seconds"] == 2.5
         bob = build_client(url, token="bob")
         assert bob.drives().get(driveId=d.group(1), fields="name").execute() == {"name": "team"}
         (fid,) = mint(build_client(url, token="alice"))

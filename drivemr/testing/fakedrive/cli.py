@@ -78,6 +78,13 @@ def parse_shared_drive(spec: str) -> tuple[str, str, dict[str, str]]:
     "changes answers an empty change feed.",
 )
 @click.option(
+    "--misbehave-listing-seconds",
+    default=5.0,
+    type=float,
+    show_default=True,
+    help="How long --misbehave listing hides a new file.",
+)
+@click.option(
     "--drive-item-limit",
     default=400_000,
     type=int,
@@ -110,6 +117,7 @@ def fake_drive(
     seed: int | None,
     minted_ids: str,
     misbehave: tuple[str, ...],
+    misbehave_listing_seconds: float,
     drive_item_limit: int,
     shared_drives: tuple[str, ...],
     state_file: str | None,
@@ -127,6 +135,7 @@ def fake_drive(
         seed=seed,
         minted_ids=minted_ids,
         misbehave=misbehave,
+        misbehave_listing_seconds=misbehave_listing_seconds,
         drive_item_limit=drive_item_limit,
     )
     specs = [parse_shared_drive(spec) for spec in shared_drives]
