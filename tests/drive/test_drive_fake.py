@@ -360,6 +360,13 @@ def _user_credentials(token_uri: str, expired: bool) -> Any:
 
 def test_authorized_http_refreshes_then_reaches_drive(drive_root: str, fake_drive: Any) -> None:
     endpoint = TokenEndpoint(200, {"access_token": "access-2", "expires_in": 3600})
+    # The fake names an account by its bearer token: share the root with "access-2".
+    from drivemr.testing.fakedrive import build_client
+
+    build_client(fake_drive.url).permissions().create(
+        fileId=drive_root.removeprefix("drive://"),
+        body={"type": "user", "role": "writer", "emailAddress": "access-2@example.com"},
+    ).execute()
     try:
         creds = _user_credentials(endpoint.url, expired=True)
         store = DriveStore.from_url(drive_root, credentials=creds, write_rate=None)
