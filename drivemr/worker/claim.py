@@ -57,8 +57,7 @@ class Candidate:
 
 
 class Claimer:
-    """Decides and makes claims. Owns ``claiming`` (held by the loop, or by one slot,
-    while choosing and claiming); the idle pause state is the loop's."""
+    """Chooses and makes claims; owns ``claiming``, held by the loop or one slot meanwhile."""
 
     def __init__(
         self,
@@ -96,6 +95,9 @@ class Claimer:
             candidate = self.next_candidate()
             if candidate is None:
                 return
+            if candidate.attempt is None:
+                self._commit_lost(candidate)
+                continue
             claimed = self.claim(candidate)
             if claimed is not None:
                 slots.put(claimed)
@@ -122,6 +124,9 @@ class Claimer:
             if len(shared.running) >= shared.config.slots:
                 return None
             candidate = self.next_candidate()
+            while candidate is not None and candidate.attempt is None:
+                self._commit_lost(candidate)
+                candidate = self.next_candidate()
             claimed = None if candidate is None else self.claim(candidate)
             if claimed is not None:
                 shared.stats["slot_claims"] += 1
@@ -143,17 +148,14 @@ class Claimer:
 
     # -- what to claim --
 
-    def next_candidate(self) -> Candidate | None:
-        """The next attempt to claim; a task with none left is settled on the way (its
-        failure committed), so the caller only ever sees something to claim."""
-        while True:
-            candidate = self._choose()
-            if candidate is None or candidate.attempt is not None:
-                return candidate
-            assert candidate.dead is not None
-            self.committer.commit_lost(candidate.active, candidate.task, candidate.dead)
+    def _commit_lost(self, candidate: Candidate) -> None:
+        """Every attempt of the task died with its worker: its failure is its result."""
+        assert candidate.dead is not None
+        self.committer.commit_lost(candidate.active, candidate.task, candidate.dead)
 
-    def _choose(self) -> Candidate | None:
+    def next_candidate(self) -> Candidate | None:
+        """The next attempt to claim (``attempt`` None: a task with none left). Reads and
+        updates the jobs' plans only; the store is asked nothing but liveness."""
         shared = self.shared
         now = shared.clock.monotonic()
         with shared.lock:

@@ -30,8 +30,7 @@ log = logging.getLogger("drivemr.worker")
 
 
 class Committer:
-    """Turns finished attempts into results, retries or attempt logs. Called from slot
-    threads (and the loop, for lost tasks); shared counters and views under ``shared.lock``."""
+    """Turns finished attempts into results or retries; any thread, shared data under its lock."""
 
     def __init__(self, shared: Shared, lease: Lease) -> None:
         self.shared = shared

@@ -16,6 +16,7 @@ so tests drive several workers over one in-memory store deterministically.
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import queue
@@ -36,8 +37,7 @@ log = logging.getLogger("drivemr.worker")
 
 
 class Worker:
-    """One worker: wires the parts and runs the loop. The loop thread owns the loop's
-    timers and the summary; everything shared lives in :class:`Shared`."""
+    """The loop thread: wires the parts, looks, claims; shared state lives in Shared."""
 
     def __init__(
         self,
@@ -74,7 +74,7 @@ class Worker:
         return self.shared.fatal
 
     @property
-    def stats(self) -> Any:
+    def stats(self) -> collections.Counter[str]:
         return self.shared.stats
 
     @property

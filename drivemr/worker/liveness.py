@@ -34,8 +34,7 @@ log = logging.getLogger("drivemr.worker")
 
 
 class Lease:
-    """Our heartbeat and the store-clock anchor it yields. Beats come from the heartbeat
-    thread, the loop and committing slots; the anchor is replaced under ``shared.lock``."""
+    """Our heartbeat and store-clock anchor; any thread beats, the anchor under shared.lock."""
 
     def __init__(self, shared: Shared, state: Callable[[], str]) -> None:
         self.shared = shared
@@ -184,8 +183,7 @@ class HeartbeatThread:
 
 
 class OtherWorkers:
-    """The other workers' heartbeats, and which of them are dead on the store's clock.
-    Updated by the loop thread only; slots read ``dead`` (replaced whole, never mutated)."""
+    """Others' heartbeats and deaths; the loop updates, slots read ``dead`` (replaced whole)."""
 
     def __init__(self, shared: Shared, lease: Lease) -> None:
         self.shared = shared

@@ -38,8 +38,7 @@ Claimed = tuple[Assignment, ActiveJob]
 
 
 class Slot:
-    """Runs claimed attempts one at a time. Owns its working folder and output files,
-    touched only by the thread running it; claimed attempts arrive through ``queue``."""
+    """A slot thread: runs claimed attempts one by one; its folder and files are its own."""
 
     def __init__(
         self, number: int, shared: Shared, committer: Committer, base_env: Mapping[str, str]

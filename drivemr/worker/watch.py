@@ -35,8 +35,7 @@ log = logging.getLogger("drivemr.worker")
 
 
 class SeenJobs:
-    """The replay guard: which folder first held each job id, kept across restarts in
-    ``seen-jobs.tsv`` (a job id is used once). Loop thread only."""
+    """The replay guard: each job id's first folder, kept in seen-jobs.tsv; loop thread only."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -68,8 +67,7 @@ class SeenJobs:
 
 
 class Watcher:
-    """Keeps the worker's picture of the store current. Loop thread only; it replaces
-    jobs' views and plans under ``shared.lock``, which slots read."""
+    """Keeps our picture of the store current; loop thread only, views under shared.lock."""
 
     def __init__(
         self, shared: Shared, lease: Lease, others: OtherWorkers, verify: JobVerifier | None
