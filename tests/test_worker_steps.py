@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from drivemr.protocol import REDUCE, Job, load_view, submit
+from drivemr.protocol import REDUCE, Job, load_view, mark, submit
 from drivemr.results import read_manifest
 from drivemr.spec import load_job
 from drivemr.testing import MemoryStore
@@ -297,3 +297,18 @@ def test_a_failed_map_task_keeps_the_reduce_from_running(
     assert len(names) == 3 and sum(".failed." in n for n in names) == 1
     assert not [i for i in store.list(job.folders["claims"]) if i.name.startswith(REDUCE)]
     assert load_view(store, job).finished  # and the job is marked finished
+
+
+def test_a_cancelled_job_s_claimed_attempt_is_never_committed(
+    store: MemoryStore, clock: TestClock, post: Callable[..., Job], tmp_path: Path
+) -> None:
+    job = post(2)
+    a = make_worker(store, tmp_path, "a", clock)
+    a.step(run=False)
+    assert mark(store, job, "cancel")
+    clock.now += 1.0
+    a.step()  # the change feed shows the marker: the claimed attempt is abandoned
+    assert results_of(store, job) == [] and a.stats["commits"] == 0
+    assert job.id in a.shared.done_jobs and not a.jobs
+    a.step()  # the abandoned attempt's relisting, then nothing left
+    assert a.all_done() and a.stats["claims"] == 1

@@ -29,7 +29,7 @@ from drivemr.stores.base import FileInfo
 from drivemr.worker.config import JobVerifier
 from drivemr.worker.liveness import Lease, OtherWorkers
 from drivemr.worker.plan import plan_tasks
-from drivemr.worker.state import ActiveJob, Shared
+from drivemr.worker.state import ActiveJob, Assignment, Shared
 
 log = logging.getLogger("drivemr.worker")
 
@@ -274,18 +274,15 @@ class Watcher:
             self._cancel(active)
 
     def _abandon_superseded(self, active: ActiveJob) -> None:
-        view = active.view
+        """Our attempts of the job that another worker took over, or whose task has a result."""
+        job_id, view = active.job.id, active.view
 
-        def superseded(a_job: str, a_task: str, attempt: int) -> bool:
-            top = view.top_claim(a_task)
-            return a_job == active.job.id and (
-                (top is not None and top.gen > attempt) or a_task in view.results
-            )
+        def superseded(a: Assignment) -> bool:
+            top = view.top_claim(a.task.id)
+            newer = top is not None and top.gen > a.attempt
+            return a.job.id == job_id and (newer or a.task.id in view.results)
 
-        self.shared.abandon(
-            "another worker took over this task",
-            lambda a: superseded(a.job.id, a.task.id, a.attempt),
-        )
+        self.shared.abandon("another worker took over this task", superseded)
 
     # -- jobs going --
 
