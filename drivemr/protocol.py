@@ -25,7 +25,7 @@ import platform
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -504,6 +504,36 @@ def job_succeeded(job: Job, view: JobView) -> bool:
         job_complete(job, view)
         and all(r.state == "done" for r in view.results.values())
         and (job.reduce_task is None or REDUCE in view.results)
+    )
+
+
+# --------------------------------------------------------------------------- reduce barrier
+
+
+def reduce_due(job: Job, view: JobView, given_up: Collection[str] = ()) -> bool:
+    """The reduce barrier: every map task succeeded and the reduce has no result yet."""
+    return (
+        job.reduce_task is not None
+        and REDUCE not in view.results
+        and REDUCE not in given_up
+        and view.map_results == len(job.tasks)
+        and all(r.state == "done" for t, r in view.results.items() if t != REDUCE)
+    )
+
+
+def nothing_left(
+    job: Job, view: JobView, given_up: Collection[str] = (), *, run_reduce: bool = True
+) -> bool:
+    """Nothing a worker could still do for the job, now or later: it is complete or
+    cancelled, or every open task is given up and the reduce will never be due here."""
+    if job_complete(job, view) or view.cancelled:
+        return True
+    if any(t.id not in view.results and t.id not in given_up for t in job.tasks):
+        return False
+    if job.reduce_task is None or not run_reduce:
+        return True
+    return REDUCE in given_up or any(
+        r.state != "done" for t, r in view.results.items() if t != REDUCE
     )
 
 
