@@ -11,7 +11,6 @@ Before: claim.py made the claim. Next: commit.py records the result.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import queue
@@ -22,6 +21,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from drivemr.errors import AuthError, SecurityError
+from drivemr.fileio import sha256_file
 from drivemr.protocol import REDUCE, Job, StoredFile
 from drivemr.results import download_outputs
 from drivemr.runner import AttemptOutcome, OutputFile
@@ -171,7 +171,7 @@ def ensure_job_files(shared: Shared, active: ActiveJob) -> Path:
             files_dir = shared.workdir / active.job.id / "files"
             for f in active.job.files:
                 target = safe_join(files_dir, f.name)
-                if not target.exists() or _sha256_file(target) != f.sha256:
+                if not target.exists() or sha256_file(target) != f.sha256:
                     fetch(shared, f, target)
             active.files_dir = files_dir
             files_dir.mkdir(parents=True, exist_ok=True)
@@ -182,7 +182,7 @@ def fetch(shared: Shared, f: StoredFile, target: Path) -> None:
     """Download a shipped file and check it against its digest in job.json."""
     target.parent.mkdir(parents=True, exist_ok=True)
     shared.store.download(f.id, target)
-    if _sha256_file(target) != f.sha256:
+    if sha256_file(target) != f.sha256:
         target.unlink(missing_ok=True)
         raise SecurityError(f"shipped file {f.name} does not match its digest in job.json")
 
@@ -214,11 +214,3 @@ def clear_folder(folder: Path) -> bool:
     except OSError as exc:
         log.warning("could not empty %s: %s", folder, exc)
     return False  # something was removed (maybe not everything): look before the next use
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
