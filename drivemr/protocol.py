@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import getpass
 import json
+import math
 import platform
 import re
 import secrets
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from drivemr.archives import Archive
 from drivemr.errors import AlreadyExists, DrivemrError, NotFound, SecurityError
 from drivemr.fileio import sha256_file
 from drivemr.limits import load_json_limited
@@ -38,6 +40,10 @@ from drivemr.spec import JobSpec, StageSpec
 from drivemr.stores.base import FileInfo, Store
 
 FORMAT = 1
+PACKED_FORMAT = 2
+"""job.json of a job whose tasks hold several items (docs/packing.md): a worker that
+predates packing refuses it instead of running each pack as one empty item."""
+FORMATS = (FORMAT, PACKED_FORMAT)
 JOB_PREFIX = "job-"
 WORKER_PREFIX = "worker-"
 WORKER_SUFFIX = ".json"
@@ -163,13 +169,43 @@ class StoredFile:
 
 
 @dataclass(frozen=True)
+class Item:
+    """One execution of the map command: the unit of work, whatever the packing.
+
+    ``id`` is today's task id (``t0000``...) by global item index; ``{task}`` is it."""
+
+    index: int
+    id: str
+    item: str | None = None
+    input: StoredFile | None = None
+    """For a packed task: a member of the task's archive (its ``id`` is the archive's)."""
+
+
+@dataclass(frozen=True)
 class Task:
+    """The unit of claim and commit: one item (``t0000``) or a pack of items (``p0000``)."""
+
     index: int
     id: str
     claim_ids: tuple[str, ...]
     result_id: str
     item: str | None = None
     input: StoredFile | None = None
+    pack: tuple[Item, ...] = ()
+    """The items of a packed task, in item order; empty for a one-item task."""
+    archive: StoredFile | None = None
+    """A packed task's inputs, as one zip archive (docs/packing.md)."""
+
+    @property
+    def packed(self) -> bool:
+        return bool(self.pack)
+
+    @property
+    def items(self) -> tuple[Item, ...]:
+        """The items this task runs: its pack, or itself as one item."""
+        if self.pack:
+            return self.pack
+        return (Item(self.index, self.id, self.item, self.input),)
 
 
 @dataclass(frozen=True)
@@ -192,6 +228,19 @@ class Job:
             assert self.reduce is not None
             return self.reduce
         return self.map
+
+    @property
+    def packed(self) -> bool:
+        return any(t.pack for t in self.tasks)
+
+    @property
+    def items(self) -> tuple[Item, ...]:
+        """Every map item, in item order (the tasks themselves when nothing is packed)."""
+        cached: tuple[Item, ...] | None = self.__dict__.get("_items_cache")
+        if cached is None:
+            cached = tuple(i for t in self.tasks for i in t.items)
+            object.__setattr__(self, "_items_cache", cached)
+        return cached
 
     def task(self, task_id: str) -> Task:
         if task_id == REDUCE and self.reduce_task is not None:
@@ -238,26 +287,62 @@ def _stage(doc: Any, where: str) -> Stage:
         raise JobFormatError(f"{where}: malformed stage ({exc})") from exc
 
 
+def _item(doc: Any, index: int, archive: StoredFile | None) -> Item:
+    """One entry of a packed task's ``items``: {"id", "item"} or {"id", "input"}."""
+    if not isinstance(doc, dict):
+        raise ValueError("an item entry is not an object")
+    item_id = str(doc["id"])
+    if not re.fullmatch(r"[A-Za-z0-9]+", item_id):
+        raise ValueError(f"bad item id {item_id!r}")
+    member = None
+    if doc.get("input") is not None:
+        if archive is None:
+            raise ValueError(f"item {item_id} has an input but its task no archive")
+        entry = doc["input"]
+        if not isinstance(entry, dict):
+            raise ValueError(f"item {item_id}: malformed input")
+        member = _stored_file({**entry, "id": archive.id}, "input")
+    item = None if doc.get("item") is None else str(doc["item"])
+    return Item(index, item_id, item, member)
+
+
 def job_from_doc(doc: Mapping[str, Any], folder: str) -> Job:
     """Turn a job.json document into a :class:`Job`, refusing anything malformed."""
     try:
-        if doc.get("format") != FORMAT:
+        if doc.get("format") not in FORMATS:
             raise JobFormatError(f"unsupported job format {doc.get('format')!r}")
         tasks = []
+        item_count = 0
         for index, t in enumerate(doc["tasks"]):
             claims = tuple(str(c) for c in t["claims"])
             if not claims:
                 raise ValueError("task without claim ids")
-            tasks.append(
-                Task(
-                    index=index,
-                    id=str(t["id"]),
-                    claim_ids=claims,
-                    result_id=str(t["result"]),
-                    item=None if t.get("item") is None else str(t["item"]),
-                    input=None if t.get("input") is None else _stored_file(t["input"], "input"),
+            pack: tuple[Item, ...] = ()
+            archive = None
+            if t.get("items") is not None:
+                if doc.get("format") != PACKED_FORMAT:
+                    raise ValueError("a packed task in a job of format 1")
+                archive = (
+                    None if t.get("archive") is None else _stored_file(t["archive"], "archive")
                 )
+                pack = tuple(_item(i, item_count + k, archive) for k, i in enumerate(t["items"]))
+                if not pack:
+                    raise ValueError(f"task {t['id']!r} packs no item")
+            task = Task(
+                index=index,
+                id=str(t["id"]),
+                claim_ids=claims,
+                result_id=str(t["result"]),
+                item=None if t.get("item") is None else str(t["item"]),
+                input=None if t.get("input") is None else _stored_file(t["input"], "input"),
+                pack=pack,
+                archive=archive,
             )
+            item_count += len(task.items)
+            tasks.append(task)
+        ids = [i.id for t in tasks for i in t.items] + [t.id for t in tasks if t.pack]
+        if len(set(ids)) != len(ids) or REDUCE in ids:
+            raise ValueError("task and item ids must be unique")
         reduce_doc = doc.get("reduce")
         reduce_task = None
         if reduce_doc is not None:
@@ -351,10 +436,40 @@ def build_job_doc(
     pool: IdPool,
     file_ids: Mapping[str, StoredFile],
     folders: Mapping[str, str],
+    packs: Sequence[Sequence[int]] | None = None,
+    archives: Mapping[str, Archive] | None = None,
 ) -> dict[str, Any]:
+    """The job document. ``packs``: the item indexes of each task when items are packed
+    (docs/packing.md); ``archives``: each pack's input archive, by pack id."""
+    archives = archives or {}
     map_stage = Stage.from_spec(spec.map)
     tasks_doc = []
-    for task in spec.tasks:
+    if packs is not None:
+        from drivemr.packing import pack_ids
+
+        for pack_id, indexes in zip(pack_ids(len(packs)), packs, strict=True):
+            members = {m.name: m for m in archives[pack_id].members} if pack_id in archives else {}
+            items_doc = []
+            for i in indexes:
+                t = spec.tasks[i]
+                item: dict[str, Any] = {"id": t.id}
+                if t.item is not None:
+                    item["item"] = t.item
+                if t.input is not None:
+                    m = members[t.input]  # the digest of the bytes that went into the archive
+                    item["input"] = {"name": m.name, "sha256": m.sha256, "size": m.size}
+                items_doc.append(item)
+            packed: dict[str, Any] = {
+                "id": pack_id,
+                "claims": pool.take(map_stage.max_attempts),
+                "result": pool.one(),
+                "items": items_doc,
+            }
+            if pack_id in archives:
+                a = archives[pack_id]
+                packed["archive"] = {"name": a.name, "id": a.id, "sha256": a.sha256, "size": a.size}
+            tasks_doc.append(packed)
+    for task in spec.tasks if packs is None else ():
         entry: dict[str, Any] = {
             "id": task.id,
             "claims": pool.take(map_stage.max_attempts),
@@ -368,7 +483,7 @@ def build_job_doc(
         tasks_doc.append(entry)
     reduce_stage = Stage.from_spec(spec.reduce) if spec.reduce else None
     return {
-        "format": FORMAT,
+        "format": FORMAT if packs is None else PACKED_FORMAT,
         "id": job_id,
         "name": spec.name,
         "created": time.time(),
@@ -397,9 +512,34 @@ def submit(
     sign: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     job_id: str | None = None,
     progress: Callable[[str], None] | None = None,
+    slots: int | None = None,
 ) -> Job:
     """Publish a validated job. job.json is written last, so workers never see half a job;
-    if anything fails before that, the job folder is removed again."""
+    if anything fails before that, the job folder is removed again.
+
+    Items are packed into tasks (docs/packing.md) for ``slots`` slots, by default the
+    slots the live workers' heartbeats advertise; ``spec.items_per_task`` overrides."""
+    from drivemr import archives, packing
+
+    if slots is None and spec.items_per_task is None:
+        slots = packing.live_slots(store) or packing.DEFAULT_SLOTS
+    sizes = packing.pack_sizes(len(spec.tasks), slots or 1, spec.items_per_task)
+    packs = packing.split(spec.tasks, sizes) if len(sizes) < len(spec.tasks) else None
+    inputs = [t for t in spec.tasks if t.input and t.input_path]
+    uploads: list[tuple[str, Path]] = [(f.name, f.path) for f in spec.files]
+    if packs is None:
+        uploads += [(t.input, t.input_path) for t in inputs if t.input and t.input_path]
+    cost = packing.estimate_writes(
+        tasks=len(sizes),
+        uploads=len({n for n, _ in uploads}) + (len(sizes) if packs and inputs else 0),
+        reduce=spec.reduce is not None,
+    )
+    if progress and store.url.startswith("drive://") and cost.drive_seconds > packing.WARN_SECONDS:
+        progress(
+            f"this job costs about {cost.total} Drive writes ({cost.submit} to submit, "
+            f"{cost.run} to run): {_minutes(cost.drive_seconds)} at Drive's quota of "
+            f"~{packing.DRIVE_WRITES_PER_SECOND:g} writes/s per account"
+        )
     job_id = job_id or new_job_id(spec.name)
     pool = IdPool(store, batch=1000)
     folder_id = pool.one()
@@ -411,11 +551,7 @@ def submit(
             store.create(folder_id, sub, fid, folder=True)
             folders[sub] = fid
         stored: dict[str, StoredFile] = {}
-        uploads: list[tuple[str, Path, str]] = [(f.name, f.path, "file") for f in spec.files]
-        uploads += [
-            (t.input, t.input_path, "input") for t in spec.tasks if t.input and t.input_path
-        ]
-        for n, (name, path, _kind) in enumerate(uploads):
+        for n, (name, path) in enumerate(uploads):
             if name in stored:
                 continue
             fid = pool.one()
@@ -423,7 +559,18 @@ def submit(
             stored[name] = StoredFile(name, fid, sha256_file(path), path.stat().st_size)
             if progress and (n + 1) % 100 == 0:
                 progress(f"uploaded {n + 1}/{len(uploads)} files")
-        doc = build_job_doc(spec, job_id, pool, stored, folders)
+        packed_inputs: dict[str, archives.Archive] = {}
+        if packs is not None and inputs:
+            packed_inputs = archives.upload_archives(
+                store,
+                folders["files"],
+                pool.one,
+                spec.tasks,
+                packs,
+                packing.pack_ids(len(packs)),
+                progress=progress,
+            )
+        doc = build_job_doc(spec, job_id, pool, stored, folders, packs, packed_inputs)
         if sign is not None:
             doc = sign(doc)
         job = job_from_doc(doc, job_folder.id)  # what workers will read, checked first
@@ -436,6 +583,12 @@ def submit(
             pass
         raise
     return job
+
+
+def _minutes(seconds: float) -> str:
+    if seconds < 3600:
+        return f"about {math.ceil(seconds / 60)} min"
+    return f"about {seconds / 3600:.1f} h"
 
 
 def _store_name(rel: str) -> str:

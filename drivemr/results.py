@@ -42,3 +42,35 @@ def materialise_outputs(store: Store, manifest: dict[str, Any], dest: Path) -> l
 
 def download_outputs(store: Store, job: Job, task: Task, dest: Path) -> list[Path]:
     return materialise_outputs(store, read_manifest(store, task), dest)
+
+
+def item_entries(manifest: dict[str, Any], task: Task) -> dict[str, dict[str, Any]]:
+    """A pack's manifest entries by item id, only for the task's own items (untrusted
+    input: anything else is ignored, a malformed entry refused)."""
+    entries = manifest.get("items")
+    if not isinstance(entries, list):
+        return {}
+    wanted = {i.id for i in task.items}
+    out: dict[str, dict[str, Any]] = {}
+    for e in entries:
+        if not isinstance(e, dict) or not isinstance(e.get("outputs", []), list):
+            raise JobFormatError(f"the result of {task.id} has a malformed item entry")
+        if e.get("id") in wanted:
+            out.setdefault(str(e["id"]), e)
+    return out
+
+
+def stage_task_results(store: Store, task: Task, results_dir: Path) -> list[Path]:
+    """A map task's outputs under ``results_dir``: one folder per item, named by item id
+    (an unpacked task is its own one item), whatever the packing."""
+    manifest = read_manifest(store, task)
+    if not task.packed:
+        return materialise_outputs(store, manifest, results_dir / task.id)
+    entries = item_entries(manifest, task)
+    written = []
+    for item in task.items:
+        entry = entries.get(item.id)
+        if entry is None or entry.get("state") != "done":
+            raise JobFormatError(f"the result of {task.id} has no done entry for {item.id}")
+        written += materialise_outputs(store, entry, results_dir / item.id)
+    return written

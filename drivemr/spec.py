@@ -20,6 +20,8 @@ Schema::
     timeout = "10m"               # per attempt: "90s", "1h30m", "2.5s", "500ms" or seconds
     max_attempts = 3              # 1..100
     env = {LANG = "C"}            # extra environment variables (literal, no placeholders)
+    items_per_task = 1            # items claimed and committed together (default: chosen
+                                  # at submit, see docs/packing.md; 1 = one item per task)
     [reduce]                      # optional: command, outputs, timeout, max_attempts, env
     command = ["python3", "{files}/merge.py", "{results}"]
 
@@ -72,7 +74,9 @@ MAX_DURATION = 365 * 86400.0
 """A longer timeout is a typo; leaving ``timeout`` out means no limit."""
 
 _TOP_KEYS = frozenset({"name", "files", "map", "reduce"})
-_MAP_KEYS = frozenset({"command", "inputs", "items", "outputs", "timeout", "max_attempts", "env"})
+_MAP_KEYS = frozenset(
+    {"command", "inputs", "items", "outputs", "timeout", "max_attempts", "env", "items_per_task"}
+)
 _REDUCE_KEYS = frozenset({"command", "outputs", "timeout", "max_attempts", "env"})
 _SAFE_NAME = re.compile(r"[A-Za-z0-9._-]+")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -133,6 +137,8 @@ class JobSpec:
     map: StageSpec
     tasks: tuple[TaskSpec, ...]
     reduce: StageSpec | None
+    items_per_task: int | None = None
+    """Items per task (claim and commit), from the job file; None: chosen at submit."""
 
 
 def load_job(path: str | Path) -> JobSpec:
@@ -275,6 +281,7 @@ class _Loader:
         source = "input" if "inputs" in m else "item"
         map_stage = self.stage(m, "map", {"task", "files", source}, source)
         tasks = self.inputs(m["inputs"]) if "inputs" in m else self.items(m["items"])
+        per_task = self.items_per_task(m["items_per_task"]) if "items_per_task" in m else None
         reduce = None
         if "reduce" in doc:
             r = self.table(doc["reduce"], "reduce")
@@ -288,7 +295,17 @@ class _Loader:
             map=map_stage,
             tasks=tasks,
             reduce=reduce,
+            items_per_task=per_task,
         )
+
+    def items_per_task(self, value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TASKS:
+            self.fail(
+                "map.items_per_task",
+                f"must be a whole number from 1 to {MAX_TASKS}, not {_show(value)} "
+                "(1 runs one item per task; leave it out to let drivemr choose)",
+            )
+        return value
 
     def known_keys(self, table: Mapping[str, Any], prefix: str, allowed: frozenset[str]) -> None:
         for k in table:

@@ -182,8 +182,11 @@ class Committer:
         stdout: str,
         stderr: str,
         error: str | None,
+        *,
+        items: list[dict[str, Any]] | None = None,
     ) -> None:
-        """Create the task's one result (or learn that another attempt's came first)."""
+        """Create the task's one result (or learn that another attempt's came first).
+        ``items``: a pack's entry per item (worker/items.py)."""
         shared = self.shared
         if a.abandon:
             log.info(
@@ -212,6 +215,8 @@ class Committer:
             "stdout": stdout,
             "stderr": stderr,
         }
+        if items is not None:
+            manifest["items"] = items
         name = result_name(a.task.id, state, a.attempt, outcome.exit_code, outcome.duration)
         try:
             info = shared.store.create(

@@ -23,11 +23,12 @@ from pathlib import Path
 from drivemr.errors import AuthError, SecurityError
 from drivemr.fileio import sha256_file
 from drivemr.protocol import REDUCE, Job, StoredFile
-from drivemr.results import download_outputs
+from drivemr.results import stage_task_results
 from drivemr.runner import AttemptOutcome, OutputFile
 from drivemr.safepaths import safe_join
 from drivemr.spec import expand
 from drivemr.worker.commit import Committer
+from drivemr.worker.items import PackRun
 from drivemr.worker.state import ActiveJob, Assignment, Shared
 
 log = logging.getLogger("drivemr.worker")
@@ -88,6 +89,10 @@ class Slot:
         shared = self.shared
         task_dir: Path | None = None
         try:
+            if a.task.packed:
+                ensure_job_files(shared, active)
+                PackRun(self, a, active).run()
+                return
             task_dir = self._prepare(a, active)
             outcome = self._execute(a, active, task_dir)
             self.committer.conclude(a, active, task_dir, outcome, self.out, self.err)
@@ -102,23 +107,39 @@ class Slot:
                 shared.running.pop((a.job.id, a.task.id), None)
             if a.abandon and not shared.stopping.is_set():
                 shared.dirty.reload.add(a.job.id)  # replan: a lapsed claim of ours goes at once
-            if task_dir is not None and not shared.config.keep_workdirs:
-                if task_dir is self.home:
-                    self._home_clean = clear_folder(task_dir)
-                else:
-                    shutil.rmtree(task_dir, ignore_errors=True)
+            if task_dir is not None:
+                self.release_folder(task_dir)
+
+    @property
+    def base_env(self) -> Mapping[str, str]:
+        return self._base_env
+
+    def folder_for(self, job_id: str, name: str) -> Path:
+        """A working folder for one attempt (of a task, or of an item of a pack): the
+        slot's own when it is empty, else (kept, or leftovers that could not be removed)
+        a folder of its own."""
+        if self.shared.config.keep_workdirs or not (self._home_clean or is_empty(self.home)):
+            folder = self.shared.workdir / job_id / f"{name}-{secrets.token_hex(3)}"
+            folder.mkdir(parents=True)
+            return folder
+        self._home_clean = False
+        return self.home
+
+    def release_folder(self, folder: Path) -> None:
+        """Empty (or remove) a folder from :meth:`folder_for` once its attempt ended."""
+        if self.shared.config.keep_workdirs:
+            return
+        if folder == self.home:
+            self._home_clean = clear_folder(folder)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
 
     # -- before the attempt --
 
     def _prepare(self, a: Assignment, active: ActiveJob) -> Path:
         """The attempt's working folder, with its input (and, for the reduce, every result)."""
         ensure_job_files(self.shared, active)
-        task_dir = self.home
-        if self.shared.config.keep_workdirs or not (self._home_clean or is_empty(task_dir)):
-            # a folder of its own (kept, or because leftovers could not be removed)
-            name = f"{a.task.id}.g{a.attempt}-{secrets.token_hex(3)}"
-            task_dir = self.shared.workdir / a.job.id / name
-            task_dir.mkdir(parents=True)
+        task_dir = self.folder_for(a.job.id, f"{a.task.id}.g{a.attempt}")
         if a.task.input is not None:
             fetch(self.shared, a.task.input, safe_join(task_dir, a.task.input.name))
         if a.task.id == REDUCE:
@@ -126,10 +147,11 @@ class Slot:
         return task_dir
 
     def _stage_results(self, job: Job, results_dir: Path) -> None:
-        """{results}: one folder per task, in task order, holding that task's outputs."""
+        """{results}: one folder per item, in item order, holding that item's outputs
+        (an unpacked task is one item)."""
         results_dir.mkdir()
         for task in job.tasks:
-            download_outputs(self.shared.store, job, task, results_dir / task.id)
+            stage_task_results(self.shared.store, task, results_dir)
 
     # -- the attempt --
 
