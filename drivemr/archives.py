@@ -118,8 +118,8 @@ def check_archive(zf: zipfile.ZipFile, members: Mapping[str, Member]) -> None:
         if name in seen:
             raise SecurityError(f"input archive holds {name!r} twice")
         seen.add(name)
-        mode = info.external_attr >> 16
-        if info.is_dir() or (mode and not stat.S_ISREG(mode)):
+        kind = stat.S_IFMT(info.external_attr >> 16)
+        if info.is_dir() or kind not in (0, stat.S_IFREG):
             raise SecurityError(f"input archive member {name!r} is not a plain file (a link?)")
         if info.file_size > members[name].size:
             raise SecurityError(

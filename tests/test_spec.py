@@ -279,7 +279,7 @@ def test_unreadable_and_non_utf8_files(tmp_path: Path) -> None:
         (
             ITEMS + 'outptus = ["x"]\n',
             "job.toml: map.outptus: unknown key (did you mean outputs?); allowed: command, env, "
-            "inputs, items, max_attempts, outputs, timeout",
+            "inputs, items, items_per_task, max_attempts, outputs, timeout",
         ),
         (
             ITEMS + '[reduce]\ncommand = ["true"]\ninputs = ["x"]\n',

@@ -1,0 +1,549 @@
+"""Packing items into tasks: the sizes (pure), the job document, per-item runs and retries
+inside a pack (MemoryStore, ``Worker.step``), byte-identical results with and without
+packing, packed inputs and hostile archives, and worker processes end to end."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import stat
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from helpers import WorkerProcs, run_cli
+
+from drivemr.archives import Member, PackInputs, write_archive
+from drivemr.errors import JobSpecError, SecurityError
+from drivemr.example_jobs import example_dir
+from drivemr.packing import (
+    DEFAULT_SLOTS,
+    MAX_PACK,
+    estimate_writes,
+    live_slots,
+    pack_sizes,
+)
+from drivemr.protocol import (
+    FORMAT,
+    PACKED_FORMAT,
+    Job,
+    JobFormatError,
+    job_from_doc,
+    load_view,
+    submit,
+)
+from drivemr.results import read_manifest
+from drivemr.spec import JobSpec, load_job
+from drivemr.stores.base import Store
+from drivemr.stores.folder import FolderStore
+from drivemr.testing import MemoryStore
+from drivemr.worker import Worker, WorkerConfig
+
+# --------------------------------------------------------------------------- sizes
+
+
+@pytest.mark.parametrize("count", [1, 2, 7, 24, 100, 1000, 10_000, 100_000])
+@pytest.mark.parametrize("slots", [1, 2, 6, 64])
+def test_guided_sizes_cover_every_item_and_shrink_to_single_items(count: int, slots: int) -> None:
+    sizes = pack_sizes(count, slots)
+    assert sum(sizes) == count and all(1 <= s <= MAX_PACK for s in sizes)
+    assert sizes == sorted(sizes, reverse=True)  # big first, small at the end
+    # Each task holds at most 1/(2 * slots) of the items not yet handed out (rounded up):
+    # the last task to start can never keep the other slots waiting long.
+    remaining = count
+    for s in sizes:
+        assert s <= max(1, -(-remaining // (2 * slots)))
+        remaining -= s
+    if count >= 2 * slots:
+        tail = 2 * slots - 1  # once at most 2 * slots items are left, one item per task
+        assert sizes[-tail:] == [1] * tail
+
+
+def test_guided_sizes_cost_few_tasks() -> None:
+    # 10,000 items on 3 PCs x 2 slots: about a hundred tasks, not ten thousand.
+    assert len(pack_sizes(10_000, 6)) < 120
+    assert len(pack_sizes(24, 6)) == 18  # 6 tasks of 2, then 12 single items
+    assert pack_sizes(5, 8) == [1] * 5  # fewer items than slots: nothing to pack
+
+
+def test_an_explicit_size_overrides_the_guided_one() -> None:
+    assert pack_sizes(10, 6, items_per_task=4) == [4, 4, 2]
+    assert pack_sizes(3, 6, items_per_task=1) == [1, 1, 1]
+    assert pack_sizes(3, 6, items_per_task=50) == [3]
+
+
+def test_write_estimate_counts_claims_results_and_uploads() -> None:
+    cost = estimate_writes(tasks=100, uploads=10, reduce=True)
+    assert (cost.submit, cost.run) == (6 + 10 + 1, 200 + 2 + 1)
+    assert cost.drive_seconds == pytest.approx(cost.total / 3)
+
+
+# --------------------------------------------------------------------------- job file
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [("0", "0"), ('"4"', '"4"'), ("true", "true"), ("2.5", "2.5"), ("100001", "100001")],
+)
+def test_items_per_task_is_validated(
+    write_job: Callable[..., Path], value: str, problem: str
+) -> None:
+    path = write_job(
+        f'[map]\ncommand = ["echo", "{{item}}"]\nitems = ["a"]\nitems_per_task = {value}\n'
+    )
+    with pytest.raises(JobSpecError) as err:
+        load_job(path)
+    assert str(err.value) == (
+        f"{path}: map.items_per_task: must be a whole number from 1 to 100000, not {problem} "
+        "(1 runs one item per task; leave it out to let drivemr choose)"
+    )
+
+
+def test_items_per_task_is_read(write_job: Callable[..., Path]) -> None:
+    path = write_job('[map]\ncommand = ["echo", "{item}"]\nitems = ["a"]\nitems_per_task = 7\n')
+    assert load_job(path).items_per_task == 7
+
+
+# --------------------------------------------------------------------------- job document
+
+SQUARE = "import sys; open('out.txt', 'w').write(str(int(sys.argv[1]) ** 2))"
+
+
+def items_job(write_job: Callable[..., Path], n: int, *, per_task: int | None = None) -> JobSpec:
+    extra = "" if per_task is None else f"items_per_task = {per_task}\n"
+    return load_job(
+        write_job(
+            f"""
+            name = "sq"
+            [map]
+            command = ["python", "-c", {json.dumps(SQUARE)}, "{{item}}"]
+            items = {{range = [0, {n}]}}
+            outputs = ["out.txt"]
+            {extra}"""
+        )
+    )
+
+
+def test_a_packed_job_names_packs_and_keeps_item_ids(
+    write_job: Callable[..., Path], tmp_path: Path
+) -> None:
+    store = FolderStore(tmp_path / "store", create=True)
+    job = submit(store, items_job(write_job, 24), slots=6)
+    assert job.doc["format"] == PACKED_FORMAT
+    assert [t.id for t in job.tasks][:3] == ["p0000", "p0001", "p0002"]
+    assert [len(t.items) for t in job.tasks] == pack_sizes(24, 6)
+    assert [i.id for i in job.items] == [f"t{n:04d}" for n in range(24)]
+    assert [i.item for i in job.items] == [str(n) for n in range(24)]
+    assert len(job.tasks[0].claim_ids) == 3  # max_attempts claims per pack, as per task
+
+
+def test_one_item_per_task_writes_today_s_job(
+    write_job: Callable[..., Path], tmp_path: Path
+) -> None:
+    store = FolderStore(tmp_path / "store", create=True)
+    job = submit(store, items_job(write_job, 24, per_task=1), slots=6)
+    assert job.doc["format"] == FORMAT
+    assert [t.id for t in job.tasks] == [f"t{n:04d}" for n in range(24)]
+    assert all("items" not in t for t in job.doc["tasks"]) and not job.packed
+    assert [i.id for i in job.items] == [t.id for t in job.tasks]
+
+
+def test_a_packed_document_is_checked(write_job: Callable[..., Path], tmp_path: Path) -> None:
+    store = FolderStore(tmp_path / "store", create=True)
+    doc = dict(submit(store, items_job(write_job, 24), slots=6).doc)
+    with pytest.raises(JobFormatError, match="format 1"):
+        job_from_doc({**doc, "format": FORMAT}, "folder")
+    tasks = [dict(t) for t in doc["tasks"]]
+    tasks[1]["items"] = [*tasks[1]["items"], tasks[0]["items"][0]]
+    with pytest.raises(JobFormatError, match="unique"):
+        job_from_doc({**doc, "tasks": tasks}, "folder")
+    tasks = [dict(t) for t in doc["tasks"]]
+    tasks[0]["items"] = []
+    with pytest.raises(JobFormatError, match="packs no item"):
+        job_from_doc({**doc, "tasks": tasks}, "folder")
+
+
+def test_live_slots_come_from_the_heartbeats(tmp_path: Path) -> None:
+    clock = StepClock()
+    store = MemoryStore(clock)
+    assert live_slots(store) is None  # nobody yet: submit assumes DEFAULT_SLOTS
+    for wid, slots in (("a", 2), ("b", 3)):
+        make_worker(store, tmp_path, wid, clock, slots=slots).step()
+    assert live_slots(store, now=clock.now) == 5
+    clock.now += LEASE + 1
+    assert live_slots(store, now=clock.now) is None  # both silent past their lease
+    assert DEFAULT_SLOTS >= 1
+
+
+# --------------------------------------------------------------------------- in a pack
+
+LEASE = 60.0
+FLAKY = """
+import os, sys
+item, marks = sys.argv[1], sys.argv[2]
+open(os.path.join(marks, "ran"), "a").write(item + "\\n")
+if item in ("2", "5") and not os.path.exists(os.path.join(marks, "tried-" + item)):
+    open(os.path.join(marks, "tried-" + item), "w").close()
+    sys.exit(3)  # the first attempt of items 2 and 5 fails
+if item == "6":
+    print("six is broken", file=sys.stderr)
+    sys.exit(4)  # item 6 always fails
+open("out.txt", "w").write(str(int(item) ** 2))
+"""
+
+
+class StepClock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.now
+
+
+def make_worker(store: Store, tmp_path: Path, wid: str, clock: StepClock, slots: int = 1) -> Worker:
+    config = WorkerConfig(
+        worker_id=wid,
+        slots=slots,
+        workdir=tmp_path / wid,
+        lease=LEASE,
+        poll_interval=1.0,
+        retry_backoff=0.001,
+        reconcile_interval=3600.0,
+    )
+    return Worker(store, config, clock=clock)
+
+
+def run_steps(workers: list[Worker], clock: StepClock, rounds: int = 40) -> None:
+    for _ in range(rounds):
+        for w in workers:
+            w.step()
+        clock.now += 1.0
+        if all(w.all_done() for w in workers):
+            return
+    raise AssertionError(f"not done after {rounds} rounds")
+
+
+def flaky_job(write_job: Callable[..., Path], marks: Path, items: int, per_task: int) -> JobSpec:
+    return load_job(
+        write_job(
+            f"""
+            name = "flaky"
+            [map]
+            command = ["python", "-c", {json.dumps(FLAKY)}, "{{item}}", {json.dumps(str(marks))}]
+            items = {{range = [0, {items}]}}
+            outputs = ["out.txt"]
+            max_attempts = 2
+            items_per_task = {per_task}
+            """
+        )
+    )
+
+
+def test_a_failing_item_is_retried_inside_its_pack_and_the_others_run_once(
+    write_job: Callable[..., Path], tmp_path: Path
+) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    clock = StepClock()
+    store = MemoryStore(clock)
+    job = submit(store, flaky_job(write_job, marks, items=6, per_task=6))
+    assert [t.id for t in job.tasks] == ["p0000"]
+    w = make_worker(store, tmp_path, "a", clock)
+    run_steps([w], clock)
+    ran = (marks / "ran").read_text().split()
+    assert sorted(ran) == sorted(["0", "1", "2", "2", "3", "4", "5", "5"])  # only 2 and 5 twice
+    assert w.stats["claims"] == 1 and w.stats["commits"] == 1  # one claim, one result
+    view = load_view(store, job)
+    assert view.results["p0000"].state == "done"
+    manifest = read_manifest(store, job.tasks[0])
+    entries = {e["id"]: e for e in manifest["items"]}
+    assert [e["id"] for e in manifest["items"]] == [f"t{n:04d}" for n in range(6)]
+    assert {i: e["attempts"] for i, e in entries.items()} == {
+        "t0000": 1, "t0001": 1, "t0002": 2, "t0003": 1, "t0004": 1, "t0005": 2,
+    }  # fmt: skip
+    assert entries["t0002"]["failures"][0]["exit_code"] == 3
+    assert all(e["state"] == "done" for e in entries.values())
+
+
+def test_an_item_that_uses_up_its_attempts_fails_alone(
+    write_job: Callable[..., Path], tmp_path: Path
+) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    clock = StepClock()
+    store = MemoryStore(clock)
+    job = submit(store, flaky_job(write_job, marks, items=8, per_task=4))
+    w = make_worker(store, tmp_path, "a", clock)
+    run_steps([w], clock)
+    view = load_view(store, job)
+    assert {t: r.state for t, r in view.results.items()} == {"p0000": "done", "p0001": "failed"}
+    manifest = read_manifest(store, job.tasks[1])
+    entries = {e["id"]: e for e in manifest["items"]}
+    assert entries["t0006"]["state"] == "failed" and entries["t0006"]["attempts"] == 2
+    assert entries["t0006"]["exit_code"] == 4
+    assert "six is broken" in entries["t0006"]["stderr"]
+    assert [entries[i]["state"] for i in ("t0004", "t0005", "t0007")] == ["done"] * 3
+    assert manifest["error"] == "1 of 4 item(s) failed: t0006"
+    ran = (marks / "ran").read_text().split()
+    assert ran.count("6") == 2 and ran.count("7") == 1  # the pack went on after item 6
+    assert w.stats["claims"] == 2  # the failed pack is not claimed again
+
+
+# --------------------------------------------------------------------------- byte-identical
+
+
+def run_to_end(store: Store, tmp_path: Path, name: str) -> None:
+    config = WorkerConfig(
+        worker_id=name,
+        slots=2,
+        workdir=tmp_path / name,
+        lease=30.0,
+        poll_interval=0.05,
+        retry_backoff=0.01,
+        exit_when_idle=True,
+    )
+    assert Worker(store, config).run() == 0
+
+
+def final_result(
+    tmp_path: Path, spec: JobSpec, name: str, slots: int | None = None
+) -> dict[str, bytes]:
+    from drivemr.cli import fetch_or_reduce
+
+    store = FolderStore(tmp_path / f"store-{name}", create=True)
+    job = submit(store, spec, slots=slots)
+    run_to_end(store, tmp_path, name)
+    out = tmp_path / f"out-{name}"
+    paths = fetch_or_reduce(store, job.id, out)
+    assert paths
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in paths}
+
+
+def test_wordcount_gives_byte_identical_results_packed_and_unpacked(tmp_path: Path) -> None:
+    spec = load_job(example_dir("wordcount") / "job.toml")
+    packed = final_result(tmp_path, spec, "packed", slots=1)  # 6 inputs: packs of 3, 2, 1
+    one = final_result(tmp_path, dataclasses.replace(spec, items_per_task=1), "one")
+    assert packed == one and b'"words"' in packed["total.json"]
+
+
+LISTING = """
+import os, sys
+d = sys.argv[1]
+with open("listing.txt", "w") as out:
+    for name in os.listdir(d):  # unsorted on purpose: the folder order itself must match
+        out.write(name + " " + open(os.path.join(d, name, "out.txt")).read() + "\\n")
+"""
+
+
+def test_an_items_job_with_a_reduce_gives_byte_identical_results(
+    write_job: Callable[..., Path], tmp_path: Path
+) -> None:
+    text = f"""
+        name = "sq"
+        [map]
+        command = ["python", "-c", {json.dumps(SQUARE)}, "{{item}}"]
+        items = {{range = [0, 40]}}
+        outputs = ["out.txt"]
+        [reduce]
+        command = ["python", "-c", {json.dumps(LISTING)}, "{{results}}"]
+        outputs = ["listing.txt"]
+        """
+    spec = load_job(write_job(text))
+    packed = final_result(tmp_path, spec, "packed", slots=2)
+    one = final_result(tmp_path, dataclasses.replace(spec, items_per_task=1), "one")
+    assert packed == one
+    lines = packed["listing.txt"].decode().split("\n")
+    assert sorted(lines[:-1]) == sorted(f"t{n:04d} {n * n}" for n in range(40))
+
+
+# --------------------------------------------------------------------------- packed inputs
+
+
+def inputs_job(write_job: Callable[..., Path], count: int, per_task: str = "") -> Path:
+    files = {f"data/sub{n % 3}/f{n:02d}.txt": f"file {n}\n" * (n + 1) for n in range(count)}
+    files["wc.py"] = (
+        "import sys\n"
+        "data = open(sys.argv[1]).read()\n"
+        "open('n.txt', 'w').write(sys.argv[1] + ' ' + str(len(data.split())))\n"
+    )
+    files["cat.py"] = (
+        "import os, sys\n"
+        "d = sys.argv[1]\n"
+        "out = [open(os.path.join(d, t, 'n.txt')).read() for t in sorted(os.listdir(d))]\n"
+        "open('all.txt', 'w').write('\\n'.join(out))\n"
+    )
+    return write_job(
+        f"""
+        name = "wc"
+        files = ["wc.py", "cat.py"]
+        [map]
+        command = ["python", "{{files}}/wc.py", "{{input}}"]
+        inputs = ["data/**/*.txt"]
+        outputs = ["n.txt"]
+        {per_task}
+        [reduce]
+        command = ["python", "{{files}}/cat.py", "{{results}}"]
+        outputs = ["all.txt"]
+        """,
+        files,
+    )
+
+
+def test_packed_inputs_cost_one_upload_per_pack(
+    write_job: Callable[..., Path], tmp_path: Path
+) -> None:
+    spec = load_job(inputs_job(write_job, 30))
+    store = FolderStore(tmp_path / "store", create=True)
+    job = submit(store, spec, slots=2)
+    uploads = store.list(job.folders["files"])
+    assert sorted(u.name for u in uploads) == sorted(
+        ["wc.py", "cat.py", *(f"{t.id}.zip" for t in job.tasks)]
+    )
+    assert len(job.tasks) < 30
+    item = job.items[0]
+    assert item.input is not None and item.input.name == "data/sub0/f00.txt"
+    assert item.input.id == job.tasks[0].archive.id  # type: ignore[union-attr]
+
+
+def test_packed_inputs_give_byte_identical_results(
+    write_job: Callable[..., Path], tmp_path: Path
+) -> None:
+    spec = load_job(inputs_job(write_job, 30))
+    packed = final_result(tmp_path, spec, "packed", slots=2)
+    one = final_result(tmp_path, dataclasses.replace(spec, items_per_task=1), "one")
+    assert packed == one
+    assert packed["all.txt"].decode().split("\n")[1] == "data/sub0/f03.txt 8"
+
+
+def member(tmp_path: Path, name: str, data: bytes) -> Member:
+    import hashlib
+
+    return Member(name, hashlib.sha256(data).hexdigest(), len(data))
+
+
+def hostile(tmp_path: Path, build: Callable[[zipfile.ZipFile], None]) -> Path:
+    path = tmp_path / "hostile.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        build(zf)
+    return path
+
+
+def test_an_honest_archive_stages_each_input_where_it_belongs(tmp_path: Path) -> None:
+    src = tmp_path / "a.txt"
+    src.write_bytes(b"hello")
+    members = write_archive([("in/a.txt", src)], tmp_path / "p.zip")
+    assert members == [member(tmp_path, "in/a.txt", b"hello")]
+    inputs = PackInputs(tmp_path / "p.zip", members)
+    dest = tmp_path / "item"
+    dest.mkdir()
+    assert inputs.stage("in/a.txt", dest).read_bytes() == b"hello"
+    inputs.close()
+
+
+def _link(zf: zipfile.ZipFile) -> None:
+    info = zipfile.ZipInfo("in/a.txt")
+    info.external_attr = (stat.S_IFLNK | 0o777) << 16
+    zf.writestr(info, "/etc/passwd")
+
+
+@pytest.mark.parametrize(
+    ("build", "problem"),
+    [
+        (lambda zf: zf.writestr("../../evil.txt", b"hello"), "does not name"),
+        (lambda zf: zf.writestr("/etc/evil.txt", b"hello"), "does not name"),
+        (_link, "not a plain file"),
+        (lambda zf: zf.writestr("in/a.txt", b"hello" * 1000), "is 5000 bytes"),
+        (
+            lambda zf: (zf.writestr("in/a.txt", b"hello"), zf.writestr("in/a.txt", b"hello")),
+            "twice",
+        ),
+        (lambda zf: zf.writestr("in/a.txt/", b""), "does not name"),
+    ],
+)
+@pytest.mark.filterwarnings("ignore:Duplicate name")
+def test_hostile_archives_are_refused_before_anything_runs(
+    tmp_path: Path, build: Callable[[zipfile.ZipFile], None], problem: str
+) -> None:
+    path = hostile(tmp_path, build)
+    with pytest.raises(SecurityError, match=problem):
+        PackInputs(path, [member(tmp_path, "in/a.txt", b"hello")])
+    assert not (tmp_path.parent / "evil.txt").exists()
+
+
+def test_a_member_that_does_not_match_its_digest_leaves_nothing(tmp_path: Path) -> None:
+    path = hostile(tmp_path, lambda zf: zf.writestr("in/a.txt", b"HELLO"))
+    inputs = PackInputs(path, [member(tmp_path, "in/a.txt", b"hello")])
+    dest = tmp_path / "item"
+    dest.mkdir()
+    with pytest.raises(SecurityError, match="digest"):
+        inputs.stage("in/a.txt", dest)
+    assert not (dest / "in" / "a.txt").exists()
+    inputs.close()
+
+
+def test_a_bomb_is_read_no_further_than_its_declared_size(tmp_path: Path) -> None:
+    # The central directory claims 5 bytes; the deflated stream holds 50 MB of zeros.
+    path = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("in/a.txt", b"\0" * 50_000_000)
+    data = bytearray(path.read_bytes())
+    central = data.rfind(b"PK\x01\x02")
+    data[central + 24 : central + 28] = (5).to_bytes(4, "little")  # uncompressed size
+    path.write_bytes(bytes(data))
+    inputs = PackInputs(path, [member(tmp_path, "in/a.txt", b"hello")])
+    dest = tmp_path / "item"
+    dest.mkdir()
+    with pytest.raises(SecurityError):
+        inputs.stage("in/a.txt", dest)
+    assert not (dest / "in" / "a.txt").exists()
+    inputs.close()
+
+
+def test_a_tampered_archive_in_the_store_fails_its_pack(
+    write_job: Callable[..., Path], tmp_path: Path
+) -> None:
+    spec = load_job(inputs_job(write_job, 12))
+    store = FolderStore(tmp_path / "store", create=True)
+    job = submit(store, dataclasses.replace(spec, items_per_task=6))
+    archive = job.tasks[1].archive
+    assert archive is not None
+    stored = next((tmp_path / "store").rglob(f"{archive.name}~*"))
+    with open(stored, "r+b") as f:  # in place: the store's index link sees it too
+        f.truncate()
+        f.write(hostile(tmp_path, lambda zf: zf.writestr("../evil", b"x")).read_bytes())
+    run_to_end(store, tmp_path, "w")
+    view = load_view(store, job)
+    assert {t: r.state for t, r in view.results.items()} == {"p0000": "done", "p0001": "failed"}
+    assert "digest" in read_manifest(store, job.tasks[1])["error"]
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def test_worker_processes_run_a_packed_inputs_job_end_to_end(
+    folder_store: FolderStore, write_job: Callable[..., Path], tmp_path: Path, workers: WorkerProcs
+) -> None:
+    job_file = inputs_job(write_job, 40)
+    job_id = run_cli("submit", "--store", folder_store.url, str(job_file)).stdout.split()[-1]
+    for name in ("pc1", "pc2"):
+        workers.start(name, "--exit-when-idle", slots=2)
+    codes = workers.wait_all()
+    assert codes == {"pc1": 0, "pc2": 0}, {n: workers.log(n) for n in codes}
+    out = tmp_path / "out"
+    run_cli("reduce", job_id, "--store", folder_store.url, "--out", str(out))
+    lines = (out / "all.txt").read_text().split("\n")
+    assert len(lines) == 40
+    expected = {f"data/sub{n % 3}/f{n:02d}.txt {2 * (n + 1)}" for n in range(40)}
+    assert set(lines) == expected
+    job = _job(folder_store, job_id)
+    assert job.packed and len(job.tasks) < 40
+
+
+def _job(store: Store, job_id: str) -> Job:
+    from drivemr.protocol import find_job
+
+    return find_job(store, job_id)[1]
