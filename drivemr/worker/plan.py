@@ -75,7 +75,13 @@ def run_start(job: Job, pending: list[str], *, me: str, frontier: int | None) ->
     while that task is free, else in the middle of the longest run of free tasks (whose
     lower end another worker is probably working up: we take the upper half). Between
     listings a worker only goes on to the task right after its last claim, so two
-    workers collide (a 409, which costs a write) about once per such jump, not per task."""
+    workers collide (a 409, which costs a write) about once per such jump, not per task.
+
+    A packed job's tasks shrink towards its end (docs/packing.md): every worker claims
+    the first free task, so the big ones go first and the small ones last, as guided
+    self-scheduling needs; its tasks are few and long, so the collisions are few."""
+    if job.packed:
+        return 0
     seed = int(hashlib.sha256(me.encode()).hexdigest(), 16)
     n = len(job.tasks)
     positions = [job.task(tid).index for tid in pending]
