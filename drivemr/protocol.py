@@ -222,6 +222,8 @@ class Job:
     reduce_task: Task | None
     markers: Mapping[str, str]
     doc: Mapping[str, Any] = field(repr=False, compare=False)
+    packed_for: int = 0
+    """The slots a packed job's task sizes were chosen for (0: not packed that way)."""
 
     def stage_of(self, task: Task) -> Stage:
         if task.id == REDUCE:
@@ -306,6 +308,12 @@ def _item(doc: Any, index: int, archive: StoredFile | None) -> Item:
     return Item(index, item_id, item, member)
 
 
+def _packed_for(doc: Any) -> int:
+    """``{"slots": N}``: how a packed job was sized (advice for claim order only)."""
+    slots = doc.get("slots") if isinstance(doc, dict) else None
+    return slots if isinstance(slots, int) and not isinstance(slots, bool) and slots > 0 else 0
+
+
 def job_from_doc(doc: Mapping[str, Any], folder: str) -> Job:
     """Turn a job.json document into a :class:`Job`, refusing anything malformed."""
     try:
@@ -367,6 +375,7 @@ def job_from_doc(doc: Mapping[str, Any], folder: str) -> Job:
             reduce_task=reduce_task,
             markers={str(k): str(v) for k, v in doc["markers"].items()},
             doc=doc,
+            packed_for=_packed_for(doc.get("packing")),
         )
     except JobFormatError:
         raise
@@ -438,6 +447,7 @@ def build_job_doc(
     folders: Mapping[str, str],
     packs: Sequence[Sequence[int]] | None = None,
     archives: Mapping[str, Archive] | None = None,
+    packed_for: int | None = None,
 ) -> dict[str, Any]:
     """The job document. ``packs``: the item indexes of each task when items are packed
     (docs/packing.md); ``archives``: each pack's input archive, by pack id."""
@@ -482,7 +492,11 @@ def build_job_doc(
             entry["input"] = {"name": f.name, "id": f.id, "sha256": f.sha256, "size": f.size}
         tasks_doc.append(entry)
     reduce_stage = Stage.from_spec(spec.reduce) if spec.reduce else None
+    extra: dict[str, Any] = {}
+    if packs is not None:
+        extra["packing"] = {"slots": packed_for or 0, "fixed": spec.items_per_task}
     return {
+        **extra,
         "format": FORMAT if packs is None else PACKED_FORMAT,
         "id": job_id,
         "name": spec.name,
@@ -570,7 +584,9 @@ def submit(
                 packing.pack_ids(len(packs)),
                 progress=progress,
             )
-        doc = build_job_doc(spec, job_id, pool, stored, folders, packs, packed_inputs)
+        doc = build_job_doc(
+            spec, job_id, pool, stored, folders, packs, packed_inputs, packed_for=slots
+        )
         if sign is not None:
             doc = sign(doc)
         job = job_from_doc(doc, job_folder.id)  # what workers will read, checked first

@@ -552,14 +552,20 @@ def _job(store: Store, job_id: str) -> Job:
 def test_every_worker_claims_a_packed_job_from_its_biggest_task(
     write_job: Callable[..., Path], tmp_path: Path
 ) -> None:
-    from drivemr.protocol import JobView
+    from drivemr.protocol import ClaimRef, JobView
+    from drivemr.stores.base import FileInfo
     from drivemr.worker.plan import plan_tasks
 
     store = FolderStore(tmp_path / "store", create=True)
     job = submit(store, items_job(write_job, 200), slots=6)
+    assert job.packed_for == 6
     for me in ("pc1", "pc2", "pc3-a1b2"):
-        plan = plan_tasks(job, JobView(), me=me)
-        assert plan.pending[:3] == ("p0000", "p0001", "p0002")
+        first = plan_tasks(job, JobView(), me=me).pending[0]
+        assert first in {t.id for t in job.tasks[:6]}  # among the six biggest
+    view = JobView()
+    for t in job.tasks[:4]:
+        view.add_claim(ClaimRef(t.id, 0, "other", FileInfo("x", "x", "p")))
+    assert plan_tasks(job, view, me="pc1").pending[0] == job.tasks[4].id  # then the first free
     unpacked = submit(store, items_job(write_job, 200, per_task=1), slots=6)
     starts = {plan_tasks(unpacked, JobView(), me=me).pending[0] for me in ("pc1", "pc2", "pc3")}
     assert len(starts) == 3  # unpacked: each worker at an offset of its own, as before

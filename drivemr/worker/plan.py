@@ -77,14 +77,17 @@ def run_start(job: Job, pending: list[str], *, me: str, frontier: int | None) ->
     listings a worker only goes on to the task right after its last claim, so two
     workers collide (a 409, which costs a write) about once per such jump, not per task.
 
-    A packed job's tasks shrink towards its end (docs/packing.md): every worker claims
-    the first free task, so the big ones go first and the small ones last, as guided
-    self-scheduling needs; its tasks are few and long, so the collisions are few."""
-    if job.packed:
-        return 0
+    A packed job's tasks shrink towards its end (docs/packing.md), so its big tasks must
+    go first and its small ones last, as guided self-scheduling needs: a worker starts
+    at an offset of its own among the first tasks (one per slot the sizes were chosen
+    for, all of about the same size), and later always claims the first free task; the
+    tasks are few and long, so the collisions are few."""
     seed = int(hashlib.sha256(me.encode()).hexdigest(), 16)
     n = len(job.tasks)
     positions = [job.task(tid).index for tid in pending]
+    if job.packed:
+        fresh = len(positions) == n
+        return seed % min(n, job.packed_for or 1) if fresh else 0
     if len(positions) == n:
         return seed % n
     if frontier is not None:

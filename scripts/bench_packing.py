@@ -1,0 +1,335 @@
+#!/usr/bin/env python3
+"""Figures of issue 13: many small items, few Drive writes (automatic packing).
+
+Four scenarios, each against a baseline in the same run, as ratios:
+
+* ``drive-items``: the fake Drive with ``--write-rate`` (3 writes/s, as Drive), --workers
+  worker processes x --slots slots, --items items of ``sleep 0.1`` with default settings
+  (no packing setting in the job file). Wall time (workers started -> last item's result)
+  against the ideal items x 0.1 / slots (target <= 1.3x); writes per item and the share of
+  the write quota the run used.
+* ``drive-balance``: the same cluster, 24 items of ``sleep 5``: ideal 24 x 5 / 6 = 20 s
+  (target <= 1.3x): packing must not starve slots when items are few and long.
+* ``folder-floor``: a folder store, --floor-items items of ``true`` on 2 slots (one worker
+  process), the marginal time per item (first claim -> last result, so start-up is left
+  out) against a ``concurrent.futures`` + ``subprocess.run`` floor running the same
+  commands on 2 threads (target <= 1.2x).
+* ``drive-inputs``: up to --input-files ``.py`` files of this Python's standard library as
+  ``inputs``, 2 workers x 2 slots, ``wc -l {input}``: submit on the fake Drive (target
+  < 10 s) and the run against the same job on a folder store (target <= 2x).
+
+    python scripts/bench_packing.py                       # every scenario, full scale
+    python scripts/bench_packing.py --items 2000          # a scaled-down drive-items
+    python scripts/bench_packing.py --only folder-floor drive-balance
+
+A benchmark, not a test: the full drive-items run takes about three minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from drivemr.testing.fakedrive import FakeDriveServer
+
+DRIVEMR = [sys.executable, "-m", "drivemr.cli"]
+SCENARIOS = ("drive-items", "drive-balance", "folder-floor", "drive-inputs")
+
+
+@dataclass
+class Figure:
+    label: str
+    value: float
+    baseline: float
+    target: float
+    note: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return self.value / self.baseline if self.baseline else float("inf")
+
+    @property
+    def ok(self) -> bool:
+        return self.ratio <= self.target
+
+
+def cli(env: dict[str, str], *args: str, timeout: float = 900) -> str:
+    proc = subprocess.run(
+        [*DRIVEMR, *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"drivemr {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+    return proc.stdout
+
+
+def start_workers(
+    env: dict[str, str], store: str, base: Path, workers: int, slots: int, extra: list[str]
+) -> list[subprocess.Popen[bytes]]:
+    procs = []
+    for n in range(workers):
+        log = open(base / f"w{n}.log", "wb")  # noqa: SIM115 - closed with the process
+        procs.append(
+            subprocess.Popen(
+                [
+                    *DRIVEMR,
+                    "worker",
+                    "--store",
+                    store,
+                    "--slots",
+                    str(slots),
+                    "--worker-id",
+                    f"bench{n}",
+                    "--workdir",
+                    str(base / f"w{n}"),
+                    "--exit-when-idle",
+                    *extra,
+                ],  # fmt: skip
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+    return procs
+
+
+def wait_all(procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
+    try:
+        for p in procs:
+            if p.wait(timeout=timeout) != 0:
+                raise SystemExit(f"a worker exited with {p.returncode}")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def job_times(store: Any, job_id: str) -> tuple[float, float, int, int]:
+    """(first claim created, last map result created, tasks, items) from the store."""
+    from drivemr.protocol import REDUCE, find_job, load_view
+
+    _, job = find_job(store, job_id)
+    view = load_view(store, job)
+    maps = [r for t, r in view.results.items() if t != REDUCE]
+    if len(maps) != len(job.tasks) or any(r.state != "done" for r in maps):
+        raise SystemExit(f"{job_id}: not every task is done ({len(maps)}/{len(job.tasks)})")
+    first = min(c.file.created for gens in view.claims.values() for c in gens.values())
+    return first, max(r.file.created for r in maps), len(job.tasks), len(job.items)
+
+
+def write_job(folder: Path, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "job.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+class Drive:
+    """A fake Drive with an initialised root, and the environment that points at it."""
+
+    def __init__(self, base: Path, write_rate: float | None) -> None:
+        self.srv = FakeDriveServer(port=0)
+        self.srv.__enter__()
+        self.env = dict(os.environ)
+        self.env["DRIVEMR_DRIVE_ENDPOINT"] = self.srv.url
+        self.env["DRIVEMR_CONFIG_DIR"] = str(base / "config")
+        self.env.pop("DRIVEMR_STORE", None)
+        self.root = cli(self.env, "init", "--store", "drive://").strip().splitlines()[-1]
+        self.write_rate = write_rate
+        if write_rate:
+            self.srv.configure(write_rate=write_rate)
+
+    def store(self) -> Any:
+        from drivemr.stores.drive import DriveStore
+
+        return DriveStore.from_url(self.root, write_rate=None, endpoint=self.srv.url)
+
+    def close(self) -> None:
+        self.srv.__exit__(None, None, None)
+
+
+def drive_sleep_job(
+    args: argparse.Namespace, base: Path, name: str, items: int, seconds: float
+) -> list[Figure]:
+    slots = args.workers * args.slots
+    drive = Drive(base, args.write_rate)
+    try:
+        job = write_job(
+            base / name,
+            f'name = "{name}"\n[map]\ncommand = ["sleep", "{seconds:g}"]\n'
+            f"items = {{range = [0, {items}]}}\n"
+            + (f"items_per_task = {args.items_per_task}\n" if args.items_per_task else ""),
+        )
+        out = cli(drive.env, "submit", "--store", drive.root, str(job))
+        job_id = out.strip().splitlines()[-1]
+        drive.srv.reset_stats()
+        started = time.time()
+        procs = start_workers(
+            drive.env, drive.root, base / name, args.workers, args.slots,
+            ["--write-rate", str(args.write_rate)],
+        )  # fmt: skip
+        wait_all(procs, args.timeout)
+        stats = drive.srv.stats()
+        drive.srv.configure(write_rate=None)
+        with drive.store() as store:
+            first, last, tasks, count = job_times(store, job_id)
+    finally:
+        drive.close()
+    elapsed = last - started
+    writes = int(stats["writes"]) - int(stats["rate_limited"])
+    ideal = items * seconds / slots
+    quota = writes / (args.write_rate * elapsed)
+    note = (
+        f"{count} items in {tasks} tasks on {args.workers}x{args.slots} slots; "
+        f"{writes} writes = {writes / count:.3f} per item; quota share used {quota:.0%}; "
+        f"{int(stats['rate_limited'])} writes refused by the quota; "
+        f"first claim -> last result {last - first:.1f} s ({(last - first) / ideal:.2f}x)"
+    )
+    return [Figure(f"{name}: wall / ideal ({items} x {seconds:g} s)", elapsed, ideal, 1.3, note)]
+
+
+def folder_floor(args: argparse.Namespace, base: Path) -> list[Figure]:
+    n = args.floor_items
+    true = shutil.which("true") or "true"
+    t0 = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda _: subprocess.run([true], check=True), range(n)))
+    floor = time.perf_counter() - t0
+    env = dict(os.environ)
+    env.pop("DRIVEMR_STORE", None)
+    env["DRIVEMR_CONFIG_DIR"] = str(base / "config")
+    store_dir = base / "floor-store"
+    cli(env, "init", "--store", str(store_dir))
+    job = write_job(
+        base / "floor", f'name = "floor"\n[map]\ncommand = ["true"]\nitems = {{range = [0, {n}]}}\n'
+    )
+    job_id = cli(env, "submit", "--store", str(store_dir), str(job)).strip().splitlines()[-1]
+    wait_all(start_workers(env, str(store_dir), base / "floor", 1, 2, []), args.timeout)
+    from drivemr.stores.folder import FolderStore
+
+    first, last, tasks, count = job_times(FolderStore(store_dir), job_id)
+    note = f"{count} items in {tasks} tasks; floor {floor:.2f} s, drivemr {last - first:.2f} s"
+    return [
+        Figure(
+            f"folder-floor: marginal per item / floor ({n} x true)", last - first, floor, 1.2, note
+        )
+    ]
+
+
+def stdlib_files(limit: int) -> list[Path]:
+    lib = Path(sysconfig.get_paths()["stdlib"])
+    skip = {"site-packages", "test", "tests", "idlelib", "lib2to3", "__pycache__"}
+    files = sorted(
+        Path(p)
+        for p in glob.glob(str(lib / "**" / "*.py"), recursive=True)
+        if not skip.intersection(Path(p).relative_to(lib).parts)
+    )
+    return files[:limit]
+
+
+def drive_inputs(args: argparse.Namespace, base: Path) -> list[Figure]:
+    folder = base / "inputs"
+    lib = Path(sysconfig.get_paths()["stdlib"])
+    files = stdlib_files(args.input_files)
+    for f in files:
+        target = folder / "data" / f.relative_to(lib)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(f, target)
+    job = write_job(
+        folder,
+        'name = "stdlib"\n[map]\ncommand = ["wc", "-l", "{input}"]\ninputs = ["data/**/*.py"]\n',
+    )
+    times: dict[str, float] = {}
+    # Folder store: the baseline.
+    env = dict(os.environ)
+    env.pop("DRIVEMR_STORE", None)
+    env["DRIVEMR_CONFIG_DIR"] = str(base / "config")
+    store_dir = base / "inputs-store"
+    cli(env, "init", "--store", str(store_dir))
+    job_id = cli(env, "submit", "--store", str(store_dir), str(job)).strip().splitlines()[-1]
+    started = time.time()
+    wait_all(start_workers(env, str(store_dir), base / "inputs-folder", 2, 2, []), args.timeout)
+    from drivemr.stores.folder import FolderStore
+
+    _f, last, _t, _c = job_times(FolderStore(store_dir), job_id)
+    times["folder"] = last - started
+    drive = Drive(base / "inputs-drive", args.write_rate)
+    try:
+        t0 = time.perf_counter()
+        out = cli(drive.env, "submit", "--store", drive.root, str(job))
+        submit_s = time.perf_counter() - t0
+        job_id = out.strip().splitlines()[-1]
+        started = time.time()
+        procs = start_workers(
+            drive.env, drive.root, base / "inputs-drive", 2, 2,
+            ["--write-rate", str(args.write_rate)],
+        )  # fmt: skip
+        wait_all(procs, args.timeout)
+        drive.srv.configure(write_rate=None)
+        with drive.store() as store:
+            _f, last, tasks, count = job_times(store, job_id)
+    finally:
+        drive.close()
+    times["drive"] = last - started
+    note = f"{count} files in {tasks} tasks; folder store run {times['folder']:.1f} s"
+    return [
+        Figure("drive-inputs: submit seconds / 10 s", submit_s, 10.0, 1.0, f"{count} files"),
+        Figure("drive-inputs: Drive run / folder run", times["drive"], times["folder"], 2.0, note),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--only", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
+    p.add_argument("--workers", type=int, default=3)
+    p.add_argument("--slots", type=int, default=2)
+    p.add_argument("--write-rate", type=float, default=3.0)
+    p.add_argument("--items", type=int, default=10_000)
+    p.add_argument("--floor-items", type=int, default=10_000)
+    p.add_argument("--input-files", type=int, default=1790)
+    p.add_argument("--timeout", type=float, default=3600)
+    p.add_argument("--items-per-task", type=int, help="set in the jobs (default: automatic)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--keep", type=Path, help="work in this folder and keep it (logs, stores)")
+    p.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
+    args = p.parse_args(argv)
+    runs: dict[str, Callable[[Path], list[Figure]]] = {
+        "drive-items": lambda b: drive_sleep_job(args, b, "items", args.items, 0.1),
+        "drive-balance": lambda b: drive_sleep_job(args, b, "balance", 24, 5.0),
+        "folder-floor": lambda b: folder_floor(args, b),
+        "drive-inputs": lambda b: drive_inputs(args, b),
+    }
+    figures: list[Figure] = []
+    for name in args.only:
+        with tempfile.TemporaryDirectory(prefix=f"drivemr-bench-{name}-") as tmp:
+            base = Path(tmp) if args.keep is None else args.keep / name
+            base.mkdir(parents=True, exist_ok=True)
+            print(f"running {name} ...", file=sys.stderr, flush=True)
+            for f in runs[name](base):
+                figures.append(f)
+                verdict = "ok" if f.ok else "MISSED"
+                print(
+                    f"{f.label}: {f.value:.2f} vs {f.baseline:.2f} = {f.ratio:.2f}x "
+                    f"(target <= {f.target:g}x) {verdict}\n    {f.note}",
+                    flush=True,
+                )
+    if args.json:
+        print(json.dumps([f.__dict__ | {"ratio": f.ratio, "ok": f.ok} for f in figures], indent=2))
+    return 1 if args.check and not all(f.ok for f in figures) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
