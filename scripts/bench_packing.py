@@ -96,7 +96,7 @@ def start_workers(
                     str(base / f"w{n}"),
                     "--exit-when-idle",
                     *extra,
-                ],  # fmt: skip
+                ],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
