@@ -363,8 +363,9 @@ def status(job_id: str | None, store_url: str | None, as_json: bool, watch: bool
 def _print_job(st: Any, *, detail: bool) -> None:
     c = st.counts
     red = f", reduce {st.reduce.state}" if st.reduce else ""
+    extra = "".join(f", {c[k]} {k}" for k in ("lost", "cancelled") if c.get(k))
     click.echo(
-        f"{st.job}  {st.state:9}  {c['done']} done, {c['running']} running, {c['failed']} failed, {c['pending']} pending{red}"
+        f"{st.job}  {st.state:9}  {c['done']} done, {c['running']} running, {c['failed']} failed, {c['pending']} pending{extra}{red}"
     )
     for worker_id, reason in st.rejected_by.items():
         click.echo(f"  rejected by {worker_id}: {reason}")

@@ -228,10 +228,16 @@ def collect(
     def alive(claim: ClaimRef) -> bool:
         return not claim_is_dead(claim, beats, now, lease, lambda hb: hb.worker in stopped)
 
+    def last_sign(claim: ClaimRef) -> float:
+        """A lost attempt ends at its worker's last sign of life, not at the reader's now."""
+        beat = beats.get(claim.worker)
+        seen = claim.file.modified if beat is None else max(beat.file.modified, claim.file.modified)
+        return min(seen, now)
+
     record = JobRecord(job, view, [], hosts, now, cancelled_at)
     for task in wanted:
         record.attempts += _task_attempts(
-            task, view, log_files, docs, log_docs, hosts, alive, now, record
+            task, view, log_files, docs, log_docs, hosts, alive, last_sign, record
         )
     return record
 
@@ -244,7 +250,7 @@ def _task_attempts(
     log_docs: dict[str, dict[str, Any] | None],
     hosts: dict[str, str],
     alive: Any,
-    now: float,
+    last_sign: Any,
     record: JobRecord,
 ) -> list[AttemptRecord]:
     claims = view.claims.get(task, {})
@@ -275,9 +281,10 @@ def _task_attempts(
             if result is None and gen == top and not view.cancelled and alive(claim):
                 outcome, end = "running", None
             elif view.cancelled and result is None and gen == top:
-                outcome, end = "cancelled", record.cancelled_at or now
+                outcome, end = "cancelled", record.cancelled_at or record.now
             else:
-                end = min(later) if later else (result.file.modified if result else now)
+                end = min(later) if later else (result.file.modified if result else record.now)
+                end = min(end, last_sign(claim))
                 outcome = "lost"
             out.append(
                 AttemptRecord(
