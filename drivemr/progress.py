@@ -8,6 +8,7 @@ readable and short. Either way the end is a summary and a documented exit code.
 from __future__ import annotations
 
 import collections
+import shlex
 import sys
 import time
 from typing import IO, Any
@@ -179,13 +180,53 @@ class _Bar:
         self.console.print(text, markup=False)
 
 
-def follow(store: Store, job_id: str, *, poll: float = 0.5, out: IO[str] | None = None) -> int:
-    """Show a job's progress until it ends; 0 all succeeded, 1 failed, 3 cancelled."""
+IDLE_NOTE_AFTER = 15.0
+"""Seconds of waiting before checking that some live worker serves the store (at least
+three polls)."""
+
+
+def nobody_working(store: Store, st: JobStatus, lease: float) -> str:
+    """Why nothing will run this job, if that is so: no live worker, or every live worker
+    rejected it. Empty when some live worker may still run it."""
+    from drivemr.status import live_workers
+
+    alive = live_workers(store, lease=lease)
+    if not alive:
+        return (
+            f"no live worker serves {store.url}: nothing runs until one starts; start one "
+            f"with: drivemr worker --store {shlex.quote(store.url)}"
+        )
+    rejecting = [w for w in alive if w in st.rejected_by]
+    if len(rejecting) < len(alive):
+        return ""
+    reasons = "; ".join(f"{w}: {st.rejected_by[w]}" for w in rejecting)
+    return (
+        f"every live worker rejected job {st.job} ({reasons}). If they do not trust your "
+        "signing key: run `drivemr keys show` here, then `drivemr keys trust KEY --name NAME` "
+        "on each worker's PC with the line it printed, restart those workers and submit again"
+    )
+
+
+def follow(
+    store: Store,
+    job_id: str,
+    *,
+    poll: float = 0.5,
+    out: IO[str] | None = None,
+    idle_after: float | None = None,
+) -> int:
+    """Show a job's progress until it ends; 0 all succeeded, 1 failed, 3 cancelled.
+
+    After ``idle_after`` seconds (default: 15 s, at least three polls) and as often again,
+    check that some live worker can run the job, and say so once when none can."""
     stream: IO[str] = out if out is not None else sys.stderr
     folder, job = find_job(store, job_id)
     lease = float(cfg.value("lease"))
     rate = Rate()
     errors = 0
+    check_every = max(3 * poll, IDLE_NOTE_AFTER) if idle_after is None else idle_after
+    next_check = time.monotonic() + check_every
+    said = ""
     display: _Bar | _Plain = _Bar(stream, job.id) if _isatty(stream) else _Plain(stream)
     with display:
         while True:
@@ -205,6 +246,17 @@ def follow(store: Store, job_id: str, *, poll: float = 0.5, out: IO[str] | None 
             display.update(st, rate)
             if st.state in TERMINAL:
                 break
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + check_every
+                try:
+                    note = nobody_working(store, st, lease)
+                except AuthError:
+                    raise
+                except DrivemrError:
+                    note = said  # judged again at the next check
+                if note and note != said:
+                    display.note(note)
+                said = note
             time.sleep(poll)
     return summary(st, stream)
 

@@ -205,6 +205,38 @@ def _read_reason(store: Store, entry: FileInfo) -> str:
         return "?"
 
 
+LIVE_READ_AGE = 86400.0
+"""Heartbeats older than this are not read when looking for live workers (they are dead
+under any sane lease), so the cost stays bounded by the workers of the last day."""
+
+
+def live_workers(store: Store, *, lease: float = 300.0) -> list[str]:
+    """Workers whose heartbeat is fresh within the lease it declares (else ``lease``) and
+    that did not say they stopped, judged on the store's clock."""
+    beats = heartbeats(store.list(store.root_id))
+    now = max([time.time(), *(b.file.modified for b in beats.values())])
+    alive = []
+    for worker, beat in sorted(beats.items()):
+        age = now - beat.file.modified
+        if age > LIVE_READ_AGE:
+            continue
+        try:
+            doc = parse_json(store.read(beat.file.id, max_bytes=MAX_HEARTBEAT_BYTES), "heartbeat")
+        except DrivemrError:
+            continue
+        if not isinstance(doc, dict) or doc.get("state") == "stopped":
+            continue
+        declared = doc.get("lease")
+        limit = (
+            float(declared)
+            if isinstance(declared, (int, float)) and not isinstance(declared, bool)
+            else lease
+        )
+        if age <= limit:
+            alive.append(worker)
+    return alive
+
+
 def status_of(store: Store, job_id: str, *, lease: float = 300.0) -> JobStatus:
     folder, job = find_job(store, job_id)
     return job_status(store, folder, job, lease=lease)
