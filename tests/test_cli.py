@@ -189,3 +189,37 @@ def test_python_dash_m_drivemr_runs_the_command_line() -> None:
         [sys.executable, "-m", "drivemr", "--version"], capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0 and proc.stdout.startswith("drivemr, version"), proc
+
+
+def _store_files(store: FolderStore) -> list[str]:
+    return sorted(str(p.relative_to(store.path)) for p in store.path.rglob("*"))
+
+
+def test_a_name_the_store_cannot_hold_is_refused_before_any_write(
+    folder_store: FolderStore, write_job: Callable[..., Path]
+) -> None:
+    job_file = write_job('name = "x"\n[map]\ncommand = ["cat", "{input}"]\ninputs = ["*.txt"]\n')
+    (job_file.parent / "ok.txt").write_text("ok")
+    (job_file.parent / "back\\slash.txt").write_text("bad")
+    before = _store_files(folder_store)
+    code, _out, err = invoke("submit", "--store", str(folder_store.path), str(job_file))
+    assert code == 1
+    assert "map.inputs: file 'back\\\\slash.txt': backslashes are not allowed" in err
+    assert _store_files(folder_store) == before  # not even an id index entry
+
+
+def test_a_submit_that_fails_midway_removes_its_job_folder(
+    folder_store: FolderStore, write_job: Callable[..., Path]
+) -> None:
+    from drivemr.errors import DrivemrError
+    from drivemr.protocol import submit
+    from drivemr.spec import load_job
+
+    job_file = write_job('name = "x"\n[map]\ncommand = ["cat", "{input}"]\ninputs = ["*.txt"]\n')
+    for name in ("a.txt", "b.txt"):
+        (job_file.parent / name).write_text(name)
+    spec = load_job(job_file)
+    (job_file.parent / "b.txt").unlink()  # vanishes between validation and upload
+    with pytest.raises(DrivemrError):
+        submit(folder_store, spec)
+    assert store_is_empty(folder_store)
