@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -99,7 +100,27 @@ def store_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
+STORE_FLAG = "drivemr.store_flag"
+"""Context meta key: the URL of a store given with --store, for the commands we suggest."""
+
+
+def suggest(command: str) -> str:
+    """A command to copy and paste: with ``--store URL`` when this run's store came from
+    the --store flag (without it the suggestion would go to another store, or to none)."""
+    ctx = click.get_current_context(silent=True)
+    url = ctx.meta.get(STORE_FLAG) if ctx is not None else None
+    return f"{command} --store {shlex.quote(url)}" if url else command
+
+
 def _open(store_url: str | None, **options: Any) -> Store:
+    store = _open_store(store_url, **options)
+    ctx = click.get_current_context(silent=True)
+    if store_url and ctx is not None:
+        ctx.meta[STORE_FLAG] = store.url
+    return store
+
+
+def _open_store(store_url: str | None, **options: Any) -> Store:
     url = cfg.value("store", store_url)
     if not url:
         raise DrivemrError(
@@ -378,7 +399,7 @@ def _print_job(st: Any, *, detail: bool) -> None:
         click.echo(f"  {t.task:8} {t.state:8} {t.attempts:>5} {code:>5} {dur:>8}  {t.worker or ''}")
     if st.failed_tasks:
         click.echo(
-            f"  failed: {', '.join(st.failed_tasks[:20])}  (see: drivemr logs {st.job} TASK)"
+            f"  failed: {', '.join(st.failed_tasks[:20])}  (see: {suggest(f'drivemr logs {st.job} TASK')})"
         )
 
 
@@ -415,7 +436,7 @@ def fetch_or_reduce(
     target = out_dir or Path(f"{job.id}-result")
     if job.reduce_task is None:
         raise DrivemrError(
-            f"job {job.id} has no [reduce]; its results are in `drivemr status {job.id}`"
+            f"job {job.id} has no [reduce]; its results are in `{suggest(f'drivemr status {job.id}')}`"
         )
     if REDUCE not in view.results:
         missing = [t.id for t in job.tasks if t.id not in view.results]
@@ -441,7 +462,9 @@ def fetch_or_reduce(
     manifest_state = view.results[REDUCE].state
     paths = download_outputs(store, job, job.reduce_task, target)
     if manifest_state != "done":
-        raise DrivemrError(f"job {job.id}: the reduce failed; see drivemr logs {job.id} reduce")
+        raise DrivemrError(
+            f"job {job.id}: the reduce failed; see {suggest(f'drivemr logs {job.id} reduce')}"
+        )
     return paths
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from drivemr import config as cfg
-from drivemr.cli import EXIT_FAILED, _open, store_option
+from drivemr.cli import EXIT_FAILED, _open, store_option, suggest
 from drivemr.errors import DrivemrError
 from drivemr.protocol import (
     JOB_PREFIX,
@@ -138,7 +138,7 @@ def _attempt_index(record: Any) -> None:
     if not record.attempts:
         click.echo("(no attempt has started yet)")
     else:
-        click.echo(f"output of one: drivemr logs {record.job.id} TASK [--attempt N]")
+        click.echo(f"output of one: {suggest(f'drivemr logs {record.job.id} TASK')} [--attempt N]")
 
 
 @click.command()

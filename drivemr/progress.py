@@ -283,5 +283,10 @@ def summary(st: JobStatus, out: IO[str]) -> int:
     more = f" and {len(failed) - 20} more" if len(failed) > 20 else ""
     say(f"job {st.job} failed: {len(failed)} task(s) failed: {names}{more}")
     first = failed[0].task if failed else REDUCE
-    say(f"see why: drivemr logs {st.job} {first}   (every task: drivemr status {st.job})")
+    from drivemr.cli import suggest
+
+    say(
+        f"see why: {suggest(f'drivemr logs {st.job} {first}')}"
+        f"   (every task: {suggest(f'drivemr status {st.job}')})"
+    )
     return EXIT_FAILED

@@ -611,6 +611,8 @@ def _svg(record: JobRecord, width: int = 1100) -> str:
 
 def render_html(record: JobRecord, summary: dict[str, Any] | None = None) -> str:
     """The whole page as one string."""
+    from drivemr.cli import suggest
+
     s = summary or summarize(record)
     job = record.job
     if s["cancelled"]:
@@ -657,7 +659,7 @@ def render_html(record: JobRecord, summary: dict[str, Any] | None = None) -> str
         )
         fail_html = (
             "<h2>Failed tasks</h2>"
-            f'<p class="sub">Full output: <code>drivemr logs {html.escape(job.id)} TASK</code></p>'
+            f'<p class="sub">Full output: <code>{html.escape(suggest(f"drivemr logs {job.id} TASK"))}</code></p>'
             f'<table class="fail"><tr><th>task</th><th>attempts</th><th>outcome</th><th>exit</th>'
             f"<th>error / end of stderr</th></tr>\n{items}</table>"
         )

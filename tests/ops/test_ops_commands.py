@@ -449,3 +449,26 @@ def test_report_renders_in_headless_chromium(
     assert (
         count_colour(rows, bpp, _rgb(COLOURS["failed"])) > 50
     )  # a swatch, and bars as wide as their time
+
+
+def test_suggested_commands_carry_the_store_flag(
+    finished: tuple[FolderStore, Job], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 18 point 7: hints are copy-paste ready when the store came from --store."""
+    store, job = finished
+    flag = f"--store {store.url}"
+    s = str(store.path)
+    code, out, _ = invoke("status", job.id, "--store", s)
+    assert code == 0 and f"(see: drivemr logs {job.id} TASK {flag})" in out
+    code, out, _ = invoke("status", job.id, "--watch", "--store", s)
+    assert code == 1 and f"see why: drivemr logs {job.id} t0004 {flag}" in out
+    assert f"every task: drivemr status {job.id} {flag}" in out
+    code, out, _ = invoke("logs", job.id, "--store", s)
+    assert code == 0 and f"output of one: drivemr logs {job.id} TASK {flag} [--attempt N]" in out
+    page = tmp_path / "r.html"
+    invoke("report", job.id, "--html", str(page), "--store", s)
+    assert f"drivemr logs {job.id} TASK {flag}" in page.read_text(encoding="utf-8")
+    # A store from the environment (or the config file) needs no flag in the hint.
+    monkeypatch.setenv("DRIVEMR_STORE", s)
+    code, out, _ = invoke("status", job.id)
+    assert code == 0 and f"(see: drivemr logs {job.id} TASK)" in out and "--store" not in out
