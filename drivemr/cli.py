@@ -24,6 +24,7 @@ from drivemr import __version__
 from drivemr import config as cfg
 from drivemr.errors import AuthError, DrivemrError, SecurityError
 from drivemr.protocol import REDUCE, check_worker_id, default_worker_id, find_job, load_view
+from drivemr.status import STATES
 from drivemr.stores import open_store, store_kind
 from drivemr.stores.base import Store
 
@@ -340,12 +341,32 @@ def _install_signal_handlers(stop: Callable[[], None]) -> None:
     is_flag=True,
     help="Follow JOB live until it ends (exit 0 done, 1 failed, 3 cancelled).",
 )
-def status(job_id: str | None, store_url: str | None, as_json: bool, watch: bool) -> None:
+@click.option("--failed", is_flag=True, help="With JOB: list only its failed tasks.")
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice(STATES),
+    help="With JOB: list only tasks in this state (repeatable).",
+)
+def status(
+    job_id: str | None,
+    store_url: str | None,
+    as_json: bool,
+    watch: bool,
+    failed: bool,
+    states: tuple[str, ...],
+) -> None:
     """Show every job with counts, or one job's tasks and reduce."""
+    from dataclasses import replace
+
     from drivemr.status import all_statuses, status_of
 
     if watch and (not job_id or as_json):
         raise click.UsageError("--watch follows one JOB and cannot be combined with --json")
+    wanted = set(states) | ({"failed"} if failed else set())
+    if wanted and not job_id:
+        raise click.UsageError("--failed and --state filter the tasks of one JOB")
     store = _open(store_url)
     if watch:
         from drivemr.progress import follow
@@ -353,10 +374,20 @@ def status(job_id: str | None, store_url: str | None, as_json: bool, watch: bool
         sys.exit(follow(store, str(job_id), out=sys.stdout))
     if job_id:
         st = status_of(store, job_id)
+        total = len(st.tasks) + (st.reduce is not None)
+        if wanted:
+            st = replace(
+                st,
+                tasks=[t for t in st.tasks if t.state in wanted],
+                reduce=st.reduce if st.reduce and st.reduce.state in wanted else None,
+            )
         if as_json:
             click.echo(json.dumps(st.to_json(), indent=2))
             return
         _print_job(st, detail=True)
+        if wanted:
+            shown = len(st.tasks) + (st.reduce is not None)
+            click.echo(f"  ({shown} of {total} task(s) {' or '.join(sorted(wanted))})")
         return
     statuses = all_statuses(store)
     if as_json:
@@ -381,6 +412,12 @@ def status(job_id: str | None, store_url: str | None, as_json: bool, watch: bool
             _print_job(s, detail=False)
 
 
+def _clip(text: str, width: int) -> str:
+    """One line of at most ``width`` characters, the end kept (file names differ there)."""
+    text = text.replace("\n", " ").replace("\t", " ")
+    return text if len(text) <= width else "…" + text[-(width - 1) :]
+
+
 def _print_job(st: Any, *, detail: bool) -> None:
     c = st.counts
     red = f", reduce {st.reduce.state}" if st.reduce else ""
@@ -392,11 +429,18 @@ def _print_job(st: Any, *, detail: bool) -> None:
         click.echo(f"  rejected by {worker_id}: {reason}")
     if not detail:
         return
-    click.echo(f"  {'task':8} {'state':8} {'tries':>5} {'exit':>5} {'secs':>8}  worker")
-    for t in [*st.tasks, *([st.reduce] if st.reduce else [])]:
+    rows = [*st.tasks, *([st.reduce] if st.reduce else [])]
+    width = min(30, max([5, *(len(t.item or "") for t in rows)]))
+    click.echo(
+        f"  {'task':8} {'state':9} {'tries':>5} {'exit':>5} {'secs':>8}  {'input':{width}}  worker"
+    )
+    for t in rows:
         code = "" if t.exit_code is None else str(t.exit_code)
         dur = "" if t.duration is None else f"{t.duration:.2f}"
-        click.echo(f"  {t.task:8} {t.state:8} {t.attempts:>5} {code:>5} {dur:>8}  {t.worker or ''}")
+        item = _clip(t.item or "", width)
+        click.echo(
+            f"  {t.task:8} {t.state:9} {t.attempts:>5} {code:>5} {dur:>8}  {item:{width}}  {t.worker or ''}"
+        )
     if st.failed_tasks:
         click.echo(
             f"  failed: {', '.join(st.failed_tasks[:20])}  (see: {suggest(f'drivemr logs {st.job} TASK')})"

@@ -16,13 +16,15 @@ from typing import IO, Any
 from drivemr import config as cfg
 from drivemr.errors import AuthError, DrivemrError
 from drivemr.protocol import REDUCE, find_job
-from drivemr.status import JobStatus, job_status
+from drivemr.status import JobStatus, TaskState, job_status
 from drivemr.stores.base import Store
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CANCELLED = 3
 TERMINAL = ("done", "failed", "cancelled")
+SHOWN_FAILURES = 20
+"""Failed tasks listed (with why) at the end of a failed job; the rest are counted."""
 MAX_STORE_ERRORS = 10
 """Consecutive failed polls tolerated (a network blip must not end a long wait)."""
 
@@ -258,11 +260,38 @@ def follow(
                     display.note(note)
                 said = note
             time.sleep(poll)
-    return summary(st, stream)
+    reasons: dict[str, str] = {}
+    if st.state == "failed":
+        reasons = _failure_reasons(store, st, lease)
+    return summary(st, stream, reasons)
 
 
-def summary(st: JobStatus, out: IO[str]) -> int:
-    """Print how the job ended and return its exit code."""
+def _failed(st: JobStatus) -> list[TaskState]:
+    """The failed tasks, by task id, the reduce last."""
+    failed = sorted((t for t in st.tasks if t.state == "failed"), key=lambda t: t.task)
+    if st.reduce is not None and st.reduce.state == "failed":
+        failed.append(st.reduce)
+    return failed
+
+
+def _failure_reasons(store: Store, st: JobStatus, lease: float) -> dict[str, str]:
+    """Why the first SHOWN_FAILURES failed tasks failed (their result manifests); a store
+    error leaves them out rather than hiding how the job ended."""
+    from drivemr.report import failure_reasons
+
+    try:
+        return failure_reasons(
+            store, st.job, [t.task for t in _failed(st)[:SHOWN_FAILURES]], lease=lease
+        )
+    except AuthError:
+        raise
+    except DrivemrError:
+        return {}
+
+
+def summary(st: JobStatus, out: IO[str], reasons: dict[str, str] | None = None) -> int:
+    """Print how the job ended and return its exit code; ``reasons`` says why tasks failed
+    (else their exit codes are all that is shown)."""
 
     def say(text: str) -> None:
         print(text, file=out, flush=True)
@@ -274,14 +303,17 @@ def summary(st: JobStatus, out: IO[str]) -> int:
     if st.state == "cancelled":
         say(f"job {st.job} was cancelled")
         return EXIT_CANCELLED
-    failed = [t for t in st.tasks if t.state == "failed"]
-    if st.reduce is not None and st.reduce.state == "failed":
-        failed.append(st.reduce)
-    names = ", ".join(
-        t.task + ("" if t.exit_code is None else f" (exit {t.exit_code})") for t in failed[:20]
-    )
-    more = f" and {len(failed) - 20} more" if len(failed) > 20 else ""
-    say(f"job {st.job} failed: {len(failed)} task(s) failed: {names}{more}")
+    failed = _failed(st)
+    total = len(st.tasks) + (st.reduce is not None)
+    say(f"job {st.job} failed: {len(failed)} of {total} task(s) failed")
+    for t in failed[:SHOWN_FAILURES]:
+        why = (reasons or {}).get(t.task) or (
+            "failed" if t.exit_code is None else f"exit code {t.exit_code}"
+        )
+        label = f"  ({t.item})" if t.item else ""
+        say(f"  {t.task:8} {why}{label}")
+    if len(failed) > SHOWN_FAILURES:
+        say(f"  ... and {len(failed) - SHOWN_FAILURES} more")
     first = failed[0].task if failed else REDUCE
     from drivemr.cli import suggest
 

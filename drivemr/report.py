@@ -702,3 +702,33 @@ def final_attempts(record: JobRecord) -> Iterable[tuple[str, AttemptRecord | Non
         attempts = record.of(task)
         committed = next((a for a in attempts if a.source in ("result", "name")), None)
         yield task, committed, len(attempts)
+
+
+def failure_reason(a: AttemptRecord, timeout: float | None = None) -> str:
+    """Why an attempt failed, in a few words: timed out, exit code, signal, or its error."""
+    if a.outcome == "timed out" or a.timed_out:
+        return "timed out" + ("" if timeout is None else f" after {timeout:g} s")
+    if a.outcome == "lost":
+        return "lost: " + (a.error or "its worker stopped or went silent")
+    if a.error and not a.error.startswith(("exit code", "killed by signal")):
+        first = a.error.strip().splitlines()[0] if a.error.strip() else a.error
+        return first if len(first) <= 100 else first[:99] + "…"
+    if a.exit_code is not None:
+        return f"killed by signal {-a.exit_code}" if a.exit_code < 0 else f"exit code {a.exit_code}"
+    return a.error or a.outcome
+
+
+def failure_reasons(
+    store: Store, job_id: str, tasks: Collection[str], *, lease: float = 300.0
+) -> dict[str, str]:
+    """Why each of ``tasks`` failed, from its committed result (one read per task, so
+    callers pass a bounded list)."""
+    if not tasks:
+        return {}
+    record = collect(store, job_id, tasks=tasks, lease=lease, logs=False)
+    out: dict[str, str] = {}
+    for task, committed, _n in final_attempts(record):
+        if committed is not None and committed.outcome != "done":
+            timeout = record.job.stage_of(record.job.task(task)).timeout
+            out[task] = failure_reason(committed, timeout)
+    return out

@@ -241,7 +241,9 @@ def test_status_watch_on_a_failed_job(finished: tuple[FolderStore, Job]) -> None
     code, out, _ = invoke("status", job.id, "--watch", "--store", str(store.path))
     assert code == 1
     assert "4 done, 0 running, 2 failed, 0 pending of 6" in out
-    assert "2 task(s) failed: t0004 (exit 3), t0005" in out
+    # Why each failed, sorted by task (issue 18 point 11).
+    assert f"job {job.id} failed: 2 of 6 task(s) failed\n" in out
+    assert "\n  t0004    exit code 3  (bad)\n  t0005    timed out after 1.5 s  (slow)\n" in out
     assert f"drivemr logs {job.id} t0004" in out
     code, _, err = invoke("status", "--watch", "--store", str(store.path))
     assert code == 2 and "--watch" in err
@@ -472,3 +474,28 @@ def test_suggested_commands_carry_the_store_flag(
     monkeypatch.setenv("DRIVEMR_STORE", s)
     code, out, _ = invoke("status", job.id)
     assert code == 0 and f"(see: drivemr logs {job.id} TASK)" in out and "--store" not in out
+
+
+def test_status_filters_and_the_input_column(finished: tuple[FolderStore, Job]) -> None:
+    store, job = finished
+    s = str(store.path)
+    code, out, _ = invoke("status", job.id, "--failed", "--store", s)
+    assert code == 0
+    rows = [line.split() for line in out.splitlines() if line.startswith("  t0")]
+    assert [(r[0], r[1], r[-2]) for r in rows] == [
+        ("t0004", "failed", "bad"),
+        ("t0005", "failed", "slow"),
+    ]
+    assert "(2 of 6 task(s) failed)" in out
+    code, out, _ = invoke("status", job.id, "--state", "done", "--store", s, "--json")
+    doc = json.loads(out)
+    assert [(t["task"], t["item"]) for t in doc["tasks"]] == [
+        ("t0000", "ok0"), ("t0001", "ok1"), ("t0002", "ok2"), ("t0003", "flaky")
+    ]  # fmt: skip
+    code, out, _ = invoke("status", job.id, "--store", s)
+    assert re.search(r"^  task +state +tries +exit +secs +input +worker$", out, re.M)
+    assert len([line for line in out.splitlines() if line.startswith("  t0")]) == 6
+    code, _, err = invoke("status", "--failed", "--store", s)
+    assert code == 2 and "one JOB" in err
+    code, _, err = invoke("status", job.id, "--state", "nonsense", "--store", s)
+    assert code == 2
