@@ -423,7 +423,7 @@ def report(job_id: str, store_url: str | None, html_file: Path) -> None:
     speedup = "-" if s["speedup"] is None else f"{s['speedup']:.2f}x"
     click.echo(
         f"{s['job']}: {s['tasks']} task(s), {s['failed']} failed, {s['retries']} retries, "
-        f"{s['duplicates']} duplicates; CPU {seconds(s['cpu_seconds'])}, "
+        f"{s['duplicates']} duplicates; attempt time {seconds(s['attempt_seconds'])}, "
         f"wall {seconds(s['wall_seconds'])}, speed-up {speedup}",
         err=True,
     )

@@ -398,7 +398,8 @@ def summarize(record: JobRecord) -> dict[str, Any]:
             elif a.outcome == "lost":
                 duplicates += 1
     ran = [a for a in record.attempts if a.outcome in ("done", "failed", "timed out", "running")]
-    cpu = sum(
+    # Summed wall time of the attempts (slot time), not CPU time: nothing measures CPU.
+    slot_time = sum(
         (a.end if a.end is not None else record.now) - a.start for a in ran if a.start is not None
     )
     starts = [a.start for a in record.attempts if a.start is not None]
@@ -422,9 +423,9 @@ def summarize(record: JobRecord) -> dict[str, Any]:
         "duplicates": duplicates,
         "lost": sum(1 for a in record.attempts if a.outcome == "lost"),
         "workers": len({a.worker for a in record.attempts}),
-        "cpu_seconds": round(max(0.0, cpu), 3),
+        "attempt_seconds": round(max(0.0, slot_time), 3),
         "wall_seconds": round(max(0.0, wall), 3),
-        "speedup": round(cpu / wall, 2) if wall > 0 else None,
+        "speedup": round(slot_time / wall, 2) if wall > 0 else None,
         "cancelled": view.cancelled,
     }
 
@@ -634,7 +635,11 @@ def render_html(record: JobRecord, summary: dict[str, Any] | None = None) -> str
         ("retries", "retries (after a failure)", f"{s['retries']}"),
         ("duplicates", "duplicates (after a lost worker)", f"{s['duplicates']}"),
         ("workers", "workers", f"{s['workers']}"),
-        ("cpu_seconds", "total CPU time (sum of attempts)", seconds(s["cpu_seconds"])),
+        (
+            "attempt_seconds",
+            "attempt time (wall time of every attempt, summed)",
+            seconds(s["attempt_seconds"]),
+        ),
         ("wall_seconds", "wall time", seconds(s["wall_seconds"])),
         ("speedup", "speed-up over one slot", speedup),
     ]

@@ -118,7 +118,8 @@ def test_collect_rebuilds_every_attempt(finished: tuple[FolderStore, Job]) -> No
     s = summarize(record)
     assert (s["tasks"], s["done"], s["failed"], s["attempts"]) == (6, 4, 2, 10)
     assert (s["retries"], s["duplicates"], s["lost"]) == (3, 1, 1)
-    assert s["cpu_seconds"] > 3.0  # two timeouts of 1.5 s each, at least
+    assert s["attempt_seconds"] > 3.0  # two timeouts of 1.5 s each, at least
+    assert "cpu_seconds" not in s  # it is summed wall time, and named so
     assert s["wall_seconds"] > 0 and s["speedup"] is not None
     # w1 ran two slots: greedy packing needs exactly two lanes for it (and one for the ghost).
     rows = lanes(record)
@@ -230,6 +231,7 @@ def test_report_html(finished: tuple[FolderStore, Job], tmp_path: Path) -> None:
     assert summary["tasks"] == 6 and summary["failed"] == 2
     assert summary["retries"] == 3 and summary["duplicates"] == 1
     assert '<b data-key="retries">3</b>' in text and '<b data-key="tasks">6</b>' in text
+    assert "CPU" not in text and "attempt time (wall time of every attempt, summed)" in text
     # Self-contained: nothing to fetch.
     assert not re.search(r"""(src|href)\s*=\s*["']?https?:""", text)
     assert "<link" not in text and "@import" not in text
