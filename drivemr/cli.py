@@ -59,7 +59,10 @@ class DrivemrGroup(click.Group):
             except ImportError:
                 return None
             self.add_command(command, cmd_name)
-        return super().get_command(ctx, cmd_name)
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _accept_verbosity(command)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -70,6 +73,43 @@ class DrivemrGroup(click.Group):
         except DrivemrError as exc:
             click.echo(f"drivemr: {exc}", err=True)
             sys.exit(EXIT_FAILED)
+
+
+_VERBOSITY_FLAGS = frozenset({"-v", "--verbose", "-q", "--quiet"})
+
+
+def _shift_logging(ctx: click.Context, param: click.Parameter, count: int) -> None:
+    """-v/-q given after a subcommand: shift the level set up by ``main`` (which ran first)."""
+    if not count or ctx.resilient_parsing:
+        return
+    root = logging.getLogger()
+    step = -10 if param.name == "verbose" else 10
+    root.setLevel(
+        max(logging.DEBUG, min(logging.CRITICAL, root.getEffectiveLevel() + step * count))
+    )
+
+
+def _accept_verbosity(command: click.Command) -> None:
+    """Let ``drivemr CMD ... -v`` mean what ``drivemr -v CMD ...`` means, for every
+    subcommand (and their subcommands) that does not use those flags itself."""
+    if getattr(command, "_drivemr_verbosity", False):
+        return
+    command._drivemr_verbosity = True  # type: ignore[attr-defined]
+    used = {opt for p in command.params for opt in (*p.opts, *p.secondary_opts)}
+    if not used & _VERBOSITY_FLAGS:
+        for name, short, what in (("verbose", "-v", "More"), ("quiet", "-q", "Less")):
+            command.params.append(
+                click.Option(
+                    [short, f"--{name}", name],
+                    count=True,
+                    expose_value=False,
+                    callback=_shift_logging,
+                    help=f"{what} log output (repeatable; also before the command).",
+                )
+            )
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _accept_verbosity(sub)
 
 
 def _setup_logging(verbose: int, quiet: int) -> None:

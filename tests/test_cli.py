@@ -223,3 +223,16 @@ def test_a_submit_that_fails_midway_removes_its_job_folder(
     with pytest.raises(DrivemrError):
         submit(folder_store, spec)
     assert store_is_empty(folder_store)
+
+
+def test_verbosity_flags_work_after_the_subcommand(
+    folder_store: FolderStore, tmp_path: Path
+) -> None:
+    args = ["worker", "--store", str(folder_store.path), "--exit-when-idle", "--slots", "1"]
+    args += ["--workdir", str(tmp_path / "work")]
+    plain = run_cli(*args).stderr
+    assert "INFO worker" in plain and "serving" in plain
+    assert "serving" not in run_cli(*args, "-q").stderr  # as `drivemr -q worker ...`
+    assert "serving" in run_cli("-q", *args, "--verbose").stderr  # after undoes before
+    code, out, _ = invoke("config", "show", "-v")
+    assert code == 0 and "SETTING" in out  # nested groups accept them too
