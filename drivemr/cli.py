@@ -330,11 +330,7 @@ def build_worker(store: Store, **kw: Any) -> Any:
     from drivemr.worker import Worker, WorkerConfig
 
     slots = int(cfg.value("slots", kw.get("slots"))) or os.cpu_count() or 1
-    workdir = kw.get("workdir") or cfg.value("workdir") or None
-    if not workdir:
-        import platformdirs
-
-        workdir = Path(platformdirs.user_cache_dir("drivemr")) / "work"
+    workdir = kw.get("workdir") or cfg.value("workdir") or cfg.default_workdir()
     poll = float(cfg.value("poll_interval", kw.get("poll_interval")))
     if not poll:
         poll = 5.0 if store.url.startswith("drive://") else 0.5

@@ -455,18 +455,24 @@ def config_show(as_json: bool) -> None:
                         "source": source,
                         "env": cfg.SETTINGS[name].env,
                         "default": cfg.SETTINGS[name].default,
+                        "auto": cfg.auto_value(name, value),
                         "help": cfg.SETTINGS[name].help,
                     }
                     for name, value, source in effective
                 },
+                "default_workdir": str(cfg.default_workdir()),
             }
         )
         return
     click.echo(f"config file: {path}{'' if path.exists() else '  (not created yet)'}")
+    click.echo(f"default workdir: {cfg.default_workdir()}")
     click.echo(f"{'SETTING':20} {'VALUE':30} SOURCE")
     for name, value, source in effective:
+        auto = cfg.auto_value(name, value)
         shown = json.dumps(value) if isinstance(value, str) else str(value)
         where = f"{source} ({cfg.SETTINGS[name].env})" if source == "environment" else source
+        if auto is not None:
+            shown, where = "auto", f"{where}: {auto}"
         click.echo(f"{name:20} {shown:30} {where}")
 
 

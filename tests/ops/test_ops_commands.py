@@ -285,7 +285,7 @@ def test_config_show_effective_values_and_sources(
         assert set(settings) == set(SETTINGS)
         assert settings["slots"] == {
             "value": 3, "source": "environment", "env": "DRIVEMR_SLOTS",
-            "default": 0, "help": SETTINGS["slots"].help,
+            "default": 0, "auto": None, "help": SETTINGS["slots"].help,
         }  # fmt: skip
         assert (settings["lease"]["value"], settings["lease"]["source"]) == (60.0, "config file")
         assert settings["poll_interval"]["source"] == "default"
@@ -501,3 +501,23 @@ def test_status_filters_and_the_input_column(finished: tuple[FolderStore, Job]) 
     assert code == 2 and "one JOB" in err
     code, _, err = invoke("status", job.id, "--state", "nonsense", "--store", s)
     assert code == 2
+
+
+def test_config_show_says_auto_for_computed_defaults(
+    isolated_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from drivemr.config import default_workdir
+
+    for name in ("SLOTS", "WORKDIR", "POLL_INTERVAL"):
+        monkeypatch.delenv(f"DRIVEMR_{name}", raising=False)
+    code, out, _ = invoke("config", "show")
+    assert code == 0
+    assert f"default workdir: {default_workdir()}" in out
+    assert re.search(rf"^slots\s+auto\s+default: one per CPU \({os.cpu_count()} here\)$", out, re.M)
+    assert re.search(r"^workdir\s+auto\s+default: " + re.escape(str(default_workdir())), out, re.M)
+    assert re.search(r"^poll_interval\s+auto\s+default: 0.5 s on folder", out, re.M)
+    assert re.search(r"^lease\s+300.0\s+default$", out, re.M)
+    monkeypatch.setenv("DRIVEMR_SLOTS", "3")
+    doc = json.loads(invoke("config", "show", "--json")[1])
+    assert doc["settings"]["slots"]["auto"] is None and doc["settings"]["workdir"]["auto"]
+    assert doc["default_workdir"] == str(default_workdir())
