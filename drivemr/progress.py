@@ -80,15 +80,39 @@ def _totals(st: JobStatus) -> tuple[int, int]:
     return finished, total
 
 
-def counts_line(st: JobStatus) -> str:
+LINE_WIDTH = 80
+"""The progress line fits a classic terminal (and a CI log viewer) without wrapping."""
+_SHORT = {"running": "run", "pending": "todo", "failed": "fail", "cancelled": "cancel"}
+
+
+def _parts(st: JobStatus, *, short: bool) -> list[str]:
     c = st.counts
-    line = (
-        f"{st.job}: {c['done']} done, {c['running']} running, {c['failed']} failed, "
-        f"{c['pending']} pending of {len(st.tasks)}"
-    )
+
+    def word(state: str) -> str:
+        return _SHORT.get(state, state) if short else state
+
+    parts = [f"{c['done']}/{len(st.tasks)} done"]
+    for state in ("running", "failed", "pending", "lost", "cancelled"):
+        if c.get(state) or state in ("running", "failed", "pending"):
+            parts.append(f"{c.get(state, 0)} {word(state)}")
     if st.reduce is not None:
-        line += f"; reduce {st.reduce.state}"
-    return line
+        parts.append(f"reduce {st.reduce.state}")
+    return parts
+
+
+def counts_line(st: JobStatus, tail: list[str] | None = None, width: int = LINE_WIDTH) -> str:
+    """The task counts (and ``tail``: rate, ETA) in at most ``width`` characters: the words
+    get shorter first, then the least useful parts go."""
+    tail = tail or []
+    for short in (False, True):
+        line = ", ".join(_parts(st, short=short) + tail)
+        if len(line) <= width:
+            return line
+    parts = _parts(st, short=True) + tail
+    while len(parts) > 1 and len(", ".join(parts)) > width:
+        parts.pop(len(parts) - 1 - len(tail) if len(parts) > 1 + len(tail) else -1)
+    line = ", ".join(parts)
+    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 def _isatty(out: Any) -> bool:
@@ -112,15 +136,17 @@ class _Plain:
         pass
 
     def update(self, st: JobStatus, rate: Rate) -> None:
-        line = counts_line(st)
-        if line == self.last:
+        key = counts_line(st, width=10**6)
+        if key == self.last:
             return
-        self.last = line
+        if not self.last:
+            self.note(f"job {st.job}:")  # once: the id can be longer than a line
+        self.last = key
         finished, total = _totals(st)
-        extra = ""
+        tail = []
         if st.state not in TERMINAL and finished:
-            extra = f" ({fmt_rate(rate.per_second())}, {fmt_eta(rate.eta(total - finished))})"
-        self.note(line + extra)
+            tail = [fmt_rate(rate.per_second()), fmt_eta(rate.eta(total - finished))]
+        self.note(counts_line(st, tail))
 
     def note(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -153,29 +179,29 @@ class _Bar:
 
         c = st.counts
         finished, total = _totals(st)
+        count = f"{finished}/{total}"
+        bar_width = 30
+        # job id, bar and count on one line of LINE_WIDTH columns: a long id is cut short.
+        id_room = max(8, LINE_WIDTH - bar_width - len(count) - 2)
         head = Table.grid(padding=(0, 1))
         head.add_row(
-            Text(self.job_id, style="bold"),
+            Text(self.job_id, style="bold", no_wrap=True, overflow="ellipsis"),
             ProgressBar(
                 total=max(total, 1),
                 completed=finished,
-                width=30,
+                width=bar_width,
                 complete_style="cyan",
                 finished_style="red" if c["failed"] else "green",
             ),
-            Text(f"{finished}/{total}", style="green"),
+            Text(count, style="green", no_wrap=True),
         )
-        detail = Text.assemble(
-            "  ",
-            (f"{c['done']} done", "green"),
-            " · ",
-            (f"{c['running']} running", "cyan"),
-            " · ",
-            (f"{c['failed']} failed", "red" if c["failed"] else ""),
-            f" · {c['pending']} pending",
-            f" · reduce {st.reduce.state}" if st.reduce is not None else "",
-            f" · {fmt_rate(rate.per_second())} · {fmt_eta(rate.eta(total - finished))}",
-        )
+        head.columns[0].max_width = id_room
+        tail = [fmt_rate(rate.per_second()), fmt_eta(rate.eta(total - finished))]
+        detail = Text("  " + counts_line(st, tail, LINE_WIDTH - 2), no_wrap=True)
+        detail.highlight_words([f"{c['done']}/{len(st.tasks)} done"], "green")
+        if c["failed"]:
+            detail.highlight_regex(r"\d+ fail(ed)?", "red")
+        detail.highlight_regex(r"\d+ run(ning)?", "cyan")
         self.live.update(Group(head, detail), refresh=True)
 
     def note(self, text: str) -> None:

@@ -242,7 +242,7 @@ def test_status_watch_on_a_failed_job(finished: tuple[FolderStore, Job]) -> None
     store, job = finished
     code, out, _ = invoke("status", job.id, "--watch", "--store", str(store.path))
     assert code == 1
-    assert "4 done, 0 running, 2 failed, 0 pending of 6" in out
+    assert "4/6 done, 0 running, 2 failed, 0 pending" in out
     # Why each failed, sorted by task (issue 18 point 11).
     assert f"job {job.id} failed: 2 of 6 task(s) failed\n" in out
     assert "\n  t0004    exit code 3  (bad)\n  t0005    timed out after 1.5 s  (slow)\n" in out
