@@ -148,7 +148,12 @@ def _attempt_index(record: Any) -> None:
 @click.option(
     "--attempt", "attempt_no", type=click.IntRange(min=1), help="Attempt number (1-based)."
 )
-@click.option("-f", "--follow", is_flag=True, help="Wait for attempts to end and print each.")
+@click.option(
+    "-f",
+    "--follow",
+    is_flag=True,
+    help="Wait for attempts to end and print each (output arrives when an attempt ends).",
+)
 @click.option(
     "--only",
     type=click.Choice(["stdout", "stderr"]),
@@ -203,7 +208,11 @@ def logs(
                 printed.add(a.attempt)
             elif a.outcome == "running" and a.attempt not in announced:
                 announced.add(a.attempt)
-                click.echo(f"{task} attempt {a.attempt} running on {a.worker}...", err=True)
+                click.echo(
+                    f"{task} attempt {a.attempt} is running on {a.worker}: workers upload an "
+                    "attempt's output when it ends, so it is printed then (not line by line)",
+                    err=True,
+                )
         finished = task in record.view.results or record.view.cancelled
         if finished or (attempt_no is not None and attempt_no in printed):
             return

@@ -102,3 +102,23 @@ def test_a_lapsed_heartbeat_makes_the_attempt_lost(tmp_path: Path) -> None:
         collect(store, job.id).of(t0.task)[0].duration
         == collect(store, job.id).of(t0.task)[0].duration
     )
+
+
+def test_logs_follow_says_output_arrives_when_the_attempt_ends(tmp_path: Path) -> None:
+    import subprocess
+
+    from helpers import drivemr_cmd
+
+    store, job = _setup(tmp_path)
+    _claim(store, job, "w1", 5)
+    _beat(store, "w1", "running", 0)
+    task = job.tasks[0].id
+    args = ["logs", job.id, task, "--follow", "--poll", "0.05", "--store", str(store.path)]
+    with subprocess.Popen(drivemr_cmd(*args), stderr=subprocess.PIPE, text=True) as proc:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()
+        mark(store, job, "cancel")  # the task ends: --follow returns
+        rest = proc.stderr.read()
+        assert proc.wait() == 0, rest
+    assert f"{task} attempt 1 is running on w1" in first
+    assert "output when it ends, so it is printed then" in first
