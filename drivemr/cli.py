@@ -68,7 +68,7 @@ class DrivemrGroup(click.Group):
         try:
             return super().invoke(ctx)
         except AuthError as exc:
-            click.echo(f"drivemr: {exc}\nSign in again with: drivemr auth login", err=True)
+            click.echo(auth_message(exc), err=True)
             sys.exit(EXIT_AUTH)
         except DrivemrError as exc:
             click.echo(f"drivemr: {exc}", err=True)
@@ -110,6 +110,14 @@ def _accept_verbosity(command: click.Command) -> None:
     if isinstance(command, click.Group):
         for sub in command.commands.values():
             _accept_verbosity(sub)
+
+
+def auth_message(exc: AuthError) -> str:
+    """The error, and how to sign in again unless the error already says it (once is enough)."""
+    text = f"drivemr: {exc}"
+    if "drivemr auth login" not in text:
+        text += "\nSign in again with: drivemr auth login"
+    return text
 
 
 def _setup_logging(verbose: int, quiet: int) -> None:
@@ -322,7 +330,7 @@ def worker(
     log.info("worker %s serving %s with %d slot(s)", w.id, store.url, w.config.slots)
     code = w.run()
     if isinstance(w.fatal, AuthError):
-        click.echo(f"drivemr: {w.fatal}\nSign in again with: drivemr auth login", err=True)
+        click.echo(auth_message(w.fatal), err=True)
     sys.exit(code)
 
 

@@ -236,3 +236,17 @@ def test_verbosity_flags_work_after_the_subcommand(
     assert "serving" in run_cli("-q", *args, "--verbose").stderr  # after undoes before
     code, out, _ = invoke("config", "show", "-v")
     assert code == 0 and "SETTING" in out  # nested groups accept them too
+
+
+def test_sign_in_advice_is_given_once() -> None:
+    """Issue 18 point 11: the error says how to sign in; no second line repeating it."""
+    code, _out, err = invoke("status", "--store", "drive://some-folder-id")
+    assert code == 4
+    assert "not signed in to Google Drive" in err
+    assert err.count("drivemr auth login") == 1, err
+    from drivemr.cli import auth_message
+    from drivemr.errors import AuthError
+
+    assert auth_message(AuthError("token rejected")).endswith(
+        "\nSign in again with: drivemr auth login"
+    )
