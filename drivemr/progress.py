@@ -231,7 +231,7 @@ def nobody_working(store: Store, st: JobStatus, lease: float) -> str:
     return (
         f"every live worker rejected job {st.job} ({reasons}). If they do not trust your "
         "signing key: run `drivemr keys show` here, then `drivemr keys trust KEY --name NAME` "
-        "on each worker's PC with the line it printed, restart those workers and submit again"
+        "on each worker's PC with the line it printed, then restart those workers"
     )
 
 
