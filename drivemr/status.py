@@ -94,6 +94,12 @@ def task_label(job: Job, task_id: str) -> str | None:
     return task.input.name if task.input is not None else task.item
 
 
+_STOPPED: dict[tuple[str, str, float], bool] = {}
+"""Whether a heartbeat version (store, file id, modified time) says its worker stopped:
+heartbeats change every lease/3, so a watch that polls twice a second reads each once."""
+_STOPPED_MAX = 4096
+
+
 class _Liveness:
     """Judges unfinished claims on the store's clock: alive, or lost (worker stopped or
     silent past the lease), and when each worker last showed a sign of life."""
@@ -103,18 +109,20 @@ class _Liveness:
         self.beats = heartbeats(root)
         self.now = max([time.time(), *(b.file.modified for b in self.beats.values())])
         self.lease = lease
-        self._stopped: dict[str, bool] = {}
 
     def stopped(self, beat: Heartbeat) -> bool:
-        if beat.file.id not in self._stopped:
+        key = (self.store.url, beat.file.id, beat.file.modified)
+        if key not in _STOPPED:
             try:
                 doc = parse_json(
                     self.store.read(beat.file.id, max_bytes=MAX_HEARTBEAT_BYTES), "heartbeat"
                 )
             except DrivemrError:
-                doc = None
-            self._stopped[beat.file.id] = isinstance(doc, dict) and doc.get("state") == "stopped"
-        return self._stopped[beat.file.id]
+                return False  # unreadable now: judged by its age alone, read again next time
+            if len(_STOPPED) >= _STOPPED_MAX:
+                _STOPPED.clear()
+            _STOPPED[key] = isinstance(doc, dict) and doc.get("state") == "stopped"
+        return _STOPPED[key]
 
     def alive(self, claim: ClaimRef) -> bool:
         return not claim_is_dead(claim, self.beats, self.now, self.lease, self.stopped)
