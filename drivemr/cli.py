@@ -417,7 +417,7 @@ def status(
 
         sys.exit(follow(store, str(job_id), out=sys.stdout))
     if job_id:
-        st = status_of(store, job_id)
+        st = status_of(store, job_id, lease=float(cfg.value("lease")))
         total = len(st.tasks) + (st.reduce is not None)
         if wanted:
             st = replace(
@@ -433,7 +433,7 @@ def status(
             shown = len(st.tasks) + (st.reduce is not None)
             click.echo(f"  ({shown} of {total} task(s) {' or '.join(sorted(wanted))})")
         return
-    statuses = all_statuses(store)
+    statuses = all_statuses(store, lease=float(cfg.value("lease")))
     if as_json:
         click.echo(
             json.dumps(

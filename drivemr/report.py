@@ -36,6 +36,7 @@ from drivemr.protocol import (
     load_view,
     parse_json,
 )
+from drivemr.status import last_sign_of_life
 from drivemr.stores.base import FileInfo, Store
 
 OUTCOMES = ("done", "failed", "timed out", "lost", "running", "cancelled")
@@ -229,10 +230,7 @@ def collect(
         return not claim_is_dead(claim, beats, now, lease, lambda hb: hb.worker in stopped)
 
     def last_sign(claim: ClaimRef) -> float:
-        """A lost attempt ends at its worker's last sign of life, not at the reader's now."""
-        beat = beats.get(claim.worker)
-        seen = claim.file.modified if beat is None else max(beat.file.modified, claim.file.modified)
-        return min(seen, now)
+        return last_sign_of_life(claim, beats, now)
 
     record = JobRecord(job, view, [], hosts, now, cancelled_at)
     for task in wanted:

@@ -10,6 +10,7 @@ until the lease runs out.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -128,10 +129,15 @@ class _Liveness:
         return not claim_is_dead(claim, self.beats, self.now, self.lease, self.stopped)
 
     def last_sign(self, claim: ClaimRef) -> float:
-        """The worker's last sign of life: its heartbeat or the claim, whichever is newer."""
-        beat = self.beats.get(claim.worker)
-        seen = claim.file.modified if beat is None else max(beat.file.modified, claim.file.modified)
-        return min(seen, self.now)
+        return last_sign_of_life(claim, self.beats, self.now)
+
+
+def last_sign_of_life(claim: ClaimRef, beats: Mapping[str, Heartbeat], now: float) -> float:
+    """When the worker of ``claim`` last showed it was alive (store clock): its heartbeat or
+    the claim, whichever is newer. A lost attempt's time stops here, not at the reader's now."""
+    beat = beats.get(claim.worker)
+    seen = claim.file.modified if beat is None else max(beat.file.modified, claim.file.modified)
+    return min(seen, now)
 
 
 def _task_state(job: Job, view: JobView, task_id: str, live: _Liveness) -> TaskState:

@@ -10,6 +10,7 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from drivemr.cli import main
@@ -122,3 +123,17 @@ def test_logs_follow_says_output_arrives_when_the_attempt_ends(tmp_path: Path) -
         assert proc.wait() == 0, rest
     assert f"{task} attempt 1 is running on w1" in first
     assert "output when it ends, so it is printed then" in first
+
+
+def test_status_judges_by_the_configured_lease(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, job = _setup(tmp_path)
+    _claim(store, job, "w1", 50)
+    _beat(store, "w1", "running", 40)
+    args = ["status", job.id, "--store", str(store.path), "--json"]
+    doc = json.loads(CliRunner().invoke(main, args).stdout)
+    assert doc["tasks"][0]["state"] == "running"  # within the default 300 s lease
+    monkeypatch.setenv("DRIVEMR_LEASE", "30")
+    doc = json.loads(CliRunner().invoke(main, args).stdout)
+    assert doc["tasks"][0]["state"] == "lost" and doc["counts"]["lost"] == 1
