@@ -52,6 +52,7 @@ from drivemr.errors import TransientStoreError
 from drivemr.protocol import REDUCE, Job, find_job, parse_claim_name, parse_result, submit
 from drivemr.spec import load_job
 from drivemr.stores.base import Changes, FileInfo, Store
+from drivemr.stores.retry import RetryingStore, RetryPolicy
 
 # --------------------------------------------------------------------------- the task
 
@@ -674,27 +675,38 @@ class FaultyStore(Store):
         self.inner.close()
 
 
-def retrying_faulty_folder(path: Path, **faults: Any) -> Any:
+class CountingRetryingStore(RetryingStore):
+    """A :class:`RetryingStore` that records how many attempts each operation made, and
+    exposes the faults of the :class:`FaultyStore` under it."""
+
+    def __init__(self, inner: FaultyStore, policy: RetryPolicy) -> None:
+        super().__init__(inner, policy, observe=self._record)
+        self.faulty = inner
+        self.op_attempts: list[tuple[str, int]] = []
+
+    def _record(self, what: str, attempts: int) -> None:
+        with self._lock:
+            self.op_attempts.append((what, attempts))
+
+    @property
+    def faults(self) -> collections.Counter[str]:
+        return self.faulty.faults
+
+    @property
+    def calls(self) -> collections.Counter[str]:
+        return self.faulty.calls
+
+
+def retrying_faulty_folder(
+    path: Path, policy: RetryPolicy | None = None, **faults: Any
+) -> CountingRetryingStore:
     """What ``open_store`` gives for a folder (its retry layer), with faults injected below
     the retries, where a share's EIO/ESTALE would come from. ``op_attempts`` records how
     many attempts each operation made."""
     from drivemr.stores.folder import FolderStore
-    from drivemr.stores.retrying import RetryMixin
+    from drivemr.stores.retrying import FOLDER_POLICY
 
-    class CountingRetryingFaultyFolder(RetryMixin, FaultyStore):
-        op_attempts: list[tuple[str, int]]
-
-        def _call(self, what: str, fn: Callable[[], Any], attempts: list[int] | None = None) -> Any:
-            n = [0]
-            try:
-                return super()._call(what, fn, n)
-            finally:
-                if attempts is not None:
-                    attempts[0] = n[0]
-                with self._lock:
-                    self.__dict__.setdefault("op_attempts", []).append((what, n[0]))
-
-    return CountingRetryingFaultyFolder(FolderStore(path), **faults)
+    return CountingRetryingStore(FaultyStore(FolderStore(path), **faults), policy or FOLDER_POLICY)
 
 
 def counting_drive_store_class() -> Any:
@@ -703,6 +715,7 @@ def counting_drive_store_class() -> Any:
 
     class CountingDriveStore(DriveStore):
         op_attempts: list[tuple[str, int]]
+        _counting_lock = threading.Lock()
 
         def _call(
             self, what: str, kind: str, fn: Callable[[Any], Any], attempts: list[int] | None = None
@@ -716,7 +729,7 @@ def counting_drive_store_class() -> Any:
             try:
                 return super()._call(what, kind, counted, attempts)
             finally:
-                with self._lock:
+                with self._counting_lock:
                     self.__dict__.setdefault("op_attempts", []).append((what, n[0]))
 
     return CountingDriveStore

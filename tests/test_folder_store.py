@@ -11,6 +11,7 @@ from store_contract import StoreContract
 from drivemr.errors import AlreadyExists, ConfigError, NotFound
 from drivemr.stores import open_store, store_kind
 from drivemr.stores.folder import FolderStore
+from drivemr.stores.retrying import RetryingFolderStore
 
 
 class TestFolderStoreContract(StoreContract):
@@ -38,7 +39,8 @@ def test_url_forms(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         store_kind("s3://bucket")
     via_uri = open_store(tmp_path.as_uri())
-    assert isinstance(via_uri, FolderStore) and via_uri.path == tmp_path
+    assert isinstance(via_uri, RetryingFolderStore) and via_uri.path == tmp_path
+    assert isinstance(via_uri.inner, FolderStore)
 
 
 def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
