@@ -32,6 +32,28 @@ class TestFolderStoreContract(StoreContract):
         return {}
 
 
+class TestRetryingFolderStoreContract(StoreContract):
+    """What ``open_store`` really returns for a folder: the folder store in its retry layer."""
+
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> RetryingFolderStore:
+        store = open_store(str(tmp_path / "store"), create=True)
+        assert isinstance(store, RetryingFolderStore)
+        return store
+
+    @pytest.fixture
+    def store_factory(self, store: RetryingFolderStore) -> Callable[[], RetryingFolderStore]:
+        return lambda: RetryingFolderStore(store.path)
+
+    @pytest.fixture
+    def store_url(self, store: RetryingFolderStore) -> str:
+        return store.url
+
+    @pytest.fixture
+    def store_env(self) -> dict[str, str]:
+        return {}
+
+
 def test_url_forms(tmp_path: Path) -> None:
     assert store_kind(str(tmp_path)) == "folder"
     assert store_kind(tmp_path.as_uri()) == "folder"
