@@ -32,42 +32,33 @@ def _closed_without_response(method: str, exc: Exception) -> ConnectionAbortedEr
     )
 
 
-class _HTTPConnection(httplib2.HTTPConnectionWithTimeout):
+class _NoSilentResend:
     """httplib2 silently resends a request whose connection closed without a response
     (BadStatusLine). For a write that hides a possibly committed change (a create!), so we
-    turn it into an error our retry layer sees, counts and handles."""
+    turn it into an error our retry layer sees, counts and handles. Mixed into both of
+    httplib2's connection classes (plain and TLS)."""
 
     _drivemr_method = "GET"
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> None:
         self._drivemr_method = method.upper()
-        super().request(method, url, *args, **kwargs)
+        super().request(method, url, *args, **kwargs)  # type: ignore[misc]
 
     def getresponse(self) -> http.client.HTTPResponse:
         try:
-            return super().getresponse()
+            return super().getresponse()  # type: ignore[misc]
         except http.client.BadStatusLine as exc:
             if self._drivemr_method in SILENT_RESEND_OK:
                 raise
             raise _closed_without_response(self._drivemr_method, exc) from exc
 
 
-class _HTTPSConnection(httplib2.HTTPSConnectionWithTimeout):
-    """Same as :class:`_HTTPConnection`, for TLS."""
+class _HTTPConnection(_NoSilentResend, httplib2.HTTPConnectionWithTimeout):
+    """A plain-HTTP connection without silent resends of writes."""
 
-    _drivemr_method = "GET"
 
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> None:
-        self._drivemr_method = method.upper()
-        super().request(method, url, *args, **kwargs)
-
-    def getresponse(self) -> http.client.HTTPResponse:
-        try:
-            return super().getresponse()
-        except http.client.BadStatusLine as exc:
-            if self._drivemr_method in SILENT_RESEND_OK:
-                raise
-            raise _closed_without_response(self._drivemr_method, exc) from exc
+class _HTTPSConnection(_NoSilentResend, httplib2.HTTPSConnectionWithTimeout):
+    """A TLS connection without silent resends of writes."""
 
 
 class StrictHttp(httplib2.Http):

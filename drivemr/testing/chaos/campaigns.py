@@ -38,8 +38,6 @@ from drivemr.testing.chaos.ledger import (
 )
 from drivemr.testing.wait import wait_for
 
-# --------------------------------------------------------------------------- experiments
-
 
 @dataclass
 class Kill:

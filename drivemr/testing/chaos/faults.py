@@ -16,8 +16,6 @@ from drivemr.errors import TransientStoreError
 from drivemr.stores.base import Changes, FileInfo, Store
 from drivemr.stores.retry import RetryingStore, RetryPolicy
 
-# --------------------------------------------------------------------------- store wrappers
-
 
 class FaultyStore(Store):
     """Wraps a store (in-process workers): transient failures and lost acknowledgements.
