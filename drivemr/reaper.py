@@ -238,19 +238,19 @@ def sweep(token: str, sessions: set[int]) -> int:
 def kill_round(token: str, sessions: set[int]) -> int:
     import psutil  # only the watchdog needs it, and only once its worker is gone
 
-    for sid in sessions:
-        try:
-            os.killpg(sid, signal.SIGKILL)
-        except OSError:
-            pass  # gone already, or never became a group
     me = os.getpid()
     victims: dict[int, psutil.Process] = {}
-    for sid in sessions:  # descendants that left the group but still have a live parent
+    for sid in sessions:  # descendants that left the session: found before their parent dies
         try:
             for child in psutil.Process(sid).children(recursive=True):
                 victims[child.pid] = child
         except psutil.Error:
             pass
+    for sid in sessions:
+        try:
+            os.killpg(sid, signal.SIGKILL)
+        except OSError:
+            pass  # gone already, or never became a group
     for proc in psutil.process_iter():
         if proc.pid in (me, 0, 1) or proc.pid in victims:
             continue

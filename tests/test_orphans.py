@@ -23,6 +23,7 @@ import psutil
 import pytest
 from helpers import WorkerProcs, run_cli, wait_for
 
+from drivemr.protocol import heartbeats
 from drivemr.reaper import TOKEN_ENV, TaskGuard, watch
 from drivemr.stores.folder import FolderStore
 
@@ -145,12 +146,13 @@ def test_killed_worker_takes_its_tasks_with_it(
     wait_for(lambda: out.read_text().count("\n") >= 3, timeout=60)  # growing
     (writer,) = (int(p.name) for p in writers.iterdir())
     assert _alive(writer)
-    if os_name == "win32":
-        victim.kill()  # TerminateProcess: no code of the worker runs
-    else:
-        os.kill(victim.pid, signal.SIGKILL)
+    # The worker's own pid, from its heartbeat (a venv's launcher on Windows is not it).
+    beat = heartbeats(folder_store.list(folder_store.root_id))["victim"]
+    worker = psutil.Process(json.loads(folder_store.read(beat.file.id))["pid"])
+    worker.kill()  # SIGKILL, or TerminateProcess on Windows: no code of the worker runs
     killed_at = time.monotonic()
-    victim.wait()
+    worker.wait(timeout=30)
+    victim.wait(timeout=30)
     grew_for = _last_growth_after(out, killed_at)
     assert grew_for <= STOP_WITHIN, f"{mode} writer went on {grew_for:.2f} s after the kill"
     wait_for(lambda: not _alive(writer), timeout=10)
@@ -247,6 +249,36 @@ def test_descendants_that_left_the_session_are_found_by_token(
     finally:
         if _alive(daemon):
             os.kill(daemon, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not POSIX, reason="the watchdog process is the POSIX guard")
+def test_a_child_that_left_the_session_without_the_token_is_found_through_its_parent(
+    procs: list[subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    pidfile = tmp_path / "child.pid"
+    spawn = textwrap.dedent(
+        f"""
+        import os, subprocess, sys, time
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"],
+                                 env={{}}, start_new_session=True)
+        open({str(pidfile)!r} + ".tmp", "w").write(str(child.pid))
+        os.rename({str(pidfile)!r} + ".tmp", {str(pidfile)!r})
+        time.sleep(3600)
+        """
+    )
+    guard = TaskGuard()
+    task = _sleeper(None, spawn)
+    procs.append(task)
+    guard.track(task)  # type: ignore[arg-type]
+    wait_for(pidfile.exists, timeout=30)
+    child = int(pidfile.read_text())
+    try:
+        assert os.getsid(child) == child and TOKEN_ENV not in psutil.Process(child).environ()
+        guard.close()
+        wait_for(lambda: not _alive(child) and _gone(task), timeout=10)
+    finally:
+        if _alive(child):
+            os.kill(child, signal.SIGKILL)
 
 
 @pytest.mark.skipif(not POSIX, reason="the watchdog process is the POSIX guard")
