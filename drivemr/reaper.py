@@ -5,13 +5,14 @@ Tasks run in a session of their own (so the worker's terminal signals do not rea
 which is also why nothing reaps them when the worker dies. The guard fixes that:
 
 * POSIX (Linux, macOS): one *watchdog* process per worker process, started on the first
-  task. It reads the read end of a pipe whose only write end the worker holds; the worker
-  tells it, one short line per event, which task sessions it starts and which ended. When
-  the pipe closes (the kernel closes it however the worker died) the watchdog kills, in
-  rounds until a round finds nobody: every registered task session's process group, every
-  process whose session is one of them, the descendants of the task processes, and every
-  process whose environment carries this worker's random ``DRIVEMR_TASK_TOKEN`` (double
-  forks and ``setsid`` keep their environment); then it exits.
+  task, blocked on reading a pipe whose only write end the worker holds and never writes
+  to. The worker records each task's session id in a small file the two share (one
+  ``pwrite`` per task start and end, no wake-up of the watchdog). When the pipe closes
+  (the kernel closes it however the worker died) the watchdog reads the file and kills, in
+  rounds until nobody is found: every recorded session's process group, every process of
+  those sessions, the descendants of the task processes, and every process whose
+  environment carries this worker's random ``DRIVEMR_TASK_TOKEN`` (double forks and
+  ``setsid`` keep their environment); then it exits.
 * Windows: a job object with ``JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE``; every task process is
   assigned to it, its descendants inherit the job, and Windows kills them all when the
   worker's handle closes, which it does when the worker ends, however it ends.
@@ -19,8 +20,8 @@ which is also why nothing reaps them when the worker dies. The guard fixes that:
 Why not ``PR_SET_PDEATHSIG`` (Linux): it needs a ``preexec_fn`` (unsafe in a threaded worker,
 and it turns the vfork fast path into a full fork: 2-3x the spawn cost measured) or an extra
 exec per task, it fires when the *thread* that forked exits rather than the process, and it
-reaches only the direct child. The watchdog costs one process per worker, two small
-non-blocking pipe writes per task, and nothing at all while nothing dies.
+reaches only the direct child. The watchdog costs one idle process per worker, two 16-byte
+``pwrite`` calls per task, and nothing else while nothing dies.
 See docs/orphans.md for what is caught on each OS.
 """
 
@@ -32,10 +33,12 @@ import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 log = logging.getLogger("drivemr.reaper")
 
@@ -46,22 +49,24 @@ SWEEP_PAUSE = 0.05
 """Between two kill rounds: a process forked while a round ran is found by the next."""
 SWEEP_ROUNDS = 40
 MAX_TRACKED = 100_000
-"""The watchdog keeps at most this many sessions (a worker runs a few at a time)."""
+"""The watchdog reads at most this many records (a worker runs a few tasks at a time)."""
 
 
 class TaskGuard:
     """The worker side: gives tasks the token, registers them, keeps the watchdog alive.
 
-    ``track`` and ``untrack`` never block: a line the pipe cannot take now waits in a
-    backlog sent with the next one (the token still finds an unregistered task)."""
+    Registering a task costs one ``pwrite`` of 16 bytes into a file the watchdog reads only
+    once the worker is gone: no message, no wake-up of the watchdog, nothing that can block.
+    """
 
     def __init__(self, token: str | None = None) -> None:
         self.token = token or secrets.token_hex(16)
         self._lock = threading.Lock()
-        self._live: set[int] = set()
-        self._backlog = bytearray()
+        self._registry: BinaryIO | None = None  # an unlinked file shared with the watchdog
+        self._slots: dict[int, int] = {}  # task pid -> its record's index in the registry
+        self._free: list[int] = []  # records of ended tasks, reused first
         self._watchdog: subprocess.Popen[bytes] | None = None
-        self._fd: int | None = None
+        self._lifeline: int | None = None  # the pipe's write end: closes when we end
         self._job: _KillOnCloseJob | None = None
         self.restarts = 0
         self.closed = False
@@ -76,46 +81,44 @@ class TaskGuard:
 
     def track(self, proc: subprocess.Popen[bytes]) -> None:
         """``proc`` was just started in a new session (POSIX) or process group (Windows)."""
-        if sys.platform == "win32":
-            with self._lock:
-                if self._job is None and self.broken is None:
+        with self._lock:
+            if sys.platform == "win32":
+                if self._job is None and self.broken is None and not self.closed:
                     try:
                         self._job = _KillOnCloseJob()
                     except OSError as exc:
                         self._give_up(f"no job object ({exc})")
                 if self._job is not None:
                     self._job.assign(proc)
-            return
-        with self._lock:
-            self._live.add(proc.pid)
-            self._send(b"+%d\n" % proc.pid)
+                return
+            if not self._watching():
+                return
+            assert self._registry is not None
+            slot = self._free.pop() if self._free else len(self._slots)
+            self._slots[proc.pid] = slot
+            os.pwrite(self._registry.fileno(), b"%15d\n" % proc.pid, slot * RECORD)
 
     def untrack(self, proc: subprocess.Popen[bytes]) -> None:
         """``proc``'s session was reaped: its id may be reused, so forget it."""
-        if sys.platform == "win32":
-            return
         with self._lock:
-            if proc.pid in self._live:
-                self._live.discard(proc.pid)
-                self._send(b"-%d\n" % proc.pid)
-
-    def flush(self) -> bool:
-        """Send what waits in the backlog; True once nothing does."""
-        with self._lock:
-            if self._backlog:
-                self._send(b"")
-            return not self._backlog
+            slot = self._slots.pop(proc.pid, None)
+            if slot is None or self._registry is None:
+                return
+            os.pwrite(self._registry.fileno(), _BLANK, slot * RECORD)
+            self._free.append(slot)
 
     @property
     def watchdog_pid(self) -> int | None:
         return self._watchdog.pid if self._watchdog is not None else None
 
     def close(self, timeout: float = 10.0) -> None:
-        """Close the pipe as a death would (the watchdog kills what is left and exits), and
-        wait for the watchdog; for a clean exit and for tests."""
+        """Let go as a death would (the watchdog kills what is left and exits), and wait
+        for the watchdog; for a clean exit and for tests."""
         with self._lock:
             self.closed = True
-            self._disconnect()
+            if self._lifeline is not None:
+                os.close(self._lifeline)
+                self._lifeline = None
             watchdog, self._watchdog = self._watchdog, None
             if self._job is not None:
                 self._job.close()
@@ -126,44 +129,50 @@ class TaskGuard:
             except subprocess.TimeoutExpired:
                 watchdog.kill()
                 watchdog.wait()
+        with self._lock:
+            if self._registry is not None:
+                self._registry.close()
+                self._registry = None
 
     # ---------------------------------------------------------------- under self._lock
 
-    def _send(self, line: bytes) -> None:
+    def _watching(self) -> bool:
+        """A live watchdog, started (or restarted, if it died) on demand."""
         if self.closed or self.broken is not None:
-            return
-        self._backlog += line
-        for _ in range(2):  # a second go after restarting a watchdog that died
-            if self._fd is None:
-                try:
-                    self._start()
-                except OSError as exc:
-                    self._give_up(f"no watchdog process ({exc})")
-                    return
-            assert self._fd is not None
-            try:
-                while self._backlog:
-                    n = os.write(self._fd, self._backlog)
-                    del self._backlog[:n]
-                return
-            except BlockingIOError:
-                return  # the pipe is full: the rest goes with the next line
-            except OSError:  # the watchdog died (EPIPE): start another, tell it everything
-                self._disconnect()
+            return False
+        if self._watchdog is not None and self._watchdog.poll() is None:
+            return True
+        try:
+            if self._registry is None:
+                self._registry = tempfile.TemporaryFile()  # noqa: SIM115 - lives with us
+            if self._watchdog is not None:  # it died: its successor reads the same file
                 self.restarts += 1
-                self._backlog = bytearray(b"".join(b"+%d\n" % pid for pid in sorted(self._live)))
+                log.warning(
+                    "the task watchdog ended (%s); starting another", self._watchdog.returncode
+                )
+            self._start()
+        except OSError as exc:
+            self._give_up(f"no watchdog process ({exc})")
+            return False
+        return True
 
     def _start(self) -> None:
+        assert self._registry is not None
+        if self._lifeline is not None:
+            os.close(self._lifeline)
+            self._lifeline = None
         read, write = os.pipe()  # neither end is inherited by the tasks (close_fds)
+        registry = self._registry.fileno()
         try:
             env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
             code = f"import sys; sys.path.insert(0, {str(_PACKAGE_PARENT)!r}); " + (
                 "from drivemr.reaper import main; sys.exit(main(sys.argv[1:]))"
             )
             self._watchdog = subprocess.Popen(
-                [sys.executable, "-c", code, self.token],
+                [sys.executable, "-c", code, self.token, str(registry)],
                 stdin=read,
                 stdout=subprocess.DEVNULL,
+                pass_fds=(registry,),
                 env=env,
                 start_new_session=True,  # no terminal signal reaches it either
             )
@@ -172,22 +181,16 @@ class TaskGuard:
             raise
         finally:
             os.close(read)
-        os.set_blocking(write, False)
-        self._fd = write
+        self._lifeline = write
 
     def _give_up(self, why: str) -> None:
         self.broken = why
-        self._backlog.clear()
         log.warning("tasks will not be killed if this worker dies: %s", why)
 
-    def _disconnect(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-        if self._watchdog is not None and self._watchdog.poll() is not None:
-            self._watchdog = None
 
-
+RECORD = 16
+"""Bytes per task in the registry: its pid, right-aligned, and a newline; blanks when free."""
+_BLANK = b" " * (RECORD - 1) + b"\n"
 _PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 
 
@@ -195,29 +198,41 @@ _PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 
 
 def main(argv: list[str]) -> int:
-    """``python -c ... <token>``, stdin the worker's pipe: wait for its end, then sweep."""
-    if len(argv) != 1 or not argv[0]:
-        print("usage: drivemr-reaper TOKEN  (stdin: the worker's pipe)", file=sys.stderr)
+    """``python -c ... TOKEN REGISTRY_FD``, stdin the worker's pipe: wait for its end (a
+    read that returns nothing), read the registry, sweep."""
+    if len(argv) != 2 or not argv[0] or not argv[1].isdigit():
+        print(
+            "usage: drivemr-reaper TOKEN REGISTRY_FD  (stdin: the worker's pipe)", file=sys.stderr
+        )
         return 2
     for sig in (signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
-    sessions = watch(sys.stdin.buffer)
-    sweep(argv[0], sessions)
+    while os.read(0, 4096):
+        pass  # nothing is ever written: only the end matters
+    sweep(argv[0], read_registry(int(argv[1])))
     return 0
 
 
-def watch(stream: Iterable[bytes]) -> set[int]:
-    """Read ``+pid``/``-pid`` lines until end of file; returns the sessions still live."""
+def read_registry(fd: int) -> set[int]:
+    """The live task sessions recorded in the registry file (junk is ignored)."""
+    data = b""
+    while len(data) < MAX_TRACKED * RECORD:
+        try:
+            chunk = os.pread(fd, 1 << 16, len(data))
+        except OSError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return parse_registry(data)
+
+
+def parse_registry(data: bytes) -> set[int]:
     live: set[int] = set()
-    for line in stream:
-        sign, digits = line[:1], line[1:].strip()
-        if not digits.isdigit() or len(digits) > 10:
-            continue  # not from our worker: ignore it, never crash
-        pid = int(digits)
-        if sign == b"+" and pid > 1 and len(live) < MAX_TRACKED:
-            live.add(pid)
-        elif sign == b"-":
-            live.discard(pid)
+    for line in data.splitlines():
+        digits = line.strip()
+        if digits.isdigit() and len(digits) <= 10 and int(digits) > 1:
+            live.add(int(digits))
     return live
 
 

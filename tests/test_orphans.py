@@ -24,7 +24,7 @@ import pytest
 from helpers import WorkerProcs, run_cli, wait_for
 
 from drivemr.protocol import heartbeats
-from drivemr.reaper import TOKEN_ENV, TaskGuard, watch
+from drivemr.reaper import RECORD, TOKEN_ENV, TaskGuard, parse_registry
 from drivemr.stores.folder import FolderStore
 
 POSIX = sys.platform != "win32"
@@ -162,9 +162,9 @@ def test_killed_worker_takes_its_tasks_with_it(
 # ------------------------------------------------------------------ the watchdog itself
 
 
-def test_watch_reads_registrations_and_ignores_junk() -> None:
-    lines = [b"+100\n", b"+200\n", b"-100\n", b"+x\n", b"\n", b"*300\n", b"+1\n", b"+99999999999\n"]
-    assert watch(lines) == {200}
+def test_registry_parsing_ignores_junk() -> None:
+    data = b"%15d\n%15d\n%s\n  x\n\n%15d\n99999999999\n-5\n" % (100, 200, b" " * 15, 1)
+    assert parse_registry(data) == {100, 200}
 
 
 def _sleeper(
@@ -303,28 +303,27 @@ def test_a_dead_watchdog_is_replaced_and_told_every_live_task(
 
 
 @pytest.mark.skipif(not POSIX, reason="the watchdog process is the POSIX guard")
-def test_a_stuck_watchdog_never_blocks_the_worker_and_gets_the_backlog_later(
+def test_registry_reuses_records_and_a_stopped_watchdog_blocks_nothing(
     procs: list[subprocess.Popen[bytes]],
 ) -> None:
     guard = TaskGuard()
-    never = SimpleNamespace(pid=NO_SUCH_PID)
-    guard.track(never)  # type: ignore[arg-type]
+    task = _sleeper(None)
+    procs.append(task)
+    guard.track(task)  # type: ignore[arg-type]
     watchdog = guard.watchdog_pid
     assert watchdog is not None
-    os.kill(watchdog, signal.SIGSTOP)
+    os.kill(watchdog, signal.SIGSTOP)  # the worker never waits for it
     try:
-        fake = SimpleNamespace(pid=NO_SUCH_PID + 1)
-        for _ in range(20_000):  # ~200 kB of lines: far more than a pipe holds
-            guard.track(fake)  # type: ignore[arg-type]
-            guard.untrack(fake)  # type: ignore[arg-type]
-        guard.untrack(never)  # type: ignore[arg-type]
-        task = _sleeper(None)
-        procs.append(task)
-        guard.track(task)  # type: ignore[arg-type]  (behind the backlog)
-        assert not guard.flush()  # the pipe is full, and nothing blocked
+        fakes = [SimpleNamespace(pid=NO_SUCH_PID + i) for i in range(3)]
+        for _ in range(10_000):
+            for fake in fakes:
+                guard.track(fake)  # type: ignore[arg-type]
+            for fake in fakes:
+                guard.untrack(fake)  # type: ignore[arg-type]
     finally:
         os.kill(watchdog, signal.SIGCONT)
-    wait_for(guard.flush, timeout=30, interval=0.01)
+    assert guard._registry is not None
+    assert os.fstat(guard._registry.fileno()).st_size == 4 * RECORD  # at most 4 at a time
     guard.close()
     assert not _alive(watchdog)
     wait_for(lambda: _gone(task), timeout=10)
