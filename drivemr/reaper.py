@@ -172,6 +172,7 @@ class TaskGuard:
                 [sys.executable, "-c", code, self.token, str(registry)],
                 stdin=read,
                 stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,  # holds none of the worker's pipes open
                 pass_fds=(registry,),
                 env=env,
                 start_new_session=True,  # no terminal signal reaches it either
@@ -251,6 +252,9 @@ def sweep(token: str, sessions: set[int]) -> int:
 
 
 def kill_round(token: str, sessions: set[int]) -> int:
+    """One round. ``sessions`` grows by the sessions of the token holders found: only a
+    task or its descendants carry the token, and only they can have made those sessions
+    (a session is made by its first member), so their members are the task's too."""
     import psutil  # only the watchdog needs it, and only once its worker is gone
 
     me = os.getpid()
@@ -266,14 +270,21 @@ def kill_round(token: str, sessions: set[int]) -> int:
             os.killpg(sid, signal.SIGKILL)
         except OSError:
             pass  # gone already, or never became a group
+    found: set[int] = set()
     for proc in psutil.process_iter():
         if proc.pid in (me, 0, 1) or proc.pid in victims:
             continue
         try:
-            if _session(proc.pid) in sessions or proc.environ().get(TOKEN_ENV) == token:
+            session = _session(proc.pid)
+            if session in sessions:
                 victims[proc.pid] = proc
+            elif proc.environ().get(TOKEN_ENV) == token:
+                victims[proc.pid] = proc
+                if session is not None and session > 1:
+                    found.add(session)  # a task session: its other members, next round
         except (psutil.Error, OSError):
             continue  # gone, or not ours to read
+    sessions |= found
     killed = 0
     for proc in victims.values():
         try:

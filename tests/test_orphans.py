@@ -282,6 +282,38 @@ def test_a_child_that_left_the_session_without_the_token_is_found_through_its_pa
 
 
 @pytest.mark.skipif(not POSIX, reason="the watchdog process is the POSIX guard")
+def test_an_unrecorded_task_session_is_found_through_its_token(
+    procs: list[subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    """The worker died between starting a task and recording it: the task holds the token,
+    and its child without the token (own process group, same session) goes with it."""
+    pidfile = tmp_path / "child.pid"
+    spawn = textwrap.dedent(
+        f"""
+        import os, subprocess, sys, time
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"],
+                                 env={{}}, preexec_fn=os.setpgrp)
+        open({str(pidfile)!r} + ".tmp", "w").write(str(child.pid))
+        os.rename({str(pidfile)!r} + ".tmp", {str(pidfile)!r})
+        child.wait()
+        """
+    )
+    guard = TaskGuard()
+    guard.track(SimpleNamespace(pid=NO_SUCH_PID))  # type: ignore[arg-type]  (a watchdog)
+    task = _sleeper(guard, spawn)
+    procs.append(task)
+    wait_for(pidfile.exists, timeout=30)
+    child = int(pidfile.read_text())
+    try:
+        assert os.getsid(child) == task.pid and os.getpgid(child) == child
+        guard.close()
+        wait_for(lambda: not _alive(child) and _gone(task), timeout=10)
+    finally:
+        if _alive(child):
+            os.kill(child, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not POSIX, reason="the watchdog process is the POSIX guard")
 def test_a_dead_watchdog_is_replaced_and_told_every_live_task(
     procs: list[subprocess.Popen[bytes]],
 ) -> None:
