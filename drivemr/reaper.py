@@ -208,8 +208,11 @@ def main(argv: list[str]) -> int:
         return 2
     for sig in (signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
-    while os.read(0, 4096):
-        pass  # nothing is ever written: only the end matters
+    try:
+        while os.read(0, 4096):
+            pass  # nothing is ever written: only the end matters
+    except OSError:
+        pass  # a broken pipe is an end too
     sweep(argv[0], read_registry(int(argv[1])))
     return 0
 

@@ -24,7 +24,8 @@ import pytest
 from helpers import WorkerProcs, run_cli, wait_for
 
 from drivemr.protocol import heartbeats
-from drivemr.reaper import RECORD, TOKEN_ENV, TaskGuard, parse_registry
+from drivemr.reaper import RECORD, TOKEN_ENV, TaskGuard, parse_registry, read_registry
+from drivemr.reaper import main as reaper_main
 from drivemr.stores.folder import FolderStore
 
 POSIX = sys.platform != "win32"
@@ -162,9 +163,19 @@ def test_killed_worker_takes_its_tasks_with_it(
 # ------------------------------------------------------------------ the watchdog itself
 
 
-def test_registry_parsing_ignores_junk() -> None:
+def test_registry_parsing_ignores_junk(tmp_path: Path) -> None:
     data = b"%15d\n%15d\n%s\n  x\n\n%15d\n99999999999\n-5\n" % (100, 200, b" " * 15, 1)
     assert parse_registry(data) == {100, 200}
+    with open(tmp_path / "registry", "w+b") as fh:
+        fh.write(data)
+        fh.flush()
+        assert read_registry(fh.fileno()) == {100, 200}
+    assert read_registry(-1) == set()  # an unreadable registry: the token still works
+
+
+def test_watchdog_refuses_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    assert reaper_main([]) == 2 and reaper_main(["token", "x"]) == 2
+    assert "usage" in capsys.readouterr().err
 
 
 def _sleeper(
