@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import psutil
 import pytest
@@ -203,6 +203,11 @@ def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
         p.wait()
 
 
+def _fake(pid: int) -> subprocess.Popen[bytes]:
+    """A stand-in for a task with only a pid (all the guard reads of it)."""
+    return cast("subprocess.Popen[bytes]", SimpleNamespace(pid=pid))
+
+
 def _gone(proc: subprocess.Popen[bytes]) -> bool:
     return proc.poll() is not None
 
@@ -217,9 +222,9 @@ def test_closing_the_pipe_kills_tracked_sessions_and_token_holders_only(
     bystander = _sleeper(None)  # neither: must survive
     tracked_then_done = _sleeper(None)  # untracked: its session id may be reused, forget it
     procs += [tracked_no_token, token_untracked, bystander, tracked_then_done]
-    guard.track(tracked_no_token)  # type: ignore[arg-type]
-    guard.track(tracked_then_done)  # type: ignore[arg-type]
-    guard.untrack(tracked_then_done)  # type: ignore[arg-type]
+    guard.track(tracked_no_token)
+    guard.track(tracked_then_done)
+    guard.untrack(tracked_then_done)
     watchdog = guard.watchdog_pid
     assert watchdog is not None and _alive(watchdog)
     guard.close()
@@ -250,7 +255,7 @@ def test_descendants_that_left_the_session_are_found_by_token(
     guard = TaskGuard()
     task = _sleeper(guard, daemonize)
     procs.append(task)
-    guard.track(task)  # type: ignore[arg-type]
+    guard.track(task)
     wait_for(pidfile.exists, timeout=30)
     daemon = int(pidfile.read_text())
     try:
@@ -280,7 +285,7 @@ def test_a_child_that_left_the_session_without_the_token_is_found_through_its_pa
     guard = TaskGuard()
     task = _sleeper(None, spawn)
     procs.append(task)
-    guard.track(task)  # type: ignore[arg-type]
+    guard.track(task)
     wait_for(pidfile.exists, timeout=30)
     child = int(pidfile.read_text())
     try:
@@ -310,7 +315,7 @@ def test_an_unrecorded_task_session_is_found_through_its_token(
         """
     )
     guard = TaskGuard()
-    guard.track(SimpleNamespace(pid=NO_SUCH_PID))  # type: ignore[arg-type]  (a watchdog)
+    guard.track(_fake(NO_SUCH_PID))  # a watchdog
     task = _sleeper(guard, spawn)
     procs.append(task)
     wait_for(pidfile.exists, timeout=30)
@@ -325,20 +330,20 @@ def test_an_unrecorded_task_session_is_found_through_its_token(
 
 
 @pytest.mark.skipif(not POSIX, reason="the watchdog process is the POSIX guard")
-def test_a_dead_watchdog_is_replaced_and_told_every_live_task(
+def test_a_dead_watchdog_is_replaced_and_its_successor_reads_the_same_records(
     procs: list[subprocess.Popen[bytes]],
 ) -> None:
     guard = TaskGuard()
     first = _sleeper(None)
     procs.append(first)
-    guard.track(first)  # type: ignore[arg-type]
+    guard.track(first)
     old = guard.watchdog_pid
     assert old is not None
     os.kill(old, signal.SIGKILL)
     wait_for(lambda: not _alive(old), timeout=10)
     second = _sleeper(None)
     procs.append(second)
-    guard.track(second)  # type: ignore[arg-type]  (EPIPE: a new watchdog, told both)
+    guard.track(second)  # notices the death: a new watchdog, same registry file
     assert guard.restarts == 1 and guard.watchdog_pid not in (None, old)
     assert first.poll() is None
     guard.close()
@@ -352,17 +357,17 @@ def test_registry_reuses_records_and_a_stopped_watchdog_blocks_nothing(
     guard = TaskGuard()
     task = _sleeper(None)
     procs.append(task)
-    guard.track(task)  # type: ignore[arg-type]
+    guard.track(task)
     watchdog = guard.watchdog_pid
     assert watchdog is not None
     os.kill(watchdog, signal.SIGSTOP)  # the worker never waits for it
     try:
-        fakes = [SimpleNamespace(pid=NO_SUCH_PID + i) for i in range(3)]
+        fakes = [_fake(NO_SUCH_PID + i) for i in range(3)]
         for _ in range(10_000):
             for fake in fakes:
-                guard.track(fake)  # type: ignore[arg-type]
+                guard.track(fake)
             for fake in fakes:
-                guard.untrack(fake)  # type: ignore[arg-type]
+                guard.untrack(fake)
     finally:
         os.kill(watchdog, signal.SIGCONT)
     assert guard._registry is not None
