@@ -69,6 +69,7 @@ class TaskGuard:
         self._lifeline: int | None = None  # the pipe's write end: closes when we end
         self._job: _KillOnCloseJob | None = None
         self.restarts = 0
+        self.record_errors = 0
         self.closed = False
         self.broken: str | None = None
         """Why tasks are not guarded, once the watchdog or the job could not be made."""
@@ -91,21 +92,20 @@ class TaskGuard:
                 if self._job is not None:
                     self._job.assign(proc)
                 return
-            if not self._watching():
+            if proc.pid in self._slots or not self._watching():
                 return
-            assert self._registry is not None
+            # Every record is in use or free, so with none free the next index is new.
             slot = self._free.pop() if self._free else len(self._slots)
             self._slots[proc.pid] = slot
-            os.pwrite(self._registry.fileno(), b"%15d\n" % proc.pid, slot * RECORD)
+            self._record(slot, b"%15d\n" % proc.pid)
 
     def untrack(self, proc: subprocess.Popen[bytes]) -> None:
         """``proc``'s session was reaped: its id may be reused, so forget it."""
         with self._lock:
             slot = self._slots.pop(proc.pid, None)
-            if slot is None or self._registry is None:
-                return
-            os.pwrite(self._registry.fileno(), _BLANK, slot * RECORD)
-            self._free.append(slot)
+            if slot is not None:
+                self._record(slot, _BLANK)
+                self._free.append(slot)
 
     @property
     def watchdog_pid(self) -> int | None:
@@ -183,6 +183,16 @@ class TaskGuard:
         finally:
             os.close(read)
         self._lifeline = write
+
+    def _record(self, slot: int, data: bytes) -> None:
+        if self._registry is None:
+            return
+        try:
+            os.pwrite(self._registry.fileno(), data, slot * RECORD)
+        except OSError as exc:  # the temp folder's disk is full: the token still works
+            if not self.record_errors:
+                log.warning("could not record a task for the watchdog: %s", exc)
+            self.record_errors += 1
 
     def _give_up(self, why: str) -> None:
         self.broken = why

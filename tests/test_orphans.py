@@ -372,6 +372,14 @@ def test_registry_reuses_records_and_a_stopped_watchdog_blocks_nothing(
         os.kill(watchdog, signal.SIGCONT)
     assert guard._registry is not None
     assert os.fstat(guard._registry.fileno()).st_size == 4 * RECORD  # at most 4 at a time
+    twice, other = _fake(NO_SUCH_PID + 10), _fake(NO_SUCH_PID + 11)
+    guard.track(twice)
+    guard.track(twice)  # recorded once: no record lost or overwritten
+    guard.track(other)
+    assert read_registry(guard._registry.fileno()) == {task.pid, twice.pid, other.pid}
+    guard.untrack(twice)
+    guard.untrack(other)
+    assert read_registry(guard._registry.fileno()) == {task.pid}
     guard.close()
     assert not _alive(watchdog)
     wait_for(lambda: _gone(task), timeout=10)
