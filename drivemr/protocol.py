@@ -36,7 +36,7 @@ from drivemr.errors import AlreadyExists, DrivemrError, NotFound, SecurityError
 from drivemr.fileio import sha256_file
 from drivemr.limits import load_json_limited
 from drivemr.safepaths import check_output_glob, check_relative_path
-from drivemr.spec import JobSpec, StageSpec
+from drivemr.spec import JobSpec, StageSpec, store_name
 from drivemr.stores.base import FileInfo, Store
 
 FORMAT = 1
@@ -609,7 +609,7 @@ def _minutes(seconds: float) -> str:
 
 def _store_name(rel: str) -> str:
     """Shipped files keep their relative path in job.json; in the store a flat name suffices."""
-    return rel.replace("/", "__")
+    return store_name(rel)
 
 
 # --------------------------------------------------------------------------- views
