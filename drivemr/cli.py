@@ -234,7 +234,8 @@ def submit(jobfile: Path, store_url: str | None, wait: bool, unsigned: bool) -> 
     sign = None if unsigned else _signer()
     job = do_submit(store, spec, sign=sign, progress=lambda m: click.echo(m, err=True))
     click.echo(
-        f"submitted {len(job.tasks)} task(s){' and a reduce' if job.reduce else ''} to {store.url}",
+        f"submitted {len(job.items)} item(s) in {len(job.tasks)} task(s)"
+        f"{' and a reduce' if job.reduce else ''} to {store.url}",
         err=True,
     )
     click.echo(job.id)
@@ -431,7 +432,7 @@ def status(
         _print_job(st, detail=True)
         if wanted:
             shown = len(st.tasks) + (st.reduce is not None)
-            click.echo(f"  ({shown} of {total} task(s) {' or '.join(sorted(wanted))})")
+            click.echo(f"  ({shown} of {total} {st.unit}(s) {' or '.join(sorted(wanted))})")
         return
     statuses = all_statuses(store, lease=float(cfg.value("lease")))
     if as_json:
@@ -466,8 +467,9 @@ def _print_job(st: Any, *, detail: bool) -> None:
     c = st.counts
     red = f", reduce {st.reduce.state}" if st.reduce else ""
     extra = "".join(f", {c[k]} {k}" for k in ("lost", "cancelled") if c.get(k))
+    packs = f" (items, in {st.packs} tasks)" if st.packs else ""
     click.echo(
-        f"{st.job}  {st.state:9}  {c['done']} done, {c['running']} running, {c['failed']} failed, {c['pending']} pending{extra}{red}"
+        f"{st.job}  {st.state:9}  {c['done']} done, {c['running']} running, {c['failed']} failed, {c['pending']} pending{extra}{red}{packs}"
     )
     for worker_id, reason in st.rejected_by.items():
         click.echo(f"  rejected by {worker_id}: {reason}")
@@ -475,19 +477,21 @@ def _print_job(st: Any, *, detail: bool) -> None:
         return
     rows = [*st.tasks, *([st.reduce] if st.reduce else [])]
     width = min(30, max([5, *(len(t.item or "") for t in rows)]))
+    unit, pack = st.unit, ("pack     " if st.packs else "")
     click.echo(
-        f"  {'task':8} {'state':9} {'tries':>5} {'exit':>5} {'secs':>8}  {'input':{width}}  worker"
+        f"  {unit:8} {pack}{'state':9} {'tries':>5} {'exit':>5} {'secs':>8}  {'input':{width}}  worker"
     )
     for t in rows:
         code = "" if t.exit_code is None else str(t.exit_code)
         dur = "" if t.duration is None else f"{t.duration:.2f}"
         item = _clip(t.item or "", width)
+        in_pack = f"{t.pack or '':8} " if st.packs else ""
         click.echo(
-            f"  {t.task:8} {t.state:9} {t.attempts:>5} {code:>5} {dur:>8}  {item:{width}}  {t.worker or ''}"
+            f"  {t.task:8} {in_pack}{t.state:9} {t.attempts:>5} {code:>5} {dur:>8}  {item:{width}}  {t.worker or ''}"
         )
     if st.failed_tasks:
         click.echo(
-            f"  failed: {', '.join(st.failed_tasks[:20])}  (see: {suggest(f'drivemr logs {st.job} TASK')})"
+            f"  failed: {', '.join(st.failed_tasks[:20])}  (see: {suggest(f'drivemr logs {st.job} {unit.upper()}')})"
         )
 
 

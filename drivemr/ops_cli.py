@@ -22,6 +22,7 @@ from drivemr.errors import DrivemrError
 from drivemr.protocol import (
     JOB_PREFIX,
     MAX_HEARTBEAT_BYTES,
+    REDUCE,
     Job,
     find_job,
     heartbeats,
@@ -175,9 +176,15 @@ def logs(
         _attempt_index(collect(store, job.id, manifests=False, lease=_lease()))
         return
     try:
-        allowed = len(job.task(task).claim_ids)
+        # an item of a packed job has max_attempts attempts of its own (docs/packing.md)
+        allowed = job.map.max_attempts if job.packed else len(job.task(task).claim_ids)
+        if job.packed and task != REDUCE:
+            job.item(task)
+        elif task == REDUCE:
+            allowed = len(job.task(task).claim_ids)
     except KeyError:
-        raise DrivemrError(f"job {job.id} has no task {task!r}") from None
+        what = "item" if job.packed else "task"
+        raise DrivemrError(f"job {job.id} has no {what} {task!r}") from None
     if attempt_no is not None and attempt_no > allowed:
         raise DrivemrError(f"{job.id} {task} has at most {allowed} attempt(s), not {attempt_no}")
     printed: set[int] = set()
@@ -204,7 +211,8 @@ def logs(
                     "attempt's output when it ends, so it is printed then (not line by line)",
                     err=True,
                 )
-        finished = task in record.view.results or record.view.cancelled
+        holder = task if task == REDUCE or not job.packed else job.item(task)[0].id
+        finished = holder in record.view.results or record.view.cancelled
         if finished or (attempt_no is not None and attempt_no in printed):
             return
         time.sleep(poll)
@@ -336,18 +344,21 @@ def jobs(store_url: str | None, as_json: bool) -> None:
 def _command(job: Job, task_id: str) -> str:
     from drivemr.spec import expand
 
-    task = job.task(task_id)
+    if task_id == REDUCE:
+        stage, item = job.stage_of(job.task(task_id)), None
+    else:
+        stage, item = job.map, job.item(task_id)[1]
     values = {
-        "task": task.id,
-        "item": task.item or "",
-        "input": task.input.name if task.input else "",
+        "task": task_id,
+        "item": (item.item if item else None) or "",
+        "input": item.input.name if item and item.input else "",
         "files": "{files}",
         "results": "{results}",
     }
     try:
-        argv = expand(job.stage_of(task).command, values)
+        argv = expand(stage.command, values)
     except ValueError:
-        argv = list(job.stage_of(task).command)
+        argv = list(stage.command)
     return " ".join(shlex.quote(a) for a in argv).replace("\t", " ").replace("\n", " ")
 
 

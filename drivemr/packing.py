@@ -6,8 +6,10 @@ Drive allows about three writes per second per account: one item per task caps a
 at the end of the job while the last big task runs. Nothing is known of item durations at
 submit, so the sizes follow guided self-scheduling with a factor of two (as in "factoring"):
 each task takes ``ceil(remaining / (2 * slots))`` items, so the first tasks are big and the
-sizes shrink to single items at the end, where the slots must finish together. ``slots``
-is the number of slots the live workers' heartbeats advertise when the job is submitted.
+sizes shrink towards the end, where the slots must finish together. They shrink no further
+than 1/12 of one slot's share of the job: a job of many tiny items then costs a few dozen
+tasks (a few dozen seconds of Drive's quota), not hundreds. ``slots`` is the number of
+slots the live workers' heartbeats advertise when the job is submitted.
 
 The functions here are pure (sizes, write estimates); :func:`live_slots` reads heartbeats.
 """
@@ -26,6 +28,11 @@ from drivemr.stores.base import Store
 
 FACTOR = 2
 """Each task takes 1/(FACTOR * slots) of the items not yet handed out."""
+TAIL_SHARES = 12
+"""The smallest task holds 1/TAIL_SHARES of one slot's share of the job (at least one item):
+the end of the job waits at most that long for its last task, and the number of tasks stays
+about 5.6 x slots whatever the item count (2 x slots x ln(TAIL_SHARES / 2) + 2 x slots), so
+the write quota cannot bind before the work does."""
 MAX_PACK = 1000
 """Items per task at most: bounds a result manifest (one entry per item) and the work a
 killed worker loses."""
@@ -51,10 +58,11 @@ def pack_sizes(count: int, slots: int, items_per_task: int | None = None) -> lis
         full, rest = divmod(count, size)
         return [size] * full + ([rest] if rest else [])
     divisor = FACTOR * max(1, slots)
+    smallest = max(1, math.ceil(count / (TAIL_SHARES * max(1, slots))))
     sizes = []
     remaining = count
     while remaining:
-        size = min(MAX_PACK, remaining, max(1, math.ceil(remaining / divisor)))
+        size = min(MAX_PACK, remaining, max(smallest, math.ceil(remaining / divisor)))
         sizes.append(size)
         remaining -= size
     return sizes

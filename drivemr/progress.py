@@ -324,14 +324,14 @@ def summary(st: JobStatus, out: IO[str], reasons: dict[str, str] | None = None) 
 
     if st.state == "done":
         red = " and the reduce" if st.reduce else ""
-        say(f"job {st.job} done: {len(st.tasks)} task(s){red} succeeded")
+        say(f"job {st.job} done: {len(st.tasks)} {st.unit}(s){red} succeeded")
         return EXIT_OK
     if st.state == "cancelled":
         say(f"job {st.job} was cancelled")
         return EXIT_CANCELLED
     failed = _failed(st)
     total = len(st.tasks) + (st.reduce is not None)
-    say(f"job {st.job} failed: {len(failed)} of {total} task(s) failed")
+    say(f"job {st.job} failed: {len(failed)} of {total} {st.unit}(s) failed")
     for t in failed[:SHOWN_FAILURES]:
         why = (reasons or {}).get(t.task) or (
             "failed" if t.exit_code is None else f"exit code {t.exit_code}"

@@ -244,6 +244,14 @@ class Job:
             object.__setattr__(self, "_items_cache", cached)
         return cached
 
+    def item(self, item_id: str) -> tuple[Task, Item]:
+        """The task that holds an item, and the item. KeyError if there is none."""
+        cached: dict[str, tuple[Task, Item]] | None = self.__dict__.get("_item_index")
+        if cached is None:
+            cached = {i.id: (t, i) for t in self.tasks for i in t.items}
+            object.__setattr__(self, "_item_index", cached)
+        return cached[item_id]
+
     def task(self, task_id: str) -> Task:
         if task_id == REDUCE and self.reduce_task is not None:
             return self.reduce_task

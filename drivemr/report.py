@@ -11,6 +11,7 @@ opened offline, and it fetches nothing from the network.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import math
@@ -31,12 +32,14 @@ from drivemr.protocol import (
     Job,
     JobView,
     ResultRef,
+    Task,
     claim_is_dead,
     find_job,
     heartbeats,
     load_view,
     parse_json,
 )
+from drivemr.results import item_entries
 from drivemr.status import last_sign_of_life
 from drivemr.stores.base import FileInfo, Store
 
@@ -122,7 +125,8 @@ class JobRecord:
 
     @property
     def task_ids(self) -> list[str]:
-        return [t.id for t in self.job.tasks] + ([REDUCE] if self.job.reduce_task else [])
+        """Map items (the tasks of an unpacked job) in order, then the reduce."""
+        return [i.id for i in self.job.items] + ([REDUCE] if self.job.reduce_task else [])
 
     def of(self, task: str) -> list[AttemptRecord]:
         return [a for a in self.attempts if a.task == task]
@@ -182,9 +186,12 @@ def collect(
     now = max([time.time(), *(b.file.modified for b in beats.values())])
     view = load_view(store, job)
     wanted = [t.id for t in job.tasks] + ([REDUCE] if job.reduce_task else [])
+    chosen: set[str] | None = None
     if tasks is not None:
         chosen = set(tasks)
-        wanted = [t for t in wanted if t in chosen]
+        # an item of a packed job is read through the task (pack) that holds it
+        packs = {t.id for t in job.tasks if t.packed and any(i.id in chosen for i in t.items)}
+        wanted = [t for t in wanted if t in chosen or t in packs]
 
     log_files: dict[tuple[str, int], FileInfo] = {}
     if logs:
@@ -235,10 +242,85 @@ def collect(
 
     record = JobRecord(job, view, [], hosts, now, cancelled_at)
     for task in wanted:
-        record.attempts += _task_attempts(
+        found = _task_attempts(
             task, view, log_files, docs, log_docs, hosts, alive, last_sign, record
         )
+        if task != REDUCE and job.task(task).packed:
+            found = _item_attempts(job.task(task), found, view, docs)
+            if chosen is not None:
+                found = [a for a in found if a.task in chosen]
+        record.attempts += found
     return record
+
+
+def _item_attempts(
+    task: Task,
+    attempts: list[AttemptRecord],
+    view: JobView,
+    docs: dict[str, dict[str, Any] | None],
+) -> list[AttemptRecord]:
+    """A packed task's attempts as its items' (docs/packing.md): the committed attempt's
+    manifest gives each item's own attempts; any other attempt of the pack (lost,
+    running, cancelled, or a result that cannot be read) stands for each of its items."""
+    result = view.results.get(task.id)
+    doc = docs.get(result.file.id) if result is not None else None
+    entries = item_entries(doc, task) if isinstance(doc, dict) else {}
+    out: list[AttemptRecord] = []
+    for item in task.items:
+        for a in attempts:
+            entry = entries.get(item.id)
+            if a.source == "result" and entry is not None:
+                out += _from_item(item.id, a, entry)
+            else:
+                out.append(dataclasses.replace(a, task=item.id))
+    return out
+
+
+def _from_item(item: str, pack: AttemptRecord, e: dict[str, Any]) -> list[AttemptRecord]:
+    """One item's attempts inside a committed pack: its earlier failures, then its end."""
+    out = []
+    failures = e.get("failures")
+    for k, f in enumerate(failures if isinstance(failures, list) else []):
+        if not isinstance(f, dict):
+            continue
+        error = f.get("error") if isinstance(f.get("error"), str) else None
+        out.append(
+            AttemptRecord(
+                item,
+                k + 1,
+                pack.worker,
+                pack.host,
+                "failed",
+                None,
+                None,
+                exit_code=_int(f.get("exit_code")),
+                error=error,
+                stderr=_text(f.get("stderr")),
+                source="item",
+            )
+        )
+    error = e.get("error") if isinstance(e.get("error"), str) else None
+    timed_out = bool(e.get("timed_out"))
+    state = e.get("state")
+    outcome = "done" if state == "done" else ("timed out" if timed_out else "failed")
+    out.append(
+        AttemptRecord(
+            item,
+            len(out) + 1,
+            pack.worker,
+            pack.host,
+            outcome,
+            _num(e.get("started")),
+            _num(e.get("ended")),
+            exit_code=_int(e.get("exit_code")),
+            timed_out=timed_out,
+            error=error,
+            stdout=_text(e.get("stdout")),
+            stderr=_text(e.get("stderr")),
+            source="result",
+        )
+    )
+    return out
 
 
 def _task_attempts(
@@ -387,7 +469,7 @@ def _from_log(
 def summarize(record: JobRecord) -> dict[str, Any]:
     """The numbers an operator asks first: how much failed, how much ran twice, was it worth it."""
     job, view = record.job, record.view
-    map_results = [r for t, r in view.results.items() if t != REDUCE]
+    finals = {t: a for t, a, _n in final_attempts(record) if t != REDUCE}
     retries = duplicates = 0
     for task in record.task_ids:
         attempts = record.of(task)
@@ -410,10 +492,11 @@ def summarize(record: JobRecord) -> dict[str, Any]:
     return {
         "job": job.id,
         "name": job.name,
-        "tasks": len(job.tasks),
-        "done": sum(1 for r in map_results if r.state == "done"),
-        "failed": sum(1 for r in map_results if r.state != "done"),
-        "unfinished": len(job.tasks) - len(map_results),
+        "tasks": len(job.items),
+        "packs": len(job.tasks) if job.packed else 0,
+        "done": sum(1 for a in finals.values() if a is not None and a.outcome == "done"),
+        "failed": sum(1 for a in finals.values() if a is not None and a.outcome != "done"),
+        "unfinished": sum(1 for a in finals.values() if a is None),
         "reduce": None
         if job.reduce_task is None
         else (reduce_ref.state if reduce_ref else "pending"),
@@ -720,6 +803,7 @@ def failure_reasons(
     out: dict[str, str] = {}
     for task, committed, _n in final_attempts(record):
         if committed is not None and committed.outcome != "done":
-            timeout = record.job.stage_of(record.job.task(task)).timeout
+            job = record.job
+            timeout = (job.reduce if task == REDUCE and job.reduce else job.map).timeout
             out[task] = failure_reason(committed, timeout)
     return out

@@ -22,6 +22,7 @@ from drivemr.protocol import (
     Heartbeat,
     Job,
     JobView,
+    Task,
     claim_is_dead,
     find_job,
     heartbeats,
@@ -32,6 +33,7 @@ from drivemr.protocol import (
     parse_json,
     read_job,
 )
+from drivemr.results import item_entries, read_manifest
 from drivemr.stores.base import FileInfo, Store
 
 STATES = ("pending", "running", "done", "failed", "lost", "cancelled")
@@ -51,6 +53,8 @@ class TaskState:
     its worker's last sign of life."""
     item: str | None = None
     """The task's input file or item (what it works on), if any."""
+    pack: str | None = None
+    """For an item of a packed job: the task (pack) that holds it (docs/packing.md)."""
 
 
 @dataclass(frozen=True)
@@ -62,8 +66,16 @@ class JobStatus:
     """pending, running, done, failed or cancelled."""
     counts: dict[str, int]
     tasks: list[TaskState]
+    """One per item: the map tasks of an unpacked job, each item of a packed one."""
     reduce: TaskState | None
     rejected_by: dict[str, str]
+    packs: int = 0
+    """How many tasks (packs) hold the items of a packed job; 0 when unpacked."""
+
+    @property
+    def unit(self) -> str:
+        """What ``tasks`` and ``counts`` count, for messages: items when packed."""
+        return "item" if self.packs else "task"
 
     def to_json(self, *, with_tasks: bool = True) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -74,6 +86,8 @@ class JobStatus:
             "counts": self.counts,
             "reduce": asdict(self.reduce) if self.reduce else None,
             "rejected_by": self.rejected_by,
+            "unit": self.unit,
+            "packs": self.packs,
         }
         if with_tasks:
             doc["tasks"] = [asdict(t) for t in self.tasks]
@@ -89,10 +103,10 @@ def task_label(job: Job, task_id: str) -> str | None:
     if task_id == REDUCE:
         return None
     try:
-        task = job.task(task_id)
+        _task, item = job.item(task_id)
     except KeyError:
         return None
-    return task.input.name if task.input is not None else task.item
+    return item.input.name if item.input is not None else item.item
 
 
 _STOPPED: dict[tuple[str, str, float], bool] = {}
@@ -172,6 +186,69 @@ def _task_state(job: Job, view: JobView, task_id: str, live: _Liveness) -> TaskS
     return TaskState(task_id, "lost", len(claims), top.worker, None, secs, label)
 
 
+_PACKS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+"""A failed pack's item entries, by (store, result file id): results never change, and a
+watch polling twice a second reads each once."""
+_PACKS_MAX = 256
+
+
+def _pack_entries(store: Store, task: Task, result: FileInfo) -> dict[str, dict[str, Any]]:
+    key = (store.url, result.id)
+    if key not in _PACKS:
+        try:
+            entries = item_entries(read_manifest(store, task), task)
+        except DrivemrError:
+            entries = {}  # unreadable: its items show as failed, as its name says
+        if len(_PACKS) >= _PACKS_MAX:
+            _PACKS.clear()
+        _PACKS[key] = entries
+    return _PACKS[key]
+
+
+def _pack_states(
+    store: Store, job: Job, view: JobView, task: Task, live: _Liveness
+) -> list[TaskState]:
+    """Each item of a packed task. A done pack's items are done; a failed pack's manifest
+    (read once) says which items failed; otherwise every item shares the pack's state."""
+    whole = _task_state(job, view, task.id, live)
+    result = view.results.get(task.id)
+    entries = (
+        _pack_entries(store, task, result.file)
+        if result is not None and result.state != "done"
+        else {}
+    )
+    out = []
+    for item in task.items:
+        label = item.input.name if item.input is not None else item.item
+        e = entries.get(item.id)
+        if e is not None:
+            state = "done" if e.get("state") == "done" else "failed"
+            code, secs, tries = e.get("exit_code"), e.get("duration"), e.get("attempts")
+            out.append(
+                TaskState(
+                    item.id,
+                    state,
+                    tries if isinstance(tries, int) and not isinstance(tries, bool) else 1,
+                    whole.worker,
+                    code if isinstance(code, int) and not isinstance(code, bool) else None,
+                    float(secs) if isinstance(secs, (int, float)) else None,
+                    label,
+                    task.id,
+                )
+            )
+            continue
+        duration = whole.duration if whole.state in ("running", "lost") else None
+        code = (
+            whole.exit_code if whole.state == "failed" else (0 if whole.state == "done" else None)
+        )
+        out.append(
+            TaskState(
+                item.id, whole.state, whole.attempts, whole.worker, code, duration, label, task.id
+            )
+        )
+    return out
+
+
 def job_status(
     store: Store,
     folder: FileInfo,
@@ -183,10 +260,15 @@ def job_status(
     root_entries = store.list(store.root_id) if root is None else root
     live = _Liveness(store, root_entries, lease)
     view = load_view(store, job)
-    tasks = [_task_state(job, view, t.id, live) for t in job.tasks]
+    tasks: list[TaskState] = []
+    for t in job.tasks:
+        if t.packed:
+            tasks += _pack_states(store, job, view, t, live)
+        else:
+            tasks.append(_task_state(job, view, t.id, live))
     counts = {s: 0 for s in STATES}
-    for t in tasks:
-        counts[t.state] += 1
+    for ts in tasks:
+        counts[ts.state] += 1
     reduce_state = _task_state(job, view, REDUCE, live) if job.reduce_task else None
     if view.cancelled:
         state = "cancelled"
@@ -206,7 +288,10 @@ def job_status(
     for entry in store.list(job.folder):
         if entry.name.startswith("rejected."):
             rejected[entry.name[len("rejected.") :]] = _read_reason(store, entry)
-    return JobStatus(job.id, job.name, job.created, state, counts, tasks, reduce_state, rejected)
+    packs = len(job.tasks) if job.packed else 0
+    return JobStatus(
+        job.id, job.name, job.created, state, counts, tasks, reduce_state, rejected, packs
+    )
 
 
 def _read_reason(store: Store, entry: FileInfo) -> str:

@@ -20,6 +20,7 @@ from drivemr.example_jobs import example_dir
 from drivemr.packing import (
     DEFAULT_SLOTS,
     MAX_PACK,
+    TAIL_SHARES,
     estimate_writes,
     live_slots,
     pack_sizes,
@@ -45,24 +46,25 @@ from drivemr.worker import Worker, WorkerConfig
 
 @pytest.mark.parametrize("count", [1, 2, 7, 24, 100, 1000, 10_000, 100_000])
 @pytest.mark.parametrize("slots", [1, 2, 6, 64])
-def test_guided_sizes_cover_every_item_and_shrink_to_single_items(count: int, slots: int) -> None:
+def test_guided_sizes_cover_every_item_and_shrink(count: int, slots: int) -> None:
     sizes = pack_sizes(count, slots)
     assert sum(sizes) == count and all(1 <= s <= MAX_PACK for s in sizes)
     assert sizes == sorted(sizes, reverse=True)  # big first, small at the end
-    # Each task holds at most 1/(2 * slots) of the items not yet handed out (rounded up):
-    # the last task to start can never keep the other slots waiting long.
+    # Each task holds at most 1/(2 * slots) of the items not yet handed out (rounded up),
+    # or the smallest size, 1/12 of a slot's share: the last task to start can never keep
+    # the other slots waiting long.
+    smallest = max(1, -(-count // (TAIL_SHARES * slots)))
     remaining = count
     for s in sizes:
-        assert s <= max(1, -(-remaining // (2 * slots)))
+        assert s <= max(smallest, -(-remaining // (2 * slots)))
         remaining -= s
-    if count >= 2 * slots:
-        tail = 2 * slots - 1  # once at most 2 * slots items are left, one item per task
-        assert sizes[-tail:] == [1] * tail
+    # ... and there are few of them: about 5.6 x slots, plus the 1,000-item cap's share
+    assert len(sizes) <= 6 * slots + count // MAX_PACK + 1
 
 
 def test_guided_sizes_cost_few_tasks() -> None:
-    # 10,000 items on 3 PCs x 2 slots: about a hundred tasks, not ten thousand.
-    assert len(pack_sizes(10_000, 6)) < 120
+    # 10,000 items on 3 PCs x 2 slots: a few dozen tasks, not ten thousand.
+    assert len(pack_sizes(10_000, 6)) == 33
     assert len(pack_sizes(24, 6)) == 18  # 6 tasks of 2, then 12 single items
     assert pack_sizes(5, 8) == [1] * 5  # fewer items than slots: nothing to pack
 
