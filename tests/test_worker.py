@@ -302,8 +302,10 @@ def test_three_worker_processes_thirty_tasks_and_a_reduce(
         "lost": 0,
         "cancelled": 0,
     }
-    results = folder_store.list(find_job(folder_store, job_id)[1].folders["results"])
-    assert len(results) == 31  # exactly one result per task, plus the reduce
+    job = find_job(folder_store, job_id)[1]
+    results = folder_store.list(job.folders["results"])
+    assert job.packed and len(job.tasks) < 30  # 30 items packed into fewer tasks
+    assert len(results) == len(job.tasks) + 1  # exactly one result per task, plus the reduce
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
@@ -346,6 +348,7 @@ def test_slots_claim_their_next_task_and_never_overlap_more_than_n(
         [map]
         command = ["python", "-c", "import time; time.sleep(0.01)"]
         items = {range = [0, 40]}
+        items_per_task = 1
         """
     )
     job = submit(folder_store, load_job(job_file))
