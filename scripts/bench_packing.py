@@ -191,23 +191,35 @@ def drive_sleep_job(
     elapsed = last - started
     writes = int(stats["writes"]) - int(stats["rate_limited"])
     ideal = items * seconds / slots
+    floor = local_floor(["sleep", f"{seconds:g}"], items, slots) if args.floor else None
     quota = writes / (args.write_rate * elapsed)
     note = (
         f"{count} items in {tasks} tasks on {args.workers}x{args.slots} slots; "
         f"{writes} writes = {writes / count:.3f} per item; quota share used {quota:.0%}; "
         f"{int(stats['rate_limited'])} writes refused by the quota; "
         f"first claim -> last result {last - first:.1f} s ({(last - first) / ideal:.2f}x)"
+        + (
+            ""
+            if floor is None
+            else f"; local floor (the same commands on {slots} threads, no store) "
+            f"{floor:.1f} s, wall / floor {elapsed / floor:.2f}x"
+        )
     )
     return [Figure(f"{name}: wall / ideal ({items} x {seconds:g} s)", elapsed, ideal, 1.3, note)]
 
 
+def local_floor(argv: list[str], count: int, threads: int) -> float:
+    """Seconds to run ``count`` times ``argv`` on ``threads`` threads: what this machine
+    allows without any store (concurrent.futures + subprocess.run)."""
+    t0 = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda _: subprocess.run(argv, check=True), range(count)))
+    return time.perf_counter() - t0
+
+
 def folder_floor(args: argparse.Namespace, base: Path) -> list[Figure]:
     n = args.floor_items
-    true = shutil.which("true") or "true"
-    t0 = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        list(pool.map(lambda _: subprocess.run([true], check=True), range(n)))
-    floor = time.perf_counter() - t0
+    floor = local_floor([shutil.which("true") or "true"], n, 2)
     env = dict(os.environ)
     env.pop("DRIVEMR_STORE", None)
     env["DRIVEMR_CONFIG_DIR"] = str(base / "config")
@@ -302,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--input-files", type=int, default=1790)
     p.add_argument("--timeout", type=float, default=3600)
     p.add_argument("--items-per-task", type=int, help="set in the jobs (default: automatic)")
+    p.add_argument(
+        "--no-floor", dest="floor", action="store_false", help="skip the local floor runs"
+    )
     p.add_argument("--json", action="store_true")
     p.add_argument("--keep", type=Path, help="work in this folder and keep it (logs, stores)")
     p.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
