@@ -311,7 +311,7 @@ def jobs(store_url: str | None, as_json: bool) -> None:
         try:
             job = read_job(store, folder)
             st = job_status(store, folder, job, root=root, lease=_lease())
-            entries.append((job.created, st.to_json(with_tasks=False) | {"total": len(job.tasks)}))
+            entries.append((job.created, st.to_json(with_tasks=False) | {"total": len(job.items)}))
         except DrivemrError as exc:
             entries.append((folder.created, {"job": job_id, "error": str(exc)}))
     entries.sort(key=lambda e: e[0], reverse=True)
@@ -433,7 +433,7 @@ def report(job_id: str, store_url: str | None, html_file: Path) -> None:
     s = write_report(store, job_id, html_file, lease=_lease())
     speedup = "-" if s["speedup"] is None else f"{s['speedup']:.2f}x"
     click.echo(
-        f"{s['job']}: {s['tasks']} task(s), {s['failed']} failed, {s['retries']} retries, "
+        f"{s['job']}: {s['tasks']} {'item' if s.get('packs') else 'task'}(s), {s['failed']} failed, {s['retries']} retries, "
         f"{s['duplicates']} duplicates; attempt time {format_duration(s['attempt_seconds'])}, "
         f"wall {format_duration(s['wall_seconds'])}, speed-up {speedup}",
         err=True,

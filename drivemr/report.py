@@ -694,8 +694,13 @@ def render_html(record: JobRecord, summary: dict[str, Any] | None = None) -> str
     else:
         state = "running"
     speedup = "-" if s["speedup"] is None else f"{s['speedup']:.2f} x"
+    unit = "items" if s.get("packs") else "tasks"
     rows = [
-        ("tasks", "tasks", f"{s['tasks']}"),
+        (
+            "tasks",
+            unit if not s.get("packs") else f"items (in {s['packs']} tasks)",
+            f"{s['tasks']}",
+        ),
         ("done", "done", f"{s['done']}"),
         ("failed", "failed", f"{s['failed']}"),
         ("unfinished", "unfinished", f"{s['unfinished']}"),
@@ -732,9 +737,9 @@ def render_html(record: JobRecord, summary: dict[str, Any] | None = None) -> str
             for a in failed[:200]
         )
         fail_html = (
-            "<h2>Failed tasks</h2>"
+            f"<h2>Failed {unit}</h2>"
             f'<p class="sub">Full output: <code>{html.escape(suggest(f"drivemr logs {job.id} TASK"))}</code></p>'
-            f'<table class="fail"><tr><th>task</th><th>attempts</th><th>outcome</th><th>exit</th>'
+            f'<table class="fail"><tr><th>{unit[:-1]}</th><th>attempts</th><th>outcome</th><th>exit</th>'
             f"<th>error / end of stderr</th></tr>\n{items}</table>"
         )
     data = json.dumps(s).replace("</", "<\\/")

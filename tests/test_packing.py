@@ -571,3 +571,48 @@ def test_every_worker_claims_a_packed_job_from_its_biggest_task(
     unpacked = submit(store, items_job(write_job, 200, per_task=1), slots=6)
     starts = {plan_tasks(unpacked, JobView(), me=me).pending[0] for me in ("pc1", "pc2", "pc3")}
     assert len(starts) == 3  # unpacked: each worker at an offset of its own, as before
+
+
+# --------------------------------------------------------------------------- status in items
+
+
+def test_status_logs_joblog_and_report_show_items(
+    folder_store: FolderStore, write_job: Callable[..., Path], tmp_path: Path
+) -> None:
+    import io
+
+    from drivemr.ops_cli import joblog_rows
+    from drivemr.progress import summary
+    from drivemr.report import collect, summarize
+    from drivemr.status import status_of
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    job = submit(folder_store, flaky_job(write_job, marks, items=8, per_task=4))
+    run_to_end(folder_store, tmp_path, "w")
+    st = status_of(folder_store, job.id)
+    assert (st.unit, st.packs, st.state) == ("item", 2, "failed")
+    assert st.counts["done"] == 7 and st.counts["failed"] == 1
+    assert [t.task for t in st.tasks] == [f"t{n:04d}" for n in range(8)]
+    assert st.failed_tasks == ["t0006"]
+    six = st.tasks[6]
+    assert (six.pack, six.attempts, six.exit_code, six.item) == ("p0001", 2, 4, "6")
+    out = io.StringIO()
+    summary(st, out)
+    assert "1 of 8 item(s) failed" in out.getvalue()
+    doc = json.loads(run_cli("status", job.id, "--store", folder_store.url, "--json").stdout)
+    assert doc["unit"] == "item" and len(doc["tasks"]) == 8
+    assert doc["tasks"][6]["pack"] == "p0001"
+    text = run_cli("status", job.id, "--store", folder_store.url).stdout
+    assert "7 done, 0 running, 1 failed, 0 pending" in text and "(items, in 2 tasks)" in text
+    logs = run_cli("logs", job.id, "t0006", "--store", folder_store.url).stdout
+    assert "six is broken" in logs
+    rows = {r[0]: r for r in joblog_rows(folder_store, job.id)}
+    assert sorted(rows) == [f"t{n:04d}" for n in range(8)]
+    assert rows["t0006"][4] == "4" and rows["t0006"][6] == "2"  # exit 4, two attempts
+    assert rows["t0002"][6] == "2" and rows["t0001"][6] == "1"  # retried inside the pack
+    s = summarize(collect(folder_store, job.id))
+    assert (s["tasks"], s["packs"], s["done"], s["failed"], s["retries"]) == (8, 2, 7, 1, 3)
+    page = tmp_path / "report.html"
+    run_cli("report", job.id, "--store", folder_store.url, "--html", str(page))
+    assert "items (in 2 tasks)" in page.read_text() and "t0006" in page.read_text()
