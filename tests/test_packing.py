@@ -616,3 +616,19 @@ def test_status_logs_joblog_and_report_show_items(
     page = tmp_path / "report.html"
     run_cli("report", job.id, "--store", folder_store.url, "--html", str(page))
     assert "items (in 2 tasks)" in page.read_text() and "t0006" in page.read_text()
+
+
+def test_submit_tells_the_drive_write_cost_up_front_when_it_is_over_a_minute(
+    write_job: Callable[..., Path],
+) -> None:
+    said: list[str] = []
+    store = MemoryStore(StepClock())
+    store.url = "drive://folder"  # as a Drive store names itself
+    submit(store, items_job(write_job, 200, per_task=1), progress=said.append)
+    assert said == [
+        "this job costs about 408 Drive writes (7 to submit, 401 to run): about 3 min "
+        "at Drive's quota of ~3 writes/s per account"
+    ]
+    said.clear()
+    submit(store, items_job(write_job, 200), progress=said.append, slots=6)
+    assert said == []  # packed: 27 tasks, well under a minute
