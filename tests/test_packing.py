@@ -632,3 +632,26 @@ def test_submit_tells_the_drive_write_cost_up_front_when_it_is_over_a_minute(
     said.clear()
     submit(store, items_job(write_job, 200), progress=said.append, slots=6)
     assert said == []  # packed: 27 tasks, well under a minute
+
+
+def test_a_missing_output_fails_the_item_after_its_attempts(
+    write_job: Callable[..., Path], tmp_path: Path
+) -> None:
+    clock = StepClock()
+    store = MemoryStore(clock)
+    text = """
+        name = "noout"
+        [map]
+        command = ["python", "-c", "import os; print(os.environ['DRIVEMR_ATTEMPT'])"]
+        items = ["a", "b"]
+        outputs = ["out.txt"]
+        max_attempts = 2
+        items_per_task = 2
+        """
+    job = submit(store, load_job(write_job(text)))
+    run_steps([make_worker(store, tmp_path, "a", clock)], clock)
+    manifest = read_manifest(store, job.tasks[0])
+    for e in manifest["items"]:
+        assert (e["state"], e["attempts"]) == ("failed", 2)
+        assert e["error"] == "outputs: declared output 'out.txt' was not produced"
+        assert e["stdout"] == "2\n"  # the second attempt's, as DRIVEMR_ATTEMPT says

@@ -138,9 +138,10 @@ class PackRun:
             if a.abandon or a.process.killed or shared.stopping.is_set():
                 return
             folder = self._folder(r)
+            r.attempts += 1
+            r.outcome = None
             try:
                 outcome, error = self._attempt(r, folder)
-                r.attempts += 1
                 r.outcome = outcome
                 if error is None:
                     r.outputs = self._collect_outputs(r, folder)
@@ -151,7 +152,6 @@ class PackRun:
                     )
                     continue
             except (OSError, DrivemrError) as exc:
-                r.attempts += 1
                 error = f"outputs: {exc}" if r.outcome else str(exc)
             finally:
                 self._release(folder)
@@ -202,7 +202,7 @@ class PackRun:
             DRIVEMR_JOB=a.job.id,
             DRIVEMR_TASK=item.id,
             DRIVEMR_PACK=a.task.id,
-            DRIVEMR_ATTEMPT=str(r.attempts + 1),
+            DRIVEMR_ATTEMPT=str(r.attempts),
         )
         outcome = a.process.run(
             expand(self.stage.command, values),
