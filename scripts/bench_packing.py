@@ -46,6 +46,8 @@ from typing import Any
 from drivemr.testing.fakedrive import FakeDriveServer
 
 DRIVEMR = [sys.executable, "-m", "drivemr.cli"]
+VERBOSE: list[str] = []
+"""["-v"] with --verbose: the workers log at DEBUG level."""
 SCENARIOS = ("drive-items", "drive-balance", "folder-floor", "drive-inputs")
 
 
@@ -85,6 +87,7 @@ def start_workers(
             subprocess.Popen(
                 [
                     *DRIVEMR,
+                    *VERBOSE,
                     "worker",
                     "--store",
                     store,
@@ -331,7 +334,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--keep", type=Path, help="work in this folder and keep it (logs, stores)")
     p.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
+    p.add_argument("--verbose", action="store_true", help="workers log at DEBUG level")
     args = p.parse_args(argv)
+    if args.verbose:
+        VERBOSE.append("-v")
     runs: dict[str, Callable[[Path], list[Figure]]] = {
         "drive-items": lambda b: drive_sleep_job(args, b, "items", args.items, 0.1),
         "drive-balance": lambda b: drive_sleep_job(args, b, "balance", 24, 5.0),

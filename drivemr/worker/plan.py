@@ -78,23 +78,24 @@ def run_start(job: Job, pending: list[str], *, me: str, frontier: int | None) ->
     workers collide (a 409, which costs a write) about once per such jump, not per task.
 
     A packed job's tasks shrink towards its end (docs/packing.md), so its big tasks must
-    go first and its small ones last, as guided self-scheduling needs: a worker starts
-    at an offset of its own among the first tasks (one per slot the sizes were chosen
-    for, all of about the same size), and later always claims the first free task; the
-    tasks are few and long, so the collisions are few."""
+    go first and its small ones last, as guided self-scheduling needs: a worker starts at
+    an offset of its own among the first free tasks (one per slot the sizes were chosen
+    for, all of about the same size), not at the first free task, which is where the
+    worker whose run ends there goes next (taking it would lose that race every time)."""
     seed = int(hashlib.sha256(me.encode()).hexdigest(), 16)
     n = len(job.tasks)
     positions = [job.task(tid).index for tid in pending]
-    if job.packed:
-        fresh = len(positions) == n
-        return seed % min(n, job.packed_for or 1) if fresh else 0
-    if len(positions) == n:
+    packed = job.packed and job.packed_for  # sizes that shrink (fixed sizes: as usual)
+    if len(positions) == n and not packed:
         return seed % n
     if frontier is not None:
         after = (frontier + 1) % n
         for k, index in enumerate(positions):
             if index == after:
                 return k
+    if packed:
+        mixed = hashlib.sha256(f"{me}/{len(positions)}".encode()).digest()
+        return int.from_bytes(mixed[:8], "big") % min(len(positions), job.packed_for)
     runs: list[tuple[int, int]] = []  # (position in pending, length)
     for k, index in enumerate(positions):
         if runs and positions[k - 1] == index - 1:
