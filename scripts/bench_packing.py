@@ -81,6 +81,7 @@ def start_workers(
     env: dict[str, str], store: str, base: Path, workers: int, slots: int, extra: list[str]
 ) -> list[subprocess.Popen[bytes]]:
     procs = []
+    base.mkdir(parents=True, exist_ok=True)
     for n in range(workers):
         log = open(base / f"w{n}.log", "wb")  # noqa: SIM115 - closed with the process
         procs.append(
