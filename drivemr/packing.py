@@ -4,12 +4,13 @@ A task costs two store writes (its claim and its result) however long it runs, a
 Drive allows about three writes per second per account: one item per task caps a job at
 ~1.5 items/s whatever the number of PCs. Few big tasks cost few writes but leave slots idle
 at the end of the job while the last big task runs. Nothing is known of item durations at
-submit, so the sizes follow guided self-scheduling with a factor of two (as in "factoring"):
-each task takes ``ceil(remaining / (2 * slots))`` items, so the first tasks are big and the
-sizes shrink towards the end, where the slots must finish together. They shrink no further
-than 1/12 of one slot's share of the job: a job of many tiny items then costs a few dozen
-tasks (a few dozen seconds of Drive's quota), not hundreds. ``slots`` is the number of
-slots the live workers' heartbeats advertise when the job is submitted.
+submit, so the sizes follow guided self-scheduling: each task takes
+``ceil(remaining / slots)`` of the items not yet handed out, so the first tasks are big and
+the sizes shrink towards the end, where the slots must finish together. They shrink no
+further than 1/6 of one slot's share of the job: a job of many tiny items then costs about
+3 x slots tasks, not hundreds, which matters twice on Drive (each task boundary also costs a
+slot a claim and a commit, a second or two at the quota). ``slots`` is the number of slots
+the live workers' heartbeats advertise when the job is submitted.
 
 The functions here are pure (sizes, write estimates); :func:`live_slots` reads heartbeats.
 """
@@ -26,13 +27,15 @@ from drivemr.errors import DrivemrError
 from drivemr.protocol import MAX_HEARTBEAT_BYTES, heartbeats, parse_json
 from drivemr.stores.base import Store
 
-FACTOR = 2
-"""Each task takes 1/(FACTOR * slots) of the items not yet handed out."""
-TAIL_SHARES = 12
+FACTOR = 1
+"""Each task takes 1/(FACTOR * slots) of the items not yet handed out (2 would be
+"factoring": more, smaller tasks, safer when item durations vary widely, but twice the
+writes and task boundaries)."""
+TAIL_SHARES = 6
 """The smallest task holds 1/TAIL_SHARES of one slot's share of the job (at least one item):
-the end of the job waits at most that long for its last task, and the number of tasks stays
-about 5.6 x slots whatever the item count (2 x slots x ln(TAIL_SHARES / 2) + 2 x slots), so
-the write quota cannot bind before the work does."""
+with items of even durations the end of the job waits at most about that long for its last
+task, and the number of tasks stays near slots x (ln(TAIL_SHARES) + 1), about 3 x slots,
+whatever the item count, so the write quota cannot bind before the work does."""
 MAX_PACK = 1000
 """Items per task at most: bounds a result manifest (one entry per item) and the work a
 killed worker loses."""

@@ -19,6 +19,7 @@ from drivemr.errors import JobSpecError, SecurityError
 from drivemr.example_jobs import example_dir
 from drivemr.packing import (
     DEFAULT_SLOTS,
+    FACTOR,
     MAX_PACK,
     TAIL_SHARES,
     estimate_writes,
@@ -50,22 +51,22 @@ def test_guided_sizes_cover_every_item_and_shrink(count: int, slots: int) -> Non
     sizes = pack_sizes(count, slots)
     assert sum(sizes) == count and all(1 <= s <= MAX_PACK for s in sizes)
     assert sizes == sorted(sizes, reverse=True)  # big first, small at the end
-    # Each task holds at most 1/(2 * slots) of the items not yet handed out (rounded up),
-    # or the smallest size, 1/12 of a slot's share: the last task to start can never keep
-    # the other slots waiting long.
+    # Each task holds at most 1/slots of the items not yet handed out (rounded up), or the
+    # smallest size, 1/6 of a slot's share: the last task to start can never keep the
+    # other slots waiting long.
     smallest = max(1, -(-count // (TAIL_SHARES * slots)))
     remaining = count
     for s in sizes:
-        assert s <= max(smallest, -(-remaining // (2 * slots)))
+        assert s <= max(smallest, -(-remaining // (FACTOR * slots)))
         remaining -= s
-    # ... and there are few of them: about 5.6 x slots, plus the 1,000-item cap's share
-    assert len(sizes) <= 6 * slots + count // MAX_PACK + 1
+    # ... and there are few of them: about 3 x slots, plus the 1,000-item cap's share
+    assert len(sizes) <= 3 * slots + count // MAX_PACK + 1
 
 
 def test_guided_sizes_cost_few_tasks() -> None:
     # 10,000 items on 3 PCs x 2 slots: a few dozen tasks, not ten thousand.
-    assert len(pack_sizes(10_000, 6)) == 33
-    assert len(pack_sizes(24, 6)) == 18  # 6 tasks of 2, then 12 single items
+    assert len(pack_sizes(10_000, 6)) == 18
+    assert pack_sizes(24, 6) == [4, 4, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1]  # 20 s on 6 slots
     assert pack_sizes(5, 8) == [1] * 5  # fewer items than slots: nothing to pack
 
 
@@ -635,7 +636,7 @@ def test_submit_tells_the_drive_write_cost_up_front_when_it_is_over_a_minute(
     ]
     said.clear()
     submit(store, items_job(write_job, 200), progress=said.append, slots=6)
-    assert said == []  # packed: 27 tasks, well under a minute
+    assert said == []  # packed: 15 tasks, well under a minute
 
 
 def test_a_missing_output_fails_the_item_after_its_attempts(
