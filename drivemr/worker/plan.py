@@ -68,6 +68,11 @@ def plan_tasks(
     return Plan(tuple(pending), frozenset(elsewhere), frozenset(urgent))
 
 
+def guided(job: Job) -> bool:
+    """A packed job whose task sizes shrink (guided self-scheduling), claimed in order."""
+    return job.packed and job.packed_for > 0
+
+
 def run_start(job: Job, pending: list[str], *, me: str, frontier: int | None) -> int:
     """Where in ``pending`` (never-claimed map tasks, in task order) to start claiming.
 
@@ -78,24 +83,23 @@ def run_start(job: Job, pending: list[str], *, me: str, frontier: int | None) ->
     workers collide (a 409, which costs a write) about once per such jump, not per task.
 
     A packed job's tasks shrink towards its end (docs/packing.md), so its big tasks must
-    go first and its small ones last, as guided self-scheduling needs: a worker starts at
-    an offset of its own among the first free tasks (one per slot the sizes were chosen
-    for, all of about the same size), not at the first free task, which is where the
-    worker whose run ends there goes next (taking it would lose that race every time)."""
+    go first and its small ones last, as guided self-scheduling needs: a worker takes the
+    first free task after each listing (at the very start, an offset of its own among the
+    first ones, all of about the same size, so that workers starting together do not all
+    race for the first). It never goes on blindly along a run (see :func:`next_pending`):
+    its tasks are few and long, so a listing (reads) before each claim costs little."""
     seed = int(hashlib.sha256(me.encode()).hexdigest(), 16)
     n = len(job.tasks)
     positions = [job.task(tid).index for tid in pending]
-    packed = job.packed and job.packed_for  # sizes that shrink (fixed sizes: as usual)
-    if len(positions) == n and not packed:
+    if guided(job):
+        return seed % min(n, job.packed_for) if len(positions) == n else 0
+    if len(positions) == n:
         return seed % n
     if frontier is not None:
         after = (frontier + 1) % n
         for k, index in enumerate(positions):
             if index == after:
                 return k
-    if packed:
-        mixed = hashlib.sha256(f"{me}/{len(positions)}".encode()).digest()
-        return int.from_bytes(mixed[:8], "big") % min(len(positions), job.packed_for)
     runs: list[tuple[int, int]] = []  # (position in pending, length)
     for k, index in enumerate(positions):
         if runs and positions[k - 1] == index - 1:
@@ -135,7 +139,7 @@ def next_pending(
     ``settled(task)``: the task has a result or runs here. Right after a listing any task may
     go; later only the one right after our last claim (or the reduce): anything else is
     where another worker's run may be, and a listing (reads) says so cheaper than a
-    collision (a write)."""
+    collision (a write). A guided packed job has no runs: only right after a listing."""
     n = len(job.tasks)
     skip = 0
     for tid in pending:
@@ -144,9 +148,8 @@ def next_pending(
             continue
         if (
             replanned
-            or frontier is None
             or tid == REDUCE
-            or job.task(tid).index == (frontier + 1) % n
+            or (not guided(job) and (frontier is None or job.task(tid).index == (frontier + 1) % n))
         ):
             return NextPending(skip, tid)
         return NextPending(skip, run_ended=True)
