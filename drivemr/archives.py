@@ -2,7 +2,7 @@
 
 On Google Drive every upload is a write and the account allows about three a second, so a
 job over 1,790 files spent ten minutes in ``submit``. A packed job uploads one archive per
-task (a few dozen writes); job.json keeps each input's name, size and SHA-256 next to the
+task, or per few consecutive tasks (at most MAX_ARCHIVES writes); job.json keeps each input's name, size and SHA-256 next to the
 archive's own digest, so the signature covers every byte a command will see.
 
 A worker stages each item's ``{input}`` from the archive exactly where an unpacked job would
@@ -29,6 +29,8 @@ from drivemr.stores.base import Store
 
 CHUNK = 1024 * 1024
 MAX_MEMBERS = 100_000
+MAX_ARCHIVES = 8
+"""Input archives per job at most: on Drive each is a write at submit (3 a second)."""
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 """Fixed member timestamps: an archive's bytes depend on its inputs only."""
 
@@ -71,6 +73,12 @@ def write_archive(inputs: Sequence[tuple[str, Path]], target: Path) -> list[Memb
     return members
 
 
+def archive_groups(packs: int) -> int:
+    """Consecutive packs per archive: one each, or a few when there are more than
+    MAX_ARCHIVES packs, so a submit costs at most MAX_ARCHIVES uploads of inputs."""
+    return max(1, -(-packs // MAX_ARCHIVES))
+
+
 def upload_archives(
     store: Store,
     parent: str,
@@ -81,26 +89,33 @@ def upload_archives(
     *,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Archive]:
-    """Zip and upload each pack's inputs: one write per pack. By pack id."""
+    """Zip and upload the packs' inputs: one write per archive, each holding the inputs of
+    one pack or of a few consecutive ones (see archive_groups). By pack id."""
     from drivemr.fileio import sha256_file
 
     out: dict[str, Archive] = {}
+    per = archive_groups(len(packs))
     with tempfile.TemporaryDirectory(prefix="drivemr-pack-") as tmp:
-        for n, (pack_id, indexes) in enumerate(zip(pack_ids, packs, strict=True)):
+        for start in range(0, len(packs), per):
+            group = list(
+                zip(pack_ids[start : start + per], packs[start : start + per], strict=True)
+            )
             inputs = [
                 (t.input, t.input_path)
+                for _pid, indexes in group
                 for t in (tasks[i] for i in indexes)
                 if t.input is not None and t.input_path is not None
             ]
-            path = Path(tmp, f"{pack_id}.zip")
+            name = f"{group[0][0]}.zip"
+            path = Path(tmp, name)
             members = write_archive(inputs, path)
-            info = store.create(parent, f"{pack_id}.zip", take_id(), source=path)
-            out[pack_id] = Archive(
-                f"{pack_id}.zip", info.id, sha256_file(path), path.stat().st_size, tuple(members)
-            )
+            info = store.create(parent, name, take_id(), source=path)
+            archive = Archive(name, info.id, sha256_file(path), path.stat().st_size, tuple(members))
+            for pid, _indexes in group:
+                out[pid] = archive
             path.unlink()
-            if progress and (n + 1) % 20 == 0:
-                progress(f"uploaded {n + 1}/{len(packs)} input archives")
+            if progress and (start // per + 1) % 4 == 0:
+                progress(f"uploaded {start // per + 1} input archives")
     return out
 
 

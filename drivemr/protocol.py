@@ -553,7 +553,8 @@ def submit(
         uploads += [(t.input, t.input_path) for t in inputs if t.input and t.input_path]
     cost = packing.estimate_writes(
         tasks=len(sizes),
-        uploads=len({n for n, _ in uploads}) + (len(sizes) if packs and inputs else 0),
+        uploads=len({n for n, _ in uploads})
+        + (-(-len(sizes) // archives.archive_groups(len(sizes))) if packs and inputs else 0),
         reduce=spec.reduce is not None,
     )
     if progress and store.url.startswith("drive://") and cost.drive_seconds > packing.WARN_SECONDS:

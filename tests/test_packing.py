@@ -662,3 +662,15 @@ def test_a_missing_output_fails_the_item_after_its_attempts(
         assert (e["state"], e["attempts"]) == ("failed", 2)
         assert e["error"] == "outputs: declared output 'out.txt' was not produced"
         assert e["stdout"] == "2\n"  # the second attempt's, as DRIVEMR_ATTEMPT says
+
+
+def test_many_packs_share_a_few_archives(write_job: Callable[..., Path], tmp_path: Path) -> None:
+    spec = dataclasses.replace(load_job(inputs_job(write_job, 30)), items_per_task=2)
+    store = FolderStore(tmp_path / "store", create=True)
+    job = submit(store, spec)
+    archives = [u for u in store.list(job.folders["files"]) if u.name.endswith(".zip")]
+    assert len(job.tasks) == 15 and len(archives) == 8  # two consecutive packs per archive
+    assert job.tasks[0].archive == job.tasks[1].archive != job.tasks[2].archive
+    packed = final_result(tmp_path, spec, "grouped")
+    one = final_result(tmp_path, dataclasses.replace(spec, items_per_task=1), "one")
+    assert packed == one

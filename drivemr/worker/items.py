@@ -122,10 +122,10 @@ class PackRun:
         path = self.shared.workdir / f".{self.slot.name}.pack.zip"
         path.unlink(missing_ok=True)
         fetch(self.shared, archive, path)  # checked against its digest in job.json
-        members = [
+        members = [  # the archive may hold the inputs of a few consecutive packs
             Member(i.input.name, i.input.sha256, i.input.size)
-            for i in self.a.task.pack
-            if i.input is not None
+            for i in self.a.job.items
+            if i.input is not None and i.input.id == archive.id
         ]
         self._inputs = PackInputs(path, members)
         return self._inputs
