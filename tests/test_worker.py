@@ -388,9 +388,14 @@ def test_every_attempt_starts_in_an_empty_working_folder(
     job = submit(folder_store, load_job(job_file))
     run_worker(folder_store, tmp_path, slots=2)
     assert status_of(folder_store, job.id).state == "done"
-    for task in job.tasks:
-        (out,) = read_manifest(folder_store, task)["outputs"]
-        assert json.loads(base64.b64decode(out["data"])) == []  # listed before writing
+    seen = 0
+    for task in job.tasks:  # items packed into tasks run one after another in a slot too
+        manifest = read_manifest(folder_store, task)
+        for entry in manifest["items"] if task.packed else [manifest]:
+            (out,) = entry["outputs"]
+            assert json.loads(base64.b64decode(out["data"])) == []  # listed before writing
+            seen += 1
+    assert seen == 12
 
 
 def test_quick_tasks_are_summed_up_in_the_log_and_failures_get_a_line(
