@@ -568,8 +568,9 @@ def test_every_worker_claims_a_packed_job_from_its_biggest_task(
     view = JobView()
     for t in job.tasks[:4]:
         view.add_claim(ClaimRef(t.id, 0, "other", FileInfo("x", "x", "p")))
-    for me in ("pc1", "pc2", "pc3"):  # then the first free one, the biggest left
-        assert plan_tasks(job, view, me=me, frontier=1).pending[0] == job.tasks[4].id
+    starts = {plan_tasks(job, view, me=me, frontier=1).pending[0] for me in ("a", "b", "c", "d")}
+    assert starts <= {t.id for t in job.tasks[4:7]}  # then one of the first free ones
+    assert len(starts) > 1  # not all racing for the same one
     # ... and only right after a listing: no blind claim along a run, where the worker
     # whose run it is would race us for it
     step = next_pending(job, [t.id for t in job.tasks[5:]], settled=lambda t: False,

@@ -68,6 +68,10 @@ def plan_tasks(
     return Plan(tuple(pending), frozenset(elsewhere), frozenset(urgent))
 
 
+GUIDED_WINDOW = 3
+"""A guided packed job's worker claims one of this many first free tasks after a listing."""
+
+
 def guided(job: Job) -> bool:
     """A packed job whose task sizes shrink (guided self-scheduling), claimed in order."""
     return job.packed and job.packed_for > 0
@@ -83,16 +87,22 @@ def run_start(job: Job, pending: list[str], *, me: str, frontier: int | None) ->
     workers collide (a 409, which costs a write) about once per such jump, not per task.
 
     A packed job's tasks shrink towards its end (docs/packing.md), so its big tasks must
-    go first and its small ones last, as guided self-scheduling needs: a worker takes the
-    first free task after each listing (at the very start, an offset of its own among the
-    first ones, all of about the same size, so that workers starting together do not all
-    race for the first). It never goes on blindly along a run (see :func:`next_pending`):
+    go first and its small ones last, as guided self-scheduling needs: a worker takes one
+    of the first GUIDED_WINDOW free tasks after each listing (at the very start, an offset
+    of its own among the first ones, all of about the same size, so that workers starting
+    together do not all race for the first). It never goes on blindly along a run (see :func:`next_pending`):
     its tasks are few and long, so a listing (reads) before each claim costs little."""
     seed = int(hashlib.sha256(me.encode()).hexdigest(), 16)
     n = len(job.tasks)
     positions = [job.task(tid).index for tid in pending]
     if guided(job):
-        return seed % min(n, job.packed_for) if len(positions) == n else 0
+        if len(positions) == n:
+            return seed % min(n, job.packed_for)
+        # Among the first few free tasks, by a hash that changes with every listing: a
+        # worker whose writes are paced slower than the others' would otherwise lose the
+        # race for the first free task after every listing.
+        mixed = hashlib.sha256(f"{me}/{len(positions)}".encode()).digest()
+        return int.from_bytes(mixed[:8], "big") % min(len(positions), GUIDED_WINDOW)
     if len(positions) == n:
         return seed % n
     if frontier is not None:
