@@ -88,6 +88,9 @@ class PackRun:
         self.inline_left = INLINE_OUTPUT_LIMIT
         n = len(a.task.pack)
         self.tail = max(MIN_TAIL, min(TAIL_BYTES, LOG_BUDGET // (2 * n)))
+        self.env = dict(slot.base_env)  # built once per pack: items change two variables
+        self.env.update(self.stage.env)
+        self.env.update(DRIVEMR_JOB=a.job.id, DRIVEMR_PACK=a.task.id)
 
     def run(self) -> None:
         """Every item to its end, then one commit (nothing when abandoned)."""
@@ -196,14 +199,8 @@ class PackRun:
             "item": item.item or "",
             "results": "",
         }
-        env = dict(self.slot.base_env)
-        env.update(self.stage.env)
-        env.update(
-            DRIVEMR_JOB=a.job.id,
-            DRIVEMR_TASK=item.id,
-            DRIVEMR_PACK=a.task.id,
-            DRIVEMR_ATTEMPT=str(r.attempts),
-        )
+        env = self.env  # copied by the process start: items run one after another
+        env["DRIVEMR_TASK"], env["DRIVEMR_ATTEMPT"] = item.id, str(r.attempts)
         outcome = a.process.run(
             expand(self.stage.command, values),
             cwd=folder,
