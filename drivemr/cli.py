@@ -435,11 +435,14 @@ def fetch_or_reduce(
         view = load_view(store, job)
         if REDUCE not in view.results:
             raise DrivemrError(f"job {job.id}: the reduce did not produce a result")
-    from drivemr.results import download_outputs
+    from drivemr.results import default_reader, materialise_outputs
 
-    manifest_state = view.results[REDUCE].state
-    paths = download_outputs(store, job, job.reduce_task, target)
-    if manifest_state != "done":
+    # The reduce's result is opened again (never trusted from the listing) and its outputs
+    # are checked against their sealed sizes and digests as they arrive.
+    reader = default_reader()
+    manifest = reader.manifest(store, job, job.reduce_task, view.results[REDUCE])
+    paths = materialise_outputs(store, manifest, target)
+    if manifest.state != "done":
         raise DrivemrError(f"job {job.id}: the reduce failed; see drivemr logs {job.id} reduce")
     return paths
 

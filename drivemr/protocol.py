@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drivemr.errors import AlreadyExists, DrivemrError, NotFound, SecurityError
 from drivemr.fileio import sha256_file
@@ -37,15 +37,24 @@ from drivemr.safepaths import check_output_glob, check_relative_path
 from drivemr.spec import JobSpec, StageSpec
 from drivemr.stores.base import FileInfo, Store
 
+if TYPE_CHECKING:
+    from drivemr.results import ResultReader
+
 FORMAT = 1
 JOB_PREFIX = "job-"
 WORKER_PREFIX = "worker-"
 WORKER_SUFFIX = ".json"
 REDUCE = "reduce"
+ROUND_PREFIX = "round."
 MAX_JOB_BYTES = 64 * 1024 * 1024
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 MAX_HEARTBEAT_BYTES = 1024 * 1024
 MAX_JOB_ITEMS = 20 * 100_000 * 10  # room for 100 000 tasks of ~10 values each, times 2
+RESULT_SLOTS = 3
+"""Result ids minted per task: a committer creates its result in the first slot that does
+not hold a valid (sealed, trusted) result, so a file planted under a known id does not stop
+the real result from landing."""
+MAX_RESULT_SLOTS = 16
 INLINE_OUTPUT_LIMIT = 256 * 1024
 """Outputs up to this many bytes (all together) ride inside the result manifest, so a task
 with small outputs costs exactly two writes: its claim and its result."""
@@ -87,7 +96,9 @@ def claim_name(task: str, gen: int, worker: str) -> str:
 
 def parse_claim_name(name: str) -> tuple[str, int, str] | None:
     m = _CLAIM_NAME.match(name)
-    return (m["task"], int(m["gen"]), m["worker"]) if m else None
+    if not m or len(m["gen"]) > 6:
+        return None
+    return (m["task"], int(m["gen"]), m["worker"])
 
 
 def result_name(task: str, state: str, gen: int, exit_code: int | None, duration: float) -> str:
@@ -97,7 +108,8 @@ def result_name(task: str, state: str, gen: int, exit_code: int | None, duration
 
 @dataclass(frozen=True)
 class ResultRef:
-    """What a result's name tells without downloading it."""
+    """A task's result: from its name (:func:`parse_result`, a hint only) or, in a view,
+    from its opened seal (``drivemr.results.ResultReader``)."""
 
     task: str
     state: str
@@ -105,12 +117,16 @@ class ResultRef:
     exit_code: int | None
     duration: float
     file: FileInfo
+    slot: int = 0
+    """Index of the result id it was created under in ``Task.result_ids``."""
 
 
 def parse_result(info: FileInfo) -> ResultRef | None:
     m = _RESULT_NAME.match(info.name)
     if not m:
         return None
+    if len(m["gen"]) > 6 or len(m["exit"]) > 12 or len(m["ms"]) > 15:
+        return None  # numbers in names are bounded
     code = None if m["exit"] == "n" else int(m["exit"])
     return ResultRef(m["task"], m["state"], int(m["gen"]), code, int(m["ms"]) / 1000, info)
 
@@ -167,9 +183,17 @@ class Task:
     index: int
     id: str
     claim_ids: tuple[str, ...]
-    result_id: str
+    result_ids: tuple[str, ...]
+    """The task's result slots, in order (format-1 jobs: one)."""
     item: str | None = None
     input: StoredFile | None = None
+    round: int = 0
+    """The round of the job that issued these ids (0: job.json; see drivemr.rounds)."""
+
+    @property
+    def result_id(self) -> str:
+        """The first result slot."""
+        return self.result_ids[0]
 
 
 @dataclass(frozen=True)
@@ -186,6 +210,17 @@ class Job:
     reduce_task: Task | None
     markers: Mapping[str, str]
     doc: Mapping[str, Any] = field(repr=False, compare=False)
+    round: int = 0
+    """The latest round applied (0: the job as submitted)."""
+    rounds: tuple[Any, ...] = field(default=(), repr=False, compare=False)
+    """The rounds applied, oldest first (``drivemr.rounds.Round``)."""
+    base: Job | None = field(default=None, repr=False, compare=False)
+    """The job as job.json says, before any round (None: this is it)."""
+
+    @property
+    def all_tasks(self) -> tuple[Task, ...]:
+        """The map tasks, then the reduce task if any."""
+        return self.tasks + ((self.reduce_task,) if self.reduce_task else ())
 
     def stage_of(self, task: Task) -> Stage:
         if task.id == REDUCE:
@@ -216,6 +251,22 @@ def _stored_file(doc: Any, where: str) -> StoredFile:
         return StoredFile(name, str(doc["id"]), str(doc["sha256"]), int(doc["size"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise JobFormatError(f"{where}: malformed file entry ({exc})") from exc
+
+
+def id_list(value: Any, what: str, *, limit: int) -> tuple[str, ...]:
+    """A non-empty, bounded list of ids from a job or round document."""
+    if not isinstance(value, list) or not 1 <= len(value) <= limit:
+        raise ValueError(f"{what} must be a list of 1 to {limit} ids")
+    if not all(isinstance(v, str) and 0 < len(v) <= 200 for v in value):
+        raise ValueError(f"{what} must hold ids (strings)")
+    return tuple(value)
+
+
+def result_slots(doc: Mapping[str, Any], what: str) -> tuple[str, ...]:
+    """``results: [...]``, or a format-1 ``result`` as one slot."""
+    if "results" in doc:
+        return id_list(doc["results"], f"{what} results", limit=MAX_RESULT_SLOTS)
+    return (str(doc["result"]),)
 
 
 def _stage(doc: Any, where: str) -> Stage:
@@ -253,7 +304,7 @@ def job_from_doc(doc: Mapping[str, Any], folder: str) -> Job:
                     index=index,
                     id=str(t["id"]),
                     claim_ids=claims,
-                    result_id=str(t["result"]),
+                    result_ids=result_slots(t, f"task {t.get('id')}"),
                     item=None if t.get("item") is None else str(t["item"]),
                     input=None if t.get("input") is None else _stored_file(t["input"], "input"),
                 )
@@ -263,7 +314,7 @@ def job_from_doc(doc: Mapping[str, Any], folder: str) -> Job:
         if reduce_doc is not None:
             rt = doc["reduce_task"]
             reduce_task = Task(
-                len(tasks), REDUCE, tuple(str(c) for c in rt["claims"]), str(rt["result"])
+                len(tasks), REDUCE, tuple(str(c) for c in rt["claims"]), result_slots(rt, REDUCE)
             )
         folders = {str(k): str(v) for k, v in doc["folders"].items()}
         for needed in ("files", "claims", "results", "outputs", "logs"):
@@ -299,8 +350,9 @@ def parse_json(
         raise JobFormatError(str(exc)) from exc
 
 
-def read_job(store: Store, job_folder: FileInfo) -> Job:
-    """Load and parse the job.json in ``job_folder``. NotFound if the job is not published yet."""
+def read_job(store: Store, job_folder: FileInfo, *, rounds: bool = True) -> Job:
+    """Load and parse the job.json in ``job_folder``, with its signed rounds applied
+    (``rounds=False``: as submitted). NotFound if the job is not published yet."""
     children = store.list(job_folder.id)
     specs = [c for c in children if c.name == "job.json" and not c.is_folder]
     if not specs:
@@ -321,6 +373,10 @@ def read_job(store: Store, job_folder: FileInfo) -> Job:
         raise SecurityError(
             f"job.json names job {job.id!r} but sits in folder {job_folder.name!r} (a copied or replayed job)"
         )
+    if rounds and any(c.name.startswith(ROUND_PREFIX) for c in children):
+        from drivemr.rounds import apply_rounds
+
+        job = apply_rounds(store, job, children)
     return job
 
 
@@ -358,7 +414,7 @@ def build_job_doc(
         entry: dict[str, Any] = {
             "id": task.id,
             "claims": pool.take(map_stage.max_attempts),
-            "result": pool.one(),
+            "results": pool.take(RESULT_SLOTS),
         }
         if task.item is not None:
             entry["item"] = task.item
@@ -383,7 +439,7 @@ def build_job_doc(
         "tasks": tasks_doc,
         "reduce": reduce_stage.to_doc() if reduce_stage else None,
         "reduce_task": (
-            {"claims": pool.take(reduce_stage.max_attempts), "result": pool.one()}
+            {"claims": pool.take(reduce_stage.max_attempts), "results": pool.take(RESULT_SLOTS)}
             if reduce_stage
             else None
         ),
@@ -467,21 +523,38 @@ class JobView:
         return sum(1 for t in self.results if t != REDUCE)
 
 
-def load_view(store: Store, job: Job) -> JobView:
+def load_view(store: Store, job: Job, reader: ResultReader | None = None) -> JobView:
+    """Claims, results and markers of ``job`` (at its latest round), from three listings.
+
+    Only files created under the ids the job (or its round) minted count, so the claims and
+    results of earlier rounds, stray names and junk never change what a task looks like.
+    A result counts only once its seal opens (``reader``; by default one trusting this
+    PC's trusted keys): the task's result is the first valid one in slot order."""
+    if reader is None:
+        from drivemr.results import default_reader
+
+        reader = default_reader()
     view = JobView()
+    claim_slots = {cid: (t.id, g) for t in job.all_tasks for g, cid in enumerate(t.claim_ids)}
     for info in store.list(job.folders["claims"]):
         parsed = parse_claim_name(info.name)
-        if parsed:
+        if parsed and claim_slots.get(info.id) == (parsed[0], parsed[1]):
             view.add_claim(ClaimRef(parsed[0], parsed[1], parsed[2], info))
-    valid_results = {t.result_id: t.id for t in job.tasks}
-    if job.reduce_task:
-        valid_results[job.reduce_task.result_id] = REDUCE
+    by_slot = {rid: (t, k) for t in job.all_tasks for k, rid in enumerate(t.result_ids)}
+    found: dict[str, list[tuple[int, FileInfo]]] = {}
     for info in store.list(job.folders["results"]):
-        ref = parse_result(info)
-        # Only a file created under the task's minted result id counts: it is the single
-        # commit point, so a stray or forged name never finishes a task.
-        if ref and valid_results.get(info.id) == ref.task:
-            view.results[ref.task] = ref
+        hit = by_slot.get(info.id)
+        if hit is not None and not info.is_folder:
+            found.setdefault(hit[0].id, []).append((hit[1], info))
+    checked = reader.check_many(
+        store, job, [(job.task(t), k, info) for t, entries in found.items() for k, info in entries]
+    )
+    for tid, entries in found.items():
+        for k, info in sorted(entries, key=lambda e: e[0]):
+            ref = checked.get(info.id)
+            if ref is not None:
+                view.results[tid] = ref
+                break
     markers = {info.id for info in store.list(job.folder)}
     view.cancelled = job.markers.get("cancel") in markers
     view.finished = job.markers.get("finished") in markers

@@ -20,10 +20,13 @@ import collections
 import logging
 import os
 import queue
+from collections.abc import Mapping
 from typing import Any
 
 from drivemr.errors import AuthError, DrivemrError
 from drivemr.protocol import nothing_left
+from drivemr.sealed import Sealer
+from drivemr.signing import PublicKeyInfo
 from drivemr.stores.base import Store
 from drivemr.worker.claim import Claimed, Claimer
 from drivemr.worker.commit import Committer
@@ -47,12 +50,18 @@ class Worker:
         verify: JobVerifier | None = None,
         clock: Clock | None = None,
         idle: Any = None,
+        sealer: Sealer | None = None,
+        trusted: Mapping[str, PublicKeyInfo] | None = None,
     ) -> None:
+        """``sealer``: this PC's key for what the worker writes; ``trusted``: the keys whose
+        results it believes (default: this PC's key and trusted keys, created if need be)."""
         if idle is None and config.when_idle:
             from drivemr.idle import IdleMonitor
 
             idle = IdleMonitor(config.idle_threshold, interval=max(1.0, config.poll_interval))
-        self.shared = shared = Shared(store, config, clock or SystemClock())
+        self.shared = shared = Shared(
+            store, config, clock or SystemClock(), sealer=sealer, trusted=trusted
+        )
         self.store, self.config, self.clock, self.id = store, config, shared.clock, shared.id
         self.workdir = shared.workdir
         self.lease = Lease(shared, lambda: "paused" if self.claimer.paused else "running")

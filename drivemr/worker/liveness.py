@@ -153,10 +153,8 @@ class Lease:
         try:
             store.get(a.task.claim_ids[a.attempt + 1])
         except NotFound:
-            try:
-                store.get(a.task.result_id)
-            except NotFound:
-                return False
+            # Only a valid result supersedes us: a planted file must not stop a running attempt.
+            return self.shared.results.first_valid(store, a.job, a.task) is not None
         return True
 
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from drivemr.errors import AuthError, SecurityError
 from drivemr.fileio import sha256_file
-from drivemr.protocol import REDUCE, Job, StoredFile
-from drivemr.results import download_outputs
+from drivemr.protocol import REDUCE, StoredFile
+from drivemr.results import stage_results
 from drivemr.runner import AttemptOutcome, OutputFile
 from drivemr.safepaths import safe_join
 from drivemr.spec import expand
@@ -122,14 +122,12 @@ class Slot:
         if a.task.input is not None:
             fetch(self.shared, a.task.input, safe_join(task_dir, a.task.input.name))
         if a.task.id == REDUCE:
-            self._stage_results(a.job, task_dir / "results")
+            with self.shared.lock:
+                refs = dict(active.view.results)
+            # {results}: one folder per task, each result opened again and its outputs
+            # checked against their sealed sha256 as they arrive.
+            stage_results(self.shared.store, a.job, refs, task_dir / "results", reader=self.shared.results)
         return task_dir
-
-    def _stage_results(self, job: Job, results_dir: Path) -> None:
-        """{results}: one folder per task, in task order, holding that task's outputs."""
-        results_dir.mkdir()
-        for task in job.tasks:
-            download_outputs(self.shared.store, job, task, results_dir / task.id)
 
     # -- the attempt --
 

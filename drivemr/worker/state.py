@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import collections
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
 from drivemr.protocol import IdPool, Job, JobView, Task
+from drivemr.results import ResultReader
 from drivemr.runner import Attempt
+from drivemr.sealed import Sealer
+from drivemr.signing import PublicKeyInfo
 from drivemr.stores.base import FileInfo, Store
 from drivemr.worker.config import Clock, WorkerConfig
 
@@ -103,7 +106,26 @@ class Shared:
     ``jobs``, ``done_jobs``, ``running``, ``stats`` updates from slots, and each
     ActiveJob's view, retries and given_up; ``stopping`` and ``wake`` are the loop's."""
 
-    def __init__(self, store: Store, config: WorkerConfig, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: Store,
+        config: WorkerConfig,
+        clock: Clock,
+        *,
+        sealer: Sealer | None = None,
+        trusted: Mapping[str, PublicKeyInfo] | None = None,
+    ) -> None:
+        if sealer is None or trusted is None:
+            from drivemr import signing
+
+            if sealer is None:
+                sealer = Sealer(signing.load_or_create_signing_key(signing.config_dir())[0])
+            if trusted is None:
+                trusted = signing.load_trusted(signing.config_dir())
+        self.sealer = sealer
+        """Seals what this worker writes (results) with this PC's key."""
+        self.results = ResultReader(trusted)
+        """Opens results against the keys this PC trusts (its own among them)."""
         self.store = store
         self.config = config
         self.clock = clock

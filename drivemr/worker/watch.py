@@ -195,7 +195,7 @@ class Watcher:
             self._record_rejection(folder, str(exc))
             return
         self.seen.remember(job_id, folder.id)
-        view = load_view(shared.store, job)
+        view = load_view(shared.store, job, shared.results)
         if view.finished or view.cancelled:
             shared.done_jobs.add(job_id)
             return
@@ -224,7 +224,7 @@ class Watcher:
         if active is None:
             return
         listed_at = shared.clock.monotonic()
-        view = load_view(shared.store, active.job)
+        view = load_view(shared.store, active.job, shared.results)
         with shared.lock:
             # Claims and results are never removed: keep what we learnt while listing.
             for gens in active.view.claims.values():
