@@ -37,6 +37,7 @@ from drivemr.protocol import (
     load_view,
     parse_json,
 )
+from drivemr.results import default_reader
 from drivemr.stores.base import FileInfo, Store
 
 OUTCOMES = ("done", "failed", "timed out", "lost", "running", "cancelled")
@@ -179,7 +180,8 @@ def collect(
     root = store.list(store.root_id)
     beats = heartbeats(root)
     now = max([time.time(), *(b.file.modified for b in beats.values())])
-    view = load_view(store, job)
+    reader = default_reader()
+    view = load_view(store, job, reader)
     wanted = [t.id for t in job.tasks] + ([REDUCE] if job.reduce_task else [])
     if tasks is not None:
         chosen = set(tasks)
@@ -216,8 +218,13 @@ def collect(
             if doc.get("state") == "stopped":
                 stopped.add(w)
 
-    result_ids = [view.results[t].file.id for t in wanted if t in view.results] if manifests else []
-    docs = _read_all(store, result_ids, MAX_MANIFEST_BYTES, "result manifest")
+    docs: dict[str, dict[str, Any] | None] = {}
+    if manifests:  # opened by the view already (cached); only sealed results are shown
+        for t in wanted:
+            ref = view.results.get(t)
+            if ref is not None:
+                m = reader.verified(store, job, job.task(t), ref.file)
+                docs[ref.file.id] = None if m is None else dict(m.body)
     wanted_set = set(wanted)
     log_docs = _read_all(
         store,

@@ -243,6 +243,11 @@ class ResultReader:
                 out[info.id] = ref
         return out
 
+    def verified(self, store: Store, job: Job, task: Task, info: FileInfo) -> Manifest | None:
+        """The manifest in ``info`` if its seal opens (cached like :meth:`check`): for
+        reports, which show facts; outputs are used only through :meth:`manifest`."""
+        return self._cached(store, job, task, info)
+
     def remember(self, manifest: Manifest, info: FileInfo) -> None:
         """A result this PC sealed and created itself: no need to read it back."""
         self._store_good(self._key(info), manifest)

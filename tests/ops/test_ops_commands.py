@@ -93,7 +93,13 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[FolderStore, Job
         retry_backoff=0.01,
         exit_when_idle=True,
     )
-    assert Worker(store, config).run() == 0
+    # Module-scoped: set up before the per-test config dir, so use the same one (its
+    # keys seal the results the tests then read).
+    config_dir = tmp_path_factory.getbasetemp() / "config"
+    config_dir.mkdir(exist_ok=True, mode=0o700)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DRIVEMR_CONFIG_DIR", str(config_dir))
+        assert Worker(store, config).run() == 0
     return store, job
 
 
