@@ -23,6 +23,7 @@ from drivemr import __version__
 from drivemr import config as cfg
 from drivemr.errors import AuthError, DrivemrError, SecurityError
 from drivemr.protocol import REDUCE, check_worker_id, default_worker_id, find_job, load_view
+from drivemr.safetext import safe
 from drivemr.stores import open_store, store_kind
 from drivemr.stores.base import Store
 
@@ -363,18 +364,30 @@ def status(job_id: str | None, store_url: str | None, as_json: bool, watch: bool
 def _print_job(st: Any, *, detail: bool) -> None:
     c = st.counts
     red = f", reduce {st.reduce.state}" if st.reduce else ""
+    rnd = f", round {st.round}" if st.round else ""
     click.echo(
-        f"{st.job}  {st.state:9}  {c['done']} done, {c['running']} running, {c['failed']} failed, {c['pending']} pending{red}"
+        f"{st.job}  {st.state:9}  {c['done']} done, {c['running']} running, {c['failed']} failed, {c['pending']} pending{red}{rnd}"
     )
     for worker_id, reason in st.rejected_by.items():
         click.echo(f"  rejected by {worker_id}: {reason}")
     if not detail:
         return
-    click.echo(f"  {'task':8} {'state':8} {'tries':>5} {'exit':>5} {'secs':>8}  worker")
+    for r in st.rounds:
+        what = ", ".join(r["tasks"][:10]) + (" ..." if len(r["tasks"]) > 10 else "")
+        new_reduce = " with a new reduce" if r["new_reduce"] else ""
+        click.echo(
+            f"  round {r['round']}: re-ran {len(r['tasks'])} task(s){new_reduce}"
+            f"{': ' + what if what else ''} (by {safe(r['by'])})"
+        )
+    rcol = f" {'round':>5}" if st.round else ""
+    click.echo(f"  {'task':8} {'state':8} {'tries':>5} {'exit':>5} {'secs':>8}{rcol}  worker")
     for t in [*st.tasks, *([st.reduce] if st.reduce else [])]:
         code = "" if t.exit_code is None else str(t.exit_code)
         dur = "" if t.duration is None else f"{t.duration:.2f}"
-        click.echo(f"  {t.task:8} {t.state:8} {t.attempts:>5} {code:>5} {dur:>8}  {t.worker or ''}")
+        rv = f" {t.round:>5}" if st.round else ""
+        click.echo(
+            f"  {t.task:8} {t.state:8} {t.attempts:>5} {code:>5} {dur:>8}{rv}  {safe(t.worker or '')}"
+        )
     if st.failed_tasks:
         click.echo(
             f"  failed: {', '.join(st.failed_tasks[:20])}  (see: drivemr logs {st.job} TASK)"
@@ -445,6 +458,72 @@ def fetch_or_reduce(
     if manifest.state != "done":
         raise DrivemrError(f"job {job.id}: the reduce failed; see drivemr logs {job.id} reduce")
     return paths
+
+
+# ---------------------------------------------------------------------------- recovering
+
+
+@main.command()
+@click.argument("job_id")
+@click.argument("tasks", nargs=-1)
+@store_option
+@click.option("--failed", is_flag=True, help="Re-run every task that failed.")
+@click.option(
+    "--reduce-from",
+    "reduce_from",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    metavar="JOBFILE",
+    help="Re-run the reduce with the [reduce] section and shipped files of JOBFILE "
+    "(its map part must be unchanged).",
+)
+@click.option(
+    "--wait", is_flag=True, help="Follow the job until it ends; exit 0 only if it all succeeded."
+)
+def retry(
+    job_id: str,
+    tasks: tuple[str, ...],
+    store_url: str | None,
+    failed: bool,
+    reduce_from: Path | None,
+    wait: bool,
+) -> None:
+    """Re-run TASKS (or every --failed one, or the reduce --reduce-from an edited job file)
+    of a finished job as a new signed round, keeping every successful result; the reduce
+    runs again. Workers pick the round up by themselves."""
+    from drivemr.rounds import retry_job
+
+    if not (tasks or failed or reduce_from):
+        raise click.UsageError("name the TASKS to retry, or pass --failed or --reduce-from")
+    store = _open(store_url)
+    rnd = retry_job(store, job_id, list(tasks), failed=failed, reduce_from=reduce_from)
+    what = f"{len(rnd.tasks)} task(s)" if rnd.tasks else "no map task"
+    red = (" and a new reduce" if rnd.reduce else " and the reduce") if rnd.reduce_task else ""
+    click.echo(f"round {rnd.number} of {rnd.job}: re-running {what}{red}", err=True)
+    if wait:
+        sys.exit(_wait(store, rnd.job))
+
+
+@main.command()
+@click.argument("job_id")
+@store_option
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to put the outputs (default: JOB-results).",
+)
+@click.option("--task", help="Only this task's outputs.")
+def results(job_id: str, store_url: str | None, out_dir: Path | None, task: str | None) -> None:
+    """Download every successful task's outputs (one folder per task, the {results} layout
+    a reduce sees), sha256-checked, whatever state the job is in."""
+    from drivemr.results import fetch_results
+
+    store = _open(store_url)
+    target = out_dir or Path(f"{job_id}-results")
+    paths = fetch_results(store, job_id, target, task)
+    for p in paths:
+        click.echo(str(p))
+    click.echo(f"{len(paths)} file(s) in {target}", err=True)
 
 
 # ---------------------------------------------------------------------------- init and demo

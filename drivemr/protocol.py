@@ -350,7 +350,13 @@ def parse_json(
         raise JobFormatError(str(exc)) from exc
 
 
-def read_job(store: Store, job_folder: FileInfo, *, rounds: bool = True) -> Job:
+def read_job(
+    store: Store,
+    job_folder: FileInfo,
+    *,
+    rounds: bool = True,
+    trusted: Mapping[str, Any] | None = None,
+) -> Job:
     """Load and parse the job.json in ``job_folder``, with its signed rounds applied
     (``rounds=False``: as submitted). NotFound if the job is not published yet."""
     children = store.list(job_folder.id)
@@ -376,7 +382,7 @@ def read_job(store: Store, job_folder: FileInfo, *, rounds: bool = True) -> Job:
     if rounds and any(c.name.startswith(ROUND_PREFIX) for c in children):
         from drivemr.rounds import apply_rounds
 
-        job = apply_rounds(store, job, children)
+        job = apply_rounds(store, job, children, trusted)
     return job
 
 
@@ -550,7 +556,7 @@ def load_view(store: Store, job: Job, reader: ResultReader | None = None) -> Job
         store, job, [(job.task(t), k, info) for t, entries in found.items() for k, info in entries]
     )
     for tid, entries in found.items():
-        for k, info in sorted(entries, key=lambda e: e[0]):
+        for _k, info in sorted(entries, key=lambda e: e[0]):
             ref = checked.get(info.id)
             if ref is not None:
                 view.results[tid] = ref

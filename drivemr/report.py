@@ -223,8 +223,8 @@ def collect(
         for t in wanted:
             ref = view.results.get(t)
             if ref is not None:
-                m = reader.verified(store, job, job.task(t), ref.file)
-                docs[ref.file.id] = None if m is None else dict(m.body)
+                sealed = reader.verified(store, job, job.task(t), ref.file)
+                docs[ref.file.id] = None if sealed is None else dict(sealed.body)
     wanted_set = set(wanted)
     log_docs = _read_all(
         store,

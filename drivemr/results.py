@@ -222,7 +222,9 @@ class ResultReader:
 
     # -- planning: cached --
 
-    def check(self, store: Store, job: Job, task: Task, slot: int, info: FileInfo) -> ResultRef | None:
+    def check(
+        self, store: Store, job: Job, task: Task, slot: int, info: FileInfo
+    ) -> ResultRef | None:
         """The result in ``info`` (slot ``slot`` of ``task``) if its seal opens, else None."""
         m = self._cached(store, job, task, info)
         return None if m is None else m.ref(info, slot)
@@ -372,7 +374,9 @@ def download_checked(
         except NotFound:
             raise
         except PermanentStoreError as exc:
-            raise SecurityError(f"{what}: larger than its sealed size of {size} bytes ({exc})") from None
+            raise SecurityError(
+                f"{what}: larger than its sealed size of {size} bytes ({exc})"
+            ) from None
         if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
             raise SecurityError(f"{what} does not match the size and sha256 in its sealed result")
         tmp = dest.with_name(f".{dest.name}.part-{secrets.token_hex(4)}")

@@ -6,6 +6,7 @@ downloaded, because claim and result names carry the facts status needs.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -37,6 +38,8 @@ class TaskState:
     worker: str | None
     exit_code: int | None
     duration: float | None
+    round: int = 0
+    """The round whose attempts these are (its latest)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,9 @@ class JobStatus:
     tasks: list[TaskState]
     reduce: TaskState | None
     rejected_by: dict[str, str]
+    round: int = 0
+    """The job's latest round (0: never retried; see drivemr.rounds)."""
+    rounds: tuple[dict[str, Any], ...] = ()
 
     def to_json(self, *, with_tasks: bool = True) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -60,6 +66,8 @@ class JobStatus:
             "counts": self.counts,
             "reduce": asdict(self.reduce) if self.reduce else None,
             "rejected_by": self.rejected_by,
+            "round": self.round,
+            "rounds": list(self.rounds),
         }
         if with_tasks:
             doc["tasks"] = [asdict(t) for t in self.tasks]
@@ -71,6 +79,10 @@ class JobStatus:
 
 
 def _task_state(job: Job, view: JobView, task_id: str, alive: Any) -> TaskState:
+    return dataclasses.replace(_state_of(job, view, task_id, alive), round=job.task(task_id).round)
+
+
+def _state_of(job: Job, view: JobView, task_id: str, alive: Any) -> TaskState:
     claims = view.claims.get(task_id, {})
     top = claims[max(claims)] if claims else None
     result = view.results.get(task_id)
@@ -129,7 +141,19 @@ def job_status(
     for entry in store.list(job.folder):
         if entry.name.startswith("rejected."):
             rejected[entry.name[len("rejected.") :]] = _read_reason(store, entry)
-    return JobStatus(job.id, job.name, job.created, state, counts, tasks, reduce_state, rejected)
+    rounds = tuple(r.summary() for r in job.rounds)
+    return JobStatus(
+        job.id,
+        job.name,
+        job.created,
+        state,
+        counts,
+        tasks,
+        reduce_state,
+        rejected,
+        job.round,
+        rounds,
+    )
 
 
 def _read_reason(store: Store, entry: FileInfo) -> str:

@@ -221,7 +221,7 @@ class Committer:
         committed = self._create_result(a, active, name, manifest)
         if committed is None:
             return
-        ref, info = committed
+        ref, _info = committed
         quiet = state == "done" and outcome.duration < QUIET_TASK_SECONDS
         with shared.lock:  # slots commit at once: counters too under the lock
             shared.stats["commits"] += 1
@@ -270,7 +270,9 @@ class Committer:
                     active.view.results[a.task.id] = found
                 shared.dirty.reload.add(a.job.id)
                 return None
-            m = open_result(data, shared.results.trusted, job_id=a.job.id, task=a.task, slot_id=slot_id)
+            m = open_result(
+                data, shared.results.trusted, job_id=a.job.id, task=a.task, slot_id=slot_id
+            )
             shared.results.remember(m, info)
             return m.ref(info, k), info
         log.error(

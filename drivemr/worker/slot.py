@@ -126,7 +126,9 @@ class Slot:
                 refs = dict(active.view.results)
             # {results}: one folder per task, each result opened again and its outputs
             # checked against their sealed sha256 as they arrive.
-            stage_results(self.shared.store, a.job, refs, task_dir / "results", reader=self.shared.results)
+            stage_results(
+                self.shared.store, a.job, refs, task_dir / "results", reader=self.shared.results
+            )
         return task_dir
 
     # -- the attempt --

@@ -25,6 +25,7 @@ from drivemr.protocol import (
     mark,
     read_job,
 )
+from drivemr.rounds import round_names
 from drivemr.stores.base import FileInfo
 from drivemr.worker.config import JobVerifier
 from drivemr.worker.liveness import Lease, OtherWorkers
@@ -80,6 +81,9 @@ class Watcher:
         self.rejected: dict[str, str] = {}
         """Job id -> why this worker refused it."""
         self._rejected_folders: set[str] = set()
+        self._done_folders: dict[str, tuple[str, float]] = {}
+        """Folder id -> (job id, the folder's modified time when seen finished): a change
+        there may be a new round (drivemr.rounds), which re-opens the job."""
         self._cursor: str | None = None
         self._next_reconcile = 0.0
         self._next_poll = 0.0
@@ -140,6 +144,8 @@ class Watcher:
             return
         if shared.store.root_id in folders:
             dirty.root = True
+        for folder_id in folders & self._done_folders.keys():
+            self._reopen(self._done_folders[folder_id][0])
         with shared.lock:
             for job_id, active in shared.jobs.items():
                 f = active.job.folders
@@ -156,6 +162,9 @@ class Watcher:
         self.others.beats = heartbeats(entries)
         for folder in list_jobs(shared.store, entries):  # oldest first
             job_id = folder.name[len("job-") :]
+            done = self._done_folders.get(folder.id)
+            if done is not None and done[0] == job_id and folder.modified > done[1]:
+                self._reopen(job_id)  # its folder changed since: maybe a new round
             if (
                 job_id in shared.jobs
                 or job_id in shared.done_jobs
@@ -183,7 +192,7 @@ class Watcher:
     def _adopt_job(self, job_id: str, folder: FileInfo) -> None:
         shared = self.shared
         try:
-            job = read_job(shared.store, folder)
+            job = read_job(shared.store, folder, trusted=shared.results.trusted)
             if self.verify is not None:
                 self.verify(job)
         except NotFound:
@@ -198,12 +207,15 @@ class Watcher:
         view = load_view(shared.store, job, shared.results)
         if view.finished or view.cancelled:
             shared.done_jobs.add(job_id)
+            if not view.cancelled:
+                self._done_folders[folder.id] = (job_id, folder.modified)
             return
         active = ActiveJob(job, view, collections.deque(), set())
         self.replan(active)
         with shared.lock:
             shared.jobs[job_id] = active
-        log.info("job %s: %d task(s), %d done", job_id, len(job.tasks), view.map_results)
+        rnd = f" (round {job.round})" if job.round else ""
+        log.info("job %s%s: %d task(s), %d done", job_id, rnd, len(job.tasks), view.map_results)
 
     def _record_rejection(self, folder: FileInfo, reason: str) -> None:
         """Leave one note in the job's folder so `drivemr status` can show the rejection."""
@@ -268,10 +280,18 @@ class Watcher:
             active = self.shared.jobs.get(job_id)
         if active is None:
             return
-        names = {info.id for info in self.shared.store.list(active.job.folder)}
+        entries = self.shared.store.list(active.job.folder)
+        names = {info.id for info in entries}
         if active.job.markers.get("cancel") in names:
             active.view.cancelled = True
             self._cancel(active)
+        elif round_names(entries) > active.job.round:
+            # Maybe a new round (it is verified when the job is read again): attempts of
+            # the round we run are not committed, and the job is taken up afresh.
+            self.shared.abandon("a new round of the job", lambda a: a.job.id == job_id)
+            with self.shared.lock:
+                self.shared.jobs.pop(job_id, None)
+            self.shared.dirty.root = True
 
     def _abandon_superseded(self, active: ActiveJob) -> None:
         """Our attempts of the job that another worker took over, or whose task has a result."""
@@ -283,6 +303,14 @@ class Watcher:
             return a.job.id == job_id and (newer or a.task.id in view.results)
 
         self.shared.abandon("another worker took over this task", superseded)
+
+    def _reopen(self, job_id: str) -> None:
+        """A finished job's folder changed: read it again (a new round makes it active)."""
+        shared = self.shared
+        self._done_folders = {f: d for f, d in self._done_folders.items() if d[0] != job_id}
+        with shared.lock:
+            shared.done_jobs.discard(job_id)
+        shared.dirty.root = True
 
     # -- jobs going --
 
@@ -301,6 +329,9 @@ class Watcher:
                 return
             shared.jobs.pop(active.job.id, None)
             shared.done_jobs.add(active.job.id)
+        # Looked at again at the next root listing (and whenever its folder changes): a
+        # retry posts a new round there, which re-opens the job.
+        self._done_folders[active.job.folder] = (active.job.id, float("-inf"))
         if active.view.finished:
             return  # another worker marked it (a second create would cost a write for a 409)
         try:
