@@ -99,7 +99,10 @@ def _print_attempt(job: Job, a: Any, of: int | None, only: str | None) -> None:
     code = "-" if a.exit_code is None else str(a.exit_code)
     where = a.worker + (f" on {a.host}" if a.host else "")
     total = "" if of is None else f" of {of}"
-    click.echo(f"== {job.id} {a.task} attempt {a.attempt}{total}: {a.outcome} (exit code {code})")
+    rnd = f" (round {a.round})" if a.round else ""
+    click.echo(
+        f"== {job.id} {a.task} attempt {a.attempt}{total}{rnd}: {a.outcome} (exit code {code})"
+    )
     took = "" if a.duration is None else f", took {a.duration:.2f} s"
     click.echo(f"   worker {where or '?'}, started {_when(a.start)}{took}")
     if a.error and a.outcome != "done":
@@ -121,11 +124,14 @@ def _print_attempt(job: Job, a: Any, of: int | None, only: str | None) -> None:
 
 
 def _attempt_index(record: Any) -> None:
-    click.echo(f"{'task':8} {'try':>3} {'outcome':9} {'exit':>5} {'secs':>8}  worker")
+    rounds = record.job.round > 0
+    rcol = f" {'round':>5}" if rounds else ""
+    click.echo(f"{'task':8} {'try':>3}{rcol} {'outcome':9} {'exit':>5} {'secs':>8}  worker")
     for a in record.attempts:
         code = "" if a.exit_code is None else str(a.exit_code)
         secs = "" if a.duration is None else f"{a.duration:.2f}"
-        click.echo(f"{a.task:8} {a.attempt:>3} {a.outcome:9} {code:>5} {secs:>8}  {a.worker}")
+        rv = f" {a.round:>5}" if rounds else ""
+        click.echo(f"{a.task:8} {a.attempt:>3}{rv} {a.outcome:9} {code:>5} {secs:>8}  {a.worker}")
     if not record.attempts:
         click.echo("(no attempt has started yet)")
     else:
@@ -170,7 +176,10 @@ def logs(
         _attempt_index(collect(store, job.id, manifests=False, lease=_lease()))
         return
     try:
-        allowed = len(job.task(task).claim_ids)
+        from drivemr.rounds import job_at_round
+
+        # attempts are numbered across the job's rounds
+        allowed = sum(len(job_at_round(job, n).task(task).claim_ids) for n in range(job.round + 1))
     except KeyError:
         raise DrivemrError(f"job {job.id} has no task {task!r}") from None
     if attempt_no is not None and attempt_no > allowed:

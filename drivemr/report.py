@@ -38,6 +38,7 @@ from drivemr.protocol import (
     parse_json,
 )
 from drivemr.results import default_reader
+from drivemr.rounds import job_at_round
 from drivemr.stores.base import FileInfo, Store
 
 OUTCOMES = ("done", "failed", "timed out", "lost", "running", "cancelled")
@@ -53,7 +54,9 @@ FINAL = frozenset({"done", "failed", "timed out", "lost", "cancelled"})
 LOST_COMMIT = "no attempt left"
 """Start of the error a worker commits for a task whose every attempt's worker died."""
 
-_LOG_NAME = re.compile(r"^(?P<task>[A-Za-z0-9]+)\.g(?P<gen>\d+)\.log$")
+_LOG_NAME = re.compile(
+    r"^(?P<task>[A-Za-z0-9]+)(?:\.r(?P<round>\d{1,6}))?\.g(?P<gen>\d{1,6})\.log$"
+)
 _READERS = 8
 
 
@@ -78,6 +81,9 @@ class AttemptRecord:
     source: str = "claim"
     """Where the facts come from: "result" (its manifest), "name" (only its result's name),
     "log" (an attempt log) or "claim" (nothing but the claim)."""
+    round: int = 0
+    """The round of the job the attempt belongs to (0: as submitted; see drivemr.rounds).
+    ``attempt`` counts the task's attempts across every round."""
 
     @property
     def duration(self) -> float | None:
@@ -101,6 +107,7 @@ class AttemptRecord:
             "duration": self.duration,
             "exit_code": self.exit_code,
             "error": self.error,
+            "round": self.round,
         }
         if output:
             doc["stdout"] = self.stdout
@@ -187,22 +194,30 @@ def collect(
         chosen = set(tasks)
         wanted = [t for t in wanted if t in chosen]
 
-    log_files: dict[tuple[str, int], FileInfo] = {}
+    log_files: dict[tuple[str, int, int], FileInfo] = {}
     if logs:
         for info in store.list(job.folders["logs"]):
             m = _LOG_NAME.match(info.name)
             if not m or info.is_folder:
                 continue
-            key = (m["task"], int(m["gen"]))
+            key = (m["task"], int(m["round"] or 0), int(m["gen"]))
             if key not in log_files or info.created < log_files[key].created:
                 log_files[key] = info
+    # Earlier rounds: each task's attempts in every round that ran it (drivemr.rounds).
+    history: list[tuple[int, Job, JobView]] = []
+    for number in range(job.round):
+        old = job_at_round(job, number)
+        history.append((number, old, load_view(store, old, reader)))
+    history.append((job.round, job, view))
     cancelled_at = None
     if view.cancelled:
         for info in store.list(job.folder):
             if info.id == job.markers.get("cancel"):
                 cancelled_at = info.modified
 
-    claim_workers = {c.worker for gens in view.claims.values() for c in gens.values()}
+    claim_workers = {
+        c.worker for _n, _j, v in history for gens in v.claims.values() for c in gens.values()
+    }
     beat_docs = _read_all(
         store,
         [b.file.id for w, b in beats.items() if w in claim_workers],
@@ -219,16 +234,17 @@ def collect(
                 stopped.add(w)
 
     docs: dict[str, dict[str, Any] | None] = {}
-    if manifests:  # opened by the view already (cached); only sealed results are shown
-        for t in wanted:
-            ref = view.results.get(t)
-            if ref is not None:
-                sealed = reader.verified(store, job, job.task(t), ref.file)
-                docs[ref.file.id] = None if sealed is None else dict(sealed.body)
+    if manifests:  # opened by the views already (cached); only sealed results are shown
+        for _n, old, v in history:
+            for t in wanted:
+                ref = v.results.get(t)
+                if ref is not None:
+                    sealed = reader.verified(store, old, old.task(t), ref.file)
+                    docs[ref.file.id] = None if sealed is None else dict(sealed.body)
     wanted_set = set(wanted)
     log_docs = _read_all(
         store,
-        [f.id for (t, _g), f in log_files.items() if t in wanted_set],
+        [f.id for (t, _r, _g), f in log_files.items() if t in wanted_set],
         MAX_MANIFEST_BYTES,
         "attempt log",
     )
@@ -236,11 +252,33 @@ def collect(
     def alive(claim: ClaimRef) -> bool:
         return not claim_is_dead(claim, beats, now, lease, lambda hb: hb.worker in stopped)
 
+    def superseded(claim: ClaimRef) -> bool:
+        return False  # an earlier round's attempt without a result is over
+
     record = JobRecord(job, view, [], hosts, now, cancelled_at)
     for task in wanted:
-        record.attempts += _task_attempts(
-            task, view, log_files, docs, log_docs, hosts, alive, now, record
-        )
+        done = 0
+        for number, old, v in history:
+            if old.task(task).round != number:
+                continue  # not run in this round: its result was kept
+            logs_here = {(t, g): f for (t, r, g), f in log_files.items() if r == number}
+            latest = number == job.round
+            found = _task_attempts(
+                task,
+                v,
+                logs_here,
+                docs,
+                log_docs,
+                hosts,
+                alive if latest else superseded,
+                now,
+                record,
+            )
+            for a in found:
+                a.round = number
+                a.attempt += done
+            done += len(found)
+            record.attempts += found
     return record
 
 
@@ -683,8 +721,12 @@ def write_report(store: Store, job_id: str, path: Any, *, lease: float = 300.0) 
 
 
 def final_attempts(record: JobRecord) -> Iterable[tuple[str, AttemptRecord | None, int]]:
-    """Per task: its committed attempt (or None) and how many attempts it had."""
+    """Per task and round that ran it (oldest first, as GNU parallel appends a line per
+    re-run): its committed attempt (or None) and how many attempts it had."""
     for task in record.task_ids:
         attempts = record.of(task)
-        committed = next((a for a in attempts if a.source in ("result", "name")), None)
-        yield task, committed, len(attempts)
+        rounds = sorted({a.round for a in attempts}) or [0]
+        for number in rounds:
+            here = [a for a in attempts if a.round == number]
+            committed = next((a for a in here if a.source in ("result", "name")), None)
+            yield task, committed, len(here)
