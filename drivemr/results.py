@@ -34,7 +34,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from drivemr.errors import DrivemrError, NotFound, PermanentStoreError, SecurityError
+from drivemr.errors import (
+    AuthError,
+    DrivemrError,
+    NotFound,
+    SecurityError,
+    StoreError,
+    TransientStoreError,
+)
 from drivemr.fileio import sha256_file
 from drivemr.protocol import (
     MAX_MANIFEST_BYTES,
@@ -200,6 +207,10 @@ def open_result(
     )
 
 
+_WARN = WarnOnce(log.warning)
+"""Each refused file is reported once per process, whichever reader met it."""
+
+
 class ResultReader:
     """Opens result files against trusted keys; reports each refused file once; remembers
     what it verified by (id, size, modified), so planning opens each result once.
@@ -214,7 +225,7 @@ class ResultReader:
         capacity: int = 200_000,
     ) -> None:
         self.trusted = dict(trusted)
-        self.warn = warn or WarnOnce(log.warning)
+        self.warn = warn or _WARN
         self._capacity = capacity
         self._good: OrderedDict[tuple[str, int | None, float], Manifest] = OrderedDict()
         self._bad: OrderedDict[tuple[str, int | None, float], None] = OrderedDict()
@@ -300,9 +311,9 @@ class ResultReader:
                 raise UntrustedFile(f"{what}: {info.size} bytes, over the limit")
             try:
                 data = store.read(info.id, max_bytes=MAX_MANIFEST_BYTES)
-            except NotFound:
+            except (NotFound, AuthError, TransientStoreError):
                 raise
-            except PermanentStoreError as exc:
+            except StoreError as exc:  # larger than the limit
                 raise UntrustedFile(f"{what}: {exc}") from None
             return open_result(
                 data, self.trusted, job_id=job.id, task=task, slot_id=info.id, what=what
@@ -371,9 +382,9 @@ def download_checked(
     if size <= READ_IN_MEMORY:
         try:
             data = store.read(file_id, max_bytes=size)
-        except NotFound:
+        except (NotFound, AuthError, TransientStoreError):
             raise
-        except PermanentStoreError as exc:
+        except StoreError as exc:  # larger than the limit
             raise SecurityError(
                 f"{what}: larger than its sealed size of {size} bytes ({exc})"
             ) from None

@@ -30,7 +30,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from drivemr.errors import DrivemrError, NotFound, PermanentStoreError
+from drivemr.errors import AuthError, DrivemrError, NotFound, StoreError, TransientStoreError
 from drivemr.fileio import sha256_file
 from drivemr.protocol import (
     MAX_JOB_BYTES,
@@ -252,8 +252,10 @@ def read_rounds(
                 try:
                     data = store.read(info.id, max_bytes=MAX_JOB_BYTES)
                 except NotFound:
-                    continue
-                except PermanentStoreError as exc:
+                    continue  # deleted since the listing
+                except (AuthError, TransientStoreError):
+                    raise
+                except StoreError as exc:  # larger than the limit
                     raise UntrustedFile(f"{what}: {exc}") from None
                 sealed = open_sealed(
                     data,
