@@ -371,7 +371,14 @@ def default_reader() -> ResultReader:
 
 
 def download_checked(
-    store: Store, file_id: str, dest: Path, *, size: int, sha256: str, what: str
+    store: Store,
+    file_id: str,
+    dest: Path,
+    *,
+    size: int,
+    sha256: str,
+    what: str,
+    signed_in: str = "its sealed result",
 ) -> None:
     """Fetch a store file that must be exactly ``size`` bytes with digest ``sha256``.
 
@@ -386,10 +393,10 @@ def download_checked(
             raise
         except StoreError as exc:  # larger than the limit
             raise SecurityError(
-                f"{what}: larger than its sealed size of {size} bytes ({exc})"
+                f"{what}: larger than the size of {size} bytes in {signed_in} ({exc})"
             ) from None
         if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
-            raise SecurityError(f"{what} does not match the size and sha256 in its sealed result")
+            raise SecurityError(f"{what} does not match the size and sha256 in {signed_in}")
         tmp = dest.with_name(f".{dest.name}.part-{secrets.token_hex(4)}")
         try:
             tmp.write_bytes(data)
@@ -399,11 +406,13 @@ def download_checked(
         return
     info = store.get(file_id)
     if info.size is not None and info.size != size:
-        raise SecurityError(f"{what} is {info.size} bytes in the store, sealed as {size}: refused")
+        raise SecurityError(
+            f"{what} is {info.size} bytes in the store, {size} in {signed_in}: refused"
+        )
     store.download(file_id, dest)
     if dest.stat().st_size != size or sha256_file(dest) != sha256:
         dest.unlink(missing_ok=True)
-        raise SecurityError(f"{what} does not match the size and sha256 in its sealed result")
+        raise SecurityError(f"{what} does not match the size and sha256 in {signed_in}")
 
 
 def materialise_outputs(store: Store, manifest: Manifest, dest: Path) -> list[Path]:

@@ -356,3 +356,27 @@ def test_a_junk_claim_under_a_stray_id_is_not_a_claim(
     assert load_view(store, job).claims == {}
     run_until_done([make_worker(store, tmp_path, "a", clock)], clock)
     assert load_view(store, job).results["t0000"].state == "done"
+
+
+def test_a_swapped_shipped_file_is_read_no_further_than_its_signed_size(
+    store: MemoryStore, write_job: Callable[..., Path], tmp_path: Path
+) -> None:
+    from types import SimpleNamespace
+
+    from drivemr.worker.slot import fetch
+
+    text = 'name = "s"\nfiles = ["lib.py"]\n[map]\ncommand = ["python", "{files}/lib.py"]\nitems = ["a"]\n'
+    job = submit(store, load_job(write_job(text, files={"lib.py": "print(1)\n"})))
+    (shipped,) = job.files
+    store.update(shipped.id, b"x" * (2 << 20))
+    asked: list[int | None] = []
+    real_read = store.read
+
+    def read(file_id: str, *, max_bytes: int | None = None) -> bytes:
+        asked.append(max_bytes)
+        return real_read(file_id, max_bytes=max_bytes)
+
+    store.read = read  # type: ignore[method-assign]
+    with pytest.raises(SecurityError, match=r"in job\.json"):
+        fetch(SimpleNamespace(store=store), shipped, tmp_path / "files" / "lib.py")  # type: ignore[arg-type]
+    assert asked == [shipped.size] and not (tmp_path / "files" / "lib.py").exists()

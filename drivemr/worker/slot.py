@@ -20,10 +20,10 @@ import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from drivemr.errors import AuthError, SecurityError
+from drivemr.errors import AuthError
 from drivemr.fileio import sha256_file
 from drivemr.protocol import REDUCE, StoredFile
-from drivemr.results import stage_results
+from drivemr.results import download_checked, stage_results
 from drivemr.runner import AttemptOutcome, OutputFile
 from drivemr.safepaths import safe_join
 from drivemr.spec import expand
@@ -179,12 +179,16 @@ def ensure_job_files(shared: Shared, active: ActiveJob) -> Path:
 
 
 def fetch(shared: Shared, f: StoredFile, target: Path) -> None:
-    """Download a shipped file and check it against its digest in job.json."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shared.store.download(f.id, target)
-    if sha256_file(target) != f.sha256:
-        target.unlink(missing_ok=True)
-        raise SecurityError(f"shipped file {f.name} does not match its digest in job.json")
+    """Download a shipped file, no further than its signed size, and check its digest."""
+    download_checked(
+        shared.store,
+        f.id,
+        target,
+        size=f.size,
+        sha256=f.sha256,
+        what=f"shipped file {f.name}",
+        signed_in="job.json",
+    )
 
 
 def is_empty(folder: Path) -> bool:

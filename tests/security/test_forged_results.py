@@ -234,7 +234,7 @@ def test_an_oversize_swapped_output_is_refused(
     edit_in_place(folder_store, out["id"], b"2" * (64 << 20))  # a sealed 300 kB file, now 64 MiB
     store = str(folder_store.path)
     code, _out, err = invoke("results", job.id, "--store", store, "--out", str(tmp_path / "res"))
-    assert code == 1 and "sealed size" in err
+    assert code == 1 and "larger than the size of 300000 bytes in its sealed result" in err
     assert not (tmp_path / "res" / "t0001" / "out.txt").exists()
     leftovers = [
         p for p in (tmp_path / "res").rglob("*") if p.is_file() and p.stat().st_size > 300_000
