@@ -263,3 +263,19 @@ def test_a_forged_or_misplaced_round_is_ignored(
     run_until_done([w], clock)
     assert status_of(store, job.id).state == "done"
     assert load_view(store, find_job(store, job.id)[1]).results[REDUCE].state == "done"
+
+
+def test_junk_named_like_a_round_never_costs_running_attempts(
+    store: MemoryStore, clock: TestClock, job: Job, control: Path, tmp_path: Path
+) -> None:
+    w = make_worker(store, tmp_path, "a", clock)
+    w.step(run=False)  # claimed, not yet run
+    (running,) = w.shared.running.values()
+    for n in (1, 2):
+        store.create(job.folder, f"round.{n}", store.mint_ids(1)[0], b'{"sealed": 1}')
+    clock.now += 2.0
+    w.watcher.look()
+    w.watcher.look()
+    assert len(w.watcher._round_files[job.id]) == 2  # looked at, once each
+    assert running.abandon is None and job.id in w.jobs
+    assert w.run_claimed() == 1 and w.stats["commits"] == 1

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from drivemr.errors import AuthError, DrivemrError, NotFound, SecurityError
 from drivemr.protocol import (
+    ROUND_PREFIX,
     JobFormatError,
     heartbeats,
     job_complete,
@@ -81,6 +82,8 @@ class Watcher:
         self.rejected: dict[str, str] = {}
         """Job id -> why this worker refused it."""
         self._rejected_folders: set[str] = set()
+        self._round_files: dict[str, set[str]] = {}
+        """Job id -> ids of the round files already looked at while it was active."""
         self._done_folders: dict[str, tuple[str, float]] = {}
         """Folder id -> (job id, the folder's modified time when seen finished): a change
         there may be a new round (drivemr.rounds), which re-opens the job."""
@@ -286,12 +289,7 @@ class Watcher:
             active.view.cancelled = True
             self._cancel(active)
         elif round_names(entries) > active.job.round:
-            # Maybe a new round (it is verified when the job is read again): attempts of
-            # the round we run are not committed, and the job is taken up afresh.
-            self.shared.abandon("a new round of the job", lambda a: a.job.id == job_id)
-            with self.shared.lock:
-                self.shared.jobs.pop(job_id, None)
-            self.shared.dirty.root = True
+            self._new_round(active, entries)
 
     def _abandon_superseded(self, active: ActiveJob) -> None:
         """Our attempts of the job that another worker took over, or whose task has a result."""
@@ -303,6 +301,26 @@ class Watcher:
             return a.job.id == job_id and (newer or a.task.id in view.results)
 
         self.shared.abandon("another worker took over this task", superseded)
+
+    def _new_round(self, active: ActiveJob, entries: list[FileInfo]) -> None:
+        """Round files appeared in an active job's folder: if one verifies, the attempts of
+        the round we run are not committed and the job is taken up afresh. Each file is
+        looked at once, so junk named like a round costs one read, never our attempts."""
+        shared, job_id = self.shared, active.job.id
+        seen = self._round_files.setdefault(job_id, set())
+        fresh = {e.id for e in entries if e.name.startswith(ROUND_PREFIX)} - seen
+        if not fresh:
+            return
+        seen.update(fresh)
+        folder = shared.store.get(active.job.folder)
+        job = read_job(shared.store, folder, trusted=shared.results.trusted)
+        if job.round <= active.job.round:
+            return
+        log.info("job %s: round %d posted; taking the job up again", job_id, job.round)
+        shared.abandon("a new round of the job", lambda a: a.job.id == job_id)
+        with shared.lock:
+            shared.jobs.pop(job_id, None)
+        shared.dirty.root = True
 
     def _reopen(self, job_id: str) -> None:
         """A finished job's folder changed: read it again (a new round makes it active)."""
