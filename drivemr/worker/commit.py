@@ -22,9 +22,17 @@ from typing import Any
 
 from drivemr.errors import AlreadyExists, DrivemrError
 from drivemr.fileio import sha256_file
-from drivemr.protocol import INLINE_OUTPUT_LIMIT, REDUCE, ClaimRef, Task, result_name
+from drivemr.protocol import (
+    INLINE_OUTPUT_LIMIT,
+    REDUCE,
+    ClaimRef,
+    ResultRef,
+    Task,
+    result_name,
+)
 from drivemr.results import open_result, seal_result
 from drivemr.runner import AttemptOutcome, OutputFile
+from drivemr.stores.base import FileInfo
 from drivemr.worker.config import QUIET_TASK_SECONDS
 from drivemr.worker.liveness import Lease
 from drivemr.worker.state import ActiveJob, Assignment, Retry, Shared
@@ -249,7 +257,7 @@ class Committer:
 
     def _create_result(
         self, a: Assignment, active: ActiveJob, name: str, manifest: dict[str, Any]
-    ) -> tuple[Any, Any] | None:
+    ) -> tuple[ResultRef, FileInfo] | None:
         """Create the sealed result in the first slot without a valid result: (ref, file),
         or None when another attempt's valid result came first (or no slot is left)."""
         shared = self.shared
@@ -284,7 +292,7 @@ class Committer:
         shared.dirty.reload.add(a.job.id)
         return None
 
-    def _valid_at(self, a: Assignment, slot_id: str) -> Any:
+    def _valid_at(self, a: Assignment, slot_id: str) -> ResultRef | None:
         """The valid result in ``slot_id`` (get-by-id: a consistent read), or None."""
         shared = self.shared
         for k, sid in enumerate(a.task.result_ids):
