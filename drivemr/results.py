@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import hashlib
 import logging
 import math
@@ -38,6 +39,7 @@ from drivemr.errors import (
     AuthError,
     DrivemrError,
     NotFound,
+    PermanentStoreError,
     SecurityError,
     StoreError,
     TransientStoreError,
@@ -401,6 +403,12 @@ def download_checked(
         try:
             tmp.write_bytes(data)
             os.replace(tmp, dest)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:  # as the stores say it: the local disk, not the store's
+                raise PermanentStoreError(
+                    f"{what}: no space left on the local disk for {dest}"
+                ) from exc
+            raise
         finally:
             tmp.unlink(missing_ok=True)
         return
