@@ -44,6 +44,7 @@ class StoreContract:
     """Behaviour the protocol relies on. Names are labels; ids are the only keys."""
 
     race_count = 200
+    update_rounds = 20
 
     # -- create once --
 
@@ -192,20 +193,28 @@ class StoreContract:
         store.create(store.root_id, "hb", fid, payloads[0])
         other = store_factory()
         seen: list[bytes] = []
+        errors: list[BaseException] = []
         stop = threading.Event()
 
         def reader() -> None:
-            while not stop.is_set():
-                seen.append(other.read(fid))
+            # A published file stays readable by id while it is replaced: any error here
+            # (NotFound "not published" included) breaks the atomic-publish promise.
+            try:
+                while not stop.is_set():
+                    seen.append(other.read(fid))
+            except BaseException as exc:
+                errors.append(exc)
 
         thread = threading.Thread(target=reader)
         thread.start()
         try:
             for payload in payloads[1:]:
-                store.update(fid, payload)
+                for _ in range(self.update_rounds):
+                    store.update(fid, payload)
         finally:
             stop.set()
             thread.join()
+        assert errors == []
         assert seen and all(s in payloads for s in seen)
 
     # -- change feed --
