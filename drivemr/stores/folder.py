@@ -38,6 +38,7 @@ import secrets
 import shutil
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -84,6 +85,9 @@ _DIR_FDS = (
 _TMP_PREFIX = f".tmp-{secrets.token_hex(4)}-{os.getpid()}-"
 _tmp_counter = itertools.count()
 _probed: dict[str, str | None] = {}
+COARSE_MTIME_SLACK_NS = 5_000_000_000
+"""A whole-second folder mtime this recent (on our clock, so with some slack for a share's
+clock) may still hide a change made later in that second."""
 _probed_lock = threading.Lock()
 
 
@@ -213,6 +217,22 @@ class _Dir:
             self.fd = None
 
 
+def _create_excl(folder: _Dir, name: str) -> int:
+    """Exclusive create; FileExistsError when the name is taken. SFTP has no "exists"
+    status: over sshfs, losing a race to another mount shows as EPERM, so a refused create
+    whose name exists afterwards lost to that file."""
+    try:
+        return folder.open(name, _O_CREATE_EXCL)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EACCES):
+            raise
+        try:
+            folder.lstat(name)
+        except OSError:
+            raise exc from None
+        raise FileExistsError(errno.EEXIST, "exists", name) from exc
+
+
 def _open_file(folder: _Dir, name: str, what: str) -> int:
     """Open a regular file for reading: never a link, never blocking on a FIFO or device."""
     fd = folder.open(name, _O_READ)
@@ -255,7 +275,7 @@ class FolderStore(Store):
             )
         self._paths: dict[str, str] = {ROOT: ""}
         self._lock = threading.Lock()
-        self._snapshots: dict[str, dict[str, int]] = {}
+        self._snapshots: dict[str, tuple[dict[str, int], frozenset[str]]] = {}
         if create:
             self._write_marker()
         elif not self._is_store():
@@ -279,7 +299,7 @@ class FolderStore(Store):
     def _write_marker(self) -> None:
         with self._root() as root:
             try:
-                fd = root.open(MARKER, _O_CREATE_EXCL)
+                fd = _create_excl(root, MARKER)
             except FileExistsError:
                 return
             except OSError as exc:
@@ -310,11 +330,11 @@ class FolderStore(Store):
             return f"cannot make a folder in it ({exc})"
         try:
             with self._walk(name) as probe:
-                fd = probe.open("a", _O_CREATE_EXCL)
+                fd = _create_excl(probe, "a")
                 _write_all(fd, b"1")
                 os.close(fd)
                 try:
-                    fd = probe.open("a", _O_CREATE_EXCL)
+                    fd = _create_excl(probe, "a")
                 except FileExistsError:
                     pass
                 else:
@@ -526,7 +546,7 @@ class FolderStore(Store):
         the path the content will be published at."""
         record = RECORD_HEADER + f"{kind} {rel}\n".encode()
         with self._walk(self._shard(file_id), make=True) as shard:
-            fd = shard.open(file_id, _O_CREATE_EXCL)
+            fd = _create_excl(shard, file_id)
             try:
                 _write_all(fd, record)
             finally:
@@ -763,11 +783,15 @@ class FolderStore(Store):
 
     # -- change feed: directory modification times, two levels deep --
 
-    def _snapshot(self) -> dict[str, int]:
-        """mtime of the root, of its folders and of their folders, keyed by folder id.
+    def _snapshot(self) -> tuple[dict[str, int], frozenset[str]]:
+        """mtime of the root, of its folders and of their folders, keyed by folder id, and
+        the folders whose mtime cannot tell yet (see below).
 
         Creating, replacing or deleting an entry changes its directory's mtime, which is
-        all the protocol needs (content updates are replacements)."""
+        all the protocol needs (content updates are replacements). Some shares keep whole
+        seconds only (sshfs: SFTP times are seconds): an entry made later in the second of
+        a folder's mtime leaves it unchanged, so a folder whose coarse mtime is recent is
+        "unsettled" and reported changed at the next poll too."""
         snap: dict[str, int] = {}
         try:
             snap[ROOT] = self.path.stat().st_mtime_ns
@@ -786,7 +810,11 @@ class FolderStore(Store):
                             ).st_mtime_ns
         except OSError as exc:
             raise _translate(exc, "poll changes") from exc
-        return snap
+        recent = time.time_ns() - COARSE_MTIME_SLACK_NS
+        unsettled = frozenset(
+            fid for fid, ns in snap.items() if ns % 1_000_000_000 == 0 and ns >= recent
+        )
+        return snap, unsettled
 
     def changes_cursor(self) -> str:
         cursor = secrets.token_hex(8)
@@ -796,13 +824,15 @@ class FolderStore(Store):
         return cursor
 
     def poll_changes(self, cursor: str) -> Changes:
-        snap = self._snapshot()
+        snap, unsettled = self._snapshot()
         with self._lock:
             before = self._snapshots.pop(cursor, None)
             new_cursor = secrets.token_hex(8)
-            self._snapshots[new_cursor] = snap
+            self._snapshots[new_cursor] = (snap, unsettled)
         if before is None:
             return Changes(new_cursor, None)
-        changed = {fid for fid, mtime in snap.items() if before.get(fid) != mtime}
-        changed.update(fid for fid in before if fid not in snap)
+        old, old_unsettled = before
+        changed = {fid for fid, mtime in snap.items() if old.get(fid) != mtime}
+        changed.update(fid for fid in old if fid not in snap)
+        changed.update(fid for fid in old_unsettled if fid in snap)
         return Changes(new_cursor, frozenset(changed))
