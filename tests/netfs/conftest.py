@@ -66,9 +66,11 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
 
 def _unmount(path: Path) -> None:
     for cmd in (["fusermount3", "-u", "-z"], ["fusermount", "-u", "-z"], ["umount", "-l"]):
-        if shutil.which(cmd[0]):
-            if subprocess.run([*cmd, str(path)], capture_output=True).returncode == 0:
-                return
+        if (
+            shutil.which(cmd[0])
+            and subprocess.run([*cmd, str(path)], capture_output=True).returncode == 0
+        ):
+            return
 
 
 @pytest.fixture(scope="session")
