@@ -344,7 +344,7 @@ def status(job_id: str | None, store_url: str | None, as_json: bool, watch: bool
                 [
                     s.to_json(with_tasks=False)
                     if not isinstance(s, tuple)
-                    else {"job": s[0], "error": s[1]}
+                    else {"job": s[0], "state": "unreadable", "error": s[1]}
                     for s in statuses
                 ],
                 indent=2,
