@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import SshfsPair
 from helpers import WorkerProcs, run_cli, wait_for
+from sshfs_mount import SshfsPair
 from store_contract import StoreContract, _race_worker
 
 from drivemr.protocol import find_job
