@@ -37,6 +37,7 @@ import os
 import secrets
 import shutil
 import stat
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -757,11 +758,14 @@ class FolderStore(Store):
                     for name in [*files, *dirs]:
                         if SEPARATOR in name and not name.startswith("."):
                             self._drop_index(name.rsplit(SEPARATOR, 1)[1])
-                shutil.rmtree(full)
-            else:
-                parent_rel, name = self._split(rel)
-                with self._walk(parent_rel) as folder:
+            parent_rel, name = self._split(rel)
+            with self._walk(parent_rel) as folder:
+                if not stat.S_ISDIR(st.st_mode):
                     folder.unlink(name)
+                elif folder.fd is not None and sys.version_info >= (3, 11):
+                    shutil.rmtree(name, dir_fd=folder.fd)  # below a folder reached without links
+                else:
+                    shutil.rmtree(full)
             self._drop_index(file_id)
         except FileNotFoundError:
             return
