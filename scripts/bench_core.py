@@ -143,6 +143,7 @@ def bench_drivemr(n: int) -> float:
     store.mkdir()
     job.write_text(f'name = "bench"\n[map]\ncommand = ["{TRUE}"]\nitems = {{range = [0, {n}]}}\n')
     env = drivemr_env()
+    subprocess.run([*DRIVEMR, "init", "--store", str(store)], env=env, capture_output=True)
     submit = subprocess.run(
         [*DRIVEMR, "submit", "--store", str(store), str(job)],
         env=env,

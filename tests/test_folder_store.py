@@ -132,6 +132,10 @@ def test_stores_of_the_first_layout_keep_working(tmp_path: Path) -> None:
     (new_id,) = store.mint_ids(1)
     store.create(folder_id, "new", new_id, b"new")
     assert FolderStore(root).read(new_id) == b"new"
+    inited = FolderStore(root, create=True)  # `drivemr init` on it: still both layouts
+    assert (root / MARKER).is_file()
+    with pytest.raises(AlreadyExists):
+        FolderStore(root).create(inited.root_id, "again", folder_id, folder=True)
 
 
 # -- only `drivemr init` makes a folder a store (issue 18.5) --

@@ -58,6 +58,9 @@ from drivemr.stores.synced import allow_synced_from_env, synced_folder_reason
 INDEX_DIR = ".drivemr-ids"
 MARKER = ".drivemr-store"
 MARKER_TEXT = b'{"drivemr": "folder store", "layout": 2}\n'
+"""The marker of a store made in layout 2: no entry of the first layout can be in it."""
+MARKER_TEXT_MIXED = b'{"drivemr": "folder store", "layout": 1}\n'
+"""The marker ``drivemr init`` writes into a store of the first layout."""
 SEPARATOR = "~"
 RECORD_HEADER = b"drivemr-id 2\n"
 MAX_RECORD = 8192
@@ -86,6 +89,8 @@ _DIR_FDS = (
 _TMP_PREFIX = f".tmp-{secrets.token_hex(4)}-{os.getpid()}-"
 _tmp_counter = itertools.count()
 _probed: dict[str, str | None] = {}
+MAX_DIR_FDS = 512
+"""Folder descriptors a store keeps open (each saves a walk per operation in it)."""
 COARSE_MTIME_SLACK_NS = 5_000_000_000
 """A whole-second folder mtime this recent (on our clock, so with some slack for a share's
 clock) may still hide a change made later in that second."""
@@ -276,6 +281,9 @@ class FolderStore(Store):
             )
         self._paths: dict[str, str] = {ROOT: ""}
         self._lock = threading.Lock()
+        self._root_fd_cache: int | None = None
+        self._dir_fds: dict[str, int] = {}
+        self._retired_fds: list[int] = []
         self._snapshots: dict[str, tuple[dict[str, int], frozenset[str]]] = {}
         if create:
             self._write_marker()
@@ -284,6 +292,8 @@ class FolderStore(Store):
                 f"{self.path} is not a drivemr store (no {MARKER} file): "
                 f"run `drivemr init --store {self.path}` to make it one"
             )
+        self._first_layout = self._may_hold_first_layout()
+        """Entries of the first layout may exist (``<id>.dir`` checked at each create)."""
         self._probe()
 
     # -- opening: marker and probe --
@@ -297,7 +307,24 @@ class FolderStore(Store):
                 continue
         return False
 
+    def _may_hold_first_layout(self) -> bool:
+        try:
+            with self._root() as root:
+                fd = _open_file(root, MARKER, "the store's marker")
+                try:
+                    return _read_bounded(fd, 256) != MARKER_TEXT
+                finally:
+                    os.close(fd)
+        except (OSError, StoreError):
+            return True  # no marker: a store of the first layout
+
     def _write_marker(self) -> None:
+        text = MARKER_TEXT
+        try:
+            if stat.S_ISDIR(os.lstat(self.path / INDEX_DIR).st_mode):
+                text = MARKER_TEXT_MIXED  # made by an earlier version, without a marker
+        except OSError:
+            pass
         with self._root() as root:
             try:
                 fd = _create_excl(root, MARKER)
@@ -306,7 +333,7 @@ class FolderStore(Store):
             except OSError as exc:
                 raise _translate(exc, f"mark {self.path} as a store") from exc
             try:
-                _write_all(fd, MARKER_TEXT)
+                _write_all(fd, text)
             finally:
                 os.close(fd)
 
@@ -330,7 +357,7 @@ class FolderStore(Store):
                 return None  # read-only for us: reading works; writes will say why
             return f"cannot make a folder in it ({exc})"
         try:
-            with self._walk(name) as probe:
+            with self._walk(name, fresh=True) as probe:
                 fd = _create_excl(probe, "a")
                 _write_all(fd, b"1")
                 os.close(fd)
@@ -374,9 +401,14 @@ class FolderStore(Store):
             yield d
 
     @contextmanager
-    def _walk(self, rel: str, *, make: bool = False) -> Iterator[_Dir]:
+    def _walk(self, rel: str, *, make: bool = False, fresh: bool = False) -> Iterator[_Dir]:
         """The folder ``rel`` (``/``-separated, below the root), every component checked
-        not to be a link; ``make`` creates missing components (the index's shards)."""
+        not to be a link; ``make`` creates missing components (the index's shards).
+
+        With directory descriptors, the descriptor of a folder once reached is kept (up to
+        MAX_DIR_FDS): folders never move, so it stays the folder the walk found, and a
+        deleted folder answers ENOENT to every create or open in it, as its path would.
+        Listings walk ``fresh``: a deleted folder must read as missing, not as empty."""
         parts = [p for p in rel.split("/") if p]
         if not _DIR_FDS:
             path = str(self.path)
@@ -397,7 +429,19 @@ class FolderStore(Store):
             d = _Dir(path, None)
             yield d
             return
-        fd = os.open(self.path, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
+        cached = None if fresh or not parts else self._dir_fds.get(rel)
+        if cached is not None:
+            try:
+                yield _Dir(os.path.join(str(self.path), *parts), cached)
+            except OSError as exc:
+                if not isinstance(exc, (FileNotFoundError, FileExistsError)):
+                    with self._lock:  # e.g. ESTALE: walk afresh next time
+                        if self._dir_fds.get(rel) == cached:
+                            del self._dir_fds[rel]
+                            self._retired_fds.append(cached)
+                raise
+            return
+        fd, owned = self._root_fd(), False
         try:
             for part in parts:
                 try:
@@ -410,12 +454,54 @@ class FolderStore(Store):
                     except FileExistsError:
                         pass
                     nfd = os.open(part, _O_DIR, dir_fd=fd)
-                os.close(fd)
-                fd = nfd
-            d = _Dir(os.path.join(str(self.path), *parts), fd)
-            yield d
+                if owned:
+                    os.close(fd)
+                fd, owned = nfd, True
+            if owned and not fresh:
+                with self._lock:
+                    if (
+                        rel not in self._dir_fds
+                        and len(self._dir_fds) < MAX_DIR_FDS
+                        and self._root_fd_cache is not None
+                    ):
+                        self._dir_fds[rel] = fd
+                        owned = False
+            yield _Dir(os.path.join(str(self.path), *parts), fd)
         finally:
-            os.close(fd)
+            if owned:
+                os.close(fd)
+
+    def _root_fd(self) -> int:
+        """The store folder's descriptor, opened once (every walk starts from it)."""
+        fd = self._root_fd_cache
+        if fd is None:
+            with self._lock:
+                if self._root_fd_cache is None:
+                    self._root_fd_cache = os.open(
+                        self.path, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC
+                    )
+                fd = self._root_fd_cache
+        return fd
+
+    def close(self) -> None:
+        with self._lock:
+            fds = [*self._dir_fds.values(), *self._retired_fds]
+            if self._root_fd_cache is not None:
+                fds.append(self._root_fd_cache)
+            self._dir_fds.clear()
+            self._retired_fds.clear()
+            self._root_fd_cache = None
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
 
     # -- ids and paths --
 
@@ -552,6 +638,8 @@ class FolderStore(Store):
                 _write_all(fd, record)
             finally:
                 os.close(fd)
+            if not self._first_layout:
+                return
             try:
                 shard.lstat(f"{file_id}.dir")  # a folder of the first layout has this id
             except FileNotFoundError:
@@ -566,17 +654,19 @@ class FolderStore(Store):
         except OSError:
             pass
 
-    def _write_temp(self, folder: _Dir, data: bytes | None, source: Path | None) -> tuple[str, int]:
-        """A hidden temporary file in ``folder`` with the content; (its name, its size)."""
+    def _write_temp(
+        self, folder: _Dir, data: bytes | None, source: Path | None
+    ) -> tuple[str, os.stat_result]:
+        """A hidden temporary file in ``folder`` with the content; (its name, its stat)."""
         tmp = f"{_TMP_PREFIX}{next(_tmp_counter)}"
         fd = folder.open(tmp, _O_CREATE_EXCL)
         try:
             if source is not None:
                 with open(source, "rb") as src, os.fdopen(os.dup(fd), "wb") as out:
                     shutil.copyfileobj(src, out, 1 << 20)
-                size = os.fstat(fd).st_size
+                st = os.fstat(fd)
             else:
-                size = _write_all(fd, data).st_size
+                st = _write_all(fd, data)
         except BaseException:
             os.close(fd)
             try:
@@ -585,7 +675,7 @@ class FolderStore(Store):
                 pass
             raise
         os.close(fd)
-        return tmp, size
+        return tmp, st
 
     def create(
         self,
@@ -617,7 +707,7 @@ class FolderStore(Store):
                     directory.mkdir(visible)
                     self._remember(file_id, rel)
                     return self._info(file_id, rel, parent)
-                tmp, size = self._write_temp(directory, data, source)
+                tmp, st = self._write_temp(directory, data, source)
                 try:
                     self._lock_id(file_id, "f", rel)
                     try:
@@ -625,12 +715,12 @@ class FolderStore(Store):
                     except BaseException:
                         self._unlock_id(file_id)
                         raise
-                finally:
+                except BaseException:
                     try:
                         directory.unlink(tmp)
                     except OSError:
                         pass
-                st = directory.lstat(visible)
+                    raise
         except FileExistsError:
             raise AlreadyExists(f"a file already exists with the id {file_id}") from None
         except FileNotFoundError as exc:
@@ -638,13 +728,13 @@ class FolderStore(Store):
         except OSError as exc:
             raise _translate(exc, f"create {name}") from exc
         self._remember(file_id, rel)
-        return FileInfo(file_id, name, parent, False, size, None, st.st_mtime, st.st_mtime)
+        return FileInfo(file_id, name, parent, False, st.st_size, None, st.st_mtime, st.st_mtime)
 
     def list(self, parent: str) -> list[FileInfo]:
         parent_rel = self._rel(parent)
         found: list[FileInfo] = []
         try:
-            with self._walk(parent_rel) as directory, directory.scandir() as entries:
+            with self._walk(parent_rel, fresh=True) as directory, directory.scandir() as entries:
                 for entry in entries:
                     if entry.name.startswith(".") or SEPARATOR not in entry.name:
                         continue
@@ -734,13 +824,14 @@ class FolderStore(Store):
                 tmp, _ = self._write_temp(folder, data, None)
                 try:
                     folder.rename(tmp, name, replace=True)  # old or new content, never half
-                except PermissionError as exc:  # Windows: a reader holds the file open
-                    raise TransientStoreError(f"update {file_id}: {exc}") from exc
-                finally:
+                except BaseException as exc:
                     try:
                         folder.unlink(tmp)
                     except OSError:
                         pass
+                    if isinstance(exc, PermissionError):  # Windows: a reader holds it open
+                        raise TransientStoreError(f"update {file_id}: {exc}") from exc
+                    raise
         except OSError as exc:
             raise _translate(exc, f"update {file_id}") from exc
         return self._info(file_id, rel, _parent_id(rel))
