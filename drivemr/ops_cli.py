@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from drivemr import config as cfg
-from drivemr.cli import EXIT_FAILED, _open, store_option
+from drivemr.cli import EXIT_FAILED, _open, store_option, suggest
 from drivemr.durations import format_duration
 from drivemr.errors import DrivemrError
 from drivemr.protocol import (
@@ -135,7 +135,7 @@ def _attempt_index(record: Any) -> None:
     if not record.attempts:
         click.echo("(no attempt has started yet)")
     else:
-        click.echo(f"output of one: drivemr logs {record.job.id} TASK [--attempt N]")
+        click.echo(f"output of one: {suggest(f'drivemr logs {record.job.id} TASK')} [--attempt N]")
 
 
 @click.command()
@@ -145,7 +145,12 @@ def _attempt_index(record: Any) -> None:
 @click.option(
     "--attempt", "attempt_no", type=click.IntRange(min=1), help="Attempt number (1-based)."
 )
-@click.option("-f", "--follow", is_flag=True, help="Wait for attempts to end and print each.")
+@click.option(
+    "-f",
+    "--follow",
+    is_flag=True,
+    help="Wait for attempts to end and print each (output arrives when an attempt ends).",
+)
 @click.option(
     "--only",
     type=click.Choice(["stdout", "stderr"]),
@@ -203,7 +208,11 @@ def logs(
                 printed.add(a.attempt)
             elif a.outcome == "running" and a.attempt not in announced:
                 announced.add(a.attempt)
-                click.echo(f"{task} attempt {a.attempt} running on {a.worker}...", err=True)
+                click.echo(
+                    f"{task} attempt {a.attempt} is running on {a.worker}: workers upload an "
+                    "attempt's output when it ends, so it is printed then (not line by line)",
+                    err=True,
+                )
         finished = task in record.view.results or record.view.cancelled
         if finished or (attempt_no is not None and attempt_no in printed):
             return
@@ -305,7 +314,9 @@ def jobs(store_url: str | None, as_json: bool) -> None:
             st = job_status(store, folder, job, root=root, lease=_lease())
             entries.append((job.created, st.to_json(with_tasks=False) | {"total": len(job.tasks)}))
         except DrivemrError as exc:
-            entries.append((folder.created, {"job": job_id, "error": str(exc)}))
+            entries.append(
+                (folder.created, {"job": job_id, "state": "unreadable", "error": str(exc)})
+            )
     entries.sort(key=lambda e: e[0], reverse=True)
     docs = [doc for _t, doc in entries]
     if as_json:
@@ -423,7 +434,7 @@ def report(job_id: str, store_url: str | None, html_file: Path) -> None:
     speedup = "-" if s["speedup"] is None else f"{s['speedup']:.2f}x"
     click.echo(
         f"{s['job']}: {s['tasks']} task(s), {s['failed']} failed, {s['retries']} retries, "
-        f"{s['duplicates']} duplicates; CPU {format_duration(s['cpu_seconds'])}, "
+        f"{s['duplicates']} duplicates; attempt time {format_duration(s['attempt_seconds'])}, "
         f"wall {format_duration(s['wall_seconds'])}, speed-up {speedup}",
         err=True,
     )
@@ -455,18 +466,24 @@ def config_show(as_json: bool) -> None:
                         "source": source,
                         "env": cfg.SETTINGS[name].env,
                         "default": cfg.SETTINGS[name].default,
+                        "auto": cfg.auto_value(name, value),
                         "help": cfg.SETTINGS[name].help,
                     }
                     for name, value, source in effective
                 },
+                "default_workdir": str(cfg.default_workdir()),
             }
         )
         return
     click.echo(f"config file: {path}{'' if path.exists() else '  (not created yet)'}")
+    click.echo(f"default workdir: {cfg.default_workdir()}")
     click.echo(f"{'SETTING':20} {'VALUE':30} SOURCE")
     for name, value, source in effective:
+        auto = cfg.auto_value(name, value)
         shown = json.dumps(value) if isinstance(value, str) else str(value)
         where = f"{source} ({cfg.SETTINGS[name].env})" if source == "environment" else source
+        if auto is not None:
+            shown, where = "auto", f"{where}: {auto}"
         click.echo(f"{name:20} {shown:30} {where}")
 
 

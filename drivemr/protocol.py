@@ -30,11 +30,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from drivemr.errors import AlreadyExists, DrivemrError, NotFound, SecurityError
+from drivemr.errors import (
+    AlreadyExists,
+    AuthError,
+    DrivemrError,
+    NotFound,
+    PermanentStoreError,
+    SecurityError,
+    UnreadableJob,
+)
 from drivemr.fileio import sha256_file
 from drivemr.limits import load_json_limited
 from drivemr.safepaths import check_output_glob, check_relative_path
-from drivemr.spec import JobSpec, StageSpec
+from drivemr.spec import JobSpec, StageSpec, store_name
 from drivemr.stores.base import FileInfo, Store
 
 if TYPE_CHECKING:
@@ -358,7 +366,8 @@ def read_job(
     trusted: Mapping[str, Any] | None = None,
 ) -> Job:
     """Load and parse the job.json in ``job_folder``, with its signed rounds applied
-    (``rounds=False``: as submitted). NotFound if the job is not published yet."""
+    (``rounds=False``: as submitted). NotFound if the job is not published yet (no
+    job.json listed); UnreadableJob if job.json is listed but cannot be read."""
     children = store.list(job_folder.id)
     specs = [c for c in children if c.name == "job.json" and not c.is_folder]
     if not specs:
@@ -366,8 +375,17 @@ def read_job(
     spec = min(specs, key=lambda c: (c.created, c.id))
     if spec.size is not None and spec.size > MAX_JOB_BYTES:
         raise JobFormatError(f"{job_folder.name}: job.json is {spec.size} bytes, over the limit")
+    try:
+        data = store.read(spec.id, max_bytes=MAX_JOB_BYTES)
+    except (NotFound, PermanentStoreError) as exc:
+        if isinstance(exc, (AlreadyExists, AuthError)):
+            raise
+        # Listed, so posted: a read that fails now is a store fault, not "not posted yet".
+        raise UnreadableJob(
+            f"{job_folder.name}: job.json (id {spec.id}) is listed but cannot be read: {exc}"
+        ) from exc
     doc = parse_json(
-        store.read(spec.id, max_bytes=MAX_JOB_BYTES),
+        data,
         "job.json",
         max_bytes=MAX_JOB_BYTES,
         max_items=MAX_JOB_ITEMS,
@@ -502,7 +520,7 @@ def submit(
 
 def _store_name(rel: str) -> str:
     """Shipped files keep their relative path in job.json; in the store a flat name suffices."""
-    return rel.replace("/", "__")
+    return store_name(rel)
 
 
 # --------------------------------------------------------------------------- views

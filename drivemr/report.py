@@ -39,6 +39,7 @@ from drivemr.protocol import (
 )
 from drivemr.results import default_reader
 from drivemr.rounds import job_at_round
+from drivemr.status import last_sign_of_life
 from drivemr.stores.base import FileInfo, Store
 
 OUTCOMES = ("done", "failed", "timed out", "lost", "running", "cancelled")
@@ -252,6 +253,9 @@ def collect(
     def alive(claim: ClaimRef) -> bool:
         return not claim_is_dead(claim, beats, now, lease, lambda hb: hb.worker in stopped)
 
+    def last_sign(claim: ClaimRef) -> float:
+        return last_sign_of_life(claim, beats, now)
+
     def superseded(claim: ClaimRef) -> bool:
         return False  # an earlier round's attempt without a result is over
 
@@ -271,7 +275,7 @@ def collect(
                 log_docs,
                 hosts,
                 alive if latest else superseded,
-                now,
+                last_sign,
                 record,
             )
             for a in found:
@@ -290,7 +294,7 @@ def _task_attempts(
     log_docs: dict[str, dict[str, Any] | None],
     hosts: dict[str, str],
     alive: Any,
-    now: float,
+    last_sign: Any,
     record: JobRecord,
 ) -> list[AttemptRecord]:
     claims = view.claims.get(task, {})
@@ -321,9 +325,10 @@ def _task_attempts(
             if result is None and gen == top and not view.cancelled and alive(claim):
                 outcome, end = "running", None
             elif view.cancelled and result is None and gen == top:
-                outcome, end = "cancelled", record.cancelled_at or now
+                outcome, end = "cancelled", record.cancelled_at or record.now
             else:
-                end = min(later) if later else (result.file.modified if result else now)
+                end = min(later) if later else (result.file.modified if result else record.now)
+                end = min(end, last_sign(claim))
                 outcome = "lost"
             out.append(
                 AttemptRecord(
@@ -437,7 +442,8 @@ def summarize(record: JobRecord) -> dict[str, Any]:
             elif a.outcome == "lost":
                 duplicates += 1
     ran = [a for a in record.attempts if a.outcome in ("done", "failed", "timed out", "running")]
-    cpu = sum(
+    # Summed wall time of the attempts (slot time), not CPU time: nothing measures CPU.
+    slot_time = sum(
         (a.end if a.end is not None else record.now) - a.start for a in ran if a.start is not None
     )
     starts = [a.start for a in record.attempts if a.start is not None]
@@ -461,9 +467,9 @@ def summarize(record: JobRecord) -> dict[str, Any]:
         "duplicates": duplicates,
         "lost": sum(1 for a in record.attempts if a.outcome == "lost"),
         "workers": len({a.worker for a in record.attempts}),
-        "cpu_seconds": round(max(0.0, cpu), 3),
+        "attempt_seconds": round(max(0.0, slot_time), 3),
         "wall_seconds": round(max(0.0, wall), 3),
-        "speedup": round(cpu / wall, 2) if wall > 0 else None,
+        "speedup": round(slot_time / wall, 2) if wall > 0 else None,
         "cancelled": view.cancelled,
     }
 
@@ -637,6 +643,8 @@ def _svg(record: JobRecord, width: int = 1100) -> str:
 
 def render_html(record: JobRecord, summary: dict[str, Any] | None = None) -> str:
     """The whole page as one string."""
+    from drivemr.cli import suggest
+
     s = summary or summarize(record)
     job = record.job
     if s["cancelled"]:
@@ -658,7 +666,11 @@ def render_html(record: JobRecord, summary: dict[str, Any] | None = None) -> str
         ("retries", "retries (after a failure)", f"{s['retries']}"),
         ("duplicates", "duplicates (after a lost worker)", f"{s['duplicates']}"),
         ("workers", "workers", f"{s['workers']}"),
-        ("cpu_seconds", "total CPU time (sum of attempts)", format_duration(s["cpu_seconds"])),
+        (
+            "attempt_seconds",
+            "attempt time (wall time of every attempt, summed)",
+            format_duration(s["attempt_seconds"]),
+        ),
         ("wall_seconds", "wall time", format_duration(s["wall_seconds"])),
         ("speedup", "speed-up over one slot", speedup),
     ]
@@ -683,7 +695,7 @@ def render_html(record: JobRecord, summary: dict[str, Any] | None = None) -> str
         )
         fail_html = (
             "<h2>Failed tasks</h2>"
-            f'<p class="sub">Full output: <code>drivemr logs {html.escape(job.id)} TASK</code></p>'
+            f'<p class="sub">Full output: <code>{html.escape(suggest(f"drivemr logs {job.id} TASK"))}</code></p>'
             f'<table class="fail"><tr><th>task</th><th>attempts</th><th>outcome</th><th>exit</th>'
             f"<th>error / end of stderr</th></tr>\n{items}</table>"
         )
@@ -730,3 +742,36 @@ def final_attempts(record: JobRecord) -> Iterable[tuple[str, AttemptRecord | Non
             here = [a for a in attempts if a.round == number]
             committed = next((a for a in here if a.source in ("result", "name")), None)
             yield task, committed, len(here)
+
+
+def failure_reason(a: AttemptRecord, timeout: float | None = None) -> str:
+    """Why an attempt failed, in a few words: timed out, exit code, signal, or its error."""
+    if a.outcome == "timed out" or a.timed_out:
+        return "timed out" + ("" if timeout is None else f" after {timeout:g} s")
+    if a.outcome == "lost":
+        return "lost: " + (a.error or "its worker stopped or went silent")
+    if a.error and not a.error.startswith(("exit code", "killed by signal")):
+        first = a.error.strip().splitlines()[0] if a.error.strip() else a.error
+        return first if len(first) <= 100 else first[:99] + "…"
+    if a.exit_code is not None:
+        return f"killed by signal {-a.exit_code}" if a.exit_code < 0 else f"exit code {a.exit_code}"
+    return a.error or a.outcome
+
+
+def failure_reasons(
+    store: Store, job_id: str, tasks: Collection[str], *, lease: float = 300.0
+) -> dict[str, str]:
+    """Why each of ``tasks`` failed, from its committed result (one read per task, so
+    callers pass a bounded list)."""
+    if not tasks:
+        return {}
+    record = collect(store, job_id, tasks=tasks, lease=lease, logs=False)
+    latest: dict[str, AttemptRecord | None] = {}
+    for task, committed, _n in final_attempts(record):
+        latest[task] = committed  # rounds come oldest first: the last one counts
+    out: dict[str, str] = {}
+    for task, committed in latest.items():
+        if committed is not None and committed.outcome != "done":
+            timeout = record.job.stage_of(record.job.task(task)).timeout
+            out[task] = failure_reason(committed, timeout)
+    return out

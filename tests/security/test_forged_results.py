@@ -107,7 +107,7 @@ def plant(store: FolderStore, job: Job, task_id: str, slot: int, data: bytes) ->
 
 def edit_in_place(store: FolderStore, file_id: str, data: bytes) -> None:
     """What an attacker does with the folder: rewrite a committed file's bytes."""
-    with open(store._index_path(file_id), "r+b") as fh:
+    with open(store.path / store._rel(file_id), "r+b") as fh:
         fh.truncate(0)
         fh.write(data)
 
@@ -240,4 +240,4 @@ def test_an_oversize_swapped_output_is_refused(
         p for p in (tmp_path / "res").rglob("*") if p.is_file() and p.stat().st_size > 300_000
     ]
     assert leftovers == []
-    assert os.path.getsize(folder_store._index_path(out["id"])) == 64 << 20  # untouched
+    assert os.path.getsize(folder_store.path / folder_store._rel(out["id"])) == 64 << 20
