@@ -71,6 +71,7 @@ __all__ = [
     "read_manifest",
     "result_folder",
     "seal_result",
+    "stage_results",
 ]
 
 log = logging.getLogger("drivemr.results")
