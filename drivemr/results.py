@@ -176,7 +176,21 @@ def open_result(
         max_bytes=MAX_MANIFEST_BYTES,
         max_items=4 * MAX_OUTPUTS + 100,
     )
-    body = sealed.body
+    return manifest_from_body(
+        sealed.body, job_id=job_id, task=task, slot_id=slot_id, signer=sealed.signer.name, what=what
+    )
+
+
+def manifest_from_body(
+    body: Mapping[str, Any],
+    *,
+    job_id: str,
+    task: Task,
+    slot_id: str,
+    signer: str,
+    what: str = "result",
+) -> Manifest:
+    """The checked contents of a result body whose seal opened (or that this PC sealed)."""
     state = body.get("state")
     if state not in ("done", "failed"):
         raise UntrustedFile(f"{what}: unknown state")
@@ -206,7 +220,7 @@ def open_result(
         duration,
         outputs,
         body,
-        sealed.signer.name,
+        signer,
     )
 
 

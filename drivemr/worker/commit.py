@@ -30,7 +30,7 @@ from drivemr.protocol import (
     Task,
     result_name,
 )
-from drivemr.results import open_result, seal_result
+from drivemr.results import manifest_from_body, seal_result
 from drivemr.runner import AttemptOutcome, OutputFile
 from drivemr.stores.base import FileInfo
 from drivemr.worker.config import QUIET_TASK_SECONDS
@@ -278,8 +278,10 @@ class Committer:
                     active.view.results[a.task.id] = found
                 shared.dirty.reload.add(a.job.id)
                 return None
-            m = open_result(
-                data, shared.results.trusted, job_id=a.job.id, task=a.task, slot_id=slot_id
+            # Sealed here a moment ago: read back from the body, without a signature check.
+            body = {**manifest, "slot": slot_id}
+            m = manifest_from_body(
+                body, job_id=a.job.id, task=a.task, slot_id=slot_id, signer="self"
             )
             shared.results.remember(m, info)
             return m.ref(info, k), info
