@@ -1,32 +1,39 @@
 """What a job looks like from the store: counts, each task's state, the reduce.
 
-Built from four by-parent listings (root, claims, results, job folder); nothing is
-downloaded, because claim and result names carry the facts status needs.
+Built from four by-parent listings (root, claims, results, job folder); claim and result
+names carry most facts status needs. What a writer without a trusted key could fake is
+opened first (see drivemr.trust): heartbeats (who is alive, by the lease each declared,
+with store times never later than our own clock), cancel and finished markers, rejection
+notes (rendered from a reason code, never from their text) and, for a task whose every
+claim id is taken, its claims: a task held only by untrusted claims is *blocked*.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from drivemr.errors import DrivemrError
 from drivemr.protocol import (
     REDUCE,
+    Heartbeat,
     Job,
     JobView,
     claim_is_dead,
     find_job,
-    heartbeats,
+    heartbeat_files,
     job_complete,
     job_succeeded,
     list_jobs,
     load_view,
     read_job,
 )
+from drivemr.safetext import safe
 from drivemr.stores.base import FileInfo, Store
+from drivemr.trust import Trust, declared_lease, open_claim, open_heartbeat, open_note, render_note
 
-STATES = ("pending", "running", "done", "failed")
+STATES = ("pending", "running", "done", "failed", "blocked")
 
 
 @dataclass(frozen=True)
@@ -45,7 +52,8 @@ class JobStatus:
     name: str
     created: float
     state: str
-    """pending, running, done, failed or cancelled."""
+    """pending, running, done, failed, cancelled or blocked (every unfinished task is
+    blocked by untrusted files)."""
     counts: dict[str, int]
     tasks: list[TaskState]
     reduce: TaskState | None
@@ -98,22 +106,30 @@ def job_status(
     *,
     root: list[FileInfo] | None = None,
     lease: float = 300.0,
+    trust: Trust | None = None,
 ) -> JobStatus:
+    trust = trust or Trust.reader()
     root_entries = store.list(store.root_id) if root is None else root
-    beats = heartbeats(root_entries)
-    now = max([time.time(), *(b.file.modified for b in beats.values())])
-    view = load_view(store, job)
+    now = time.time()
+    beats, leases, stopped = trusted_beats(store, trust, root_entries, now, lease)
+    view = load_view(store, job, trust)
 
     def alive(claim: Any) -> bool:
-        return not claim_is_dead(claim, beats, now, lease)
+        worker_lease = leases.get(claim.worker, lease)
+        return not claim_is_dead(claim, beats, now, worker_lease, lambda hb: hb.worker in stopped)
 
-    tasks = [_task_state(job, view, t.id, alive) for t in job.tasks]
+    tasks = [
+        _blocked(store, trust, job, view, t.id) or _task_state(job, view, t.id, alive)
+        for t in job.tasks
+    ]
     counts = {s: 0 for s in STATES}
     for t in tasks:
         counts[t.state] += 1
     reduce_state = _task_state(job, view, REDUCE, alive) if job.reduce_task else None
     if view.cancelled:
         state = "cancelled"
+    elif counts["blocked"] and not counts["running"] and counts["pending"] == 0:
+        state = "blocked"
     elif job_complete(job, view):
         state = "done" if job_succeeded(job, view) else "failed"
     elif (
@@ -127,19 +143,57 @@ def job_status(
         state = "pending"
     rejected = {}
     for entry in store.list(job.folder):
-        if entry.name.startswith("rejected."):
-            rejected[entry.name[len("rejected.") :]] = _read_reason(store, entry)
+        if entry.name.startswith("rejected.") and not entry.is_folder:
+            note = open_note(trust, store, job.id, entry)
+            if note is not None:  # an untrusted note is reported once and not shown
+                worker = note.body.get("worker")
+                rejected[safe(worker if isinstance(worker, str) else "?", max_len=64)] = (
+                    render_note(note)
+                )
     return JobStatus(job.id, job.name, job.created, state, counts, tasks, reduce_state, rejected)
 
 
-def _read_reason(store: Store, entry: FileInfo) -> str:
-    import json
+def trusted_beats(
+    store: Store, trust: Trust, root: list[FileInfo], now: float, lease: float
+) -> tuple[dict[str, Heartbeat], dict[str, float], set[str]]:
+    """The heartbeats that open, with their times clamped to ``now`` (a heartbeat dated in
+    the future is as fresh as now, never fresher), each worker's declared lease, and the
+    workers that said they stopped."""
+    beats: dict[str, Heartbeat] = {}
+    leases: dict[str, float] = {}
+    stopped: set[str] = set()
+    for beat in heartbeat_files(root):
+        sealed = open_heartbeat(trust, store, beat.worker, beat.file)
+        if sealed is None:
+            continue
+        clamped = replace(beat.file, modified=min(beat.file.modified, now))
+        old = beats.get(beat.worker)
+        if old is not None and old.file.modified >= clamped.modified:
+            continue
+        beats[beat.worker] = Heartbeat(beat.worker, clamped)
+        leases[beat.worker] = declared_lease(sealed.body.get("lease"), lease)
+        if sealed.body.get("state") == "stopped":
+            stopped.add(beat.worker)
+        else:
+            stopped.discard(beat.worker)
+    return beats, leases, stopped
 
-    try:
-        doc = json.loads(store.read(entry.id, max_bytes=64 * 1024))
-        return str(doc.get("reason", "?"))
-    except (DrivemrError, ValueError, AttributeError):
-        return "?"
+
+def _blocked(store: Store, trust: Trust, job: Job, view: JobView, task_id: str) -> TaskState | None:
+    """A task without a result whose every claim id is taken, some by a file no trusted key
+    sealed: blocked by untrusted files (workers never fail it)."""
+    claims = view.claims.get(task_id, {})
+    task = job.task(task_id)
+    if task_id in view.results or len(claims) < len(task.claim_ids):
+        return None
+    untrusted = [
+        ref
+        for gen, ref in claims.items()
+        if open_claim(trust, store, job.id, task_id, gen, ref.worker, ref.file) is None
+    ]
+    if not untrusted:
+        return None
+    return TaskState(task_id, "blocked", len(claims), None, None, None)
 
 
 def status_of(store: Store, job_id: str, *, lease: float = 300.0) -> JobStatus:
