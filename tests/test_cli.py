@@ -73,7 +73,7 @@ def test_submit_status_and_reduce(
 
     code, out, _ = invoke("status", job_id, "--store", str(folder_store.path), "--json")
     doc = json.loads(out)
-    assert doc["counts"] == {"pending": 3, "running": 0, "done": 0, "failed": 0}
+    assert doc["counts"] == {"pending": 3, "running": 0, "done": 0, "failed": 0, "blocked": 0}
     assert {"task", "state", "attempts", "worker", "exit_code"} <= set(doc["tasks"][0])
     assert doc["reduce"]["state"] == "pending"
 

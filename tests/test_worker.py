@@ -294,7 +294,7 @@ def test_three_worker_processes_thirty_tasks_and_a_reduce(
     assert int(total) == sum(n * n for n in range(30))
     assert order == ",".join(str(n) for n in range(30))
     st = status_of(folder_store, job_id)
-    assert st.counts == {"pending": 0, "running": 0, "done": 30, "failed": 0}
+    assert st.counts == {"pending": 0, "running": 0, "done": 30, "failed": 0, "blocked": 0}
     results = folder_store.list(find_job(folder_store, job_id)[1].folders["results"])
     assert len(results) == 31  # exactly one result per task, plus the reduce
 

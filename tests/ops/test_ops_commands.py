@@ -142,7 +142,13 @@ def test_jobs_newest_first_with_counts(finished: tuple[FolderStore, Job], tmp_pa
         assert [d["job"] for d in docs] == [later.id, job.id]
         assert docs[0]["state"] == "pending" and docs[0]["total"] == 1
         assert docs[1]["state"] == "failed"
-        assert docs[1]["counts"] == {"pending": 0, "running": 0, "done": 4, "failed": 2}
+        assert docs[1]["counts"] == {
+            "pending": 0,
+            "running": 0,
+            "done": 4,
+            "failed": 2,
+            "blocked": 0,
+        }
         code, out, _ = invoke("jobs", "--store", str(store.path))
         lines = out.splitlines()
         assert lines[0].startswith("JOB") and "SUBMITTED" in lines[0]
