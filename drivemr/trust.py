@@ -249,13 +249,15 @@ class Trust:
         *,
         expect: Mapping[str, Any] | None = None,
         what: str,
+        fresh: bool = False,
     ) -> Sealed | None:
-        """Read and open a store file, once per version of it (a bounded cache).
+        """Read and open a store file, once per version of it (a bounded cache; ``fresh``
+        reads it again: a writer can change content without changing its time).
 
         Raises only store errors other than NotFound (a vanished file is None)."""
         ck = (info.id, kind, info.modified, repr(sorted((expect or {}).items())), self.generation)
         with self._lock:
-            if ck in self._cache:
+            if not fresh and ck in self._cache:
                 self._cache.move_to_end(ck)
                 return self._cache[ck]
         try:
@@ -311,10 +313,17 @@ def open_claim(
 # --------------------------------------------------------------------------- heartbeats
 
 
-def open_heartbeat(trust: Trust, store: Store, worker: str, info: FileInfo) -> Sealed | None:
+def open_heartbeat(
+    trust: Trust, store: Store, worker: str, info: FileInfo, *, fresh: bool = False
+) -> Sealed | None:
     """A heartbeat file of ``worker`` (from its name), opened (None: untrusted)."""
     return trust.read(
-        store, info, "heartbeat", expect={"worker": worker}, what=f"heartbeat {info.name!r}"
+        store,
+        info,
+        "heartbeat",
+        expect={"worker": worker},
+        what=f"heartbeat {info.name!r}",
+        fresh=fresh,
     )
 
 

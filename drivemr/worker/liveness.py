@@ -238,12 +238,12 @@ class OtherWorkers:
             if beat.worker != self.shared.id and self._read.get(beat.file.id) != beat.file.modified:
                 self._observe(beat)
 
-    def _observe(self, beat: Heartbeat) -> None:
+    def _observe(self, beat: Heartbeat, *, fresh: bool = False) -> None:
         shared = self.shared
         self._read[beat.file.id] = beat.file.modified
         if len(self._read) > 50_000:
             self._read.pop(next(iter(self._read)))
-        sealed = open_heartbeat(shared.trust, shared.store, beat.worker, beat.file)
+        sealed = open_heartbeat(shared.trust, shared.store, beat.worker, beat.file, fresh=fresh)
         counter = None if sealed is None else beat_counter(sealed.body)
         if sealed is None or counter is None:
             return  # untrusted (reported once by Trust) or malformed: no sign of life
@@ -269,17 +269,17 @@ class OtherWorkers:
         self._reported.discard(beat.worker)
 
     def _refresh(self, worker: str) -> None:
-        """Before calling a worker dead: read its heartbeat files by id (consistent reads),
-        so a listing that lags never condemns a live worker."""
+        """Before calling a worker dead: read its heartbeat files again by id (consistent
+        reads, whatever their times say), so neither a listing that lags nor a file time
+        set back hides a live worker's beat."""
         for beat in self.files:
             if beat.worker != worker:
                 continue
             try:
-                fresh = self.shared.store.get(beat.file.id)
+                info = self.shared.store.get(beat.file.id)
             except NotFound:
                 continue
-            if self._read.get(fresh.id) != fresh.modified:
-                self._observe(Heartbeat(worker, fresh))
+            self._observe(Heartbeat(worker, info), fresh=True)
 
     # -- judging --
 
