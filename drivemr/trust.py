@@ -238,6 +238,11 @@ class Trust:
             reason = str(exc)
             if reason.endswith("not a sealed drivemr document"):
                 reason = f"{what}: {UPGRADE_HINT}"
+            elif reason.endswith("which this worker does not trust"):
+                reason += (
+                    " (if that key is another PC of your cluster: `drivemr keys show` there,"
+                    " `drivemr keys trust` here)"
+                )
             self.warn(key, f"untrusted file ignored: {safe(reason, max_len=300)}")
             return None
 
