@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from drivemr.durations import format_duration
@@ -225,6 +225,7 @@ def collect(
 
     def alive(claim: ClaimRef) -> bool:
         worker_lease = leases.get(claim.worker, lease)
+        claim = replace(claim, file=replace(claim.file, modified=min(claim.file.modified, now)))
         return not claim_is_dead(claim, beats, now, worker_lease, lambda hb: hb.worker in stopped)
 
     record = JobRecord(job, view, [], hosts, now, cancelled_at)

@@ -116,6 +116,7 @@ def job_status(
 
     def alive(claim: Any) -> bool:
         worker_lease = leases.get(claim.worker, lease)
+        claim = replace(claim, file=replace(claim.file, modified=min(claim.file.modified, now)))
         return not claim_is_dead(claim, beats, now, worker_lease, lambda hb: hb.worker in stopped)
 
     tasks = [

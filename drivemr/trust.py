@@ -107,6 +107,10 @@ def render_note(sealed: Sealed) -> str:
     return f"{text} [note sealed by {safe(sealed.signer.name, max_len=64)}]"
 
 
+_READERS: dict[str, Trust] = {}
+_READERS_LOCK = threading.Lock()
+
+
 class Trust:
     """This PC's sealer, its trusted keys (re-read on change) and the untrusted-file reports.
 
@@ -151,16 +155,20 @@ class Trust:
         return cls(key, config_dir=config_dir, report=report)
 
     @classmethod
-    def reader(
-        cls, config_dir: Path | str | None = None, *, report: Callable[[str], None] | None = None
-    ) -> Trust:
+    def reader(cls, config_dir: Path | str | None = None) -> Trust:
         """For commands that only read (status, joblog, workers): this PC's key if it has
-        one (it trusts itself), never creating one."""
-        try:
-            key: Ed25519PrivateKey | None = signing.load_signing_key(config_dir)[0]
-        except SecurityError:
-            key = None
-        return cls(key, config_dir=config_dir, report=report)
+        one (it trusts itself), never creating one. One per config directory and process,
+        so `status --watch` reports each untrusted file once, not at every refresh."""
+        where = str(signing._dir(config_dir))
+        with _READERS_LOCK:
+            trust = _READERS.get(where)
+            if trust is None:
+                try:
+                    key: Ed25519PrivateKey | None = signing.load_signing_key(where)[0]
+                except SecurityError:
+                    key = None
+                trust = _READERS[where] = cls(key, config_dir=where)
+            return trust
 
     # -- writing --
 
