@@ -119,3 +119,23 @@ def test_forged_claims_at_every_attempt_block_a_task_and_workers_exit(
     assert st.state == "blocked"
     out = run_cli("status", job_id, "--store", folder_store.url).stdout
     assert "1 blocked" in out and "blocked by untrusted files" in out
+
+
+def test_a_plain_restart_keeps_the_worker_id_kept_in_its_workdir(
+    folder_store: FolderStore, tmp_path: Path
+) -> None:
+    workdir = tmp_path / "wd"
+    ids = []
+    for _ in range(2):
+        proc = run_cli(
+            "-v", "worker", "--store", folder_store.url, "--workdir", str(workdir),
+            "--exit-when-idle", "--slots", "1",
+        )  # fmt: skip
+        line = next(x for x in proc.stderr.splitlines() if " serving " in x)
+        ids.append(line.split("worker ", 1)[1].split(" ", 1)[0])
+    assert ids[0] == ids[1] and (workdir / "worker-id").read_text().strip() == ids[0]
+    named = run_cli(
+        "-v", "worker", "--store", folder_store.url, "--workdir", str(workdir),
+        "--exit-when-idle", "--worker-id", "other",
+    )  # fmt: skip
+    assert "worker other serving" in named.stderr
