@@ -37,7 +37,7 @@ from drivemr.protocol import (
     parse_json,
 )
 from drivemr.stores.base import FileInfo, Store
-from drivemr.trust import open_heartbeat
+from drivemr.trust import open_claim, open_heartbeat
 
 OUTCOMES = ("done", "failed", "timed out", "lost", "running", "cancelled")
 COLOURS = {
@@ -225,8 +225,12 @@ def collect(
 
     def alive(claim: ClaimRef) -> bool:
         worker_lease = leases.get(claim.worker, lease)
-        claim = replace(claim, file=replace(claim.file, modified=min(claim.file.modified, now)))
-        return not claim_is_dead(claim, beats, now, worker_lease, lambda hb: hb.worker in stopped)
+        clamped = replace(claim, file=replace(claim.file, modified=min(claim.file.modified, now)))
+        if claim_is_dead(clamped, beats, now, worker_lease, lambda hb: hb.worker in stopped):
+            return False
+        # Shown as running only when the claim opens (a forged claim runs nothing).
+        opened = open_claim(trust, store, job.id, claim.task, claim.gen, claim.worker, claim.file)
+        return opened is not None
 
     record = JobRecord(job, view, [], hosts, now, cancelled_at)
     for task in wanted:

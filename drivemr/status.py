@@ -116,8 +116,12 @@ def job_status(
 
     def alive(claim: Any) -> bool:
         worker_lease = leases.get(claim.worker, lease)
-        claim = replace(claim, file=replace(claim.file, modified=min(claim.file.modified, now)))
-        return not claim_is_dead(claim, beats, now, worker_lease, lambda hb: hb.worker in stopped)
+        clamped = replace(claim, file=replace(claim.file, modified=min(claim.file.modified, now)))
+        if claim_is_dead(clamped, beats, now, worker_lease, lambda hb: hb.worker in stopped):
+            return False
+        # Shown as running only when the claim opens (a forged claim runs nothing).
+        opened = open_claim(trust, store, job.id, claim.task, claim.gen, claim.worker, claim.file)
+        return opened is not None
 
     tasks = [
         _blocked(store, trust, job, view, t.id) or _task_state(job, view, t.id, alive)

@@ -509,3 +509,19 @@ def test_a_quiet_start_logs_dead_workers_only_when_their_claims_are_taken_over_o
     taken = [m for m in caplog.messages if "worker dead" in m and "taking its claims over" in m]
     assert len(taken) == 1  # once, though two of its claims were taken over
     assert results(store, job) == {"t0000": "done", "t0001": "done"}
+
+
+def test_status_never_shows_a_forged_claim_dated_2100_as_running(
+    store: MemoryStore, post: Callable[..., Job], pcs: tuple[PC, ...]
+) -> None:
+    a_pc, _b, attacker = pcs
+    job = post(2)
+    forge_claim(store, job, 0, 0, sealed_claim(attacker, job, 0, 0, "a"), "a")
+    forge_claim(store, job, 1, 0, sealed_claim(a_pc, job, 1, 0, "ghost"), "ghost")  # genuine
+    for info in store.list(job.folders["claims"]):
+        entry = store._entries[info.id]
+        entry.info = replace(entry.info, modified=4_102_444_800.0)
+    st = job_status(store, store.get(job.folder), job, trust=a_pc.trust, lease=LEASE)
+    # The forged claim is not "running"; a genuine claim's time counts as now at the latest
+    # (workers reclaim it by their own measurements, test_a_heartbeat_dated_2100_...).
+    assert {t.task: t.state for t in st.tasks} == {"t0000": "pending", "t0001": "running"}
