@@ -245,8 +245,16 @@ class Trust:
         except UntrustedFile as exc:
             reason = str(exc)
             if reason.endswith("not a sealed drivemr document"):
-                reason = f"{what}: {UPGRADE_HINT}"
-            elif reason.endswith("which this worker does not trust"):
+                # Old files from before the upgrade (or junk): said clearly once per kind,
+                # naming the first; the others at debug level, so an upgraded store does not
+                # flood the log.
+                message = f"untrusted file ignored: {safe(what, max_len=200)}: {UPGRADE_HINT}"
+                if not self.warn(
+                    f"unsealed:{kind}", message + f" (further unsealed {kind}s: debug log)"
+                ):
+                    log.debug("%s", message)
+                return None
+            if reason.endswith("which this worker does not trust"):
                 reason += (
                     " (if that key is another PC of your cluster: `drivemr keys show` there,"
                     " `drivemr keys trust` here)"

@@ -269,7 +269,8 @@ def test_forged_stopped_heartbeats_never_make_a_live_worker_s_task_reclaimed(
         b.step()
     assert b.stats["reclaims"] == 0 and b.stats["claims"] == 0
     assert a.shared.running  # a's attempt was never abandoned
-    assert len(b_pc.reports) == 1  # the file is named once, however many forged versions
+    # The file is named once for its untrusted seal, and unsealed files once in all.
+    assert len(b_pc.reports) == 2 and sum("unsealed file" in r for r in b_pc.reports) == 1
 
 
 def test_a_heartbeat_dated_2100_keeps_nothing_alive_past_the_lease(
@@ -525,3 +526,22 @@ def test_status_never_shows_a_forged_claim_dated_2100_as_running(
     # The forged claim is not "running"; a genuine claim's time counts as now at the latest
     # (workers reclaim it by their own measurements, test_a_heartbeat_dated_2100_...).
     assert {t.task: t.state for t in st.tasks} == {"t0000": "pending", "t0001": "running"}
+
+
+def test_old_unsealed_files_from_before_the_upgrade_are_said_once_and_ignored(
+    store: MemoryStore, clock: Clock, post: Callable[..., Job], tmp_path: Path, pcs: tuple[PC, ...]
+) -> None:
+    a_pc, _b, _ = pcs
+    job = post(3, attempts=2)
+    for n in range(20):  # the heartbeats of an older drivemr's workers, still fresh
+        (fid,) = store.mint_ids(1)
+        old = {"worker": f"old{n}", "state": "running", "lease": 300, "time": clock.now}
+        store.create(store.root_id, heartbeat_name(f"old{n}"), fid, json.dumps(old).encode())
+    for t in range(3):  # and their claims of a job that was running during the upgrade
+        forge_claim(store, job, t, 0, json.dumps({"worker": "old0"}).encode(), "old0")
+    w = worker(store, tmp_path, "a", clock, a_pc)
+    run([w], clock)
+    assert results(store, job) == {"t0000": "done", "t0001": "done", "t0002": "done"}
+    unsealed = [r for r in a_pc.reports if "unsealed file" in r]
+    assert len(unsealed) == 2  # once for heartbeats, once for claims
+    assert all("finish running jobs before upgrading" in r for r in unsealed)
