@@ -60,6 +60,9 @@ def test_two_pcs_that_trust_each_other_share_a_job(
     logs = {n: workers.log(n) for n in codes}
     assert codes == {"pca": 0, "pcb": 0}, logs
     assert not any("untrusted file" in text for text in logs.values()), logs
+    # Start-up says which key seals this PC's files and which keys it believes.
+    assert "believes itself and 1 trusted key(s): pc-b" in logs["pca"]
+    assert "drivemr keys show" in logs["pca"] and "drivemr keys trust" in logs["pca"]
     monkeypatch.setenv("DRIVEMR_CONFIG_DIR", str(a))
     st = status_of(folder_store, job_id)
     assert st.state == "done" and st.counts["done"] == 12
@@ -139,3 +142,13 @@ def test_a_plain_restart_keeps_the_worker_id_kept_in_its_workdir(
         "--exit-when-idle", "--worker-id", "other",
     )  # fmt: skip
     assert "worker other serving" in named.stderr
+
+
+def test_keys_says_that_the_key_seals_a_worker_s_files_and_trusting_needs_no_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DRIVEMR_CONFIG_DIR", str(pc(tmp_path, "here")))
+    help_text = run_cli("keys", "--help").stdout
+    assert "seals" in help_text and "without a restart" in help_text.replace("\n", " ")
+    out = run_cli("keys", "trust", signing.show_public_key(pc(tmp_path, "x"))).stdout
+    assert "running workers on this PC pick the change up" in out
