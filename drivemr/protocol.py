@@ -14,7 +14,9 @@ Layout in the store's root folder::
 
 Names carry facts (who claimed, how a task ended) so one by-parent listing answers
 "what is the state of this job" without downloading anything; names are never used as
-locks: every exclusive step is a create with a minted id.
+locks: every exclusive step is a create with a minted id. Only files at minted ids count,
+and what a reader acts on (a claim it would wait for or take over, a heartbeat, a marker,
+a rejection note) is opened first: sealed by a trusted key (see drivemr.trust).
 """
 
 from __future__ import annotations

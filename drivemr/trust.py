@@ -185,9 +185,6 @@ class Trust:
         with self._lock:
             return self._keys
 
-    def name_of(self, signer: PublicKeyInfo) -> str:
-        return signer.name
-
     def _load(self, *, force: bool = False) -> None:
         now = time.monotonic()
         with self._lock:
