@@ -84,6 +84,7 @@ class Watcher:
         self._cursor: str | None = None
         self._next_reconcile = 0.0
         self._next_poll = 0.0
+        self._trust_generation = shared.trust.generation
 
     def look(self) -> None:
         """One round of maintenance: the change feed (or a full reconcile), the root,
@@ -102,6 +103,12 @@ class Watcher:
                 changes = shared.store.poll_changes(self._cursor)
                 self._cursor = changes.cursor
                 self._note_changes(changes.folders)
+            shared.trust.keys()  # re-read the trusted list if it changed (a stat per second)
+            if shared.trust.generation != self._trust_generation:
+                # `drivemr keys trust` (or revoke) on this PC: what did not open may now.
+                self._trust_generation = shared.trust.generation
+                dirty.root = True
+                dirty.reload.update(shared.jobs)
             if dirty.root:
                 dirty.root = False
                 self._refresh_root()

@@ -545,3 +545,31 @@ def test_old_unsealed_files_from_before_the_upgrade_are_said_once_and_ignored(
     unsealed = [r for r in a_pc.reports if "unsealed file" in r]
     assert len(unsealed) == 2  # once for heartbeats, once for claims
     assert all("finish running jobs before upgrading" in r for r in unsealed)
+
+
+def test_trusting_a_pc_later_unblocks_its_tasks_without_a_restart(
+    store: MemoryStore, clock: Clock, post: Callable[..., Job], tmp_path: Path
+) -> None:
+    config = tmp_path / "cfg"
+    key, _ = signing.load_or_create_signing_key(config)
+    reports: list[str] = []
+    here = Trust(key, config_dir=config, report=reports.append, refresh_every=0.0)
+    b = PC("b")  # another PC of the cluster, not trusted yet, which died holding t0000
+    job = post(2, attempts=2)
+    for gen in range(2):
+        forge_claim(store, job, 0, gen, sealed_claim(b, job, 0, gen, "b"), "b")
+    config_w = WorkerConfig(worker_id="a", slots=1, workdir=tmp_path / "a", lease=LEASE)
+    w = Worker(store, config_w, clock=clock, trust=here)
+    for _ in range(3):
+        w.step()
+        clock.now += 1
+    assert "t0000" in w.jobs[job.id].blocked and results(store, job) == {"t0001": "done"}
+    signing.trust_key(config, b.info.line, "pc-b")  # `drivemr keys trust` meanwhile
+    w.step()
+    active = w.jobs[job.id]
+    assert "t0000" not in active.blocked and "t0000" not in active.given_up
+    for _ in range(3):  # b's claims are believed now: b is dead a lease after first seen
+        clock.now += LEASE / 2
+        w.step()
+    # Every attempt of t0000 was b's and b died: the task failed for real (not blocked).
+    assert results(store, job) == {"t0000": "failed", "t0001": "done"}
