@@ -95,6 +95,12 @@ def cancel(job_id: str, store_url: str | None) -> None:
         f"job {job.id} cancelled: workers stop claiming its tasks and kill its running "
         "attempts at their next poll"
     )
+    assert trust.me is not None
+    click.echo(
+        f"(the cancel is sealed with this PC's key {trust.me.key_id}: workers on PCs that do"
+        " not trust it ignore it; see `drivemr keys`)",
+        err=True,
+    )
 
 
 # ---------------------------------------------------------------------------- logs
