@@ -18,13 +18,12 @@ import re
 import time
 from collections.abc import Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from drivemr.durations import format_duration
 from drivemr.errors import DrivemrError
 from drivemr.protocol import (
-    MAX_HEARTBEAT_BYTES,
     MAX_MANIFEST_BYTES,
     REDUCE,
     ClaimRef,
@@ -33,12 +32,13 @@ from drivemr.protocol import (
     ResultRef,
     claim_is_dead,
     find_job,
-    heartbeats,
+    heartbeat_files,
     load_view,
     parse_json,
 )
 from drivemr.status import last_sign_of_life
 from drivemr.stores.base import FileInfo, Store
+from drivemr.trust import open_claim, open_heartbeat
 
 OUTCOMES = ("done", "failed", "timed out", "lost", "running", "cancelled")
 COLOURS = {
@@ -176,11 +176,15 @@ def collect(
     ``manifests=False`` takes a committed attempt's facts from its result's name (state, exit
     code, duration; no times or output) and costs no reads; ``logs=False`` skips the logs of
     earlier failed attempts (they then count as lost)."""
+    from drivemr.status import trusted_beats
+    from drivemr.trust import Trust
+
+    trust = Trust.reader()
     _folder, job = find_job(store, job_id)
     root = store.list(store.root_id)
-    beats = heartbeats(root)
-    now = max([time.time(), *(b.file.modified for b in beats.values())])
-    view = load_view(store, job)
+    now = time.time()
+    beats, leases, stopped = trusted_beats(store, trust, root, now, lease)
+    view = load_view(store, job, trust)
     wanted = [t.id for t in job.tasks] + ([REDUCE] if job.reduce_task else [])
     if tasks is not None:
         chosen = set(tasks)
@@ -199,23 +203,16 @@ def collect(
     if view.cancelled:
         for info in store.list(job.folder):
             if info.id == job.markers.get("cancel"):
-                cancelled_at = info.modified
+                cancelled_at = min(info.modified, now)
 
-    claim_workers = {c.worker for gens in view.claims.values() for c in gens.values()}
-    beat_docs = _read_all(
-        store,
-        [b.file.id for w, b in beats.items() if w in claim_workers],
-        MAX_HEARTBEAT_BYTES,
-        "heartbeat",
-    )
+    # The host each worker's (trusted) heartbeat names: the PC's host name, equal for
+    # workers on one PC (the Worker column tells them apart).
     hosts: dict[str, str] = {}
-    stopped: set[str] = set()
-    for w, b in beats.items():
-        doc = beat_docs.get(b.file.id)
-        if doc:
-            hosts[w] = _text(doc.get("host"))
-            if doc.get("state") == "stopped":
-                stopped.add(w)
+    for beat in heartbeat_files(root):
+        if beat.worker in beats:
+            sealed = open_heartbeat(trust, store, beat.worker, beat.file)
+            if sealed is not None:
+                hosts[beat.worker] = _text(sealed.body.get("host"))
 
     result_ids = [view.results[t].file.id for t in wanted if t in view.results] if manifests else []
     docs = _read_all(store, result_ids, MAX_MANIFEST_BYTES, "result manifest")
@@ -228,7 +225,13 @@ def collect(
     )
 
     def alive(claim: ClaimRef) -> bool:
-        return not claim_is_dead(claim, beats, now, lease, lambda hb: hb.worker in stopped)
+        worker_lease = leases.get(claim.worker, lease)
+        clamped = replace(claim, file=replace(claim.file, modified=min(claim.file.modified, now)))
+        if claim_is_dead(clamped, beats, now, worker_lease, lambda hb: hb.worker in stopped):
+            return False
+        # Shown as running only when the claim opens (a forged claim runs nothing).
+        opened = open_claim(trust, store, job.id, claim.task, claim.gen, claim.worker, claim.file)
+        return opened is not None
 
     def last_sign(claim: ClaimRef) -> float:
         return last_sign_of_life(claim, beats, now)
