@@ -259,7 +259,11 @@ def _wait(store: Store, job_id: str, poll: float = 0.5) -> int:
 @click.option(
     "--workdir", type=click.Path(file_okay=False, path_type=Path), help="Where tasks run."
 )
-@click.option("--worker-id", help="Name of this worker (default: host name plus a random suffix).")
+@click.option(
+    "--worker-id",
+    help="Name of this worker (default: the one kept in --workdir, made from the host name"
+    " the first time).",
+)
 @click.option(
     "--lease", type=float, help="Seconds without a heartbeat before claims are reclaimed (300)."
 )
@@ -326,9 +330,11 @@ def worker(
         jobs=frozenset(jobs) or None,
         run_reduce=not no_reduce,
         verify=_verifier(insecure_accept_unsigned),
+        keep_id=True,
     )
     _install_signal_handlers(w.request_stop)
     log.info("worker %s serving %s with %d slot(s)", w.id, store.url, w.config.slots)
+    _log_trust(w.shared.trust)
     code = w.run()
     if isinstance(w.fatal, AuthError):
         click.echo(auth_message(w.fatal), err=True)
@@ -343,8 +349,16 @@ def build_worker(store: Store, **kw: Any) -> Any:
     poll = float(cfg.value("poll_interval", kw.get("poll_interval")))
     if not poll:
         poll = 5.0 if store.url.startswith("drive://") else 0.5
+    identity = None
+    if kw.get("keep_id"):
+        from drivemr.worker.identity import resolve_identity
+
+        identity = resolve_identity(Path(workdir), kw.get("worker_id"))
+        worker_id = identity.worker_id
+    else:
+        worker_id = check_worker_id(kw.get("worker_id") or default_worker_id())
     config = WorkerConfig(
-        worker_id=check_worker_id(kw.get("worker_id") or default_worker_id()),
+        worker_id=worker_id,
         slots=slots,
         workdir=Path(workdir),
         lease=float(cfg.value("lease", kw.get("lease"))),
@@ -358,7 +372,26 @@ def build_worker(store: Store, **kw: Any) -> Any:
         when_idle=bool(kw.get("when_idle")),
         idle_threshold=float(cfg.value("idle_threshold", kw.get("idle_threshold"))),
     )
-    return Worker(store, config, verify=kw.get("verify"))
+    w = Worker(store, config, verify=kw.get("verify"))
+    w.identity = identity  # holds the working folder's id lock for the worker's life
+    return w
+
+
+def _log_trust(trust: Any) -> None:
+    """Say at start-up which key seals this worker's files and which keys it believes."""
+    others = [k for k in trust.keys().values() if k.key_id != trust.me.key_id]
+    log.info(
+        "this PC's key %s seals this worker's claims, heartbeats and markers; it believes %s",
+        trust.me.key_id,
+        "only itself (one PC: nothing to set up)"
+        if not others
+        else f"itself and {len(others)} trusted key(s): {', '.join(k.name for k in others)}",
+    )
+    log.info(
+        "for a cluster, every PC must trust every other PC's key, once: run `drivemr keys show`"
+        " here and `drivemr keys trust <that line> --name NAME` on each other PC (and the"
+        " reverse); workers re-read the trusted list without a restart"
+    )
 
 
 def _install_signal_handlers(stop: Callable[[], None]) -> None:
@@ -467,10 +500,16 @@ def _print_job(st: Any, *, detail: bool) -> None:
     c = st.counts
     red = f", reduce {st.reduce.state}" if st.reduce else ""
     rnd = f", round {st.round}" if st.round else ""
-    extra = "".join(f", {c[k]} {k}" for k in ("lost", "cancelled") if c.get(k))
+    extra = "".join(f", {c[k]} {k}" for k in ("lost", "cancelled", "blocked") if c.get(k))
     click.echo(
         f"{st.job}  {st.state:9}  {c['done']} done, {c['running']} running, {c['failed']} failed, {c['pending']} pending{extra}{red}{rnd}"
     )
+    if c.get("blocked"):
+        click.echo(
+            f"  {c['blocked']} task(s) blocked by untrusted files: every claim id of each holds a"
+            " file no trusted key sealed (forged, or a PC this one does not trust: see"
+            " docs/security.md, 'Who can forge what')"
+        )
     for worker_id, reason in st.rejected_by.items():
         click.echo(f"  rejected by {worker_id}: {reason}")
     if not detail:

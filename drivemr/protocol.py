@@ -14,7 +14,9 @@ Layout in the store's root folder::
 
 Names carry facts (who claimed, how a task ended) so one by-parent listing answers
 "what is the state of this job" without downloading anything; names are never used as
-locks: every exclusive step is a create with a minted id.
+locks: every exclusive step is a create with a minted id. Only files at minted ids count,
+and what a reader acts on (a claim it would wait for or take over, a heartbeat, a marker,
+a rejection note) is opened first: sealed by a trusted key (see drivemr.trust).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from drivemr.limits import load_json_limited
 from drivemr.safepaths import check_output_glob, check_relative_path
 from drivemr.spec import JobSpec, StageSpec, store_name
 from drivemr.stores.base import FileInfo, Store
+from drivemr.trust import Trust
 
 if TYPE_CHECKING:
     from drivemr.results import ResultReader
@@ -244,6 +247,17 @@ class Job:
             raise KeyError(task_id)
         return self.tasks[index]
 
+    def claim_slot(self, file_id: str) -> tuple[str, int] | None:
+        """(task id, attempt) whose minted claim id ``file_id`` is, or None."""
+        cached: dict[str, tuple[str, int]] | None = self.__dict__.get("_claim_cache")
+        if cached is None:
+            cached = {}
+            for t in (*self.tasks, *((self.reduce_task,) if self.reduce_task else ())):
+                for gen, cid in enumerate(t.claim_ids):
+                    cached.setdefault(cid, (t.id, gen))
+            object.__setattr__(self, "_claim_cache", cached)
+        return cached.get(file_id)
+
     @property
     def _index(self) -> dict[str, int]:
         cached: dict[str, int] | None = self.__dict__.get("_index_cache")
@@ -363,7 +377,7 @@ def read_job(
     job_folder: FileInfo,
     *,
     rounds: bool = True,
-    trusted: Mapping[str, Any] | None = None,
+    trusted: Trust | Mapping[str, Any] | None = None,
 ) -> Job:
     """Load and parse the job.json in ``job_folder``, with its signed rounds applied
     (``rounds=False``: as submitted). NotFound if the job is not published yet (no
@@ -547,23 +561,32 @@ class JobView:
         return sum(1 for t in self.results if t != REDUCE)
 
 
-def load_view(store: Store, job: Job, reader: ResultReader | None = None) -> JobView:
+def load_view(
+    store: Store, job: Job, trust: Trust | None = None, *, reader: ResultReader | None = None
+) -> JobView:
     """Claims, results and markers of ``job`` (at its latest round), from three listings.
 
-    Only files created under the ids the job (or its round) minted count, so the claims and
-    results of earlier rounds, stray names and junk never change what a task looks like.
-    A result counts only once its seal opens (``reader``; by default one trusting this
-    PC's trusted keys): the task's result is the first valid one in slot order."""
+    Only files created under the ids the job (or its round) minted count (a claim at its
+    claim id, a result at one of its result slots), so the claims and results of earlier
+    rounds, stray names and junk never change what a task looks like; a claim's attempt
+    comes from its id, its worker from its name (checked against the sealed body when a
+    reader acts on the claim). A result counts only once its seal opens (``reader``; by
+    default one built on ``trust``, or on this PC's reader Trust): the task's result is the
+    first valid one in slot order. With ``trust``, a cancel or finished marker counts only
+    when it opens (sealed by a trusted key, for this job and round); without it (callers
+    that only display) its presence does."""
     if reader is None:
-        from drivemr.results import default_reader
+        from drivemr.results import default_reader, reader_for
 
-        reader = default_reader()
+        reader = default_reader() if trust is None else reader_for(trust)
     view = JobView()
-    claim_slots = {cid: (t.id, g) for t in job.all_tasks for g, cid in enumerate(t.claim_ids)}
     for info in store.list(job.folders["claims"]):
+        slot = job.claim_slot(info.id)
+        if slot is None or info.is_folder:
+            continue
         parsed = parse_claim_name(info.name)
-        if parsed and claim_slots.get(info.id) == (parsed[0], parsed[1]):
-            view.add_claim(ClaimRef(parsed[0], parsed[1], parsed[2], info))
+        worker = parsed[2] if parsed and parsed[:2] == slot else "?"
+        view.add_claim(ClaimRef(slot[0], slot[1], worker, info))
     by_slot = {rid: (t, k) for t in job.all_tasks for k, rid in enumerate(t.result_ids)}
     found: dict[str, list[tuple[int, FileInfo]]] = {}
     for info in store.list(job.folders["results"]):
@@ -579,10 +602,29 @@ def load_view(store: Store, job: Job, reader: ResultReader | None = None) -> Job
             if ref is not None:
                 view.results[tid] = ref
                 break
-    markers = {info.id for info in store.list(job.folder)}
-    view.cancelled = job.markers.get("cancel") in markers
-    view.finished = job.markers.get("finished") in markers
+    markers = {info.id: info for info in store.list(job.folder)}
+    for marker in ("cancel", "finished"):
+        found_marker = markers.get(job.markers.get(marker, ""))
+        present = found_marker is not None and (
+            trust is None or open_marker(trust, store, job, found_marker)
+        )
+        setattr(view, "cancelled" if marker == "cancel" else "finished", present)
     return view
+
+
+def open_marker(trust: Trust, store: Store, job: Job, info: FileInfo) -> bool:
+    """Whether a marker file is a trusted seal of that marker for this job."""
+    for marker, mid in job.markers.items():
+        if mid == info.id:
+            sealed = trust.read(
+                store,
+                info,
+                "marker",
+                expect=_marker_binding(job, marker),
+                what=f"{marker} marker of job {job.id}",
+            )
+            return sealed is not None
+    return False
 
 
 def job_complete(job: Job, view: JobView) -> bool:
@@ -634,12 +676,21 @@ def nothing_left(
     )
 
 
-def mark(store: Store, job: Job, marker: str) -> bool:
-    """Create a marker once; False if it already existed."""
+def _marker_binding(job: Job, marker: str) -> dict[str, Any]:
+    """What a marker is bound to: its job and kind, and (for a round's own ``finished``
+    marker) the round, so a sealed marker of an earlier round copied to a later round's id
+    does not open there. A cancel marker is the job's, whatever the round."""
+    body: dict[str, Any] = {"job": job.id, "marker": marker}
+    if marker == "finished" and job.round > 0:
+        body["round"] = job.round
+    return body
+
+
+def mark(store: Store, job: Job, marker: str, trust: Trust, *, by: str = "") -> bool:
+    """Create a marker once, sealed with this PC's key; False if it already existed."""
+    body = {**_marker_binding(job, marker), "by": by, "at": time.time()}
     try:
-        store.create(
-            job.folder, marker, job.markers[marker], json.dumps({"at": time.time()}).encode()
-        )
+        store.create(job.folder, marker, job.markers[marker], trust.seal("marker", body))
     except AlreadyExists:
         return False
     return True
@@ -673,6 +724,17 @@ def find_job(store: Store, job_id: str) -> tuple[FileInfo, Job]:
 class Heartbeat:
     worker: str
     file: FileInfo
+
+
+def heartbeat_files(entries: Iterable[FileInfo]) -> list[Heartbeat]:
+    """Every heartbeat-named file of a root listing (a worker may have several: old lives,
+    or files planted beside its own, which readers open and judge one by one)."""
+    out = []
+    for e in entries:
+        if e.is_folder or not (e.name.startswith(WORKER_PREFIX) and e.name.endswith(WORKER_SUFFIX)):
+            continue
+        out.append(Heartbeat(e.name[len(WORKER_PREFIX) : -len(WORKER_SUFFIX)], e))
+    return out
 
 
 def heartbeats(entries: Iterable[FileInfo]) -> dict[str, Heartbeat]:

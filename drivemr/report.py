@@ -18,13 +18,12 @@ import re
 import time
 from collections.abc import Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from drivemr.durations import format_duration
 from drivemr.errors import DrivemrError
 from drivemr.protocol import (
-    MAX_HEARTBEAT_BYTES,
     MAX_MANIFEST_BYTES,
     REDUCE,
     ClaimRef,
@@ -33,14 +32,15 @@ from drivemr.protocol import (
     ResultRef,
     claim_is_dead,
     find_job,
-    heartbeats,
+    heartbeat_files,
     load_view,
     parse_json,
 )
-from drivemr.results import default_reader
+from drivemr.results import reader_for
 from drivemr.rounds import job_at_round
 from drivemr.status import last_sign_of_life
 from drivemr.stores.base import FileInfo, Store
+from drivemr.trust import open_claim, open_heartbeat
 
 OUTCOMES = ("done", "failed", "timed out", "lost", "running", "cancelled")
 COLOURS = {
@@ -184,12 +184,16 @@ def collect(
     ``manifests=False`` takes a committed attempt's facts from its result's name (state, exit
     code, duration; no times or output) and costs no reads; ``logs=False`` skips the logs of
     earlier failed attempts (they then count as lost)."""
+    from drivemr.status import trusted_beats
+    from drivemr.trust import Trust
+
+    trust = Trust.reader()
     _folder, job = find_job(store, job_id)
     root = store.list(store.root_id)
-    beats = heartbeats(root)
-    now = max([time.time(), *(b.file.modified for b in beats.values())])
-    reader = default_reader()
-    view = load_view(store, job, reader)
+    now = time.time()
+    beats, leases, stopped = trusted_beats(store, trust, root, now, lease)
+    reader = reader_for(trust)
+    view = load_view(store, job, trust, reader=reader)
     wanted = [t.id for t in job.tasks] + ([REDUCE] if job.reduce_task else [])
     if tasks is not None:
         chosen = set(tasks)
@@ -208,31 +212,22 @@ def collect(
     history: list[tuple[int, Job, JobView]] = []
     for number in range(job.round):
         old = job_at_round(job, number)
-        history.append((number, old, load_view(store, old, reader)))
+        history.append((number, old, load_view(store, old, trust, reader=reader)))
     history.append((job.round, job, view))
     cancelled_at = None
     if view.cancelled:
         for info in store.list(job.folder):
             if info.id == job.markers.get("cancel"):
-                cancelled_at = info.modified
+                cancelled_at = min(info.modified, now)
 
-    claim_workers = {
-        c.worker for _n, _j, v in history for gens in v.claims.values() for c in gens.values()
-    }
-    beat_docs = _read_all(
-        store,
-        [b.file.id for w, b in beats.items() if w in claim_workers],
-        MAX_HEARTBEAT_BYTES,
-        "heartbeat",
-    )
+    # The host each worker's (trusted) heartbeat names: the PC's host name, equal for
+    # workers on one PC (the Worker column tells them apart).
     hosts: dict[str, str] = {}
-    stopped: set[str] = set()
-    for w, b in beats.items():
-        doc = beat_docs.get(b.file.id)
-        if doc:
-            hosts[w] = _text(doc.get("host"))
-            if doc.get("state") == "stopped":
-                stopped.add(w)
+    for beat in heartbeat_files(root):
+        if beat.worker in beats:
+            sealed = open_heartbeat(trust, store, beat.worker, beat.file)
+            if sealed is not None:
+                hosts[beat.worker] = _text(sealed.body.get("host"))
 
     docs: dict[str, dict[str, Any] | None] = {}
     if manifests:  # opened by the views already (cached); only sealed results are shown
@@ -240,8 +235,8 @@ def collect(
             for t in wanted:
                 ref = v.results.get(t)
                 if ref is not None:
-                    sealed = reader.verified(store, old, old.task(t), ref.file)
-                    docs[ref.file.id] = None if sealed is None else dict(sealed.body)
+                    manifest = reader.verified(store, old, old.task(t), ref.file)
+                    docs[ref.file.id] = None if manifest is None else dict(manifest.body)
     wanted_set = set(wanted)
     log_docs = _read_all(
         store,
@@ -251,7 +246,13 @@ def collect(
     )
 
     def alive(claim: ClaimRef) -> bool:
-        return not claim_is_dead(claim, beats, now, lease, lambda hb: hb.worker in stopped)
+        worker_lease = leases.get(claim.worker, lease)
+        clamped = replace(claim, file=replace(claim.file, modified=min(claim.file.modified, now)))
+        if claim_is_dead(clamped, beats, now, worker_lease, lambda hb: hb.worker in stopped):
+            return False
+        # Shown as running only when the claim opens (a forged claim runs nothing).
+        opened = open_claim(trust, store, job.id, claim.task, claim.gen, claim.worker, claim.file)
+        return opened is not None
 
     def last_sign(claim: ClaimRef) -> float:
         return last_sign_of_life(claim, beats, now)

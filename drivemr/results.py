@@ -59,6 +59,7 @@ from drivemr.safetext import safe
 from drivemr.sealed import Sealer, UntrustedFile, WarnOnce, open_sealed
 from drivemr.signing import PublicKeyInfo
 from drivemr.stores.base import FileInfo, Store
+from drivemr.trust import Trust
 
 __all__ = [
     "Manifest",
@@ -69,6 +70,7 @@ __all__ = [
     "fetch_results",
     "materialise_outputs",
     "read_manifest",
+    "reader_for",
     "result_folder",
     "seal_result",
     "stage_results",
@@ -122,7 +124,7 @@ class Manifest:
         )
 
 
-def seal_result(sealer: Sealer, body: Mapping[str, Any]) -> bytes:
+def seal_result(sealer: Trust | Sealer, body: Mapping[str, Any]) -> bytes:
     """The bytes of a sealed result; ``body`` must hold job, task, slot, round and attempt."""
     for key in ("job", "task", "slot", "round", "attempt", "state"):
         if key not in body:
@@ -224,29 +226,43 @@ def manifest_from_body(
     )
 
 
-_WARN = WarnOnce(log.warning)
-"""Each refused file is reported once per process, whichever reader met it."""
+_SEEN = WarnOnce(lambda _message: None)
+"""Refused results already reported in this process (bounded), whichever reader met them."""
 
 
 class ResultReader:
-    """Opens result files against trusted keys; reports each refused file once; remembers
-    what it verified by (id, size, modified), so planning opens each result once.
+    """Opens result files against a :class:`~drivemr.trust.Trust` (its trusted keys, re-read
+    when they change, and its once-only reports); remembers what it verified by (id, size,
+    modified, trust generation), so planning opens each result once and a newly trusted key
+    makes a refused result count.
 
-    Thread-safe. ``warn`` receives one line per refused file."""
+    Results keep their own manifest cache (bounded, ``capacity``) rather than the Trust's
+    sealed-file cache: a manifest is larger than a liveness file (its own byte and item
+    limits) and is kept parsed and checked against its task.
+
+    Thread-safe. ``trust`` may be a fixed key list (tests, tools): a key-less Trust over it."""
 
     def __init__(
         self,
-        trusted: Mapping[str, PublicKeyInfo],
+        trust: Trust | Mapping[str, PublicKeyInfo],
         *,
-        warn: WarnOnce | None = None,
         capacity: int = 200_000,
     ) -> None:
-        self.trusted = dict(trusted)
-        self.warn = warn or _WARN
+        self.trust = trust if isinstance(trust, Trust) else Trust(None, trusted=trust)
         self._capacity = capacity
-        self._good: OrderedDict[tuple[str, int | None, float], Manifest] = OrderedDict()
-        self._bad: OrderedDict[tuple[str, int | None, float], None] = OrderedDict()
+        self._good: OrderedDict[tuple[str, int | None, float, int], Manifest] = OrderedDict()
+        self._bad: OrderedDict[tuple[str, int | None, float, int], None] = OrderedDict()
         self._lock = threading.Lock()
+
+    @property
+    def trusted(self) -> Mapping[str, PublicKeyInfo]:
+        """The keys believed now (the Trust's list, re-read when it changes)."""
+        return self.trust.keys()
+
+    def warn(self, key: str, message: str) -> bool:
+        """Report a refused result through the Trust, once per process: a worker and a
+        command in one process (``drivemr reduce`` runs a worker) hold different Trusts."""
+        return _SEEN(key, message) and self.trust.warn(key, message)
 
     # -- planning: cached --
 
@@ -282,15 +298,16 @@ class ResultReader:
         """A result this PC sealed and created itself: no need to read it back."""
         self._store_good(self._key(info), manifest)
 
-    def _key(self, info: FileInfo) -> tuple[str, int | None, float]:
-        return (info.id, info.size, info.modified)
+    def _key(self, info: FileInfo) -> tuple[str, int | None, float, int]:
+        self.trust.keys()  # re-read the trusted list if due: a change bumps the generation
+        return (info.id, info.size, info.modified, self.trust.generation)
 
     def _known(self, info: FileInfo) -> bool:
         key = self._key(info)
         with self._lock:
             return key in self._good or key in self._bad
 
-    def _store_good(self, key: tuple[str, int | None, float], m: Manifest) -> None:
+    def _store_good(self, key: tuple[str, int | None, float, int], m: Manifest) -> None:
         with self._lock:
             self._good[key] = m
             if len(self._good) > self._capacity:
@@ -356,32 +373,26 @@ class ResultReader:
         return None
 
 
-_DEFAULT: dict[tuple[str, float], ResultReader] = {}
-_DEFAULT_LOCK = threading.Lock()
+_BY_TRUST: dict[int, tuple[Trust, ResultReader]] = {}
+_BY_TRUST_LOCK = threading.Lock()
+
+
+def reader_for(trust: Trust) -> ResultReader:
+    """The one ResultReader of ``trust`` (one per Trust object and process), so results
+    share that Trust's keys and reports and each result is opened once for planning."""
+    with _BY_TRUST_LOCK:
+        hit = _BY_TRUST.get(id(trust))
+        if hit is None or hit[0] is not trust:
+            if len(_BY_TRUST) > 64:
+                _BY_TRUST.clear()
+            hit = _BY_TRUST[id(trust)] = (trust, ResultReader(trust))
+        return hit[1]
 
 
 def default_reader() -> ResultReader:
-    """A process-wide reader trusting this PC's trusted keys (reloaded when they change)."""
-    from drivemr import signing
-
-    d = signing.config_dir()
-    try:
-        stamp = signing.trusted_keys_path(d).stat().st_mtime
-    except OSError:
-        stamp = 0.0
-    key = (str(d), stamp)
-    with _DEFAULT_LOCK:
-        reader = _DEFAULT.get(key)
-        if reader is None:
-            try:
-                trusted = signing.load_trusted(d)
-            except DrivemrError as exc:
-                log.warning("no trusted keys (%s): every result is refused", exc)
-                trusted = {}
-            reader = ResultReader(trusted)
-            _DEFAULT.clear()
-            _DEFAULT[key] = reader
-        return reader
+    """The reader of this PC's reader Trust (:meth:`Trust.reader`: its trusted keys plus
+    its own key, re-read when they change)."""
+    return reader_for(Trust.reader())
 
 
 # --------------------------------------------------------------------------- files
@@ -528,7 +539,7 @@ def fetch_results(
     in (running, failed, cancelled). Returns the files written."""
     reader = reader or default_reader()
     _folder, job = find_job(store, job_id)
-    view = load_view(store, job, reader)
+    view = load_view(store, job, reader=reader)
     if task is not None:
         if task == REDUCE:
             raise DrivemrError("the reduce's result is fetched with `drivemr reduce --out`")

@@ -28,8 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from drivemr.errors import AuthError, DrivemrError, NotFound, StoreError, TransientStoreError
 from drivemr.fileio import sha256_file
 from drivemr.protocol import (
@@ -50,12 +48,13 @@ from drivemr.protocol import (
     job_complete,
     load_view,
 )
-from drivemr.results import ResultReader, default_reader
+from drivemr.results import ResultReader, reader_for
 from drivemr.safetext import safe
-from drivemr.sealed import Sealer, UntrustedFile, WarnOnce, open_sealed
+from drivemr.sealed import UntrustedFile, WarnOnce, open_sealed
 from drivemr.signing import PublicKeyInfo
 from drivemr.spec import JobSpec, load_job
 from drivemr.stores.base import FileInfo, Store
+from drivemr.trust import Trust
 
 __all__ = ["Round", "apply_rounds", "check_map_unchanged", "read_rounds", "retry_job"]
 
@@ -226,15 +225,19 @@ def read_rounds(
     store: Store,
     job: Job,
     entries: Iterable[FileInfo],
-    trusted: Mapping[str, PublicKeyInfo] | None = None,
+    trusted: Trust | Mapping[str, PublicKeyInfo] | None = None,
     *,
     warn: WarnOnce | None = None,
 ) -> list[Round]:
     """The valid rounds among a job folder's ``entries``, in order (1, 2, ...): stops at
-    the first number with no round that opens."""
-    warn = warn or _WARN
+    the first number with no round that opens. ``trusted``: a Trust (its keys and its
+    once-only reports; by default this PC's reader Trust) or a fixed key list."""
     if trusted is None:
-        trusted = default_reader().trusted
+        trusted = Trust.reader()
+    if isinstance(trusted, Trust):
+        warn = warn or trusted.warn
+        trusted = trusted.keys()
+    warn = warn or _WARN
     by_number: dict[int, list[FileInfo]] = {}
     for e in entries:
         m = _ROUND_NAME.match(e.name)
@@ -284,7 +287,7 @@ def apply_rounds(
     store: Store,
     job: Job,
     entries: Iterable[FileInfo],
-    trusted: Mapping[str, PublicKeyInfo] | None = None,
+    trusted: Trust | Mapping[str, PublicKeyInfo] | None = None,
 ) -> Job:
     """``job`` (as job.json says) with the valid rounds among ``entries`` applied."""
     for rnd in read_rounds(store, job, entries, trusted):
@@ -368,7 +371,7 @@ def retry_job(
     *,
     failed: bool = False,
     reduce_from: Path | str | None = None,
-    signing_key: Ed25519PrivateKey | None = None,
+    trust: Trust | None = None,
     reader: ResultReader | None = None,
 ) -> Round:
     """Post a new round of a finished job: re-run ``tasks`` (ids; ``"reduce"`` re-runs only
@@ -377,13 +380,10 @@ def retry_job(
     unchanged). The reduce runs again whenever the job has one; every successful result of
     a task not named is kept. Returns the round posted; workers pick it up by themselves.
     Raises DrivemrError when there is nothing to retry or the job is not finished."""
-    from drivemr import signing
-
-    if signing_key is None:
-        signing_key = signing.load_or_create_signing_key(signing.config_dir())[0]
-    reader = reader or default_reader()
+    trust = trust or Trust.for_this_pc()
+    reader = reader or reader_for(trust)
     folder, job = find_job(store, job_id)
-    view = load_view(store, job, reader)
+    view = load_view(store, job, trust, reader=reader)
     if view.cancelled:
         raise DrivemrError(f"job {job.id} was cancelled; it cannot be retried")
     if not job_complete(job, view):
@@ -450,7 +450,7 @@ def retry_job(
         files,
         pool.one(),
     )
-    data = Sealer(signing_key).seal("round", rnd.to_body())
+    data = trust.seal("round", rnd.to_body())
     store.create(folder.id, f"{ROUND_PREFIX}{number}", pool.one(), data)
     # Two retries posted at once: the earliest round file wins for every reader.
     _folder, after = find_job(store, job.id)

@@ -305,13 +305,13 @@ def test_an_edit_within_the_same_second_is_caught_when_the_result_is_used(
     job = post(2, reduce=False)
     run_until_done([make_worker(store, tmp_path, "a", clock)], clock)
     reader = ResultReader(load_trusted())
-    view = load_view(store, job, reader)
+    view = load_view(store, job, reader=reader)
     rid = view.results["t0001"].file.id
     doc = json.loads(store.read(rid))
     doc["body"]["outputs"][0]["data"] = base64.b64encode(b"9").decode()  # same size
     clock.now = view.results["t0001"].file.modified  # and the same modified time
     store.update(rid, json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
-    assert load_view(store, job, reader).results["t0001"]  # cached verdict (same key)
+    assert load_view(store, job, reader=reader).results["t0001"]  # cached verdict (same key)
     from drivemr.results import stage_results
     from drivemr.sealed import UntrustedFile
 

@@ -21,6 +21,7 @@ from drivemr.sealed import Sealer
 from drivemr.spec import load_job
 from drivemr.status import status_of
 from drivemr.testing import MemoryStore
+from drivemr.trust import Trust
 from drivemr.worker import Worker, WorkerConfig
 
 ITEMS = 6
@@ -220,7 +221,7 @@ def test_retry_refuses_a_running_or_cancelled_job_and_bad_names(
     run_until_done([make_worker(store, tmp_path, "a", clock)], clock)
     with pytest.raises(DrivemrError, match="no task"):
         retry_job(store, job.id, ["t9999"])
-    mark(store, job, "cancel")
+    mark(store, job, "cancel", Trust.for_this_pc())
     with pytest.raises(DrivemrError, match="cancelled"):
         retry_job(store, job.id, failed=True)
 

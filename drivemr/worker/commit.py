@@ -262,7 +262,7 @@ class Committer:
         or None when another attempt's valid result came first (or no slot is left)."""
         shared = self.shared
         for k, slot_id in enumerate(a.task.result_ids):
-            data = seal_result(shared.sealer, {**manifest, "slot": slot_id})
+            data = seal_result(shared.trust, {**manifest, "slot": slot_id})
             try:
                 info = shared.store.create(a.job.folders["results"], name, slot_id, data)
             except AlreadyExists:
