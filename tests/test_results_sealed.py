@@ -380,3 +380,26 @@ def test_a_swapped_shipped_file_is_read_no_further_than_its_signed_size(
     with pytest.raises(SecurityError, match=r"in job\.json"):
         fetch(SimpleNamespace(store=store), shipped, tmp_path / "files" / "lib.py")  # type: ignore[arg-type]
     assert asked == [shipped.size] and not (tmp_path / "files" / "lib.py").exists()
+
+
+def test_a_result_of_a_pc_trusted_later_counts_without_a_new_reader(
+    store: MemoryStore, post: Callable[..., Job], tmp_path: Path
+) -> None:
+    """Results are opened against the reader's Trust (the same trusted list as claims and
+    heartbeats): refused while its sealer is untrusted, believed once `keys trust` ran."""
+    from drivemr import signing
+    from drivemr.trust import Trust
+
+    job = post(1, reduce=False)
+    other_key = Ed25519PrivateKey.generate()
+    plant(store, job, "t0000", 0, seal_result(Sealer(other_key), forged_body(job, "t0000", 0)))
+    config = tmp_path / "cfg"
+    trust = Trust(signing.load_or_create_signing_key(config)[0], config_dir=config, refresh_every=0)
+    reader = ResultReader(trust)
+    assert "t0000" not in load_view(store, job, trust, reader=reader).results
+    other = Trust(other_key, trusted={})
+    assert other.me is not None
+    signing.trust_key(config, other.me.line, "other")
+    view = load_view(store, job, trust, reader=reader)
+    assert view.results["t0000"].state == "done"
+    assert reader.verified(store, job, job.tasks[0], view.results["t0000"].file) is not None

@@ -280,3 +280,25 @@ def test_junk_named_like_a_round_never_costs_running_attempts(
     assert len(w.watcher._round_files[job.id]) == 2  # looked at, once each
     assert running.abandon is None and job.id in w.jobs
     assert w.run_claimed() == 1 and w.stats["commits"] == 1
+
+
+def test_a_finished_marker_copied_into_a_later_round_does_not_finish_it(
+    store: MemoryStore, clock: TestClock, job: Job, control: Path, tmp_path: Path
+) -> None:
+    """Markers are sealed with the same Trust as claims and results, and a round's finished
+    marker is bound to its round: the genuine round-0 marker, copied to round 1's marker
+    id, does not open there, so workers still run the round."""
+    trust = Trust.for_this_pc()
+    run_until_done([make_worker(store, tmp_path, "a", clock)], clock)
+    genuine = store.read(job.markers["finished"])
+    for item in FAILING:
+        (control / f"fail-{item}").unlink()
+    rnd = retry_job(store, job.id, failed=True)
+    store.create(job.folder, "finished", rnd.finished, genuine)  # the copy
+    _folder, after = find_job(store, job.id)
+    assert after.markers["finished"] == rnd.finished
+    assert not load_view(store, after, trust).finished
+    assert load_view(store, job, trust).finished  # where it belongs, it still opens
+    run_until_done([make_worker(store, tmp_path, "b", clock)], clock)
+    assert status_of(store, job.id).state == "done"
+    assert total(store, job, tmp_path, "after") == str(sum(range(1, ITEMS + 1)))
