@@ -20,6 +20,7 @@ import collections
 import logging
 import os
 import queue
+import shutil
 from typing import Any
 
 from drivemr.errors import AuthError, DrivemrError
@@ -34,6 +35,9 @@ from drivemr.worker.state import ActiveJob, Shared
 from drivemr.worker.watch import Watcher
 
 log = logging.getLogger("drivemr.worker")
+
+SWEEP_SECONDS = 30.0
+"""How often the working folder is swept of the folders of jobs that ended."""
 
 
 class Worker:
@@ -66,6 +70,7 @@ class Worker:
         self._inline_slot: Slot | None = None
         self._summary = (0.0, 0)  # (monotonic time, quick tasks counted) of the last summary
         self._next_beat = 0.0  # step(): when the next scheduled heartbeat is due
+        self._next_sweep = 0.0  # when the working folder is next swept of ended jobs
 
     # -- what callers and tests read --
 
@@ -129,6 +134,7 @@ class Worker:
                     )
                 if shared.fatal is not None:
                     break
+                self._maybe_sweep()
                 self._log_summary()
                 if self.config.exit_when_idle and self.all_done():
                     log.info("every job is finished; exiting")
@@ -167,7 +173,9 @@ class Worker:
             self._next_beat = self.clock.monotonic() + self.config.heartbeat_every
             self.lease.beat_on_schedule()
         self._round()
-        return self.run_claimed() if run else 0
+        ran = self.run_claimed() if run else 0
+        self._maybe_sweep()
+        return ran
 
     def run_claimed(self) -> int:
         """Run every attempt claimed so far, one after another, in the caller's thread."""
@@ -199,6 +207,35 @@ class Worker:
                 "%d quick task(s) done in %.1f s (each under a second; %d result(s) committed by this worker)",
                 quiet - counted, now - since, self.shared.stats["commits"],
             )  # fmt: skip
+
+    def _maybe_sweep(self) -> None:
+        now = self.clock.monotonic()
+        if now >= self._next_sweep:
+            self._next_sweep = now + SWEEP_SECONDS
+            self.sweep_workdir()
+
+    def sweep_workdir(self) -> int:
+        """Remove the working folders (shipped files, kept task folders) of jobs that are
+        over (finished or cancelled) and have nothing running here: the working folder of a
+        worker that runs for weeks holds only its live jobs. Returns how many it removed.
+        Only folders named after a job this worker saw end are touched."""
+        if self.config.keep_workdirs:
+            return 0
+        shared = self.shared
+        with shared.lock:
+            over = shared.done_jobs - shared.jobs.keys() - {jid for jid, _ in shared.running}
+        if not over:
+            return 0
+        try:
+            entries = list(os.scandir(self.workdir))
+        except OSError:
+            return 0
+        removed = 0
+        for entry in entries:
+            if entry.name in over and entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+                removed += 1
+        return removed
 
     def _check_workdir(self) -> None:
         """A PC that cannot write its working folder must not claim anything: every attempt

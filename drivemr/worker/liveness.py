@@ -190,7 +190,8 @@ class OtherWorkers:
         self.lease = lease
         self.beats: dict[str, Heartbeat] = {}
         self.dead: frozenset[str] = frozenset()
-        self._stopped_cache: dict[tuple[str, float], bool] = {}
+        self._stopped_cache: dict[str, tuple[float, bool]] = {}
+        """Heartbeat file id -> (version read, whether it said stopped): one per file."""
 
     def notice_dead(self) -> bool:
         """Judge every other worker's heartbeat; True when one newly died (or said it
@@ -234,15 +235,22 @@ class OtherWorkers:
 
     def stopped(self, beat: Heartbeat) -> bool:
         """Whether the worker's heartbeat says it stopped (read once per version)."""
-        key = (beat.file.id, beat.file.modified)
-        if key not in self._stopped_cache:
+        cached = self._stopped_cache.get(beat.file.id)
+        if cached is None or cached[0] != beat.file.modified:
             try:
                 raw = self.shared.store.read(beat.file.id, max_bytes=MAX_HEARTBEAT_BYTES)
                 doc = parse_json(raw, "heartbeat")
-                self._stopped_cache[key] = isinstance(doc, dict) and doc.get("state") == "stopped"
             except DrivemrError:
                 return False
-        return self._stopped_cache[key]
+            said = isinstance(doc, dict) and doc.get("state") == "stopped"
+            cached = self._stopped_cache[beat.file.id] = (beat.file.modified, said)
+        return cached[1]
+
+    def forget_gone(self) -> None:
+        """Drop what we cached of heartbeat files no longer listed (bounded memory)."""
+        listed = {beat.file.id for beat in self.beats.values()}
+        for file_id in [f for f in self._stopped_cache if f not in listed]:
+            del self._stopped_cache[file_id]
 
     def claim_dead(self, claim: ClaimRef) -> bool:
         """Whether another worker's claim is dead (see protocol.claim_is_dead)."""

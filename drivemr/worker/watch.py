@@ -154,7 +154,10 @@ class Watcher:
         shared = self.shared
         entries = shared.store.list(shared.store.root_id)
         self.others.beats = heartbeats(entries)
-        for folder in list_jobs(shared.store, entries):  # oldest first
+        self.others.forget_gone()
+        folders = list_jobs(shared.store, entries)
+        self._forget_gone(folders)
+        for folder in folders:  # oldest first
             job_id = folder.name[len("job-") :]
             if (
                 job_id in shared.jobs
@@ -170,6 +173,17 @@ class Watcher:
                 self._reject_replay(job_id, folder)
                 continue
             self._adopt_job(job_id, folder)
+
+    def _forget_gone(self, folders: list[FileInfo]) -> None:
+        """Forget finished and rejected jobs whose folder left the store: what a worker
+        remembers is bounded by what the store holds, not by how many jobs it served."""
+        shared = self.shared
+        ids = {f.name[len("job-") :] for f in folders}
+        with shared.lock:
+            shared.done_jobs &= ids
+        self._rejected_folders &= {f.id for f in folders}
+        for job_id in [j for j in self.rejected if j not in ids]:
+            del self.rejected[job_id]
 
     def _reject_replay(self, job_id: str, folder: FileInfo) -> None:
         """A job id is used once: the same signed job posted again is a replay, never run."""
