@@ -326,7 +326,9 @@ def worker(
         run_reduce=not no_reduce,
         verify=_verifier(insecure_accept_unsigned),
     )
-    _install_signal_handlers(w.request_stop)
+    from drivemr.worker.signals import install as install_signal_handlers
+
+    install_signal_handlers(w)
     log.info("worker %s serving %s with %d slot(s)", w.id, store.url, w.config.slots)
     code = w.run()
     if isinstance(w.fatal, AuthError):
@@ -358,19 +360,6 @@ def build_worker(store: Store, **kw: Any) -> Any:
         idle_threshold=float(cfg.value("idle_threshold", kw.get("idle_threshold"))),
     )
     return Worker(store, config, verify=kw.get("verify"))
-
-
-def _install_signal_handlers(stop: Callable[[], None]) -> None:
-    import signal
-
-    def handler(signum: int, frame: object) -> None:
-        stop()
-
-    signal.signal(signal.SIGINT, handler)
-    if hasattr(signal, "SIGTERM"):
-        signal.signal(signal.SIGTERM, handler)
-    if hasattr(signal, "SIGBREAK"):  # Windows console Ctrl-Break
-        signal.signal(signal.SIGBREAK, handler)
 
 
 # ---------------------------------------------------------------------------- status

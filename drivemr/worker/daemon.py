@@ -21,6 +21,7 @@ import logging
 import os
 import queue
 import shutil
+import threading
 from typing import Any
 
 from drivemr.errors import AuthError, DrivemrError
@@ -71,6 +72,10 @@ class Worker:
         self._summary = (0.0, 0)  # (monotonic time, quick tasks counted) of the last summary
         self._next_beat = 0.0  # step(): when the next scheduled heartbeat is due
         self._next_sweep = 0.0  # when the working folder is next swept of ended jobs
+        self.stop_code: int | None = None
+        self.finished = threading.Event()
+        """Set when :meth:`run` ended (its last heartbeat written)."""
+        """Exit status asked for by :meth:`stop_now` (130 after a second Ctrl-C)."""
 
     # -- what callers and tests read --
 
@@ -95,10 +100,37 @@ class Worker:
 
     # -- lifecycle --
 
-    def request_stop(self) -> None:
-        """First call: stop claiming and drain. Second call: kill running attempts too."""
+    def request_stop(self, why: str = "", *, again_code: int = 130) -> None:
+        """First call: stop claiming and drain. Second call: as :meth:`stop_now` (exit
+        status ``again_code``: 130 as a shell reports an interrupted command). ``why`` names the cause
+        in the log (a signal handler passes "Ctrl-C"); without it nothing is logged."""
         if self.shared.stopping.is_set():
-            self.shared.abandon("worker killed")
+            self.stop_now(f"{why} again" if why else "asked again to stop", code=again_code)
+            return
+        if why:
+            with self.shared.lock:
+                running = len(self.shared.running)
+            log.info(
+                "%s: claiming nothing more; waiting for %d running attempt(s) to finish "
+                "(again to kill them and release their tasks at once)",
+                why, running,
+            )  # fmt: skip
+        self.shared.stopping.set()
+        self.shared.wake.set()
+
+    def stop_now(self, why: str, *, code: int = 130) -> None:
+        """Stop at once: kill the running attempts (their results are never committed),
+        then the loop ends and the last heartbeat says ``stopped``, so other workers take
+        the tasks over at once instead of after the lease. One log line says why. Safe from
+        a signal handler or any thread; ``run`` then returns ``code``."""
+        if self.stop_code is None:
+            self.stop_code = code
+        doomed = self.shared.abandon(f"worker stopped: {why}")
+        log.warning(
+            "%s: stopping now; %d running attempt(s) killed, their tasks are released to "
+            "other workers at once",
+            why, len(doomed),
+        )  # fmt: skip
         self.shared.stopping.set()
         self.shared.wake.set()
 
@@ -152,9 +184,12 @@ class Worker:
             # Heartbeats went on while we drained (a long drain must not look like a death).
             beat.stop()
             self.lease.beat(state="stopped")
+            self.finished.set()
         if isinstance(shared.fatal, AuthError):
             return 4
-        return 0 if shared.fatal is None else 1
+        if shared.fatal is not None:
+            return 1
+        return self.stop_code or 0
 
     def _round(self) -> None:
         """Look at the store, then claim for every free slot (slots claim too: hold the lock)."""
