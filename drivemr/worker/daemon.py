@@ -20,6 +20,7 @@ import collections
 import logging
 import os
 import queue
+import re
 import shutil
 import threading
 from typing import Any
@@ -33,9 +34,13 @@ from drivemr.worker.config import SUMMARY_SECONDS, Clock, JobVerifier, SystemClo
 from drivemr.worker.liveness import HeartbeatThread, Lease, OtherWorkers
 from drivemr.worker.slot import Slot, task_base_env
 from drivemr.worker.state import ActiveJob, Shared
+from drivemr.worker.unreadable import EXIT_UNREADABLE
 from drivemr.worker.watch import Watcher
 
 log = logging.getLogger("drivemr.worker")
+
+JOB_FOLDER = re.compile(r".+-[0-9]{8}-[0-9]{6}-[0-9a-f]{4}")
+"""A job's working folder is named by its id (``protocol.new_job_id``)."""
 
 SWEEP_SECONDS = 30.0
 """How often the working folder is swept of the folders of jobs that ended."""
@@ -171,6 +176,8 @@ class Worker:
                 if self.config.exit_when_idle and self.all_done():
                     log.info("every job is finished; exiting")
                     break
+                if self.config.exit_when_idle and self._only_unreadable_left():
+                    break
                 shared.wake.wait(self._sleep_time())
                 shared.wake.clear()
             if shared.fatal is not None:  # signed out: no attempt could commit, so none waits
@@ -250,24 +257,26 @@ class Worker:
             self.sweep_workdir()
 
     def sweep_workdir(self) -> int:
-        """Remove the working folders (shipped files, kept task folders) of jobs that are
-        over (finished or cancelled) and have nothing running here: the working folder of a
-        worker that runs for weeks holds only its live jobs. Returns how many it removed.
-        Only folders named after a job this worker saw end are touched."""
+        """Remove the working folders (shipped files, kept task folders) of jobs this
+        worker no longer serves and runs nothing of: the working folder of a worker that
+        runs for weeks holds only its live jobs, whatever an earlier life left behind.
+        Only folders named like a job id are touched. Returns how many it removed."""
         if self.config.keep_workdirs:
             return 0
         shared = self.shared
         with shared.lock:
-            over = shared.done_jobs - shared.jobs.keys() - {jid for jid, _ in shared.running}
-        if not over:
-            return 0
+            live = set(shared.jobs) | {jid for jid, _ in shared.running}
         try:
             entries = list(os.scandir(self.workdir))
         except OSError:
             return 0
         removed = 0
         for entry in entries:
-            if entry.name in over and entry.is_dir(follow_symlinks=False):
+            if (
+                entry.name not in live
+                and JOB_FOLDER.fullmatch(entry.name)
+                and entry.is_dir(follow_symlinks=False)
+            ):
                 shutil.rmtree(entry.path, ignore_errors=True)
                 removed += 1
         return removed
@@ -296,6 +305,9 @@ class Worker:
             for active in shared.jobs.values():
                 for retry in active.retries.values():
                     wait = min(wait, max(0.0, retry.due - now))
+        due = self.watcher.unreadable.next_due()
+        if due is not None:
+            wait = min(wait, max(0.0, due - now))
         # Wake up the moment another worker's heartbeat would pass the lease.
         expiry = self.others.next_expiry()
         if expiry is not None:
@@ -314,7 +326,28 @@ class Worker:
             shared.wake.clear()
 
     def all_done(self) -> bool:
-        """Nothing running, nothing to look at, and nothing left to do for any job."""
+        """Nothing running, nothing to look at, no job we could not read, and nothing
+        left to do for any job."""
+        return not self.watcher.unreadable and self._nothing_left()
+
+    def _only_unreadable_left(self) -> bool:
+        """With exit_when_idle: every readable job is done and the jobs left have been
+        unreadable for a lease (a submitter would have finished uploading): name them and
+        ask :meth:`run` to exit with EXIT_UNREADABLE."""
+        stuck = self.watcher.unreadable.stuck(self.config.lease)
+        if not stuck or not self._nothing_left():
+            return False
+        for entry in stuck:
+            log.error("cannot read %s", entry.line())
+        log.error(
+            "every job this worker can read is finished, but %d job(s) cannot be read; "
+            "exiting with status %d",
+            len(stuck), EXIT_UNREADABLE,
+        )  # fmt: skip
+        self.stop_code = self.stop_code or EXIT_UNREADABLE
+        return True
+
+    def _nothing_left(self) -> bool:
         shared = self.shared
         with shared.lock:
             if shared.running or shared.dirty.now:

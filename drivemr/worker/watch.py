@@ -15,7 +15,7 @@ import json
 import logging
 from pathlib import Path
 
-from drivemr.errors import AuthError, DrivemrError, NotFound, SecurityError
+from drivemr.errors import AuthError, DrivemrError, SecurityError
 from drivemr.protocol import (
     JobFormatError,
     heartbeats,
@@ -30,6 +30,7 @@ from drivemr.worker.config import JobVerifier
 from drivemr.worker.liveness import Lease, OtherWorkers
 from drivemr.worker.plan import plan_tasks
 from drivemr.worker.state import ActiveJob, Assignment, Shared
+from drivemr.worker.unreadable import UnreadableJobs
 
 log = logging.getLogger("drivemr.worker")
 
@@ -80,6 +81,12 @@ class Watcher:
         self.rejected: dict[str, str] = {}
         """Job id -> why this worker refused it."""
         self._rejected_folders: set[str] = set()
+        self.unreadable = UnreadableJobs(
+            shared.clock,
+            base=shared.config.poll_interval,
+            report_after=min(30.0, shared.config.lease),
+        )
+        """Jobs whose job.json could not be read: retried, never taken as finished."""
         self._cursor: str | None = None
         self._next_reconcile = 0.0
         self._next_poll = 0.0
@@ -101,6 +108,9 @@ class Watcher:
                 changes = shared.store.poll_changes(self._cursor)
                 self._cursor = changes.cursor
                 self._note_changes(changes.folders)
+            due = self.unreadable.next_due()
+            if due is not None and now >= due:
+                dirty.root = True  # time to try the unreadable jobs again
             if dirty.root:
                 dirty.root = False
                 self._refresh_root()
@@ -169,6 +179,8 @@ class Watcher:
                 continue
             if shared.config.jobs is not None and job_id not in shared.config.jobs:
                 continue
+            if not self.unreadable.due(job_id):
+                continue
             if self.seen.is_replay(job_id, folder.id):
                 self._reject_replay(job_id, folder)
                 continue
@@ -184,6 +196,7 @@ class Watcher:
         self._rejected_folders &= {f.id for f in folders}
         for job_id in [j for j in self.rejected if j not in ids]:
             del self.rejected[job_id]
+        self.unreadable.forget_gone(ids)
 
     def _reject_replay(self, job_id: str, folder: FileInfo) -> None:
         """A job id is used once: the same signed job posted again is a replay, never run."""
@@ -200,14 +213,19 @@ class Watcher:
             job = read_job(shared.store, folder)
             if self.verify is not None:
                 self.verify(job)
-        except NotFound:
-            return  # job.json not published yet: the submitter is still uploading
         except (SecurityError, JobFormatError) as exc:
+            self.unreadable.succeeded(job_id)
             self.rejected[job_id] = str(exc)
             self._rejected_folders.add(folder.id)
             log.error("job %s rejected: %s", job_id, exc)
             self._record_rejection(folder, str(exc))
             return
+        except AuthError:
+            raise
+        except DrivemrError as exc:  # not published yet, or unreadable: never "finished"
+            self.unreadable.failed(job_id, folder, exc)
+            return
+        self.unreadable.succeeded(job_id)
         self.seen.remember(job_id, folder.id)
         view = load_view(shared.store, job)
         if view.finished or view.cancelled:
