@@ -246,6 +246,7 @@ class Soak:
         self.progress = progress
         self.report = SoakReport(settings)
         self.jobs: list[tuple[Job, Path, str]] = []  # (job, sidefx folder, kind)
+        self.cancelled: set[str] = set()
         self.restarted_pids: set[int] = set()
         self.workers: dict[str, WorkerProc] = {}
 
@@ -358,7 +359,7 @@ class Soak:
         try:
             mark(self.cluster.store, job, "cancel")
             self.report.cancelled += 1
-            self.jobs = [(j, sfx, "cancelled" if j.id == job.id else k) for j, sfx, k in self.jobs]
+            self.cancelled.add(job.id)
         except DrivemrError as exc:
             self.report.problems.append(f"could not cancel {job.id}: {exc}")
 
@@ -372,7 +373,7 @@ class Soak:
         from drivemr.status import status_of
 
         deadline = time.time() + self.s.drain_seconds
-        open_jobs = [j for j, _, k in self.jobs if k != "cancelled"]
+        open_jobs = [j for j, _, _ in self.jobs if j.id not in self.cancelled]
         while open_jobs and time.time() < deadline:
             still = []
             for job in open_jobs:
@@ -398,14 +399,14 @@ class Soak:
             rep.problems += [f"{job.id}: {p}" for p in acc.problems if "no result" not in p]
             rep.committed += acc.committed
             rep.failed += acc.failed
-            if kind != "cancelled":
+            if job.id not in self.cancelled:
                 rep.lost += acc.lost
                 rep.problems += [f"{job.id}: {p}" for p in acc.problems if "no result" in p]
             runs = executions(sidefx)
             per_task: dict[str, list[Any]] = collections.defaultdict(list)
             for e in runs:
                 per_task[e.task].append(e)
-            poison = {job.tasks[0].id} if kind in ("failing",) else set()
+            poison = {job.tasks[0].id} if kind == "failing" else set()
             for tid, es in per_task.items():
                 es.sort(key=lambda e: e.start)
                 # A failing task runs once per attempt: only same-attempt reruns count.
