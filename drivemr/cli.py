@@ -267,7 +267,8 @@ def _wait(store: Store, job_id: str, poll: float = 0.5) -> int:
 @click.option(
     "--exit-when-idle",
     is_flag=True,
-    help="Exit once every job in the store is finished or cancelled.",
+    help="Exit once every job in the store is finished or cancelled (status 5 if some job "
+    "cannot be read; see docs/operating.md).",
 )
 @click.option(
     "--when-idle",
@@ -309,7 +310,11 @@ def worker(
     no_reduce: bool,
     insecure_accept_unsigned: bool,
 ) -> None:
-    """Claim and run tasks from the store until stopped (Ctrl-C drains, a second Ctrl-C kills)."""
+    """Claim and run tasks from the store until stopped.
+
+    Ctrl-C or SIGTERM drains (running tasks finish); a second one, or a closed terminal
+    (SIGHUP), kills the running tasks and releases their claims at once (exit 130 / 129).
+    To outlive the terminal, run it as a service or with nohup (docs/operating.md)."""
     store = _open(store_url, write_rate=write_rate)
     w = build_worker(
         store,
