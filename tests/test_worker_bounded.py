@@ -225,3 +225,54 @@ def test_two_thousand_jobs_leave_every_cache_bounded(
         assert jobs <= 5 and done_jobs <= keep + 5 and stopped <= 2, row
         assert rejected == rejected_folders == unreadable == 0, row
         assert dirs <= keep + 5, row  # the slot's home and live jobs' folders only
+
+
+def test_the_working_folder_is_swept_of_ended_jobs_only(
+    store: HidingStore, clock: Clock, post: Callable[..., Job], tmp_path: Path
+) -> None:
+    """Folders of jobs that ended (or that an earlier life left) go; a live job's folder, the
+    slot homes and anything not named like a job stay; --keep-workdirs keeps everything."""
+    leftover = tmp_path / "w" / "old-20260101-000000-beef" / "files"
+    leftover.mkdir(parents=True)
+    (tmp_path / "w" / "notes").mkdir()
+    w = make_worker(store, tmp_path, clock)
+    job = post(1)
+    for _ in range(5):
+        w.step()
+        clock.now += 1.0
+    assert store.list(job.folders["results"])
+    assert not leftover.parent.exists()  # swept at the first step
+    (tmp_path / "w" / job.id).mkdir(exist_ok=True)
+    assert w.sweep_workdir() == 1  # the finished job's folder
+    assert (tmp_path / "w" / "notes").is_dir()
+
+    kept = make_worker(store, tmp_path, clock, wid="k", keep_workdirs=True)
+    (tmp_path / "k" / job.id).mkdir(parents=True)
+    kept.step()
+    assert kept.sweep_workdir() == 0 and (tmp_path / "k" / job.id).is_dir()
+
+
+def test_a_few_jobs_deleted_from_the_store_are_forgotten(
+    store: HidingStore, clock: Clock, post: Callable[..., Job], tmp_path: Path
+) -> None:
+    """The quick version of the 2,000-job test: finished jobs are remembered while their
+    folder is in the store, forgotten when it goes; another worker's heartbeat rewritten
+    many times is cached once."""
+    w = make_worker(store, tmp_path, clock)
+    other = store.mint_ids(1)[0]
+    store.create(store.root_id, heartbeat_name("other"), other, b'{"state": "running"}')
+    jobs = [post(1, name=f"j{n}") for n in range(6)]
+    for n in range(30):
+        store.update(other, json.dumps({"state": "running", "n": n}).encode())
+        w.step()
+        clock.now += 1.0
+    assert w.shared.done_jobs == {j.id for j in jobs}
+    assert len(w.others._stopped_cache) <= 1
+    for job in jobs[:4]:
+        store.delete(job.folder)
+    store.delete(other)
+    w.watcher.look()
+    w.shared.dirty.root = True
+    w.step()
+    assert w.shared.done_jobs == {j.id for j in jobs[4:]}
+    assert w.others._stopped_cache == {}
