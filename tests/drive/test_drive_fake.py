@@ -185,6 +185,7 @@ def test_listing_drains_every_page(make_drive_store: MakeStore) -> None:
     store.create(store.root_id, "claims", folder, folder=True)
     ids = store.mint_ids(30)
     store.create_many((folder, f"c{n}", fid, b"") for n, fid in enumerate(ids))
+    assert store.shared_drive_id() is None  # asked once per store, before the first listing
     store.reset_stats()
     listed = store.list(folder)
     assert sorted(i.id for i in listed) == sorted(ids)
