@@ -31,12 +31,12 @@ from drivemr.errors import (
 from drivemr.stores.retry import parse_retry_after
 
 __all__ = [
+    "DELETE_ROLE_HELP",
+    "ITEM_LIMIT_HELP",
     "ROOT_NOT_VISIBLE",
     "SAME_ACCOUNT_HELP",
     "SERVICE_ACCOUNT_HELP",
     "USER_QUOTA_HELP",
-    "ITEM_LIMIT_HELP",
-    "DELETE_ROLE_HELP",
     "http_status",
     "reasons_of",
     "translate",
