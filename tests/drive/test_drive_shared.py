@@ -42,9 +42,11 @@ def team_root(srv: FakeDriveServer, monkeypatch: pytest.MonkeyPatch) -> str:
 def test_token_names_the_account(srv: FakeDriveServer, monkeypatch: pytest.MonkeyPatch) -> None:
     with _as(monkeypatch, "alice") as alice:
         url = alice.create_root(name="private")
-    with _as(monkeypatch, "mallory", url) as mallory:
-        with pytest.raises(PermanentStoreError, match="not visible to this sign-in"):
-            mallory.list("root")
+    with (
+        _as(monkeypatch, "mallory", url) as mallory,
+        pytest.raises(PermanentStoreError, match="not visible to this sign-in"),
+    ):
+        mallory.list("root")
     with _as(monkeypatch, "alice", url) as again:
         assert again.list("root") == []
 
