@@ -232,6 +232,7 @@ def submit(jobfile: Path, store_url: str | None, wait: bool, unsigned: bool) -> 
     spec = load_job(jobfile)  # every check happens before the first write
     store = _open(store_url)
     sign = None if unsigned else _signer()
+    _check_accounts(store, worker=False)
     job = do_submit(store, spec, sign=sign, progress=lambda m: click.echo(m, err=True))
     click.echo(
         f"submitted {len(job.tasks)} task(s){' and a reduce' if job.reduce else ''} to {store.url}",
@@ -311,6 +312,7 @@ def worker(
 ) -> None:
     """Claim and run tasks from the store until stopped (Ctrl-C drains, a second Ctrl-C kills)."""
     store = _open(store_url, write_rate=write_rate)
+    _check_accounts(store, worker=True)
     w = build_worker(
         store,
         slots=slots,
@@ -332,6 +334,23 @@ def worker(
     if isinstance(w.fatal, AuthError):
         click.echo(auth_message(w.fatal), err=True)
     sys.exit(code)
+
+
+def _check_accounts(store: Store, *, worker: bool) -> None:
+    """On Drive, before anything is claimed or submitted: can this account use ids other
+    accounts minted (a worker refuses to start when not), and leave this account's
+    (see :mod:`drivemr.stores.drive.accounts`)."""
+    if not store.url.startswith("drive://"):
+        return
+    from drivemr.stores.drive import DriveStore
+    from drivemr.stores.drive.accounts import check_minted_ids, publish_minted_ids
+
+    if not isinstance(store, DriveStore):
+        return
+    if worker:
+        check_minted_ids(store)
+    else:
+        publish_minted_ids(store)
 
 
 def build_worker(store: Store, **kw: Any) -> Any:

@@ -480,6 +480,19 @@ class DriveStore(Store):
         self._drive_id, self._drive_known = drive_id, True
         return drive_id
 
+    def account_id(self) -> str:
+        """This sign-in's Drive ``permissionId`` (stable, and no e-mail address in it)."""
+        got = self._call(
+            "who am I",
+            "read",
+            lambda svc: svc.about().get(fields="user(permissionId)").execute(),
+        )
+        user = got.get("user") if isinstance(got, dict) else None
+        value = user.get("permissionId") if isinstance(user, dict) else None
+        if not isinstance(value, str) or not value or len(value) > 100:
+            raise PermanentStoreError("who am I: Drive returned no permissionId for this sign-in")
+        return value
+
     def changes_cursor(self) -> str:
         """A start token of the right change log: the shared drive's own log when the root
         is in a shared drive (its changes never reach the users' logs), else the user's."""

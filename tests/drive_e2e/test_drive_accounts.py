@@ -1,0 +1,120 @@
+"""Several Google accounts on a shared-drive root, end to end with real processes: three
+workers signed in as three accounts (bearer tokens on the fake), under both of the fake's
+minted-id policies. Where Drive lets another account use the submitter's minted ids, the
+job runs on all three; where it does not, the other accounts' workers refuse to start,
+before claiming anything, with one line saying which set-up works, and the submitter's
+account runs the job alone."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from helpers import WorkerProcs, run_cli
+
+from drivemr.protocol import find_job
+from drivemr.stores.drive import DriveStore
+from drivemr.testing.fakedrive import FakeDriveServer
+
+from drive_e2e.test_drive_e2e import (  # isort: skip
+    WORDCOUNT_JOB,
+    check_one_result_per_task_and_no_duplicates,
+    wordcount_files,
+)
+
+pytestmark = pytest.mark.timeout(240)
+
+ACCOUNTS = ("alice", "bob", "carol")
+
+
+def _team_root(srv: FakeDriveServer) -> str:
+    drive_id = srv.create_drive(
+        "team", organizer="alice", members={"bob": "writer", "carol": "writer"}
+    )
+    out = run_cli(
+        "init",
+        "--store",
+        "drive://",
+        "--shared-drive",
+        drive_id,
+        env={"DRIVEMR_DRIVE_TOKEN": "alice"},
+    ).stdout
+    url = out.strip().splitlines()[-1]
+    assert url.startswith("drive://") and len(url) > len("drive://")
+    return url
+
+
+def _submit_as(account: str, url: str, job_file: Path) -> str:
+    proc = run_cli("submit", str(job_file), "--store", url, env={"DRIVEMR_DRIVE_TOKEN": account})
+    return proc.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("policy", ["anyone", "account"])
+def test_three_accounts_on_a_shared_drive(
+    policy: str,
+    e2e_fake: FakeDriveServer,
+    write_job: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DRIVEMR_WRITE_RATE", "0")
+    e2e_fake.configure(minted_ids=policy)
+    url = _team_root(e2e_fake)
+    files, expected = wordcount_files(12)
+    job_id = _submit_as("alice", url, write_job(WORDCOUNT_JOB, files))
+
+    workers = WorkerProcs(url, tmp_path / "workers")
+    workers.workdir.mkdir()
+    try:
+        if policy == "account":
+            # bob's and carol's workers ask before they claim: they refuse, one line each.
+            for name in ("bob", "carol"):
+                workers.start(name, "--exit-when-idle", env={"DRIVEMR_DRIVE_TOKEN": name})
+            codes = workers.wait_all(timeout=120)
+            for name in ("bob", "carol"):
+                assert codes[name] != 0, workers.log(name)
+                refusal = [
+                    ln for ln in workers.log(name).splitlines() if "same Google account" in ln
+                ]
+                assert len(refusal) == 1, workers.log(name)
+            monkeypatch.setenv("DRIVEMR_DRIVE_TOKEN", "alice")
+            with DriveStore.from_url(url, write_rate=None) as look:
+                _, job = find_job(look, job_id)
+                assert look.list(job.folders["claims"]) == []  # nothing was claimed
+            monkeypatch.delenv("DRIVEMR_DRIVE_TOKEN")
+            workers = WorkerProcs(url, tmp_path / "workers2")
+            workers.workdir.mkdir()
+            runners = ("alice",)
+        else:
+            runners = ACCOUNTS
+        for name in runners:
+            workers.start(
+                name, "--exit-when-idle", slots=2, lease=30, env={"DRIVEMR_DRIVE_TOKEN": name}
+            )
+        codes = workers.wait_all(timeout=180)
+        assert set(codes.values()) == {0}, {n: workers.log(n) for n in codes}
+    finally:
+        workers.stop()
+
+    proc = run_cli(
+        "reduce",
+        job_id,
+        "--store",
+        url,
+        "--out",
+        str(tmp_path / "out"),
+        env={"DRIVEMR_DRIVE_TOKEN": "carol"},
+    )
+    total = json.loads((tmp_path / "out" / "total.json").read_text(encoding="utf-8"))
+    assert total["counts"] == expected, proc.stdout
+    monkeypatch.setenv("DRIVEMR_DRIVE_TOKEN", "alice")
+    with DriveStore.from_url(url, write_rate=None) as look:
+        _, job = find_job(look, job_id)
+        check_one_result_per_task_and_no_duplicates(look, job)
+        if policy == "anyone":
+            claims = look.list(job.folders["claims"])
+            assert len(claims) >= 12
+            for name in ACCOUNTS:  # every account's worker took part
+                assert "claimed" in workers.log(name) or "done" in workers.log(name)
