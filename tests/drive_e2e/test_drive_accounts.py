@@ -12,8 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import WorkerProcs, run_cli
+from helpers import WorkerProcs, run_cli, wait_for
 
+from drivemr.errors import NotFound
 from drivemr.protocol import find_job
 from drivemr.stores.drive import DriveStore
 from drivemr.testing.fakedrive import FakeDriveServer
@@ -118,3 +119,58 @@ def test_three_accounts_on_a_shared_drive(
             assert len(claims) >= 12
             for name in ACCOUNTS:  # every account's worker took part
                 assert "claimed" in workers.log(name) or "done" in workers.log(name)
+
+
+def test_idle_workers_hear_of_a_job_and_its_results_from_the_shared_drive_log(
+    e2e_fake: FakeDriveServer,
+    write_job: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With full re-listings an hour apart, idle workers on a shared-drive root can only
+    learn of a new job (and of the last result, for the reduce) from the drive's own
+    change log: the job finishing at all proves they read it."""
+    monkeypatch.setenv("DRIVEMR_WRITE_RATE", "0")
+    monkeypatch.setenv("DRIVEMR_RECONCILE_INTERVAL", "3600")
+    e2e_fake.configure(minted_ids="anyone")
+    url = _team_root(e2e_fake)
+    workers = WorkerProcs(url, tmp_path / "workers")
+    workers.workdir.mkdir()
+    try:
+        e2e_fake.reset_stats()
+        for name in ("bob", "carol"):
+            workers.start(name, slots=1, lease=30, env={"DRIVEMR_DRIVE_TOKEN": name}, poll="0.2")
+        # both are idle and reading the drive's change log before the job exists
+        wait_for(
+            lambda: e2e_fake.stats()["by_endpoint"].get("changes.list", 0) >= 4,
+            what="idle workers polling the change feed",
+        )
+        files, expected = wordcount_files(4)
+        job_id = _submit_as("alice", url, write_job(WORDCOUNT_JOB, files))
+        monkeypatch.setenv("DRIVEMR_DRIVE_TOKEN", "alice")
+        with DriveStore.from_url(url, write_rate=None) as look:
+            _, job = find_job(look, job_id)
+            reduce_id = job.reduce_task.result_id if job.reduce_task else None
+            assert reduce_id is not None
+
+            def reduced() -> bool:
+                try:
+                    look.get(reduce_id)
+                except NotFound:
+                    return False
+                return True
+
+            wait_for(reduced, timeout=180, what="the reduce's result")
+    finally:
+        workers.stop()
+    out = run_cli(
+        "reduce",
+        job_id,
+        "--store",
+        url,
+        "--out",
+        str(tmp_path / "out"),
+        env={"DRIVEMR_DRIVE_TOKEN": "bob"},
+    )
+    total = json.loads((tmp_path / "out" / "total.json").read_text(encoding="utf-8"))
+    assert total["counts"] == expected, out.stdout
