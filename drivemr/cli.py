@@ -39,6 +39,8 @@ LAZY_COMMANDS = {
     "auth": ("drivemr.auth_cli", "auth"),
     "keys": ("drivemr.keys_cli", "keys"),
     "fake-drive": ("drivemr.testing.fakedrive.cli", "fake_drive"),
+    "doctor": ("drivemr.maint_cli", "doctor"),
+    "clean": ("drivemr.maint_cli", "clean"),
 }
 """Commands imported only when used: Google's client libraries take a second to import."""
 
