@@ -68,10 +68,12 @@ def clean(
 
     if not jobs and older_than is None:
         raise DrivemrError("name the jobs to remove, or give --older-than AGE (e.g. 30d)")
-    try:
-        age = parse_duration(older_than, key="--older-than") if older_than else None
-    except DrivemrError as exc:
-        raise click.BadParameter(str(exc), param_hint="--older-than") from exc
+    age: float | None = None
+    if older_than is not None:
+        text = older_than.strip()
+        # 0 (any unit) means "every finished job"; parse_duration wants a positive one.
+        zero = text.rstrip("dhms") in ("0", "0.0") and text != ""
+        age = 0.0 if zero else parse_duration(text, key="--older-than")
     store = _open(store_url)
     lease = float(cfg.value("lease"))
     with store:
@@ -99,7 +101,9 @@ def clean(
         outcomes = remove(store, going)
     failed = [o for o in outcomes if not o.removed]
     for o in failed:
-        click.echo(f"drivemr: could not remove {safe(o.job)}: {safe(o.message)}", err=True)
+        click.echo(
+            f"drivemr: could not remove {safe(o.job)}: {safe(o.message, max_len=1000)}", err=True
+        )
     click.echo(f"removed {len(outcomes) - len(failed)} job(s)")
     if failed or (jobs and len(going) < len(jobs)):
         sys.exit(EXIT_FAILED)

@@ -24,7 +24,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from drivemr.errors import AlreadyExists, AuthError, DrivemrError
+from drivemr.errors import AlreadyExists, AuthError, DrivemrError, NotFound
 from drivemr.protocol import (
     MAX_HEARTBEAT_BYTES,
     REDUCE,
@@ -243,6 +243,8 @@ class Claimer:
             shared.fatal = exc
         except DrivemrError as exc:
             log.warning("claim of %s/%s failed (will retry): %s", active.job.id, task.id, exc)
+            if isinstance(exc, NotFound):  # the job's folder may be gone: look at the root
+                shared.dirty.root = True
             with shared.lock:
                 due = shared.clock.monotonic() + shared.config.poll_interval
                 active.retries[task.id] = Retry(attempt, due)

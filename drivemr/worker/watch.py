@@ -154,7 +154,13 @@ class Watcher:
         shared = self.shared
         entries = shared.store.list(shared.store.root_id)
         self.others.beats = heartbeats(entries)
-        for folder in list_jobs(shared.store, entries):  # oldest first
+        folders = list_jobs(shared.store, entries)
+        present = {f.id for f in folders}
+        with shared.lock:
+            missing = [a for a in shared.jobs.values() if a.job.folder not in present]
+        for active in missing:
+            self._forget_if_gone(active)
+        for folder in folders:  # oldest first
             job_id = folder.name[len("job-") :]
             if (
                 job_id in shared.jobs
@@ -224,7 +230,12 @@ class Watcher:
         if active is None:
             return
         listed_at = shared.clock.monotonic()
-        view = load_view(shared.store, active.job)
+        try:
+            view = load_view(shared.store, active.job)
+        except NotFound:
+            if self._forget_if_gone(active):
+                return
+            raise
         with shared.lock:
             # Claims and results are never removed: keep what we learnt while listing.
             for gens in active.view.claims.values():
@@ -268,7 +279,12 @@ class Watcher:
             active = self.shared.jobs.get(job_id)
         if active is None:
             return
-        names = {info.id for info in self.shared.store.list(active.job.folder)}
+        try:
+            names = {info.id for info in self.shared.store.list(active.job.folder)}
+        except NotFound:
+            if self._forget_if_gone(active):
+                return
+            raise
         if active.job.markers.get("cancel") in names:
             active.view.cancelled = True
             self._cancel(active)
@@ -293,6 +309,23 @@ class Watcher:
         with shared.lock:
             shared.jobs.pop(active.job.id, None)
             shared.done_jobs.add(active.job.id)
+
+    def _forget_if_gone(self, active: ActiveJob) -> bool:
+        """A job whose folder was removed from the store (``drivemr clean``, or by hand):
+        stop its attempts and forget it. True when it is gone (asked by id, so a listing
+        that merely missed it changes nothing)."""
+        shared = self.shared
+        try:
+            shared.store.get(active.job.folder)
+            return False
+        except NotFound:
+            pass
+        log.info("job %s: its folder is gone from the store; forgetting the job", active.job.id)
+        shared.abandon("the job was removed from the store", lambda a: a.job.id == active.job.id)
+        with shared.lock:
+            shared.jobs.pop(active.job.id, None)
+            shared.done_jobs.add(active.job.id)
+        return True
 
     def _finish(self, active: ActiveJob) -> None:
         shared = self.shared
