@@ -305,7 +305,9 @@ def jobs(store_url: str | None, as_json: bool) -> None:
             st = job_status(store, folder, job, root=root, lease=_lease())
             entries.append((job.created, st.to_json(with_tasks=False) | {"total": len(job.tasks)}))
         except DrivemrError as exc:
-            entries.append((folder.created, {"job": job_id, "error": str(exc)}))
+            entries.append(
+                (folder.created, {"job": job_id, "state": "unreadable", "error": str(exc)})
+            )
     entries.sort(key=lambda e: e[0], reverse=True)
     docs = [doc for _t, doc in entries]
     if as_json:
