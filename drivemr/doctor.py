@@ -346,9 +346,23 @@ def check_atomic_publish(p: Probe) -> Check:
     )
 
 
+def check_fs_probe(p: Probe) -> Check:
+    """The folder store's own file-system probe (run afresh, not the per-process cache)."""
+    name = "file-system probe"
+    meaning = "Create-once is one exclusive create; a publish is one replacing rename."
+    inner = getattr(p.store, "inner", p.store)
+    probe = getattr(inner, "_probe_features", None)
+    if not callable(probe):
+        return Check(name, SKIP, "this store has no file-system probe", meaning)
+    reason = probe()
+    if reason is None:
+        return Check(name, OK, "exclusive create and replace-by-rename both hold", meaning)
+    return Check(name, FAIL, str(reason), meaning + " This file system cannot hold a store.")
+
+
 def check_filesystem(p: Probe) -> Check:
     name = "file system"
-    root = getattr(p.store, "path", None) or getattr(p.store, "root", None)
+    root = getattr(p.store, "path", None)
     if not isinstance(root, Path):
         return Check(name, SKIP, "not a folder on this PC", "")
     found = _mount_of(root) if sys.platform.startswith("linux") else None
@@ -381,6 +395,7 @@ def _checks(p: Probe) -> Iterator[tuple[str, str, Callable[[Probe], Check]]]:
     if p.kind == "drive":
         yield "second account", "Several accounts on one root.", check_second_account
     if p.kind == "folder":
+        yield "file-system probe", "Exclusive create and rename.", check_fs_probe
         yield "atomic publish", "Readers see whole files.", check_atomic_publish
         yield "file system", "What the folder lives on.", check_filesystem
 

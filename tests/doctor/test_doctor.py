@@ -96,5 +96,6 @@ def test_a_local_folder_passes(tmp_path: Path) -> None:
     proc = run_cli("doctor", "--store", str(store))
     assert "ok" in _row(proc.stdout, "create once")
     assert "ok" in _row(proc.stdout, "atomic publish")
+    assert "ok" in _row(proc.stdout, "file-system probe")
     assert "file system" in proc.stdout
     assert [p.name for p in store.iterdir() if p.name.startswith("drivemr-doctor")] == []
