@@ -87,7 +87,7 @@ def test_three_accounts_on_a_shared_drive(
             monkeypatch.delenv("DRIVEMR_DRIVE_TOKEN")
             workers = WorkerProcs(url, tmp_path / "workers2")
             workers.workdir.mkdir()
-            runners = ("alice",)
+            runners: tuple[str, ...] = ("alice",)
         else:
             runners = ACCOUNTS
         for name in runners:
