@@ -22,7 +22,7 @@ import click
 
 from drivemr import __version__
 from drivemr import config as cfg
-from drivemr.errors import AuthError, DrivemrError, SecurityError
+from drivemr.errors import AuthError, DrivemrError, SecurityError, StoreError
 from drivemr.protocol import REDUCE, check_worker_id, default_worker_id, find_job, load_view
 from drivemr.status import STATES
 from drivemr.stores import open_store, store_kind
@@ -349,10 +349,15 @@ def _check_accounts(store: Store, *, worker: bool) -> None:
 
     if not isinstance(store, DriveStore):
         return
-    if worker:
-        check_minted_ids(store)
-    else:
-        publish_minted_ids(store)
+    try:
+        if worker:
+            check_minted_ids(store)
+        else:
+            publish_minted_ids(store)
+    except AuthError:
+        raise
+    except StoreError as exc:  # Drive unreachable now: the worker's own loop retries
+        log.warning("could not check minted ids between accounts (continuing): %s", exc)
 
 
 def build_worker(store: Store, **kw: Any) -> Any:
