@@ -12,8 +12,9 @@ own timestamps (the fake's clock is this PC's):
 * **last result -> reduce**: the last map result -> the reduce's claim.
 
 Both are reported as a ratio to the poll interval (target: about 1, never the 24x of the
-2-minute re-listing). The fake answers every request at once, so the figures are the
-protocol's latency, not Google's.
+2-minute re-listing), and against a baseline measured in the same run: one account's My
+Drive root (the user's change log). The fake answers every request at once, so the
+figures are the protocol's latency, not Google's.
 
     python scripts/shared_drive_latency.py [--tasks 6] [--runs 3] [--minted-ids anyone]
 """
@@ -58,7 +59,9 @@ def cli(*args: str, env: dict[str, str], **kw: Any) -> subprocess.CompletedProce
     )
 
 
-def one_run(tmp: Path, tasks: int, minted_ids: str, poll: float) -> tuple[float, float]:
+def one_run(
+    tmp: Path, tasks: int, minted_ids: str, poll: float, my_drive: bool = False
+) -> tuple[float, float]:
     srv = FakeDriveServer(port=0, minted_ids=minted_ids).start()
     procs: list[subprocess.Popen[str]] = []
     try:
@@ -70,13 +73,15 @@ def one_run(tmp: Path, tasks: int, minted_ids: str, poll: float) -> tuple[float,
         }
         base.pop("DRIVEMR_RECONCILE_INTERVAL", None)
         base.pop("DRIVEMR_POLL_INTERVAL", None)
-        env = {a: {**base, "DRIVEMR_DRIVE_TOKEN": a} for a in ACCOUNTS}
-        drive_id = srv.create_drive(
-            "team", organizer="alice", members={"bob": "writer", "carol": "writer"}
-        )
-        root = cli(
-            "init", "--store", "drive://", "--shared-drive", drive_id, env=env["alice"]
-        ).stdout.split()[-1]
+        # The baseline: one account's My Drive (the user's change log), as before shared drives.
+        env = {a: {**base, "DRIVEMR_DRIVE_TOKEN": "alice" if my_drive else a} for a in ACCOUNTS}
+        where: list[str] = []
+        if not my_drive:
+            drive_id = srv.create_drive(
+                "team", organizer="alice", members={"bob": "writer", "carol": "writer"}
+            )
+            where = ["--shared-drive", drive_id]
+        root = cli("init", "--store", "drive://", *where, env=env["alice"]).stdout.split()[-1]
         for account in ACCOUNTS:
             log = open(tmp / f"{account}.log", "w", encoding="utf-8")  # noqa: SIM115
             procs.append(
@@ -156,23 +161,35 @@ def main() -> None:
     args = ap.parse_args()
     if args.minted_ids == "account":
         print("note: under --minted-ids account, bob's and carol's workers refuse to start")
-    firsts, reduces = [], []
-    for n in range(args.runs):
-        with tempfile.TemporaryDirectory(prefix="drivemr-latency-") as tmp:
-            first, reduce_ = one_run(Path(tmp), args.tasks, args.minted_ids, args.poll)
-        firsts.append(first)
-        reduces.append(reduce_)
-        print(
-            f"run {n + 1}: submit -> first claim {first:.2f} s, "
-            f"last result -> reduce {reduce_:.2f} s"
-        )
-    for label, values in (("submit -> first claim", firsts), ("last result -> reduce", reduces)):
-        med = statistics.median(values)
-        print(
-            f"{label}: median {med:.2f} s, max {max(values):.2f} s = "
-            f"{med / args.poll:.2f} x the poll interval ({args.poll:g} s); "
-            f"the re-listing would be {120 / args.poll:.0f} x"
-        )
+    medians: dict[str, dict[str, float]] = {}
+    for setup in ("my-drive", "shared-drive"):
+        firsts, reduces = [], []
+        for n in range(args.runs):
+            with tempfile.TemporaryDirectory(prefix="drivemr-latency-") as tmp:
+                first, reduce_ = one_run(
+                    Path(tmp), args.tasks, args.minted_ids, args.poll, setup == "my-drive"
+                )
+            firsts.append(first)
+            reduces.append(reduce_)
+            print(
+                f"{setup} run {n + 1}: submit -> first claim {first:.2f} s, "
+                f"last result -> reduce {reduce_:.2f} s"
+            )
+        medians[setup] = {}
+        for label, values in (
+            ("submit -> first claim", firsts),
+            ("last result -> reduce", reduces),
+        ):
+            med = medians[setup][label] = statistics.median(values)
+            print(
+                f"{setup}: {label}: median {med:.2f} s, max {max(values):.2f} s = "
+                f"{med / args.poll:.2f} x the poll interval ({args.poll:g} s); "
+                f"the re-listing would be {120 / args.poll:.0f} x"
+            )
+    for label in ("submit -> first claim", "last result -> reduce"):
+        base = medians["my-drive"][label]
+        ratio = medians["shared-drive"][label] / base if base > 0 else float("inf")
+        print(f"shared drive / My Drive baseline, {label}: {ratio:.2f}")
 
 
 if __name__ == "__main__":
