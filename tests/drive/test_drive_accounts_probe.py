@@ -46,9 +46,10 @@ def test_first_account_alone_only_publishes_once(
     root: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with _as(monkeypatch, "alice", root) as alice:
-        seen = check_minted_ids(alice)
-        assert seen.tested == () and _probes(alice) == [PROBE_PREFIX + seen.account]
-        check_minted_ids(alice)
+        seen = check_minted_ids(alice)  # a worker: tries, never publishes
+        assert seen.tested == () and _probes(alice) == []
+        publish_minted_ids(alice)  # a submit
+        assert _probes(alice) == [PROBE_PREFIX + seen.account]
         publish_minted_ids(alice)
         assert len(_probes(alice)) == 1  # one file per account, ever
 
@@ -67,9 +68,9 @@ def test_a_second_account_learns_the_policy(
                 check_minted_ids(bob)
             text = str(err.value)
             assert "same Google account" in text and alice_id in text and "\n" not in text
-            assert len(_probes(bob)) == 1  # bob refused before writing anything of his
+            assert len(_probes(bob)) == 1  # bob wrote nothing of his
         else:
-            seen = check_minted_ids(bob)
+            seen = check_minted_ids(bob, publish=True)
             assert seen.tested == (alice_id,)
             assert len(_probes(bob)) == 2
             again = check_minted_ids(bob)  # the scratch left behind answers it: no new write

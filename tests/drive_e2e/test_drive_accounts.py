@@ -174,3 +174,59 @@ def test_idle_workers_hear_of_a_job_and_its_results_from_the_shared_drive_log(
     )
     total = json.loads((tmp_path / "out" / "total.json").read_text(encoding="utf-8"))
     assert total["counts"] == expected, out.stdout
+
+
+def test_a_worker_started_before_another_accounts_first_job_leaves_that_job_once(
+    e2e_fake: FakeDriveServer,
+    write_job: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """bob's worker starts while nobody else has left minted ids to try, so it cannot know
+    yet; when alice's job comes, Drive refuses bob's claim at alice's id: bob says so once,
+    leaves that job, keeps serving, and claims nothing; alice's own worker runs it."""
+    monkeypatch.setenv("DRIVEMR_WRITE_RATE", "0")
+    url = _team_root(e2e_fake)  # minted_ids=account, the fake's default
+    workers = WorkerProcs(url, tmp_path / "workers")
+    workers.workdir.mkdir()
+    try:
+        workers.start("bob", slots=1, env={"DRIVEMR_DRIVE_TOKEN": "bob"}, poll="0.2")
+        wait_for(
+            lambda: e2e_fake.stats()["by_endpoint"].get("changes.list", 0) >= 2,
+            what="bob's worker polling",
+        )
+        files, expected = wordcount_files(3)
+        job_id = _submit_as("alice", url, write_job(WORDCOUNT_JOB, files))
+        wait_for(
+            lambda: "cannot be served by this sign-in" in workers.log("bob"),
+            what="bob's worker leaving the job",
+            timeout=120,
+        )
+        workers.start("alice", slots=2, env={"DRIVEMR_DRIVE_TOKEN": "alice"}, poll="0.2")
+        monkeypatch.setenv("DRIVEMR_DRIVE_TOKEN", "alice")
+        with DriveStore.from_url(url, write_rate=None) as look:
+            _, job = find_job(look, job_id)
+            reduce_id = job.reduce_task.result_id if job.reduce_task else ""
+
+            def reduced() -> bool:
+                try:
+                    look.get(reduce_id)
+                except NotFound:
+                    return False
+                return True
+
+            wait_for(reduced, timeout=180, what="the reduce's result")
+            claims = look.list(job.folders["claims"])
+            assert claims and all("bob" not in c.name for c in claims), [c.name for c in claims]
+        assert workers.procs["bob"].poll() is None  # still serving
+        log = workers.log("bob")
+        assert log.count("cannot be served by this sign-in") == 1, log
+        assert "Traceback" not in log
+    finally:
+        workers.stop()
+    out = tmp_path / "out"
+    run_cli(
+        "reduce", job_id, "--store", url, "--out", str(out), env={"DRIVEMR_DRIVE_TOKEN": "alice"}
+    )
+    total = json.loads((out / "total.json").read_text(encoding="utf-8"))
+    assert total["counts"] == expected

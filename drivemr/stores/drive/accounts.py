@@ -9,14 +9,19 @@ which set-up works.
 
 How it asks, at the cost of a few requests once per worker start:
 
-* every account that submits or works leaves one small file in the root,
-  ``.minted-ids.<permissionId>``, holding ids *it* minted and never uses itself;
+* every account that submits jobs (whose minted ids workers will create at) leaves one
+  small file in the root, ``.minted-ids.<permissionId>``, holding ids *it* minted and never
+  uses itself (``drivemr submit`` writes it, once per account);
 * a starting worker reads the other accounts' files and tries one create at one of their
   ids (a scratch file ``.minted-ids-test.<me>.<other>`` in the root, deleted at once when
   the account may delete; one left behind, as by a shared-drive writer, answers the
   question for later starts). Drive's
   400 "The provided file ID is not usable" means another account's ids are refused here;
   a success (or a 409: someone used that id before, so it was usable) means they work.
+
+A worker started before another account's first submit cannot know yet: when Drive then
+refuses its claim at that account's id, the worker leaves that job (one error line) and
+serves on.
 
 The files are untrusted: a read is bounded, a bad one is skipped with a warning, and a
 file naming this worker's own account is never tested (a forged one could only make the
@@ -130,9 +135,10 @@ def try_foreign_id(store: DriveStore, file_id: str, name: str) -> bool | None:
     return True
 
 
-def check_minted_ids(store: DriveStore, *, publish: bool = True) -> CrossAccountIds:
-    """Try other accounts' minted ids (see the module docstring) and, with ``publish``,
-    leave this account's. Raises :class:`ConfigError` (one line) when Drive refuses them."""
+def check_minted_ids(store: DriveStore, *, publish: bool = False) -> CrossAccountIds:
+    """Try the ids of the other accounts that submit jobs (see the module docstring) and,
+    with ``publish``, leave this account's. Raises :class:`ConfigError` (one line) when
+    Drive refuses them."""
     me = store.account_id()
     entries = store.list(ROOT)
     probes = _probe_files(entries)
@@ -151,7 +157,10 @@ def check_minted_ids(store: DriveStore, *, publish: bool = True) -> CrossAccount
         tested.append(account)
         verdict = try_foreign_id(store, random.choice(ids), scratch)
         if verdict is False:
-            raise ConfigError(f"{WHICH_SETUP_WORKS} (account {account} minted them).")
+            raise ConfigError(
+                f"{WHICH_SETUP_WORKS}. Account {account} submitted jobs here; if it no "
+                f"longer does, delete {PROBE_PREFIX}{account} from the root."
+            )
     if publish:
         publish_minted_ids(store, entries)
     return CrossAccountIds(me, tuple(tested))

@@ -25,6 +25,7 @@ from drivemr.errors import (
     ConfigError,
     NotFound,
     PermanentStoreError,
+    UnusableId,
 )
 from drivemr.stores.base import FOLDER_MIME, ROOT, Changes, FileInfo, Store
 from drivemr.stores.drive.feeds import changes_since, list_children
@@ -347,7 +348,8 @@ class DriveStore(Store):
             raise hinted from exc
         except PermanentStoreError as exc:
             if http_status(exc) == 400:
-                raise PermanentStoreError(with_hint(exc, SAME_ACCOUNT_HELP)) from exc
+                cls = UnusableId if "not usable" in str(exc) else PermanentStoreError
+                raise cls(with_hint(exc, SAME_ACCOUNT_HELP)) from exc
             raise
         return file_info(result)
 

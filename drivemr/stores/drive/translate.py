@@ -63,12 +63,12 @@ _TRANSIENT_ERRNO_NAMES = frozenset(
 
 SAME_ACCOUNT_HELP = (
     "Drive refused a minted file id. Ids minted by one Google account are not usable by "
-    "another: sign in on every worker with the same Google account and the same OAuth "
-    "client (`drivemr auth login --client-secrets FILE`), "
-    "or keep the shared root in a shared drive (`drivemr init --store drive:// "
-    "--shared-drive ID`). Workers signed in with different accounts also need the full "
-    "`drive` scope (`drivemr auth login --scope drive`), because `drive.file` only reaches "
-    "files this app created for that same account."
+    "another here: sign in on every PC that submits or works with the same Google account "
+    "(or the same service account) and the same OAuth client "
+    "(`drivemr auth login --client-secrets FILE`); a service account needs the root in a "
+    "shared drive (`drivemr init --store drive:// --shared-drive ID`). Workers signed in "
+    "with different accounts also need the full `drive` scope (`drivemr auth login --scope "
+    "drive`), and `drivemr doctor --second-account` tells whether their ids cross."
 )
 ROOT_NOT_VISIBLE = (
     "The drivemr root folder is not visible to this sign-in. Check the drive:// URL, and "
