@@ -22,7 +22,7 @@ import click
 
 from drivemr import __version__
 from drivemr import config as cfg
-from drivemr.errors import AuthError, DrivemrError, SecurityError
+from drivemr.errors import AuthError, DrivemrError, SecurityError, StoreError
 from drivemr.protocol import REDUCE, check_worker_id, default_worker_id, find_job, load_view
 from drivemr.safetext import safe
 from drivemr.status import STATES
@@ -40,6 +40,8 @@ LAZY_COMMANDS = {
     "auth": ("drivemr.auth_cli", "auth"),
     "keys": ("drivemr.keys_cli", "keys"),
     "fake-drive": ("drivemr.testing.fakedrive.cli", "fake_drive"),
+    "doctor": ("drivemr.maint_cli", "doctor"),
+    "clean": ("drivemr.maint_cli", "clean"),
 }
 """Commands imported only when used: Google's client libraries take a second to import."""
 
@@ -233,6 +235,7 @@ def submit(jobfile: Path, store_url: str | None, wait: bool, unsigned: bool) -> 
     spec = load_job(jobfile)  # every check happens before the first write
     store = _open(store_url)
     sign = None if unsigned else _signer()
+    _check_accounts(store, worker=False)
     job = do_submit(store, spec, sign=sign, progress=lambda m: click.echo(m, err=True))
     click.echo(
         f"submitted {len(job.tasks)} task(s){' and a reduce' if job.reduce else ''} to {store.url}",
@@ -321,6 +324,7 @@ def worker(
     (SIGHUP), kills the running tasks and releases their claims at once (exit 130 / 129).
     To outlive the terminal, run it as a service or with nohup (docs/operating.md)."""
     store = _open(store_url, write_rate=write_rate)
+    _check_accounts(store, worker=True)
     w = build_worker(
         store,
         slots=slots,
@@ -346,6 +350,28 @@ def worker(
     if isinstance(w.fatal, AuthError):
         click.echo(auth_message(w.fatal), err=True)
     sys.exit(code)
+
+
+def _check_accounts(store: Store, *, worker: bool) -> None:
+    """On Drive, before anything is claimed or submitted: can this account use ids other
+    accounts minted (a worker refuses to start when not), and leave this account's
+    (see :mod:`drivemr.stores.drive.accounts`)."""
+    if not store.url.startswith("drive://"):
+        return
+    from drivemr.stores.drive import DriveStore
+    from drivemr.stores.drive.accounts import check_minted_ids, publish_minted_ids
+
+    if not isinstance(store, DriveStore):
+        return
+    try:
+        if worker:
+            check_minted_ids(store)
+        else:
+            publish_minted_ids(store)
+    except AuthError:
+        raise
+    except StoreError as exc:  # Drive unreachable now: the worker's own loop retries
+        log.warning("could not check minted ids between accounts (continuing): %s", exc)
 
 
 def build_worker(store: Store, **kw: Any) -> Any:

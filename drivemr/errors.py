@@ -64,6 +64,11 @@ class AlreadyExists(PermanentStoreError):
     """A create-once with an id that is already taken (Drive's 409)."""
 
 
+class UnusableId(PermanentStoreError):
+    """The store refused a create at a minted id as not usable by this sign-in (Drive's 400
+    "The provided file ID is not usable": typically an id another account minted)."""
+
+
 class AuthError(PermanentStoreError):
     """Credentials are missing, expired or revoked; the user must sign in again."""
 

@@ -29,7 +29,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from drivemr.errors import AlreadyExists, AuthError, DrivemrError
+from drivemr.errors import AlreadyExists, AuthError, DrivemrError, NotFound, UnusableId
 from drivemr.protocol import REDUCE, ClaimRef, Task, claim_name, parse_claim_name
 from drivemr.sealed import Sealed
 from drivemr.trust import claim_body, open_claim
@@ -294,8 +294,17 @@ class Claimer:
             return self._create_claim(active, task, attempt)
         except AuthError as exc:
             shared.fatal = exc
+        except UnusableId as exc:
+            # Another account minted the job's ids and the store refuses them to this one:
+            # no claim of this job can ever succeed here. Say so once and leave the job.
+            log.error("job %s cannot be served by this sign-in: %s", active.job.id, exc)
+            with shared.lock:
+                shared.jobs.pop(active.job.id, None)
+                shared.done_jobs.add(active.job.id)
         except DrivemrError as exc:
             log.warning("claim of %s/%s failed (will retry): %s", active.job.id, task.id, exc)
+            if isinstance(exc, NotFound):  # the job's folder may be gone: look at the root
+                shared.dirty.root = True
             with shared.lock:
                 due = shared.clock.monotonic() + shared.config.poll_interval
                 active.retries[task.id] = Retry(attempt, due)

@@ -14,7 +14,7 @@ import collections
 import logging
 from pathlib import Path
 
-from drivemr.errors import AuthError, DrivemrError, SecurityError
+from drivemr.errors import AuthError, DrivemrError, NotFound, SecurityError
 from drivemr.protocol import (
     ROUND_PREFIX,
     JobFormatError,
@@ -184,6 +184,11 @@ class Watcher:
         self.others.forget_gone()
         folders = list_jobs(shared.store, entries)
         self._forget_gone(folders)
+        present = {f.id for f in folders}
+        with shared.lock:
+            missing = [a for a in shared.jobs.values() if a.job.folder not in present]
+        for active in missing:
+            self._forget_if_gone(active)
         for folder in folders:  # oldest first
             job_id = folder.name[len("job-") :]
             done = self._done_folders.get(folder.id)
@@ -284,7 +289,12 @@ class Watcher:
         if active is None:
             return
         listed_at = shared.clock.monotonic()
-        view = load_view(shared.store, active.job, shared.trust, reader=shared.results)
+        try:
+            view = load_view(shared.store, active.job, shared.trust, reader=shared.results)
+        except NotFound:
+            if self._forget_if_gone(active):
+                return
+            raise
         with shared.lock:
             # Claims and results are never removed: keep what we learnt while listing.
             for gens in active.view.claims.values():
@@ -336,7 +346,12 @@ class Watcher:
             return
         shared = self.shared
         cancel = active.job.markers.get("cancel")
-        entries = shared.store.list(active.job.folder)
+        try:
+            entries = shared.store.list(active.job.folder)
+        except NotFound:
+            if self._forget_if_gone(active):
+                return
+            raise
         for info in entries:
             if info.id == cancel and open_marker(shared.trust, shared.store, active.job, info):
                 active.view.cancelled = True
@@ -406,6 +421,23 @@ class Watcher:
         with shared.lock:
             shared.jobs.pop(active.job.id, None)
             shared.done_jobs.add(active.job.id)
+
+    def _forget_if_gone(self, active: ActiveJob) -> bool:
+        """A job whose folder was removed from the store (``drivemr clean``, or by hand):
+        stop its attempts and forget it. True when it is gone (asked by id, so a listing
+        that merely missed it changes nothing)."""
+        shared = self.shared
+        try:
+            shared.store.get(active.job.folder)
+            return False
+        except NotFound:
+            pass
+        log.info("job %s: its folder is gone from the store; forgetting the job", active.job.id)
+        shared.abandon("the job was removed from the store", lambda a: a.job.id == active.job.id)
+        with shared.lock:
+            shared.jobs.pop(active.job.id, None)
+            shared.done_jobs.add(active.job.id)
+        return True
 
     def _finish(self, active: ActiveJob) -> None:
         shared = self.shared
