@@ -273,7 +273,10 @@ def _failures(store: Store, job: Job, failed: list[str]) -> tuple[MapFailure, ..
     record = collect(store, job.id, tasks=failed, logs=False)
     index = {t.id: n for n, t in enumerate(job.tasks)}
     out = []
+    wanted = set(failed)
     for task, committed, _n in final_attempts(record):
+        if task not in wanted:
+            continue  # final_attempts walks every task of the job
         error = "no result"
         if committed is not None:
             lines = [ln.strip() for ln in committed.stderr.splitlines() if ln.strip()]
