@@ -80,7 +80,14 @@ class StoreError(DrivemrError):
 
 
 class TransientStoreError(StoreError):
-    """Worth retrying: rate limits, 5xx, resets, timeouts, a share that went away briefly."""
+    """Worth retrying: rate limits, 5xx, resets, timeouts, a share that went away briefly.
+
+    ``retry_after`` is the server's hint (seconds, from an HTTP ``Retry-After``) when it
+    gave one: the retry layer waits at least that long (up to its longest backoff)."""
+
+    def __init__(self, message: str = "", retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class PermanentStoreError(StoreError):

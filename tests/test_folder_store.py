@@ -11,6 +11,7 @@ from store_contract import StoreContract
 from drivemr.errors import AlreadyExists, ConfigError, NotFound
 from drivemr.stores import open_store, store_kind
 from drivemr.stores.folder import FolderStore
+from drivemr.stores.retrying import RetryingFolderStore
 
 
 class TestFolderStoreContract(StoreContract):
@@ -31,6 +32,28 @@ class TestFolderStoreContract(StoreContract):
         return {}
 
 
+class TestRetryingFolderStoreContract(StoreContract):
+    """What ``open_store`` really returns for a folder: the folder store in its retry layer."""
+
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> RetryingFolderStore:
+        store = open_store(str(tmp_path / "store"), create=True)
+        assert isinstance(store, RetryingFolderStore)
+        return store
+
+    @pytest.fixture
+    def store_factory(self, store: RetryingFolderStore) -> Callable[[], RetryingFolderStore]:
+        return lambda: RetryingFolderStore(store.path)
+
+    @pytest.fixture
+    def store_url(self, store: RetryingFolderStore) -> str:
+        return store.url
+
+    @pytest.fixture
+    def store_env(self) -> dict[str, str]:
+        return {}
+
+
 def test_url_forms(tmp_path: Path) -> None:
     assert store_kind(str(tmp_path)) == "folder"
     assert store_kind(tmp_path.as_uri()) == "folder"
@@ -38,7 +61,8 @@ def test_url_forms(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         store_kind("s3://bucket")
     via_uri = open_store(tmp_path.as_uri())
-    assert isinstance(via_uri, FolderStore) and via_uri.path == tmp_path
+    assert isinstance(via_uri, RetryingFolderStore) and via_uri.path == tmp_path
+    assert isinstance(via_uri.inner, FolderStore)
 
 
 def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ every link in the documentation leads somewhere."""
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,3 +127,21 @@ def test_a_test_whose_thread_raised_fails(tmp_path: Path) -> None:
     )
     assert run.returncode == 1, run.stdout + run.stderr
     assert "ZeroDivisionError" in run.stdout
+
+
+def test_every_package_is_installed() -> None:
+    """pyproject lists packages by hand; a new sub-package missing there is missing from
+    every `pip install .` (the tests, run from the checkout, would not notice)."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
+    doc = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    listed = set(doc["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(p.parent.relative_to(ROOT).parts)
+        for p in (ROOT / "drivemr").rglob("__init__.py")
+        if "__pycache__" not in p.parts
+    }
+    assert found <= listed, f"add to [tool.setuptools] packages: {sorted(found - listed)}"

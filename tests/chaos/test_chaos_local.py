@@ -15,13 +15,13 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
-import chaos_campaign as cc
 import pytest
 
 from drivemr.errors import AuthError
 from drivemr.protocol import find_job
 from drivemr.results import read_manifest
 from drivemr.status import status_of
+from drivemr.testing import chaos as cc
 from drivemr.worker import Worker, WorkerConfig
 
 pytestmark = pytest.mark.slow
@@ -236,7 +236,7 @@ def test_expired_or_revoked_sign_in(
     assert len(claims) == 2 and all(info.created < signed_out for _, info in claims.values())
     assert c.store.list(job.folders["results"]) == []
     runs = cc.executions(c.sidefx)
-    assert len(runs) == 2 and all(e.end is None and not cc._alive(e.pid) for e in runs)
+    assert len(runs) == 2 and all(e.end is None and not cc.alive(e.pid) for e in runs)
 
 
 class _TokenEndpoint:
@@ -339,4 +339,4 @@ def test_revoked_grant_mid_run_exits_4_from_the_command_line(
     assert "sign-in expired or revoked; run `drivemr auth login` again" in result.stderr
     assert result.stderr.count("drivemr auth login") == 1  # said once, not twice
     assert len(cc.claims_of(c.store, find_job(c.store, job.id)[1])) == 2  # it stopped claiming
-    assert all(e.end is None and not cc._alive(e.pid) for e in cc.executions(c.sidefx))
+    assert all(e.end is None and not cc.alive(e.pid) for e in cc.executions(c.sidefx))

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-_TESTS = Path(__file__).resolve().parents[1]
-if str(_TESTS) not in sys.path:  # for `from store_contract import StoreContract`
-    sys.path.insert(0, str(_TESTS))
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import pytest
 
 from drivemr.protocol import ClaimRef, JobView, job_from_doc
 from drivemr.stores.base import FileInfo
-from drivemr.stores.drive import DriveStore, TokenBucket
+from drivemr.stores.drive import DriveStore, WritePacer
 from drivemr.testing.fakedrive import FakeDriveServer
 from drivemr.worker import ActiveJob
 from drivemr.worker.plan import NextPending, next_pending, plan_tasks
@@ -133,25 +133,25 @@ class FakeClock:
         self.now += seconds
 
 
-def test_the_bucket_halves_on_a_refusal_and_wins_the_rate_back() -> None:
+def test_the_pacer_halves_on_a_refusal_and_wins_the_rate_back() -> None:
     clock = FakeClock()
-    bucket = TokenBucket(3.0, burst=2.0, clock=clock, sleep=clock.sleep)
-    bucket.slow_down()
-    assert bucket.rate == pytest.approx(1.5)
-    bucket.slow_down()  # refused together (several slots): one halving
-    assert bucket.rate == pytest.approx(1.5)
+    pacer = WritePacer(3.0, burst=2.0, clock=clock, sleep=clock.sleep)
+    pacer.slow_down()
+    assert pacer.rate == pytest.approx(1.5)
+    pacer.slow_down()  # refused together (several slots): one halving
+    assert pacer.rate == pytest.approx(1.5)
     clock.now += 1.5
-    bucket.slow_down()
-    assert bucket.rate == pytest.approx(0.75)
+    pacer.slow_down()
+    assert pacer.rate == pytest.approx(0.75)
     for _ in range(10):
         clock.now += 2
-        bucket.slow_down()
-    assert bucket.rate == pytest.approx(0.3)  # never below a tenth
-    waited = bucket.acquire()  # no saved burst right after a refusal
+        pacer.slow_down()
+    assert pacer.rate == pytest.approx(0.3)  # never below a tenth
+    waited = pacer.acquire()  # no saved burst right after a refusal
     assert waited == pytest.approx(1 / 0.3)
     for _ in range(100):
-        bucket.speed_up()
-    assert bucket.rate == pytest.approx(3.0)  # up to the configured rate, not beyond
+        pacer.speed_up()
+    assert pacer.rate == pytest.approx(3.0)  # up to the configured rate, not beyond
 
 
 def test_three_clients_share_one_accounts_quota_without_giving_up() -> None:
@@ -160,7 +160,7 @@ def test_three_clients_share_one_accounts_quota_without_giving_up() -> None:
     with FakeDriveServer(port=0) as srv:
         stores = [
             DriveStore.from_url(
-                "drive://", endpoint=srv.url, bucket=TokenBucket(rate, burst=2.0),
+                "drive://", endpoint=srv.url, pacer=WritePacer(rate, burst=2.0),
                 backoff_base=0.05, backoff_max=0.5,
             )
             for _ in range(3)
@@ -188,7 +188,7 @@ def test_three_clients_share_one_accounts_quota_without_giving_up() -> None:
         assert all(s.stats["gave_up"] == 0 for s in stores)
         assert sum(s.stats["retries"] for s in stores) == refused
         if refused:  # whoever was refused slowed down
-            assert any(s._bucket is not None and s._bucket.rate < rate for s in stores)
+            assert any(s.pacer is not None and s.pacer.rate < rate for s in stores)
         listed = {f.id for f in stores[0].list("root")}
         assert all(fid in listed for fids in ids for fid in fids)
         for s in stores:
