@@ -191,3 +191,17 @@ def test_runner_alone(tmp_path: Path) -> None:
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines()[-1] == "ValueError: bad item 7"
     assert run("x").returncode == 2
+
+
+def test_example_script_runs(tmp_path: Path) -> None:
+    script = Path(__file__).parents[1] / "config" / "examples" / "map_squares.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--items", "20", "--store", str(tmp_path / "store")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "20 squares computed by 2 workers" in proc.stdout
+    assert "the sum is 2470" in proc.stdout
+    assert "20/20 done" in proc.stderr  # progress=True
