@@ -14,18 +14,19 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
-from drivemr import config as cfg
 from drivemr import protocol
-from drivemr.errors import DrivemrError, JobStateError, NoWorkerError, SecurityError
+from drivemr.errors import DrivemrError, JobStateError, NoWorkerError
 from drivemr.protocol import JOB_PREFIX, REDUCE, find_job, list_jobs, load_view, read_job
 from drivemr.spec import JobSpec
 from drivemr.status import JobStatus, job_status
-from drivemr.stores import open_store, store_kind
 from drivemr.stores.base import FileInfo, Store
+from drivemr.wiring import build_worker, open_configured_store, signer, verifier
+from drivemr.wiring import lease as _lease
+from drivemr.workerinfo import WorkerInfo, worker_infos
 
 if TYPE_CHECKING:
     from drivemr.report import AttemptRecord
@@ -36,10 +37,6 @@ __all__ = [
     "JobStatus",
     "UnreadableJob",
     "WorkerInfo",
-    "build_worker",
-    "open_configured_store",
-    "signer",
-    "verifier",
 ]
 
 log = logging.getLogger("drivemr")
@@ -47,90 +44,6 @@ log = logging.getLogger("drivemr")
 Notice = Callable[[str], None] | Literal["raise"] | None
 """What ``wait`` does when nothing will run the job: call this, raise
 :class:`~drivemr.errors.NoWorkerError` (``"raise"``), or nothing (``None``: only logged)."""
-
-
-# ---------------------------------------------------------------------------- the store
-
-
-def open_configured_store(url: str | None = None, **options: Any) -> Store:
-    """Open the store named by ``url``, else ``$DRIVEMR_STORE``, else the config file's
-    ``store`` (the resolution every ``--store`` option uses)."""
-    resolved = cfg.value("store", url)
-    if not resolved:
-        raise DrivemrError(
-            "no store given: pass --store URL, set DRIVEMR_STORE, or set `store` in "
-            + str(cfg.config_file())
-        )
-    if store_kind(resolved) == "drive":
-        rate = cfg.value("write_rate", options.pop("write_rate", None))
-        options["write_rate"] = rate or None
-    else:
-        options.pop("write_rate", None)
-    return open_store(resolved, **options)
-
-
-def _lease() -> float:
-    return float(cfg.value("lease"))
-
-
-# ---------------------------------------------------------------------------- signing hooks
-
-
-def signer() -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """Signs a job document with this PC's key (created on first use)."""
-    from drivemr import signing
-
-    key, _info = signing.load_or_create_signing_key(signing.config_dir())
-    return lambda doc: signing.sign_document(doc, key)
-
-
-def verifier(insecure: bool) -> Callable[[Any], None]:
-    """Checks a job's signature against the trusted keys (nothing with ``insecure``)."""
-    from drivemr import signing
-
-    if insecure:
-        log.warning(
-            "--insecure-accept-unsigned: this worker runs ANY job anyone with write access to the store posts"
-        )
-
-    def verify(job: Any) -> None:
-        if insecure:
-            return
-        trusted = signing.load_trusted(signing.config_dir())
-        try:
-            signing.verify_document(job.doc, trusted, expected_job_id=job.id)
-        except SecurityError as exc:
-            raise SecurityError(f"{exc}") from exc
-
-    return verify
-
-
-def build_worker(store: Store, **kw: Any) -> Any:
-    """A :class:`~drivemr.worker.Worker` configured from flags (``kw``) and settings."""
-    from drivemr.protocol import check_worker_id, default_worker_id
-    from drivemr.worker import Worker, WorkerConfig
-
-    slots = int(cfg.value("slots", kw.get("slots"))) or os.cpu_count() or 1
-    workdir = kw.get("workdir") or cfg.value("workdir") or cfg.default_workdir()
-    poll = float(cfg.value("poll_interval", kw.get("poll_interval")))
-    if not poll:
-        poll = 5.0 if store.url.startswith("drive://") else 0.5
-    config = WorkerConfig(
-        worker_id=check_worker_id(kw.get("worker_id") or default_worker_id()),
-        slots=slots,
-        workdir=Path(workdir),
-        lease=float(cfg.value("lease", kw.get("lease"))),
-        poll_interval=poll,
-        reconcile_interval=float(cfg.value("reconcile_interval")),
-        retry_backoff=float(cfg.value("retry_backoff", kw.get("retry_backoff"))),
-        exit_when_idle=bool(kw.get("exit_when_idle")),
-        keep_workdirs=bool(kw.get("keep_workdirs")),
-        jobs=kw.get("jobs"),
-        run_reduce=kw.get("run_reduce", True),
-        when_idle=bool(kw.get("when_idle")),
-        idle_threshold=float(cfg.value("idle_threshold", kw.get("idle_threshold"))),
-    )
-    return Worker(store, config, verify=kw.get("verify"))
 
 
 def _suggest(command: str) -> str:
@@ -152,86 +65,6 @@ class UnreadableJob:
 
     def to_json(self) -> dict[str, Any]:
         return {"job": self.job, "error": self.error}
-
-
-@dataclass(frozen=True)
-class WorkerInfo:
-    """One worker as its latest heartbeat shows it (``drivemr workers``)."""
-
-    worker: str
-    last_seen: float
-    """When its heartbeat was last written (store clock, seconds since the epoch)."""
-    age: float
-    """Seconds since then."""
-    alive: bool
-    """Its heartbeat is fresh within its lease and it did not say it stopped."""
-    host: str | None = None
-    pid: int | None = None
-    slots: int | None = None
-    lease: float | None = None
-    state: str | None = None
-    running: tuple[Mapping[str, Any], ...] = field(default=())
-    """The attempts it runs: ``{"job", "task", "gen"}`` each, as it wrote them."""
-    version: str | None = None
-    error: str | None = None
-    """Why its heartbeat could not be read, if so."""
-
-    def to_json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {
-            "worker": self.worker,
-            "host": self.host,
-            "pid": self.pid,
-            "slots": self.slots,
-            "lease": self.lease,
-            "state": self.state,
-            "running": [dict(r) for r in self.running],
-            "version": self.version,
-            "last_seen": self.last_seen,
-            "age": self.age,
-            "alive": self.alive,
-        }
-        if self.error is not None:
-            doc["error"] = self.error
-        return doc
-
-
-def _worker_infos(store: Store) -> list[WorkerInfo]:
-    from drivemr.protocol import MAX_HEARTBEAT_BYTES, heartbeats, parse_json
-
-    beats = heartbeats(store.list(store.root_id))
-    now = max([time.time(), *(b.file.modified for b in beats.values())])
-    out = []
-    for worker, beat in sorted(beats.items()):
-        age = round(max(0.0, now - beat.file.modified), 3)
-        try:
-            doc = parse_json(store.read(beat.file.id, max_bytes=MAX_HEARTBEAT_BYTES), "heartbeat")
-        except DrivemrError as exc:
-            out.append(WorkerInfo(worker, beat.file.modified, age, False, error=str(exc)))
-            continue
-        if not isinstance(doc, dict):
-            out.append(WorkerInfo(worker, beat.file.modified, age, False))
-            continue
-        running = doc.get("running")
-        declared = doc.get("lease")
-        lease = float(declared) if isinstance(declared, (int, float)) else _lease()
-        out.append(
-            WorkerInfo(
-                worker,
-                beat.file.modified,
-                age,
-                age <= lease and doc.get("state") != "stopped",
-                host=doc.get("host"),
-                pid=doc.get("pid"),
-                slots=doc.get("slots"),
-                lease=declared if isinstance(declared, (int, float)) else None,
-                state=doc.get("state"),
-                running=tuple(r for r in running if isinstance(r, dict))
-                if isinstance(running, list)
-                else (),
-                version=doc.get("version"),
-            )
-        )
-    return out
 
 
 # ---------------------------------------------------------------------------- the client
@@ -316,7 +149,7 @@ class Client:
 
     def workers(self) -> list[WorkerInfo]:
         """Every worker seen in the store (its heartbeat), by id."""
-        return _worker_infos(self.store)
+        return worker_infos(self.store)
 
     # -- map ----------------------------------------------------------------------------
 

@@ -21,11 +21,12 @@ import click
 
 from drivemr import __version__
 from drivemr import config as cfg
-from drivemr.api import Client, build_worker, open_configured_store, signer, verifier
+from drivemr.api import Client
 from drivemr.errors import AuthError, DrivemrError
 from drivemr.status import STATES, JobStatus
 from drivemr.stores import open_store, store_kind
 from drivemr.stores.base import Store
+from drivemr.wiring import build_worker, open_configured_store, signer, verifier
 
 log = logging.getLogger("drivemr")
 
