@@ -28,6 +28,7 @@ from typing import Any
 from drivemr.errors import JobStateError, MapError, MapFailure, MapInputError
 from drivemr.mapfn import IN_MAP_TASK, RESULT_FILE
 from drivemr.protocol import Job, parse_json
+from drivemr.safetext import safe
 from drivemr.spec import (
     DEFAULT_MAX_ATTEMPTS,
     MAX_ATTEMPTS,
@@ -285,5 +286,5 @@ def _failures(store: Store, job: Job, failed: list[str]) -> tuple[MapFailure, ..
             else:
                 error = failure_reason(committed, job.stage_of(job.task(task)).timeout)
         item = job.task(task).item or ""
-        out.append(MapFailure(index[task], task, _short(item), _short(error)))
+        out.append(MapFailure(index[task], task, safe(item), safe(error)))
     return tuple(sorted(out, key=lambda f: f.index))
