@@ -35,7 +35,7 @@ __all__ = [
     "Client",
     "Job",
     "JobStatus",
-    "UnreadableJob",
+    "UnreadableJobInfo",
     "WorkerInfo",
 ]
 
@@ -56,15 +56,16 @@ def _suggest(command: str) -> str:
 
 
 @dataclass(frozen=True)
-class UnreadableJob:
+class UnreadableJobInfo:
     """A job folder whose job.json cannot be read (as ``jobs()`` lists it)."""
 
     job: str
     error: str
     created: float
+    state: str = "unreadable"
 
     def to_json(self) -> dict[str, Any]:
-        return {"job": self.job, "error": self.error}
+        return {"job": self.job, "state": self.state, "error": self.error}
 
 
 # ---------------------------------------------------------------------------- the client
@@ -132,17 +133,17 @@ class Client:
         folder, job = find_job(self.store, job_id)
         return Job(self, job.id, job=job, folder=folder)
 
-    def jobs(self) -> list[JobStatus | UnreadableJob]:
+    def jobs(self) -> list[JobStatus | UnreadableJobInfo]:
         """Every job in the store with its status (without per-task rows), newest first."""
         root = self.store.list(self.store.root_id)
-        entries: list[JobStatus | UnreadableJob] = []
+        entries: list[JobStatus | UnreadableJobInfo] = []
         for folder in list_jobs(self.store, root):
             try:
                 job = read_job(self.store, folder)
                 entries.append(job_status(self.store, folder, job, root=root, lease=_lease()))
             except DrivemrError as exc:
                 entries.append(
-                    UnreadableJob(folder.name[len(JOB_PREFIX) :], str(exc), folder.created)
+                    UnreadableJobInfo(folder.name[len(JOB_PREFIX) :], str(exc), folder.created)
                 )
         entries.sort(key=lambda e: e.created, reverse=True)
         return entries

@@ -464,7 +464,15 @@ def reduce(
     show_default=True,
     help="Name of the folder to create (Drive only).",
 )
-def init(store_url: str | None, shared_drive: str | None, name: str) -> None:
+@click.option(
+    "--allow-synced-folder",
+    is_flag=True,
+    help="Make a store inside a Dropbox/OneDrive/Google Drive/iCloud/Syncthing folder anyway "
+    "(unsafe with several PCs; also DRIVEMR_ALLOW_SYNCED_FOLDER=1).",
+)
+def init(
+    store_url: str | None, shared_drive: str | None, name: str, allow_synced_folder: bool
+) -> None:
     """Create the shared root (a folder, or a Drive folder) and print its store URL (last line)."""
     url = cfg.value("store", store_url)
     if not url:
@@ -475,7 +483,7 @@ def init(store_url: str | None, shared_drive: str | None, name: str) -> None:
         parent = url[len("drive://") :] or "root"
         click.echo(DriveStore.create_root(name=name, parent=parent, shared_drive=shared_drive))
         return
-    store = open_store(url, create=True)
+    store = open_store(url, create=True, allow_synced=allow_synced_folder or None)
     click.echo(store.url)
 
 

@@ -98,6 +98,13 @@ class NotFound(PermanentStoreError):
     """No file with that id (or it was deleted)."""
 
 
+class UnreadableJob(NotFound):
+    """A job's job.json is in the store's listing but cannot be read (a store fault, e.g. a
+    share that hides published files). Never "not posted yet" and never "finished": report
+    it (file and error) and retry it with backoff. It is a NotFound only so that code which
+    skips "not posted yet" keeps skipping it; catch it before NotFound."""
+
+
 class AlreadyExists(PermanentStoreError):
     """A create-once with an id that is already taken (Drive's 409)."""
 

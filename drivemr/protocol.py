@@ -30,7 +30,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drivemr.errors import AlreadyExists, DrivemrError, NotFound, SecurityError
+from drivemr.errors import (
+    AlreadyExists,
+    AuthError,
+    DrivemrError,
+    NotFound,
+    PermanentStoreError,
+    SecurityError,
+    UnreadableJob,
+)
 from drivemr.fileio import sha256_file
 from drivemr.limits import load_json_limited
 from drivemr.safepaths import check_output_glob, check_relative_path
@@ -300,7 +308,8 @@ def parse_json(
 
 
 def read_job(store: Store, job_folder: FileInfo) -> Job:
-    """Load and parse the job.json in ``job_folder``. NotFound if the job is not published yet."""
+    """Load and parse the job.json in ``job_folder``. NotFound if the job is not published
+    yet (no job.json listed); UnreadableJob if job.json is listed but cannot be read."""
     children = store.list(job_folder.id)
     specs = [c for c in children if c.name == "job.json" and not c.is_folder]
     if not specs:
@@ -308,8 +317,17 @@ def read_job(store: Store, job_folder: FileInfo) -> Job:
     spec = min(specs, key=lambda c: (c.created, c.id))
     if spec.size is not None and spec.size > MAX_JOB_BYTES:
         raise JobFormatError(f"{job_folder.name}: job.json is {spec.size} bytes, over the limit")
+    try:
+        data = store.read(spec.id, max_bytes=MAX_JOB_BYTES)
+    except (NotFound, PermanentStoreError) as exc:
+        if isinstance(exc, (AlreadyExists, AuthError)):
+            raise
+        # Listed, so posted: a read that fails now is a store fault, not "not posted yet".
+        raise UnreadableJob(
+            f"{job_folder.name}: job.json (id {spec.id}) is listed but cannot be read: {exc}"
+        ) from exc
     doc = parse_json(
-        store.read(spec.id, max_bytes=MAX_JOB_BYTES),
+        data,
         "job.json",
         max_bytes=MAX_JOB_BYTES,
         max_items=MAX_JOB_ITEMS,
