@@ -27,3 +27,10 @@ def maps_again(store: str) -> Any:
     from drivemr import Client
 
     return Client(store).map(square, [1])
+
+
+def sleeps(seconds: float) -> float:
+    import time
+
+    time.sleep(seconds)
+    return seconds

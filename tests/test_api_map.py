@@ -68,6 +68,17 @@ def test_map_failures_name_every_failed_item(
     assert "3 of 30 item(s) failed" in str(err) and "ValueError: bad item 27" in str(err)
 
 
+def test_map_timeout_names_the_item_that_ran_out_of_time(
+    folder_store: FolderStore, workers: WorkerProcs
+) -> None:
+    workers.start("w", "--exit-when-idle")
+    with pytest.raises(MapError) as info:
+        Client(folder_store).map(mapfuncs.sleeps, [0, 60], timeout="1s", max_attempts=1, poll=0.05)
+    [failure] = info.value.failures
+    assert (failure.index, failure.item_json) == (1, "60")
+    assert failure.error.startswith("timed out")
+
+
 def test_map_refuses_a_return_value_that_is_not_json(
     folder_store: FolderStore, workers: WorkerProcs
 ) -> None:
