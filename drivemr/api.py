@@ -13,13 +13,13 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 from drivemr import protocol
-from drivemr.errors import DrivemrError, JobStateError, NoWorkerError
+from drivemr.errors import DrivemrError, JobStateError, NoWorkerError, SecurityError
 from drivemr.protocol import JOB_PREFIX, REDUCE, find_job, list_jobs, load_view, read_job
 from drivemr.spec import JobSpec
 from drivemr.status import JobStatus, job_status
@@ -30,6 +30,8 @@ from drivemr.workerinfo import WorkerInfo, worker_infos
 
 if TYPE_CHECKING:
     from drivemr.report import AttemptRecord
+    from drivemr.rounds import Round
+    from drivemr.trust import Trust
 
 __all__ = [
     "Client",
@@ -87,10 +89,28 @@ class Client:
         else:
             self.store = open_configured_store(None if store is None else os.fspath(store))
             self._owned = True
+        self._trust: Trust | None = None
 
     @property
     def url(self) -> str:
         return self.store.url
+
+    @property
+    def trust(self) -> Trust:
+        """This PC's key (created on first use, as the first submit does) and the keys it
+        trusts: what seals the markers and rounds this client writes."""
+        if self._trust is None:
+            from drivemr.trust import Trust
+
+            self._trust = Trust.for_this_pc()
+        return self._trust
+
+    @property
+    def key_id(self) -> str:
+        """The id of this PC's key (``drivemr keys show``)."""
+        me = self.trust.me
+        assert me is not None  # for_this_pc always has a key
+        return str(me.key_id)
 
     def close(self) -> None:
         """Close the store if this client opened it."""
@@ -309,17 +329,63 @@ class Job:
 
     def cancel(self) -> bool:
         """Cancel the job: workers stop claiming its tasks and kill its running attempts at
-        their next poll. False if it was already cancelled; raises
-        :class:`~drivemr.errors.JobStateError` if it already finished."""
+        their next poll (the cancel marker is sealed with this PC's key: workers on PCs that
+        do not trust it ignore it). False if it was already cancelled; raises
+        :class:`~drivemr.errors.JobStateError` if it already finished, and
+        :class:`~drivemr.errors.SecurityError` if a forged file holds the marker's id."""
+        import getpass
+
         _folder, job = self._find()
-        view = load_view(self.store, job)
+        trust = self.client.trust
+        view = load_view(self.store, job, trust)
         if view.cancelled:
             return False
         if protocol.job_complete(job, view):
             state = "done" if protocol.job_succeeded(job, view) else "failed"
             raise JobStateError(f"job {job.id} already finished ({state}); nothing to cancel")
-        protocol.mark(self.store, job, "cancel")
+        if not protocol.mark(self.store, job, "cancel", trust, by=getpass.getuser()):
+            raise SecurityError(
+                f"job {job.id}: its cancel marker id already holds a file that no trusted"
+                " key sealed (forged); workers ignore it, and the job cannot be cancelled through"
+                " the store. Stop the workers serving it (or use --job on the others)."
+            )
         return True
+
+    def retry(
+        self,
+        tasks: Sequence[str] | None = None,
+        *,
+        failed: bool = False,
+        reduce_from: str | os.PathLike[str] | None = None,
+    ) -> Round:
+        """Re-run ``tasks`` (ids; ``"reduce"`` re-runs only the reduce), every failed task
+        (``failed``), and/or the reduce with the ``[reduce]`` section and shipped files of
+        the job file ``reduce_from`` (its map part must be unchanged), as a new round of
+        this finished job signed with this PC's key; every other successful result is kept
+        and the reduce runs again. Workers pick the round up by themselves: :meth:`wait`
+        follows it. Raises :class:`~drivemr.errors.DrivemrError` when there is nothing to
+        retry or the job has not finished (``drivemr retry``)."""
+        from drivemr.rounds import retry_job
+
+        rnd = retry_job(
+            self.store,
+            self.id,
+            list(tasks) if tasks is not None else None,
+            failed=failed,
+            reduce_from=None if reduce_from is None else Path(reduce_from),
+            trust=self.client.trust,
+        )
+        self._folder = self._doc = None  # the job now reads at its new round
+        return rnd
+
+    def results(self, out_dir: str | os.PathLike[str], *, task: str | None = None) -> list[Path]:
+        """Download every successful map task's outputs (or ``task``'s) into ``out_dir``,
+        one folder per task (the ``{results}`` layout a reduce sees), each checked against
+        its sealed digest, whatever state the job is in; returns the files written
+        (``drivemr results``)."""
+        from drivemr.results import fetch_results
+
+        return fetch_results(self.store, self.id, Path(out_dir), task)
 
     def reduce(
         self, out_dir: str | os.PathLike[str] | None = None, *, insecure: bool = False
@@ -328,7 +394,7 @@ class Job:
         return their paths; when every map succeeded but no worker ran the reduce, run it
         here first (the job's signature is checked unless ``insecure``). Raises
         :class:`~drivemr.errors.JobStateError` when there is no reduce to fetch."""
-        from drivemr.results import download_outputs
+        from drivemr.results import default_reader, materialise_outputs
 
         _folder, job = self._find()
         view = load_view(self.store, job)
@@ -362,8 +428,11 @@ class Job:
             view = load_view(self.store, job)
             if REDUCE not in view.results:
                 raise JobStateError(f"job {job.id}: the reduce did not produce a result")
-        paths = download_outputs(self.store, job, job.reduce_task, target)
-        if view.results[REDUCE].state != "done":
+        # The reduce's result is opened again (never trusted from the listing) and its
+        # outputs are checked against their sealed sizes and digests as they arrive.
+        manifest = default_reader().manifest(self.store, job, job.reduce_task, view.results[REDUCE])
+        paths = materialise_outputs(self.store, manifest, target)
+        if manifest.state != "done":
             raise JobStateError(
                 f"job {job.id}: the reduce failed; see {_suggest(f'drivemr logs {job.id} reduce')}"
             )
@@ -418,9 +487,12 @@ class Job:
         return self._check_task(task)
 
     def _check_task(self, task: str) -> int:
-        """How many attempts ``task`` may have; raises if the job has no such task."""
+        """How many attempts ``task`` may have (numbered across the job's rounds); raises
+        if the job has no such task."""
+        from drivemr.rounds import job_at_round
+
         job = self._job()
         try:
-            return len(job.task(task).claim_ids)
+            return sum(len(job_at_round(job, n).task(task).claim_ids) for n in range(job.round + 1))
         except KeyError:
             raise DrivemrError(f"job {job.id} has no task {task!r}") from None

@@ -23,6 +23,7 @@ from drivemr import __version__
 from drivemr import config as cfg
 from drivemr.api import Client
 from drivemr.errors import AuthError, DrivemrError
+from drivemr.safetext import safe
 from drivemr.status import STATES, JobStatus
 from drivemr.stores import open_store, store_kind
 from drivemr.stores.base import Store
@@ -225,7 +226,11 @@ def _wait(store: Store, job_id: str, poll: float = 0.5) -> int:
 @click.option(
     "--workdir", type=click.Path(file_okay=False, path_type=Path), help="Where tasks run."
 )
-@click.option("--worker-id", help="Name of this worker (default: host name plus a random suffix).")
+@click.option(
+    "--worker-id",
+    help="Name of this worker (default: the one kept in --workdir, made from the host name"
+    " the first time).",
+)
 @click.option(
     "--lease", type=float, help="Seconds without a heartbeat before claims are reclaimed (300)."
 )
@@ -292,13 +297,32 @@ def worker(
         jobs=frozenset(jobs) or None,
         run_reduce=not no_reduce,
         verify=_verifier(insecure_accept_unsigned),
+        keep_id=True,
     )
     _install_signal_handlers(w.request_stop)
     log.info("worker %s serving %s with %d slot(s)", w.id, store.url, w.config.slots)
+    _log_trust(w.shared.trust)
     code = w.run()
     if isinstance(w.fatal, AuthError):
         click.echo(auth_message(w.fatal), err=True)
     sys.exit(code)
+
+
+def _log_trust(trust: Any) -> None:
+    """Say at start-up which key seals this worker's files and which keys it believes."""
+    others = [k for k in trust.keys().values() if k.key_id != trust.me.key_id]
+    log.info(
+        "this PC's key %s seals this worker's claims, heartbeats and markers; it believes %s",
+        trust.me.key_id,
+        "only itself (one PC: nothing to set up)"
+        if not others
+        else f"itself and {len(others)} trusted key(s): {', '.join(k.name for k in others)}",
+    )
+    log.info(
+        "for a cluster, every PC must trust every other PC's key, once: run `drivemr keys show`"
+        " here and `drivemr keys trust <that line> --name NAME` on each other PC (and the"
+        " reverse); workers re-read the trusted list without a restart"
+    )
 
 
 def _install_signal_handlers(stop: Callable[[], None]) -> None:
@@ -402,25 +426,41 @@ def _clip(text: str, width: int) -> str:
 def _print_job(st: Any, *, detail: bool) -> None:
     c = st.counts
     red = f", reduce {st.reduce.state}" if st.reduce else ""
-    extra = "".join(f", {c[k]} {k}" for k in ("lost", "cancelled") if c.get(k))
+    rnd = f", round {st.round}" if st.round else ""
+    extra = "".join(f", {c[k]} {k}" for k in ("lost", "cancelled", "blocked") if c.get(k))
     click.echo(
-        f"{st.job}  {st.state:9}  {c['done']} done, {c['running']} running, {c['failed']} failed, {c['pending']} pending{extra}{red}"
+        f"{st.job}  {st.state:9}  {c['done']} done, {c['running']} running, {c['failed']} failed, {c['pending']} pending{extra}{red}{rnd}"
     )
+    if c.get("blocked"):
+        click.echo(
+            f"  {c['blocked']} task(s) blocked by untrusted files: every claim id of each holds a"
+            " file no trusted key sealed (forged, or a PC this one does not trust: see"
+            " docs/security.md, 'Who can forge what')"
+        )
     for worker_id, reason in st.rejected_by.items():
         click.echo(f"  rejected by {worker_id}: {reason}")
     if not detail:
         return
+    for r in st.rounds:
+        what = ", ".join(r["tasks"][:10]) + (" ..." if len(r["tasks"]) > 10 else "")
+        new_reduce = " with a new reduce" if r["new_reduce"] else ""
+        click.echo(
+            f"  round {r['round']}: re-ran {len(r['tasks'])} task(s){new_reduce}"
+            f"{': ' + what if what else ''} (by {safe(r['by'])})"
+        )
     rows = [*st.tasks, *([st.reduce] if st.reduce else [])]
     width = min(30, max([5, *(len(t.item or "") for t in rows)]))
+    rcol = f" {'round':>5}" if st.round else ""
     click.echo(
-        f"  {'task':8} {'state':9} {'tries':>5} {'exit':>5} {'secs':>8}  {'input':{width}}  worker"
+        f"  {'task':8} {'state':9} {'tries':>5} {'exit':>5} {'secs':>8}{rcol}  {'input':{width}}  worker"
     )
     for t in rows:
         code = "" if t.exit_code is None else str(t.exit_code)
         dur = "" if t.duration is None else f"{t.duration:.2f}"
         item = _clip(t.item or "", width)
+        rv = f" {t.round:>5}" if st.round else ""
         click.echo(
-            f"  {t.task:8} {t.state:9} {t.attempts:>5} {code:>5} {dur:>8}  {item:{width}}  {t.worker or ''}"
+            f"  {t.task:8} {t.state:9} {t.attempts:>5} {code:>5} {dur:>8}{rv}  {item:{width}}  {t.worker or ''}"
         )
     if st.failed_tasks:
         click.echo(
@@ -450,6 +490,73 @@ def reduce(
     handle = _client(store_url).job(job_id)
     for p in handle.reduce(out_dir, insecure=insecure_accept_unsigned):
         click.echo(str(p))
+
+
+def fetch_or_reduce(store: Store, job_id: str, out_dir: Path | None) -> list[Path]:
+    """What ``drivemr reduce`` does (:meth:`drivemr.api.Job.reduce`), for tools and tests."""
+    return Client(store).job(job_id).reduce(out_dir)
+
+
+# ---------------------------------------------------------------------------- recovering
+
+
+@main.command()
+@click.argument("job_id")
+@click.argument("tasks", nargs=-1)
+@store_option
+@click.option("--failed", is_flag=True, help="Re-run every task that failed.")
+@click.option(
+    "--reduce-from",
+    "reduce_from",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    metavar="JOBFILE",
+    help="Re-run the reduce with the [reduce] section and shipped files of JOBFILE "
+    "(its map part must be unchanged).",
+)
+@click.option(
+    "--wait", is_flag=True, help="Follow the job until it ends; exit 0 only if it all succeeded."
+)
+def retry(
+    job_id: str,
+    tasks: tuple[str, ...],
+    store_url: str | None,
+    failed: bool,
+    reduce_from: Path | None,
+    wait: bool,
+) -> None:
+    """Re-run TASKS (or every --failed one, or the reduce --reduce-from an edited job file)
+    of a finished job as a new signed round, keeping every successful result; the reduce
+    runs again. Workers pick the round up by themselves."""
+    if not (tasks or failed or reduce_from):
+        raise click.UsageError("name the TASKS to retry, or pass --failed or --reduce-from")
+    handle = _client(store_url).job(job_id)
+    rnd = handle.retry(list(tasks), failed=failed, reduce_from=reduce_from)
+    what = f"{len(rnd.tasks)} task(s)" if rnd.tasks else "no map task"
+    red = (" and a new reduce" if rnd.reduce else " and the reduce") if rnd.reduce_task else ""
+    click.echo(f"round {rnd.number} of {rnd.job}: re-running {what}{red}", err=True)
+    if wait:
+        sys.exit(_wait(handle.store, rnd.job))
+
+
+@main.command()
+@click.argument("job_id")
+@store_option
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to put the outputs (default: JOB-results).",
+)
+@click.option("--task", help="Only this task's outputs.")
+def results(job_id: str, store_url: str | None, out_dir: Path | None, task: str | None) -> None:
+    """Download every successful task's outputs (one folder per task, the {results} layout
+    a reduce sees), sha256-checked, whatever state the job is in."""
+    handle = _client(store_url).job(job_id)
+    target = out_dir or Path(f"{job_id}-results")
+    paths = handle.results(target, task=task)
+    for p in paths:
+        click.echo(str(p))
+    click.echo(f"{len(paths)} file(s) in {target}", err=True)
 
 
 # ---------------------------------------------------------------------------- init and demo

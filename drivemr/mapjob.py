@@ -21,7 +21,6 @@ import sys
 import tempfile
 import types
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +50,6 @@ MAX_RESULT_BYTES = 64 * 1024 * 1024
 """The largest ``result.json`` read back from the store."""
 MAX_RESULT_ITEMS = 5_000_000
 SHOWN_ITEM_CHARS = 200
-_READERS = 8
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _WHY = (
@@ -241,28 +239,25 @@ def map_results(store: Store, job: Job, st: JobStatus) -> list[Any]:
     failed = [t.id for t in job.tasks if states.get(t.id) != "done"]
     if failed:
         raise MapError(job.id, len(job.tasks), _failures(store, job, failed))
-    with (
-        tempfile.TemporaryDirectory(prefix="drivemr-map-") as tmp,
-        ThreadPoolExecutor(_READERS) as pool,
-    ):
-        return list(pool.map(lambda t: _read_result(store, job, t, Path(tmp)), job.tasks))
+    from drivemr.results import fetch_results, result_folder
+
+    with tempfile.TemporaryDirectory(prefix="drivemr-map-") as tmp:
+        fetch_results(store, job.id, Path(tmp))  # the {results} layout, digests checked
+        return [_read_result(job, Path(tmp) / result_folder(job, t), t.id) for t in job.tasks]
 
 
-def _read_result(store: Store, job: Job, task: Any, tmp: Path) -> Any:
-    from drivemr.results import download_outputs
-
-    written = download_outputs(store, job, task, tmp / task.id)
-    result = next((p for p in written if p.name == RESULT_FILE), None)
-    if result is None:
-        raise JobStateError(f"map job {job.id}: task {task.id} has no {RESULT_FILE}")
+def _read_result(job: Job, folder: Path, task_id: str) -> Any:
+    result = folder / RESULT_FILE
+    if not result.is_file():
+        raise JobStateError(f"map job {job.id}: task {task_id} has no {RESULT_FILE}")
     size = result.stat().st_size
     if size > MAX_RESULT_BYTES:
         raise JobStateError(
-            f"map job {job.id}: the result of {task.id} is {size} bytes, over {MAX_RESULT_BYTES}"
+            f"map job {job.id}: the result of {task_id} is {size} bytes, over {MAX_RESULT_BYTES}"
         )
     return parse_json(
         result.read_bytes(),
-        f"the result of {task.id}",
+        f"the result of {task_id}",
         max_bytes=MAX_RESULT_BYTES,
         max_items=MAX_RESULT_ITEMS,
     )
@@ -275,9 +270,11 @@ def _failures(store: Store, job: Job, failed: list[str]) -> tuple[MapFailure, ..
     index = {t.id: n for n, t in enumerate(job.tasks)}
     out = []
     wanted = set(failed)
-    for task, committed, _n in final_attempts(record):
-        if task not in wanted:
-            continue  # final_attempts walks every task of the job
+    latest = {}
+    for task, committed, _n in final_attempts(record):  # every task, and each of its rounds
+        if task in wanted:
+            latest[task] = committed
+    for task, committed in latest.items():
         error = "no result"
         if committed is not None:
             lines = [ln.strip() for ln in committed.stderr.splitlines() if ln.strip()]

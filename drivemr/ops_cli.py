@@ -22,12 +22,14 @@ from drivemr.errors import DrivemrError
 from drivemr.protocol import (
     Job,
 )
+from drivemr.safetext import safe
 from drivemr.status import JobStatus
 from drivemr.stores.base import Store
 
 JOBLOG_HEADER = (
     "Task",
     "Host",
+    "Worker",
     "Starttime",
     "JobRuntime",
     "Exitval",
@@ -59,13 +61,19 @@ def _dump(doc: Any) -> None:
 @store_option
 def cancel(job_id: str, store_url: str | None) -> None:
     """Cancel JOB: workers stop claiming its tasks and kill its running attempts."""
-    handle = _client(store_url).job(job_id)
+    client = _client(store_url)
+    handle = client.job(job_id)
     if not handle.cancel():
         click.echo(f"job {handle.id} was already cancelled")
         return
     click.echo(
         f"job {handle.id} cancelled: workers stop claiming its tasks and kill its running "
         "attempts at their next poll"
+    )
+    click.echo(
+        f"(the cancel is sealed with this PC's key {client.key_id}: workers on PCs that do"
+        " not trust it ignore it; see `drivemr keys`)",
+        err=True,
     )
 
 
@@ -82,7 +90,10 @@ def _print_attempt(job: Job, a: Any, of: int | None, only: str | None) -> None:
     code = "-" if a.exit_code is None else str(a.exit_code)
     where = a.worker + (f" on {a.host}" if a.host else "")
     total = "" if of is None else f" of {of}"
-    click.echo(f"== {job.id} {a.task} attempt {a.attempt}{total}: {a.outcome} (exit code {code})")
+    rnd = f" (round {a.round})" if a.round else ""
+    click.echo(
+        f"== {job.id} {a.task} attempt {a.attempt}{total}{rnd}: {a.outcome} (exit code {code})"
+    )
     took = "" if a.duration is None else f", took {a.duration:.2f} s"
     click.echo(f"   worker {where or '?'}, started {_when(a.start)}{took}")
     if a.error and a.outcome != "done":
@@ -103,16 +114,19 @@ def _print_attempt(job: Job, a: Any, of: int | None, only: str | None) -> None:
     click.echo("")
 
 
-def _attempt_index(job_id: str, attempts: list[Any]) -> None:
-    click.echo(f"{'task':8} {'try':>3} {'outcome':9} {'exit':>5} {'secs':>8}  worker")
+def _attempt_index(job: Job, attempts: list[Any]) -> None:
+    rounds = job.round > 0
+    rcol = f" {'round':>5}" if rounds else ""
+    click.echo(f"{'task':8} {'try':>3}{rcol} {'outcome':9} {'exit':>5} {'secs':>8}  worker")
     for a in attempts:
         code = "" if a.exit_code is None else str(a.exit_code)
         secs = "" if a.duration is None else f"{a.duration:.2f}"
-        click.echo(f"{a.task:8} {a.attempt:>3} {a.outcome:9} {code:>5} {secs:>8}  {a.worker}")
+        rv = f" {a.round:>5}" if rounds else ""
+        click.echo(f"{a.task:8} {a.attempt:>3}{rv} {a.outcome:9} {code:>5} {secs:>8}  {a.worker}")
     if not attempts:
         click.echo("(no attempt has started yet)")
     else:
-        click.echo(f"output of one: {suggest(f'drivemr logs {job_id} TASK')} [--attempt N]")
+        click.echo(f"output of one: {suggest(f'drivemr logs {job.id} TASK')} [--attempt N]")
 
 
 @click.command()
@@ -153,7 +167,7 @@ def logs(
     handle = _client(store_url).job(job_id)
     job = handle.definition
     if not task:
-        _attempt_index(job.id, handle.attempts(output=False))
+        _attempt_index(job, handle.attempts(output=False))
         return
     if not follow:
         one, count = handle.attempt_of(task, attempt_no)
@@ -188,7 +202,7 @@ def logs(
 
 
 def worker_rows(store: Store) -> list[dict[str, Any]]:
-    """Every heartbeat in the store, read and judged (alive = fresh and not stopped)."""
+    """Every heartbeat in the store, opened and judged (see Client.workers)."""
     return [w.to_json() for w in Client(store).workers()]
 
 
@@ -212,7 +226,7 @@ def workers(store_url: str | None, as_json: bool) -> None:
         elif r["state"] == "stopped":
             status = "stopped"
         else:
-            status = "lost (no heartbeat within its lease)" if "error" not in r else "unreadable"
+            status = r.get("error", "lost (no heartbeat within its lease)")
         slots = "" if r["slots"] is None else str(r["slots"])
         click.echo(
             f"{r['worker']:24} {r['host'] or ''!s:20} {slots:>5} {len(r['running']):>4} "
@@ -222,7 +236,7 @@ def workers(store_url: str | None, as_json: bool) -> None:
             for run in r["running"]:
                 gen = run.get("gen")
                 attempt = f" attempt {gen + 1}" if isinstance(gen, int) else ""
-                click.echo(f"    {run.get('job')} {run.get('task')}{attempt}")
+                click.echo(f"    {safe(run.get('job'))} {safe(run.get('task'))}{attempt}")
 
 
 # ---------------------------------------------------------------------------- jobs
@@ -292,7 +306,7 @@ def joblog_rows(store: Store, job_id: str) -> list[tuple[str, ...]]:
     for task, a, attempts in final_attempts(record):
         cmd = _command(record.job, task)
         if a is None:
-            rows.append((task, "", "", "", "", "", str(attempts), cmd))
+            rows.append((task, "", "", "", "", "", "", str(attempts), cmd))
             continue
         if a.exit_code is not None and a.exit_code >= 0:
             exitval, signal = a.exit_code, 0
@@ -304,7 +318,8 @@ def joblog_rows(store: Store, job_id: str) -> list[tuple[str, ...]]:
         rows.append(
             (
                 task,
-                a.host or a.worker,
+                safe(a.host, max_len=64),
+                safe(a.worker, max_len=64),
                 "" if a.start is None else f"{a.start:.3f}",
                 "" if a.duration is None else f"{a.duration:.3f}",
                 str(exitval),

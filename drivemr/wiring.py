@@ -90,8 +90,16 @@ def build_worker(store: Store, **kw: Any) -> Any:
     poll = float(cfg.value("poll_interval", kw.get("poll_interval")))
     if not poll:
         poll = 5.0 if store.url.startswith("drive://") else 0.5
+    identity = None
+    if kw.get("keep_id"):
+        from drivemr.worker.identity import resolve_identity
+
+        identity = resolve_identity(Path(workdir), kw.get("worker_id"))
+        worker_id = identity.worker_id
+    else:
+        worker_id = check_worker_id(kw.get("worker_id") or default_worker_id())
     config = WorkerConfig(
-        worker_id=check_worker_id(kw.get("worker_id") or default_worker_id()),
+        worker_id=worker_id,
         slots=slots,
         workdir=Path(workdir),
         lease=float(cfg.value("lease", kw.get("lease"))),
@@ -105,4 +113,6 @@ def build_worker(store: Store, **kw: Any) -> Any:
         when_idle=bool(kw.get("when_idle")),
         idle_threshold=float(cfg.value("idle_threshold", kw.get("idle_threshold"))),
     )
-    return Worker(store, config, verify=kw.get("verify"))
+    w = Worker(store, config, verify=kw.get("verify"))
+    w.identity = identity  # holds the working folder's id lock for the worker's life
+    return w

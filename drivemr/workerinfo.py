@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from drivemr.errors import DrivemrError
-from drivemr.protocol import MAX_HEARTBEAT_BYTES, heartbeats, parse_json
+from drivemr.protocol import heartbeat_files
+from drivemr.safetext import safe
 from drivemr.stores.base import Store
 from drivemr.wiring import lease as configured_lease
 
@@ -56,39 +58,57 @@ class WorkerInfo:
         return doc
 
 
+def _shown(doc: Mapping[str, Any], key: str) -> Any:
+    """A heartbeat's value, a string made safe to show."""
+    value = doc.get(key)
+    return safe(value, max_len=64) if isinstance(value, str) else value
+
+
 def worker_infos(store: Store) -> list[WorkerInfo]:
-    """Every worker that wrote a heartbeat, by id, judged alive or not on the store's clock."""
-    beats = heartbeats(store.list(store.root_id))
-    now = max([time.time(), *(b.file.modified for b in beats.values())])
+    """Every heartbeat in the store, opened and judged: alive = sealed by a trusted key,
+    not older than the lease it declares (times never later than our clock), not stopped.
+    A heartbeat that does not open is shown as untrusted, with nothing it claims."""
+    from drivemr.trust import Trust, declared_lease, open_heartbeat
+
+    trust = Trust.reader()
+    now = time.time()
     out = []
-    for worker, beat in sorted(beats.items()):
-        age = round(max(0.0, now - beat.file.modified), 3)
+    for beat in sorted(heartbeat_files(store.list(store.root_id)), key=lambda b: b.worker):
+        modified = min(beat.file.modified, now)
+        age = round(max(0.0, now - modified), 3)
+        worker = safe(beat.worker, max_len=64)
         try:
-            doc = parse_json(store.read(beat.file.id, max_bytes=MAX_HEARTBEAT_BYTES), "heartbeat")
+            sealed = open_heartbeat(trust, store, beat.worker, beat.file)
         except DrivemrError as exc:
-            out.append(WorkerInfo(worker, beat.file.modified, age, False, error=str(exc)))
+            out.append(WorkerInfo(worker, modified, age, False, error=str(exc)))
             continue
-        if not isinstance(doc, dict):
-            out.append(WorkerInfo(worker, beat.file.modified, age, False))
+        if sealed is None:
+            out.append(
+                WorkerInfo(
+                    worker, modified, age, False, error="untrusted: not sealed by a trusted key"
+                )
+            )
             continue
+        doc = sealed.body
+        text = functools.partial(_shown, doc)
+
         running = doc.get("running")
-        declared = doc.get("lease")
-        lease = float(declared) if isinstance(declared, (int, float)) else configured_lease()
+        lease = declared_lease(doc.get("lease"), configured_lease())
         out.append(
             WorkerInfo(
                 worker,
-                beat.file.modified,
+                modified,
                 age,
                 age <= lease and doc.get("state") != "stopped",
-                host=doc.get("host"),
-                pid=doc.get("pid"),
-                slots=doc.get("slots"),
-                lease=declared if isinstance(declared, (int, float)) else None,
-                state=doc.get("state"),
+                host=text("host"),
+                pid=text("pid"),
+                slots=text("slots"),
+                lease=text("lease"),
+                state=text("state"),
                 running=tuple(r for r in running if isinstance(r, dict))
                 if isinstance(running, list)
                 else (),
-                version=doc.get("version"),
+                version=text("version"),
             )
         )
     return out
