@@ -239,7 +239,8 @@ def _wait(store: Store, job_id: str, poll: float = 0.5) -> int:
 @click.option(
     "--exit-when-idle",
     is_flag=True,
-    help="Exit once every job in the store is finished or cancelled.",
+    help="Exit once every job in the store is finished or cancelled (status 5 if some job "
+    "cannot be read; see docs/operating.md).",
 )
 @click.option(
     "--when-idle",
@@ -281,7 +282,11 @@ def worker(
     no_reduce: bool,
     insecure_accept_unsigned: bool,
 ) -> None:
-    """Claim and run tasks from the store until stopped (Ctrl-C drains, a second Ctrl-C kills)."""
+    """Claim and run tasks from the store until stopped.
+
+    Ctrl-C or SIGTERM drains (running tasks finish); a second one, or a closed terminal
+    (SIGHUP), kills the running tasks and releases their claims at once (exit 130 / 129).
+    To outlive the terminal, run it as a service or with nohup (docs/operating.md)."""
     store = _open(store_url, write_rate=write_rate)
     w = build_worker(
         store,
@@ -299,7 +304,9 @@ def worker(
         verify=_verifier(insecure_accept_unsigned),
         keep_id=True,
     )
-    _install_signal_handlers(w.request_stop)
+    from drivemr.worker.signals import install as install_signal_handlers
+
+    install_signal_handlers(w)
     log.info("worker %s serving %s with %d slot(s)", w.id, store.url, w.config.slots)
     _log_trust(w.shared.trust)
     code = w.run()
@@ -323,19 +330,6 @@ def _log_trust(trust: Any) -> None:
         " here and `drivemr keys trust <that line> --name NAME` on each other PC (and the"
         " reverse); workers re-read the trusted list without a restart"
     )
-
-
-def _install_signal_handlers(stop: Callable[[], None]) -> None:
-    import signal
-
-    def handler(signum: int, frame: object) -> None:
-        stop()
-
-    signal.signal(signal.SIGINT, handler)
-    if hasattr(signal, "SIGTERM"):
-        signal.signal(signal.SIGTERM, handler)
-    if hasattr(signal, "SIGBREAK"):  # Windows console Ctrl-Break
-        signal.signal(signal.SIGBREAK, handler)
 
 
 # ---------------------------------------------------------------------------- status

@@ -77,6 +77,10 @@ _RESULT_NAME = re.compile(
 _CLAIM_NAME = re.compile(r"^(?P<task>[A-Za-z0-9]+)\.g(?P<gen>\d+)\.(?P<worker>.+)$")
 
 
+class JobNotPublished(NotFound):
+    """A job folder without its job.json yet: normal while its submitter uploads."""
+
+
 class JobFormatError(DrivemrError):
     """A job.json or manifest in the store is not what drivemr wrote; the job is skipped."""
 
@@ -385,7 +389,7 @@ def read_job(
     children = store.list(job_folder.id)
     specs = [c for c in children if c.name == "job.json" and not c.is_folder]
     if not specs:
-        raise NotFound(f"{job_folder.name}: no job.json yet")
+        raise JobNotPublished(f"{job_folder.name}: no job.json yet")
     spec = min(specs, key=lambda c: (c.created, c.id))
     if spec.size is not None and spec.size > MAX_JOB_BYTES:
         raise JobFormatError(f"{job_folder.name}: job.json is {spec.size} bytes, over the limit")

@@ -304,6 +304,18 @@ class OtherWorkers:
         self.dead = frozenset(dead)
         return newly
 
+    def forget_gone(self) -> None:
+        """Drop what we keep of heartbeat files and workers no longer listed (bounded
+        memory however many workers ever came and went)."""
+        listed_ids = {beat.file.id for beat in self.files}
+        listed_workers = {beat.worker for beat in self.files}
+        for file_id in [f for f in self._read if f not in listed_ids]:
+            del self._read[file_id]
+        for worker in [w for w in self._lives if w not in listed_workers]:
+            del self._lives[worker]
+        for worker in [w for w in self.seen if w not in listed_workers]:
+            del self.seen[worker]
+
     def claim_dead(self, claim: ClaimRef, life: object) -> bool:
         """Whether another worker's (trusted) claim is dead: its worker said it stopped in
         the claim's life, or its heartbeat has not advanced for its declared lease as we

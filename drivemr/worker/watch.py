@@ -14,7 +14,7 @@ import collections
 import logging
 from pathlib import Path
 
-from drivemr.errors import AuthError, DrivemrError, NotFound, SecurityError
+from drivemr.errors import AuthError, DrivemrError, SecurityError
 from drivemr.protocol import (
     ROUND_PREFIX,
     JobFormatError,
@@ -33,6 +33,7 @@ from drivemr.worker.config import JobVerifier
 from drivemr.worker.liveness import Lease, OtherWorkers
 from drivemr.worker.plan import plan_tasks
 from drivemr.worker.state import ActiveJob, Assignment, Shared
+from drivemr.worker.unreadable import UnreadableJobs
 
 log = logging.getLogger("drivemr.worker")
 
@@ -88,6 +89,12 @@ class Watcher:
         self._done_folders: dict[str, tuple[str, float]] = {}
         """Folder id -> (job id, the folder's modified time when seen finished): a change
         there may be a new round (drivemr.rounds), which re-opens the job."""
+        self.unreadable = UnreadableJobs(
+            shared.clock,
+            base=shared.config.poll_interval,
+            report_after=min(30.0, shared.config.lease),
+        )
+        """Jobs whose job.json could not be read: retried, never taken as finished."""
         self._cursor: str | None = None
         self._next_reconcile = 0.0
         self._next_poll = 0.0
@@ -116,6 +123,9 @@ class Watcher:
                 self._trust_generation = shared.trust.generation
                 dirty.root = True
                 dirty.reload.update(shared.jobs)
+            due = self.unreadable.next_due()
+            if due is not None and now >= due:
+                dirty.root = True  # time to try the unreadable jobs again
             if dirty.root:
                 dirty.root = False
                 self._refresh_root()
@@ -171,7 +181,10 @@ class Watcher:
         shared = self.shared
         entries = shared.store.list(shared.store.root_id)
         self.others.listed(heartbeat_files(entries))
-        for folder in list_jobs(shared.store, entries):  # oldest first
+        self.others.forget_gone()
+        folders = list_jobs(shared.store, entries)
+        self._forget_gone(folders)
+        for folder in folders:  # oldest first
             job_id = folder.name[len("job-") :]
             done = self._done_folders.get(folder.id)
             if done is not None and done[0] == job_id and folder.modified > done[1]:
@@ -186,10 +199,24 @@ class Watcher:
                 continue
             if shared.config.jobs is not None and job_id not in shared.config.jobs:
                 continue
+            if not self.unreadable.due(job_id):
+                continue
             if self.seen.is_replay(job_id, folder.id):
                 self._reject_replay(job_id, folder)
                 continue
             self._adopt_job(job_id, folder)
+
+    def _forget_gone(self, folders: list[FileInfo]) -> None:
+        """Forget finished and rejected jobs whose folder left the store: what a worker
+        remembers is bounded by what the store holds, not by how many jobs it served."""
+        shared = self.shared
+        ids = {f.name[len("job-") :] for f in folders}
+        with shared.lock:
+            shared.done_jobs &= ids
+        self._rejected_folders &= {f.id for f in folders}
+        for job_id in [j for j in self.rejected if j not in ids]:
+            del self.rejected[job_id]
+        self.unreadable.forget_gone(ids)
 
     def _reject_replay(self, job_id: str, folder: FileInfo) -> None:
         """A job id is used once: the same signed job posted again is a replay, never run."""
@@ -208,14 +235,19 @@ class Watcher:
             doc = job.doc
             if self.verify is not None:
                 self.verify(job)
-        except NotFound:
-            return  # job.json not published yet: the submitter is still uploading
         except (SecurityError, JobFormatError) as exc:
+            self.unreadable.succeeded(job_id)
             self.rejected[job_id] = str(exc)
             self._rejected_folders.add(folder.id)
             log.error("job %s rejected: %s", job_id, exc)
             self._record_rejection(job_id, folder, exc, doc)
             return
+        except AuthError:
+            raise
+        except DrivemrError as exc:  # not published yet, or unreadable: never "finished"
+            self.unreadable.failed(job_id, folder, exc)
+            return
+        self.unreadable.succeeded(job_id)
         self.seen.remember(job_id, folder.id)
         view = load_view(shared.store, job, shared.trust, reader=shared.results)
         if view.finished or view.cancelled:
