@@ -28,6 +28,7 @@ def store_is_empty(store: FolderStore) -> bool:
     return store.list(store.root_id) == []
 
 
+@pytest.mark.slow  # about a minute on a loaded 2-core machine: 1,000 task processes
 def test_map_1000_items_equals_the_local_loop(
     folder_store: FolderStore, workers: WorkerProcs
 ) -> None:
