@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shlex
 import shutil
 import sys
@@ -22,12 +21,13 @@ import click
 
 from drivemr import __version__
 from drivemr import config as cfg
-from drivemr.errors import AuthError, DrivemrError, SecurityError, StoreError
-from drivemr.protocol import REDUCE, check_worker_id, default_worker_id, find_job, load_view
+from drivemr.api import Client
+from drivemr.errors import AuthError, DrivemrError, StoreError
 from drivemr.safetext import safe
-from drivemr.status import STATES
+from drivemr.status import STATES, JobStatus
 from drivemr.stores import open_store, store_kind
 from drivemr.stores.base import Store
+from drivemr.wiring import build_worker, open_configured_store, signer, verifier
 
 log = logging.getLogger("drivemr")
 
@@ -173,48 +173,16 @@ def _open(store_url: str | None, **options: Any) -> Store:
 
 
 def _open_store(store_url: str | None, **options: Any) -> Store:
-    url = cfg.value("store", store_url)
-    if not url:
-        raise DrivemrError(
-            "no store given: pass --store URL, set DRIVEMR_STORE, or set `store` in "
-            + str(cfg.config_file())
-        )
-    if store_kind(url) == "drive":
-        rate = cfg.value("write_rate", options.pop("write_rate", None))
-        options["write_rate"] = rate or None
-    else:
-        options.pop("write_rate", None)
-    return open_store(url, **options)
+    return open_configured_store(store_url, **options)
 
 
-# ---------------------------------------------------------------------------- signing hooks
+def _client(store_url: str | None) -> Client:
+    """The API client every job command is a thin layer over."""
+    return Client(_open(store_url))
 
 
-def _signer() -> Callable[[dict[str, Any]], dict[str, Any]] | None:
-    from drivemr import signing
-
-    key, _info = signing.load_or_create_signing_key(signing.config_dir())
-    return lambda doc: signing.sign_document(doc, key)
-
-
-def _verifier(insecure: bool) -> Callable[[Any], None]:
-    from drivemr import signing
-
-    if insecure:
-        log.warning(
-            "--insecure-accept-unsigned: this worker runs ANY job anyone with write access to the store posts"
-        )
-
-    def verify(job: Any) -> None:
-        if insecure:
-            return
-        trusted = signing.load_trusted(signing.config_dir())
-        try:
-            signing.verify_document(job.doc, trusted, expected_job_id=job.id)
-        except SecurityError as exc:
-            raise SecurityError(f"{exc}") from exc
-
-    return verify
+_signer = signer
+_verifier = verifier
 
 
 # ---------------------------------------------------------------------------- submit
@@ -229,21 +197,20 @@ def _verifier(insecure: bool) -> Callable[[Any], None]:
 @click.option("--unsigned", is_flag=True, hidden=True, help="Do not sign the job (tests).")
 def submit(jobfile: Path, store_url: str | None, wait: bool, unsigned: bool) -> None:
     """Validate JOBFILE, post it to the store and print the job id (last line)."""
-    from drivemr.protocol import submit as do_submit
     from drivemr.spec import load_job
 
     spec = load_job(jobfile)  # every check happens before the first write
-    store = _open(store_url)
-    sign = None if unsigned else _signer()
-    _check_accounts(store, worker=False)
-    job = do_submit(store, spec, sign=sign, progress=lambda m: click.echo(m, err=True))
+    client = _client(store_url)
+    _check_accounts(client.store, worker=False)
+    handle = client.submit(spec, signed=not unsigned, progress=lambda m: click.echo(m, err=True))
+    job = handle.definition
     click.echo(
-        f"submitted {len(job.tasks)} task(s){' and a reduce' if job.reduce else ''} to {store.url}",
+        f"submitted {len(job.tasks)} task(s){' and a reduce' if job.reduce else ''} to {client.url}",
         err=True,
     )
     click.echo(job.id)
     if wait:
-        sys.exit(_wait(store, job.id))
+        sys.exit(_wait(client.store, job.id))
 
 
 def _wait(store: Store, job_id: str, poll: float = 0.5) -> int:
@@ -374,42 +341,6 @@ def _check_accounts(store: Store, *, worker: bool) -> None:
         log.warning("could not check minted ids between accounts (continuing): %s", exc)
 
 
-def build_worker(store: Store, **kw: Any) -> Any:
-    from drivemr.worker import Worker, WorkerConfig
-
-    slots = int(cfg.value("slots", kw.get("slots"))) or os.cpu_count() or 1
-    workdir = kw.get("workdir") or cfg.value("workdir") or cfg.default_workdir()
-    poll = float(cfg.value("poll_interval", kw.get("poll_interval")))
-    if not poll:
-        poll = 5.0 if store.url.startswith("drive://") else 0.5
-    identity = None
-    if kw.get("keep_id"):
-        from drivemr.worker.identity import resolve_identity
-
-        identity = resolve_identity(Path(workdir), kw.get("worker_id"))
-        worker_id = identity.worker_id
-    else:
-        worker_id = check_worker_id(kw.get("worker_id") or default_worker_id())
-    config = WorkerConfig(
-        worker_id=worker_id,
-        slots=slots,
-        workdir=Path(workdir),
-        lease=float(cfg.value("lease", kw.get("lease"))),
-        poll_interval=poll,
-        reconcile_interval=float(cfg.value("reconcile_interval")),
-        retry_backoff=float(cfg.value("retry_backoff", kw.get("retry_backoff"))),
-        exit_when_idle=bool(kw.get("exit_when_idle")),
-        keep_workdirs=bool(kw.get("keep_workdirs")),
-        jobs=kw.get("jobs"),
-        run_reduce=kw.get("run_reduce", True),
-        when_idle=bool(kw.get("when_idle")),
-        idle_threshold=float(cfg.value("idle_threshold", kw.get("idle_threshold"))),
-    )
-    w = Worker(store, config, verify=kw.get("verify"))
-    w.identity = identity  # holds the working folder's id lock for the worker's life
-    return w
-
-
 def _log_trust(trust: Any) -> None:
     """Say at start-up which key seals this worker's files and which keys it believes."""
     others = [k for k in trust.keys().values() if k.key_id != trust.me.key_id]
@@ -458,20 +389,18 @@ def status(
     """Show every job with counts, or one job's tasks and reduce."""
     from dataclasses import replace
 
-    from drivemr.status import all_statuses, status_of
-
     if watch and (not job_id or as_json):
         raise click.UsageError("--watch follows one JOB and cannot be combined with --json")
     wanted = set(states) | ({"failed"} if failed else set())
     if wanted and not job_id:
         raise click.UsageError("--failed and --state filter the tasks of one JOB")
-    store = _open(store_url)
+    client = _client(store_url)
     if watch:
         from drivemr.progress import follow
 
-        sys.exit(follow(store, str(job_id), out=sys.stdout))
+        sys.exit(follow(client.store, str(job_id), out=sys.stdout))
     if job_id:
-        st = status_of(store, job_id, lease=float(cfg.value("lease")))
+        st = client.job(job_id).status()
         total = len(st.tasks) + (st.reduce is not None)
         if wanted:
             st = replace(
@@ -487,14 +416,12 @@ def status(
             shown = len(st.tasks) + (st.reduce is not None)
             click.echo(f"  ({shown} of {total} task(s) {' or '.join(sorted(wanted))})")
         return
-    statuses = all_statuses(store, lease=float(cfg.value("lease")))
+    statuses = client.jobs()
     if as_json:
         click.echo(
             json.dumps(
                 [
-                    s.to_json(with_tasks=False)
-                    if not isinstance(s, tuple)
-                    else {"job": s[0], "state": "unreadable", "error": s[1]}
+                    s.to_json(with_tasks=False) if isinstance(s, JobStatus) else s.to_json()
                     for s in statuses
                 ],
                 indent=2,
@@ -502,12 +429,12 @@ def status(
         )
         return
     if not statuses:
-        click.echo(f"no jobs in {store.url}")
+        click.echo(f"no jobs in {client.url}")
     for s in statuses:
-        if isinstance(s, tuple):
-            click.echo(f"{s[0]}: unreadable ({s[1]})")
-        else:
+        if isinstance(s, JobStatus):
             _print_job(s, detail=False)
+        else:
+            click.echo(f"{s.job}: unreadable ({s.error})")
 
 
 def _clip(text: str, width: int) -> str:
@@ -580,53 +507,14 @@ def reduce(
     job_id: str, store_url: str | None, out_dir: Path | None, insecure_accept_unsigned: bool
 ) -> None:
     """Fetch the job's reduced result, or run the reduce here if every task is done."""
-    store = _open(store_url)
-    paths = fetch_or_reduce(store, job_id, out_dir, verify=_verifier(insecure_accept_unsigned))
-    for p in paths:
+    handle = _client(store_url).job(job_id)
+    for p in handle.reduce(out_dir, insecure=insecure_accept_unsigned):
         click.echo(str(p))
 
 
-def fetch_or_reduce(
-    store: Store, job_id: str, out_dir: Path | None, *, verify: Callable[[Any], None] | None = None
-) -> list[Path]:
-    _folder, job = find_job(store, job_id)
-    view = load_view(store, job)
-    target = out_dir or Path(f"{job.id}-result")
-    if job.reduce_task is None:
-        raise DrivemrError(
-            f"job {job.id} has no [reduce]; its results are in `{suggest(f'drivemr status {job.id}')}`"
-        )
-    if REDUCE not in view.results:
-        missing = [t.id for t in job.tasks if t.id not in view.results]
-        if missing:
-            raise DrivemrError(
-                f"job {job.id}: {len(missing)} task(s) have no result yet: {', '.join(missing[:20])}"
-            )
-        failed = [t for t, r in view.results.items() if r.state != "done"]
-        if failed:
-            raise DrivemrError(
-                f"job {job.id}: task(s) failed, so there is no reduce: {', '.join(failed[:20])}"
-            )
-        log.info("running the reduce of %s here", job.id)
-        w = build_worker(
-            store, slots=1, exit_when_idle=True, jobs=frozenset({job.id}), verify=verify
-        )
-        w.run()
-        view = load_view(store, job)
-        if REDUCE not in view.results:
-            raise DrivemrError(f"job {job.id}: the reduce did not produce a result")
-    from drivemr.results import default_reader, materialise_outputs
-
-    # The reduce's result is opened again (never trusted from the listing) and its outputs
-    # are checked against their sealed sizes and digests as they arrive.
-    reader = default_reader()
-    manifest = reader.manifest(store, job, job.reduce_task, view.results[REDUCE])
-    paths = materialise_outputs(store, manifest, target)
-    if manifest.state != "done":
-        raise DrivemrError(
-            f"job {job.id}: the reduce failed; see {suggest(f'drivemr logs {job.id} reduce')}"
-        )
-    return paths
+def fetch_or_reduce(store: Store, job_id: str, out_dir: Path | None) -> list[Path]:
+    """What ``drivemr reduce`` does (:meth:`drivemr.api.Job.reduce`), for tools and tests."""
+    return Client(store).job(job_id).reduce(out_dir)
 
 
 # ---------------------------------------------------------------------------- recovering
@@ -659,17 +547,15 @@ def retry(
     """Re-run TASKS (or every --failed one, or the reduce --reduce-from an edited job file)
     of a finished job as a new signed round, keeping every successful result; the reduce
     runs again. Workers pick the round up by themselves."""
-    from drivemr.rounds import retry_job
-
     if not (tasks or failed or reduce_from):
         raise click.UsageError("name the TASKS to retry, or pass --failed or --reduce-from")
-    store = _open(store_url)
-    rnd = retry_job(store, job_id, list(tasks), failed=failed, reduce_from=reduce_from)
+    handle = _client(store_url).job(job_id)
+    rnd = handle.retry(list(tasks), failed=failed, reduce_from=reduce_from)
     what = f"{len(rnd.tasks)} task(s)" if rnd.tasks else "no map task"
     red = (" and a new reduce" if rnd.reduce else " and the reduce") if rnd.reduce_task else ""
     click.echo(f"round {rnd.number} of {rnd.job}: re-running {what}{red}", err=True)
     if wait:
-        sys.exit(_wait(store, rnd.job))
+        sys.exit(_wait(handle.store, rnd.job))
 
 
 @main.command()
@@ -685,11 +571,9 @@ def retry(
 def results(job_id: str, store_url: str | None, out_dir: Path | None, task: str | None) -> None:
     """Download every successful task's outputs (one folder per task, the {results} layout
     a reduce sees), sha256-checked, whatever state the job is in."""
-    from drivemr.results import fetch_results
-
-    store = _open(store_url)
+    handle = _client(store_url).job(job_id)
     target = out_dir or Path(f"{job_id}-results")
-    paths = fetch_results(store, job_id, target, task)
+    paths = handle.results(target, task=task)
     for p in paths:
         click.echo(str(p))
     click.echo(f"{len(paths)} file(s) in {target}", err=True)
@@ -736,15 +620,12 @@ def init(
 def demo(slots: int, keep: bool) -> None:
     """Run the word-count example end to end on a temporary folder store."""
     from drivemr.example_jobs import example_dir
-    from drivemr.protocol import submit as do_submit
-    from drivemr.spec import load_job
-    from drivemr.status import status_of
 
     tmp = Path(tempfile.mkdtemp(prefix="drivemr-demo-"))
     try:
         store = open_store(str(tmp / "store"), create=True)
-        spec = load_job(example_dir("wordcount") / "job.toml")
-        job = do_submit(store, spec, sign=_signer())
+        handle = Client(store).submit(example_dir("wordcount") / "job.toml")
+        job = handle.definition
         click.echo(
             f"submitted {job.id}: {len(job.tasks)} map task(s) and a reduce, store {store.url}"
         )
@@ -759,11 +640,11 @@ def demo(slots: int, keep: bool) -> None:
         started = time.monotonic()
         w.run()
         elapsed = time.monotonic() - started
-        paths = fetch_or_reduce(store, job.id, tmp / "result")
+        paths = handle.reduce(tmp / "result")
         for p in paths:
             click.echo(f"\n== {p.name} ==")
             click.echo(p.read_text(encoding="utf-8").rstrip())
-        st = status_of(store, job.id)
+        st = handle.status()
         c = st.counts
         click.echo(
             f"\njob {st.job}: {st.state}; {c['done']} done, {c['failed']} failed; "

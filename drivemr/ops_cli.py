@@ -6,10 +6,8 @@ workers as part of the protocol, so they work from any PC that can see the share
 
 from __future__ import annotations
 
-import getpass
 import json
 import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,22 +15,15 @@ from typing import Any
 import click
 
 from drivemr import config as cfg
-from drivemr.cli import EXIT_FAILED, _open, store_option, suggest
+from drivemr.api import Client
+from drivemr.cli import _client, _open, store_option, suggest
 from drivemr.durations import format_duration
 from drivemr.errors import DrivemrError
 from drivemr.protocol import (
-    JOB_PREFIX,
     Job,
-    find_job,
-    heartbeat_files,
-    job_complete,
-    job_succeeded,
-    list_jobs,
-    load_view,
-    mark,
-    read_job,
 )
 from drivemr.safetext import safe
+from drivemr.status import JobStatus
 from drivemr.stores.base import Store
 
 JOBLOG_HEADER = (
@@ -70,34 +61,17 @@ def _dump(doc: Any) -> None:
 @store_option
 def cancel(job_id: str, store_url: str | None) -> None:
     """Cancel JOB: workers stop claiming its tasks and kill its running attempts."""
-    from drivemr.trust import Trust
-
-    store = _open(store_url)
-    _folder, job = find_job(store, job_id)
-    trust = Trust.for_this_pc()  # the marker is sealed: workers obey only a trusted key's
-    view = load_view(store, job, trust)
-    if view.cancelled:
-        click.echo(f"job {job.id} was already cancelled")
+    client = _client(store_url)
+    handle = client.job(job_id)
+    if not handle.cancel():
+        click.echo(f"job {handle.id} was already cancelled")
         return
-    if job_complete(job, view):
-        state = "done" if job_succeeded(job, view) else "failed"
-        click.echo(f"drivemr: job {job.id} already finished ({state}); nothing to cancel", err=True)
-        sys.exit(EXIT_FAILED)
-    if not mark(store, job, "cancel", trust, by=getpass.getuser()):
-        click.echo(
-            f"drivemr: job {job.id}: its cancel marker id already holds a file that no trusted"
-            " key sealed (forged); workers ignore it, and the job cannot be cancelled through"
-            " the store. Stop the workers serving it (or use --job on the others).",
-            err=True,
-        )
-        sys.exit(EXIT_FAILED)
     click.echo(
-        f"job {job.id} cancelled: workers stop claiming its tasks and kill its running "
+        f"job {handle.id} cancelled: workers stop claiming its tasks and kill its running "
         "attempts at their next poll"
     )
-    assert trust.me is not None
     click.echo(
-        f"(the cancel is sealed with this PC's key {trust.me.key_id}: workers on PCs that do"
+        f"(the cancel is sealed with this PC's key {client.key_id}: workers on PCs that do"
         " not trust it ignore it; see `drivemr keys`)",
         err=True,
     )
@@ -140,19 +114,19 @@ def _print_attempt(job: Job, a: Any, of: int | None, only: str | None) -> None:
     click.echo("")
 
 
-def _attempt_index(record: Any) -> None:
-    rounds = record.job.round > 0
+def _attempt_index(job: Job, attempts: list[Any]) -> None:
+    rounds = job.round > 0
     rcol = f" {'round':>5}" if rounds else ""
     click.echo(f"{'task':8} {'try':>3}{rcol} {'outcome':9} {'exit':>5} {'secs':>8}  worker")
-    for a in record.attempts:
+    for a in attempts:
         code = "" if a.exit_code is None else str(a.exit_code)
         secs = "" if a.duration is None else f"{a.duration:.2f}"
         rv = f" {a.round:>5}" if rounds else ""
         click.echo(f"{a.task:8} {a.attempt:>3}{rv} {a.outcome:9} {code:>5} {secs:>8}  {a.worker}")
-    if not record.attempts:
+    if not attempts:
         click.echo("(no attempt has started yet)")
     else:
-        click.echo(f"output of one: {suggest(f'drivemr logs {record.job.id} TASK')} [--attempt N]")
+        click.echo(f"output of one: {suggest(f'drivemr logs {job.id} TASK')} [--attempt N]")
 
 
 @click.command()
@@ -188,37 +162,26 @@ def logs(
     Without TASK, list every attempt of JOB. Workers upload an attempt's output when it
     ends, so --follow waits for the task's attempts to end and prints each as it lands.
     """
-    from drivemr.report import collect
-
     if follow and not task:
         raise click.UsageError("--follow needs a TASK")
-    store = _open(store_url)
-    _folder, job = find_job(store, job_id)
+    handle = _client(store_url).job(job_id)
+    job = handle.definition
     if not task:
-        _attempt_index(collect(store, job.id, manifests=False, lease=_lease()))
+        _attempt_index(job, handle.attempts(output=False))
         return
-    try:
-        from drivemr.rounds import job_at_round
-
-        # attempts are numbered across the job's rounds
-        allowed = sum(len(job_at_round(job, n).task(task).claim_ids) for n in range(job.round + 1))
-    except KeyError:
-        raise DrivemrError(f"job {job.id} has no task {task!r}") from None
+    if not follow:
+        one, count = handle.attempt_of(task, attempt_no)
+        _print_attempt(job, one, count, only)
+        return
+    allowed = handle.max_attempts(task)
     if attempt_no is not None and attempt_no > allowed:
         raise DrivemrError(f"{job.id} {task} has at most {allowed} attempt(s), not {attempt_no}")
     printed: set[int] = set()
     announced: set[int] = set()
     while True:
-        record = collect(store, job.id, tasks=[task], lease=_lease())
-        attempts = record.of(task)
-        if attempt_no is not None and not follow and attempt_no > len(attempts):
-            raise DrivemrError(f"{job.id} {task} has {len(attempts)} attempt(s), not {attempt_no}")
+        ended = handle.task_ended(task)  # before the attempts: a result then is in them
+        attempts = handle.attempts(task)
         chosen = [a for a in attempts if attempt_no is None or a.attempt == attempt_no]
-        if not follow:
-            if not chosen:
-                raise DrivemrError(f"{job.id} {task}: no attempt has started yet")
-            _print_attempt(job, chosen[-1], len(attempts), only)
-            return
         for a in chosen:
             if a.final and a.attempt not in printed:
                 _print_attempt(job, a, None, only)  # more attempts may follow
@@ -230,8 +193,7 @@ def logs(
                     "attempt's output when it ends, so it is printed then (not line by line)",
                     err=True,
                 )
-        finished = task in record.view.results or record.view.cancelled
-        if finished or (attempt_no is not None and attempt_no in printed):
+        if ended or (attempt_no is not None and attempt_no in printed):
             return
         time.sleep(poll)
 
@@ -240,50 +202,8 @@ def logs(
 
 
 def worker_rows(store: Store) -> list[dict[str, Any]]:
-    """Every heartbeat in the store, opened and judged: alive = sealed by a trusted key,
-    not older than the lease it declares (times never later than our clock), not stopped.
-    A heartbeat that does not open is shown as untrusted, with nothing it claims."""
-    from drivemr.trust import Trust, declared_lease, open_heartbeat
-
-    trust = Trust.reader()
-    now = time.time()
-    rows = []
-    for beat in sorted(heartbeat_files(store.list(store.root_id)), key=lambda b: b.worker):
-        modified = min(beat.file.modified, now)
-        age = max(0.0, now - modified)
-        row: dict[str, Any] = {
-            "worker": safe(beat.worker, max_len=64),
-            "host": None,
-            "pid": None,
-            "slots": None,
-            "lease": None,
-            "state": None,
-            "running": [],
-            "version": None,
-            "last_seen": modified,
-            "age": round(age, 3),
-            "alive": False,
-        }
-        try:
-            sealed = open_heartbeat(trust, store, beat.worker, beat.file)
-        except DrivemrError as exc:
-            sealed = None
-            row["error"] = str(exc)
-        if sealed is None:
-            row.setdefault("error", "untrusted: not sealed by a trusted key")
-        else:
-            doc = sealed.body
-            for key in ("host", "pid", "slots", "lease", "state", "version"):
-                value = doc.get(key)
-                row[key] = safe(value, max_len=64) if isinstance(value, str) else value
-            running = doc.get("running")
-            row["running"] = (
-                [r for r in running if isinstance(r, dict)] if isinstance(running, list) else []
-            )
-            lease = declared_lease(doc.get("lease"), _lease())
-            row["alive"] = age <= lease and doc.get("state") != "stopped"
-        rows.append(row)
-    return rows
+    """Every heartbeat in the store, opened and judged (see Client.workers)."""
+    return [w.to_json() for w in Client(store).workers()]
 
 
 @click.command()
@@ -291,13 +211,13 @@ def worker_rows(store: Store) -> list[dict[str, Any]]:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def workers(store_url: str | None, as_json: bool) -> None:
     """List every worker seen in the store: host, slots, running tasks, last heartbeat."""
-    store = _open(store_url)
-    rows = worker_rows(store)
+    client = _client(store_url)
+    rows = [w.to_json() for w in client.workers()]
     if as_json:
         _dump(rows)
         return
     if not rows:
-        click.echo(f"no workers have been seen in {store.url}")
+        click.echo(f"no workers have been seen in {client.url}")
         return
     click.echo(f"{'WORKER':24} {'HOST':20} {'SLOTS':>5} {'RUN':>4} {'SEEN':>9}  STATUS")
     for r in rows:
@@ -327,28 +247,18 @@ def workers(store_url: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (as status --json).")
 def jobs(store_url: str | None, as_json: bool) -> None:
     """List jobs, newest first, with their task counts."""
-    from drivemr.status import job_status
-
-    store = _open(store_url)
-    root = store.list(store.root_id)
-    entries: list[tuple[float, dict[str, Any]]] = []
-    for folder in list_jobs(store, root):
-        job_id = folder.name[len(JOB_PREFIX) :]
-        try:
-            job = read_job(store, folder)
-            st = job_status(store, folder, job, root=root, lease=_lease())
-            entries.append((job.created, st.to_json(with_tasks=False) | {"total": len(job.tasks)}))
-        except DrivemrError as exc:
-            entries.append(
-                (folder.created, {"job": job_id, "state": "unreadable", "error": str(exc)})
-            )
-    entries.sort(key=lambda e: e[0], reverse=True)
-    docs = [doc for _t, doc in entries]
+    client = _client(store_url)
+    docs = [
+        s.to_json(with_tasks=False) | {"total": len(s.tasks)}
+        if isinstance(s, JobStatus)
+        else s.to_json()
+        for s in client.jobs()
+    ]
     if as_json:
         _dump(docs)
         return
     if not docs:
-        click.echo(f"no jobs in {store.url}")
+        click.echo(f"no jobs in {client.url}")
         return
     click.echo(
         f"{'JOB':40} {'STATE':9} {'DONE':>5} {'RUN':>4} {'FAIL':>4} {'PEND':>5} {'TOTAL':>5}"
