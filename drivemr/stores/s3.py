@@ -1,0 +1,685 @@
+"""The S3 store: the same protocol on S3-compatible object storage (AWS, MinIO, R2, B2, ...).
+
+Why this layout. S3 has two ways to find an object: by its exact key, and by a listing of a
+key prefix. drivemr needs three: create-once by id (whatever the name), get by id, and a
+by-parent listing that shows names. One key cannot serve all three, so every file or folder
+has two keys, the S3 analogue of the folder store's id index and visible name:
+
+* ``<prefix>/i/<id>`` - the **id index**, holding the content and, in its user metadata, the
+  kind, parent, name and md5. It is created with ``PutObject`` + ``If-None-Match: *``: the
+  service answers 412 when the id is taken, which is the create-once commit point. Get, read
+  and download go here (one request each, strongly consistent).
+* ``<prefix>/p/<parent>/<kind>.<id>.<size>.<name>`` - the **listing entry**, an empty object
+  written right after the index; a by-parent listing is one ``ListObjectsV2`` per thousand
+  children and needs no read per child.
+
+Readers by id see the file once the index exists; readers of a listing once the entry does.
+A create whose answer was lost is recognised on its retry (``is_what_we_sent``) and then
+writes the entry if the first try did not get that far (:class:`RetryingS3Store`).
+
+The change feed snapshots listings: the root every poll (one request while the root holds
+fewer than a thousand entries) and the folders this client created or listed in the last
+few minutes (a worker lists every folder it waits on). An idle worker (no running job)
+therefore costs one listing per poll interval.
+
+Timestamps are the service's: ``LastModified`` of listings and HEADs, the ``Date`` header of
+write answers. boto3 retries are switched off: throttling (``503 SlowDown``), 5xx, a
+``409 ConditionalRequestConflict`` and dropped connections raise
+:class:`~drivemr.errors.TransientStoreError`, which the shared retry layer retries.
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import hashlib
+import os
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote, unquote
+
+from drivemr.errors import (
+    AlreadyExists,
+    AuthError,
+    ConfigError,
+    NotAvailable,
+    NotFound,
+    PermanentStoreError,
+    StoreError,
+    TransientStoreError,
+)
+from drivemr.stores.base import ROOT, Changes, FileInfo, Store, content_digest
+from drivemr.stores.retrying import RetryMixin
+
+INSTALL_HINT = 'pip install "drivemr[s3]"'
+MULTIPART_THRESHOLD = 64 << 20
+"""Files uploaded from a path above this size go up as a multipart upload."""
+PART_SIZE = 16 << 20
+WATCH_SECONDS = 300.0
+"""How long a folder listed by this client stays in the change feed's snapshot."""
+MAX_KEY_BYTES = 1024
+MAX_LIST_ENTRIES = 2_000_000
+"""A listing bigger than this is refused (bounded cost against a flooded folder)."""
+
+_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_MD5_RE = re.compile(r"[0-9a-f]{32}")
+_SIZE_RE = re.compile(r"[0-9]{1,15}")
+_TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown",
+        "ServiceUnavailable",
+        "InternalError",
+        "RequestTimeout",
+        "ConditionalRequestConflict",
+        "OperationAborted",
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequests",
+    }
+)
+_AUTH_CODES = frozenset(
+    {
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "InvalidToken",
+        "TokenRefreshRequired",
+        "AllAccessDisabled",
+    }
+)
+T = TypeVar("T")
+
+
+def _botocore() -> tuple[Any, Any]:
+    """boto3 and botocore.exceptions, or a clear NotAvailable naming the install command."""
+    try:
+        import boto3
+        import botocore.exceptions
+    except ImportError as exc:
+        raise NotAvailable(
+            f"the S3 store needs boto3, which is not installed here: run {INSTALL_HINT}"
+        ) from exc
+    return boto3, botocore.exceptions
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """``s3://BUCKET/PREFIX`` -> (bucket, prefix without surrounding slashes)."""
+    if not url.startswith("s3://"):
+        raise ConfigError(f"not an S3 store URL: {url!r} (expected s3://BUCKET/PREFIX)")
+    bucket, _, prefix = url[len("s3://") :].partition("/")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
+        raise ConfigError(
+            f"{url!r}: {bucket!r} is not a valid bucket name (3-63 lower-case letters, digits, "
+            "dots and hyphens)"
+        )
+    prefix = prefix.strip("/")
+    if "//" in prefix or len(prefix.encode()) > 512:
+        raise ConfigError(f"{url!r}: the key prefix {prefix!r} is not usable")
+    return bucket, prefix
+
+
+def make_client() -> Any:
+    """An S3 client from boto3's standard chain (env, profile, instance role; endpoint from
+    ``AWS_ENDPOINT_URL``/``AWS_ENDPOINT_URL_S3``), with boto3's own retries off."""
+    boto3, _ = _botocore()
+    from botocore.config import Config
+
+    config = Config(
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        max_pool_connections=32,
+        connect_timeout=10,
+        read_timeout=60,
+        user_agent_extra="drivemr",
+    )
+    return boto3.session.Session().client("s3", config=config)
+
+
+def _check_id(file_id: str) -> None:
+    if file_id != ROOT and not _ID_RE.fullmatch(file_id or ""):
+        raise PermanentStoreError(f"invalid id {file_id!r}")
+
+
+def _check_name(name: str) -> None:
+    if not name or "/" in name or "\\" in name or "\0" in name or name.startswith("."):
+        raise PermanentStoreError(f"create: invalid name {name!r}")
+
+
+def _md5_b64(md5_hex: str) -> str:
+    return base64.b64encode(bytes.fromhex(md5_hex)).decode()
+
+
+def _header_time(response: dict[str, Any]) -> float:
+    """The server's clock: the ``Date`` header of an answer (never this PC's clock)."""
+    headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    try:
+        return parsedate_to_datetime(headers["date"]).timestamp()
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PermanentStoreError("the S3 service sent an answer without a valid Date") from exc
+
+
+class S3Store(Store):
+    """Create-once files on S3; see the module docstring for the key layout."""
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        client: Any = None,
+        multipart_threshold: int = MULTIPART_THRESHOLD,
+        part_size: int = PART_SIZE,
+    ) -> None:
+        _, self._exc = _botocore()
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self._base = f"{self.prefix}/" if self.prefix else ""
+        self._client = client if client is not None else make_client()
+        self.multipart_threshold = multipart_threshold
+        self.part_size = part_size
+        self._lock = threading.Lock()
+        self._known: dict[str, tuple[str, str, bool, int | None]] = {}
+        """id -> (parent, name, is_folder, size) as last seen by this client."""
+        self._folders: set[str] = {ROOT}
+        self._watched: dict[str, float] = {}
+        self._snapshots: dict[str, dict[str, str]] = {}
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> S3Store:
+        bucket, prefix = parse_s3_url(url)
+        return cls(bucket, prefix)
+
+    # -- keys --
+
+    def _index_key(self, file_id: str) -> str:
+        return f"{self._base}i/{file_id}"
+
+    def _dir_prefix(self, parent: str) -> str:
+        return f"{self._base}p/{parent}/"
+
+    def _entry_key(self, parent: str, file_id: str, name: str, folder: bool, size: int | None) -> str:
+        kind, shown = ("d", "-") if folder else ("f", str(size or 0))
+        key = f"{self._dir_prefix(parent)}{kind}.{file_id}.{shown}.{quote(name, safe='')}"
+        if len(key.encode()) > MAX_KEY_BYTES:
+            raise PermanentStoreError(f"create: the name {name[:60]!r}... is too long for S3")
+        return key
+
+    def _parse_entry(self, parent: str, obj: dict[str, Any]) -> FileInfo | None:
+        """A listing entry, parsed totally (anything malformed is skipped, never trusted)."""
+        rest = str(obj.get("Key", ""))[len(self._dir_prefix(parent)) :]
+        parts = rest.split(".", 3)
+        if "/" in rest or len(parts) != 4:
+            return None
+        kind, fid, size, qname = parts
+        name = unquote(qname)
+        if kind not in ("f", "d") or not _ID_RE.fullmatch(fid) or not name or "/" in name:
+            return None
+        if kind == "f" and not _SIZE_RE.fullmatch(size):
+            return None
+        modified = obj["LastModified"].timestamp()
+        return FileInfo(
+            id=fid,
+            name=name,
+            parent=parent,
+            is_folder=kind == "d",
+            size=None if kind == "d" else int(size),
+            modified=modified,
+            created=modified,
+        )
+
+    # -- one request --
+
+    def _request(self, what: str, fn: Callable[[], T]) -> T:
+        """One S3 request; its failure as one of drivemr's store errors."""
+        try:
+            return fn()
+        except (self._exc.ClientError, self._exc.BotoCoreError, OSError) as exc:
+            raise self._error(exc, what) from exc
+
+    def _error(self, exc: BaseException, what: str) -> StoreError:
+        if isinstance(exc, self._exc.ClientError):
+            return self._translate(exc, what)
+        if isinstance(exc, self._exc.NoCredentialsError):
+            return AuthError(
+                f"{what}: no AWS credentials found (set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)"
+            )
+        if isinstance(exc, self._exc.ParamValidationError):
+            return PermanentStoreError(f"{what}: {exc}")
+        return TransientStoreError(f"{what}: {exc}")  # connection reset, timeout, ...
+
+    def _translate(self, exc: Any, what: str) -> StoreError:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        message = f"{what}: S3 answered {status} {code}".rstrip()
+        if code == "NoSuchBucket":
+            return PermanentStoreError(f"{what}: the bucket {self.bucket} does not exist")
+        if status == 404 or code in ("NoSuchKey", "NotFound"):
+            return NotFound(f"{what}: not found")
+        if code in _TRANSIENT_CODES or status == 429 or status >= 500:
+            return TransientStoreError(message)
+        if code in _AUTH_CODES or status == 403:
+            return AuthError(f"{message}: check the credentials and the bucket's permissions")
+        return PermanentStoreError(f"{message} {error.get('Message', '')}".rstrip())
+
+    def _head(self, file_id: str) -> dict[str, Any]:
+        _check_id(file_id)
+        if file_id == ROOT:
+            raise PermanentStoreError("the root has no index entry")
+        return self._request(
+            f"id {file_id}",
+            lambda: self._client.head_object(Bucket=self.bucket, Key=self._index_key(file_id)),
+        )
+
+    def _info_of(self, file_id: str, head: dict[str, Any]) -> FileInfo:
+        meta = head.get("Metadata") or {}
+        kind = meta.get("drivemr-kind")
+        parent = meta.get("drivemr-parent", "")
+        name = unquote(meta.get("drivemr-name", ""))
+        if kind not in ("f", "d") or not name or (parent != ROOT and not _ID_RE.fullmatch(parent)):
+            raise PermanentStoreError(f"id {file_id}: not a drivemr object (metadata missing)")
+        md5 = meta.get("drivemr-md5", "")
+        size = None if kind == "d" else int(head.get("ContentLength") or 0)
+        modified = head["LastModified"].timestamp()
+        self._remember(file_id, parent, name, kind == "d", size)
+        return FileInfo(
+            id=file_id,
+            name=name,
+            parent=parent,
+            is_folder=kind == "d",
+            size=size,
+            md5=md5 if _MD5_RE.fullmatch(md5) else None,
+            modified=modified,
+            created=modified,
+        )
+
+    def _remember(self, file_id: str, parent: str, name: str, folder: bool, size: int | None) -> None:
+        with self._lock:
+            self._known[file_id] = (parent, name, folder, size)
+            if folder:
+                self._folders.add(file_id)
+
+    def _lookup(self, file_id: str) -> tuple[str, str, bool, int | None]:
+        known = self._known.get(file_id)
+        if known is None:
+            info = self._info_of(file_id, self._head(file_id))
+            known = (info.parent, info.name, info.is_folder, info.size)
+        return known
+
+    def _check_parent(self, parent: str, what: str) -> None:
+        _check_id(parent)
+        if parent in self._folders:
+            return
+        try:
+            info = self._info_of(parent, self._head(parent))
+        except NotFound:
+            raise NotFound(f"{what}: parent {parent} not found") from None
+        if not info.is_folder:
+            raise PermanentStoreError(f"{what}: parent {parent} is not a folder")
+
+    # -- primitives --
+
+    def mint_ids(self, count: int) -> list[str]:
+        if not 1 <= count <= 1000:
+            raise PermanentStoreError(f"mint_ids: count must be 1..1000, not {count}")
+        return [secrets.token_urlsafe(21) for _ in range(count)]
+
+    def create(
+        self,
+        parent: str,
+        name: str,
+        file_id: str,
+        data: bytes | None = None,
+        *,
+        source: Path | None = None,
+        folder: bool = False,
+    ) -> FileInfo:
+        _check_name(name)
+        if file_id == ROOT:
+            raise PermanentStoreError("create: the root id is reserved")
+        _check_id(file_id)
+        self._check_parent(parent, f"create {name}")
+        md5, size = ("", None) if folder else content_digest(data, source)
+        meta = {
+            "drivemr-kind": "d" if folder else "f",
+            "drivemr-parent": parent,
+            "drivemr-name": quote(name, safe=""),
+            "drivemr-md5": md5,
+        }
+        key = self._index_key(file_id)
+        entry = self._entry_key(parent, file_id, name, folder, size)  # checks the key length
+        if source is not None and (size or 0) > self.multipart_threshold:
+            when = self._create_multipart(key, source, meta, file_id)
+        else:
+            when = self._create_single(key, data, source, meta, md5, file_id)
+        self._remember(file_id, parent, name, folder, size)
+        self._put_entry(entry)
+        if folder:
+            with self._lock:
+                self._watched[file_id] = time.monotonic()
+        return FileInfo(file_id, name, parent, folder, size, md5 or None, when, when)
+
+    def _create_single(
+        self,
+        key: str,
+        data: bytes | None,
+        source: Path | None,
+        meta: dict[str, str],
+        md5: str,
+        file_id: str,
+    ) -> float:
+        extra = {"ContentMD5": _md5_b64(md5)} if md5 else {}
+
+        def put() -> dict[str, Any]:
+            if source is None:
+                return self._client.put_object(
+                    Bucket=self.bucket, Key=key, Body=data or b"", IfNoneMatch="*",
+                    Metadata=meta, **extra,
+                )  # fmt: skip
+            with open(source, "rb") as fh:
+                return self._client.put_object(
+                    Bucket=self.bucket, Key=key, Body=fh, IfNoneMatch="*", Metadata=meta, **extra
+                )
+
+        try:
+            return _header_time(put())
+        except self._exc.ClientError as exc:
+            if _status(exc) == 412:
+                raise AlreadyExists(f"a file already exists with the id {file_id}") from None
+            raise self._translate(exc, f"create {file_id}") from exc
+        except (self._exc.BotoCoreError, OSError) as exc:
+            raise self._error(exc, f"create {file_id}") from exc
+
+    def _create_multipart(
+        self, key: str, source: Path, meta: dict[str, str], file_id: str
+    ) -> float:
+        """A large file in parts; the complete is conditional (If-None-Match), so the id is
+        taken exactly when the whole file is in place."""
+        what = f"create {file_id}"
+        upload = self._request(
+            what,
+            lambda: self._client.create_multipart_upload(
+                Bucket=self.bucket, Key=key, Metadata=meta
+            ),
+        )["UploadId"]
+        try:
+            parts = []
+            with open(source, "rb") as fh:
+                for number in range(1, 10_001):
+                    chunk = fh.read(self.part_size)
+                    if not chunk and number > 1:
+                        break
+                    answer = self._request(
+                        what,
+                        lambda chunk=chunk, number=number: self._client.upload_part(
+                            Bucket=self.bucket, Key=key, UploadId=upload,
+                            PartNumber=number, Body=chunk,
+                        ),
+                    )  # fmt: skip
+                    parts.append({"ETag": answer["ETag"], "PartNumber": number})
+            try:
+                done = self._client.complete_multipart_upload(
+                    Bucket=self.bucket, Key=key, UploadId=upload,
+                    MultipartUpload={"Parts": parts}, IfNoneMatch="*",
+                )  # fmt: skip
+            except self._exc.ClientError as exc:
+                if _status(exc) == 412:
+                    raise AlreadyExists(f"a file already exists with the id {file_id}") from None
+                raise self._translate(exc, what) from exc
+            except (self._exc.BotoCoreError, OSError) as exc:
+                raise self._error(exc, what) from exc
+            return _header_time(done)
+        except BaseException:
+            try:
+                self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload)
+            except Exception:  # best effort: a lifecycle rule cleans up what is left
+                pass
+            raise
+
+    def _put_entry(self, key: str) -> float:
+        answer = self._request(
+            "write listing entry",
+            lambda: self._client.put_object(Bucket=self.bucket, Key=key, Body=b""),
+        )
+        return _header_time(answer)
+
+    def _list_raw(self, prefix: str, what: str) -> Iterator[dict[str, Any]]:
+        token: str | None = None
+        seen = 0
+        while True:
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+            if token:
+                kwargs["ContinuationToken"] = token
+            page = self._request(what, lambda kwargs=kwargs: self._client.list_objects_v2(**kwargs))
+            contents = page.get("Contents") or []
+            seen += len(contents)
+            if seen > MAX_LIST_ENTRIES:
+                raise PermanentStoreError(f"{what}: more than {MAX_LIST_ENTRIES} entries")
+            yield from contents
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+
+    def list(self, parent: str) -> builtins.list[FileInfo]:
+        what = f"list {parent}"
+        self._check_parent(parent, what)
+        with self._lock:
+            self._watched[parent] = time.monotonic()
+        newest: dict[str, FileInfo] = {}
+        for obj in self._list_raw(self._dir_prefix(parent), what):
+            info = self._parse_entry(parent, obj)
+            if info is None:
+                continue
+            old = newest.get(info.id)
+            if old is None or info.modified >= old.modified:  # an update's two entries
+                newest[info.id] = info
+        with self._lock:
+            for info in newest.values():
+                self._known.setdefault(info.id, (parent, info.name, info.is_folder, info.size))
+                if info.is_folder:
+                    self._folders.add(info.id)
+        return builtins.list(newest.values())
+
+    def get(self, file_id: str) -> FileInfo:
+        if file_id == ROOT:
+            return FileInfo(ROOT, "", "", is_folder=True)
+        return self._info_of(file_id, self._head(file_id))
+
+    def _open(self, file_id: str, what: str) -> tuple[Any, int]:
+        """GET a file's index object: (streaming body, declared length)."""
+        _check_id(file_id)
+        answer = self._request(
+            what, lambda: self._client.get_object(Bucket=self.bucket, Key=self._index_key(file_id))
+        )
+        body = answer["Body"]
+        if (answer.get("Metadata") or {}).get("drivemr-kind") != "f":
+            body.close()
+            raise PermanentStoreError(f"{what}: not a drivemr file")
+        return body, int(answer.get("ContentLength") or 0)
+
+    def _chunks(self, body: Any, length: int, what: str) -> Iterator[bytes]:
+        """The body's bytes, never more than the declared length (the server is untrusted)."""
+        got = 0
+        try:
+            for chunk in body.iter_chunks(1 << 20):
+                got += len(chunk)
+                if got > length:
+                    raise PermanentStoreError(f"{what}: longer than its declared {length} bytes")
+                yield chunk
+        except (self._exc.BotoCoreError, OSError) as exc:
+            raise TransientStoreError(f"{what}: {exc}") from exc
+        finally:
+            body.close()
+        if got != length:
+            raise TransientStoreError(f"{what}: cut short ({got} of {length} bytes)")
+
+    def read(self, file_id: str, *, max_bytes: int | None = None) -> bytes:
+        what = f"read {file_id}"
+        body, length = self._open(file_id, what)
+        if max_bytes is not None and length > max_bytes:
+            body.close()
+            raise PermanentStoreError(f"{what}: larger than the limit of {max_bytes} bytes")
+        return b"".join(self._chunks(body, length, what))
+
+    def download(self, file_id: str, dest: Path) -> None:
+        what = f"download {file_id}"
+        dest = Path(dest)
+        body, length = self._open(file_id, what)
+        tmp = dest.with_name(f".{dest.name}.part-{secrets.token_hex(4)}")
+        try:
+            with open(tmp, "wb") as out:
+                for chunk in self._chunks(body, length, what):
+                    out.write(chunk)
+            os.replace(tmp, dest)
+        except OSError as exc:
+            raise PermanentStoreError(f"{what}: cannot write {dest}: {exc}") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def update(self, file_id: str, data: bytes) -> FileInfo:
+        what = f"update {file_id}"
+        parent, name, folder, old_size = self._lookup(file_id)
+        if folder:
+            raise PermanentStoreError(f"{what}: a folder has no content")
+        md5 = hashlib.md5(data).hexdigest()
+        meta = {
+            "drivemr-kind": "f",
+            "drivemr-parent": parent,
+            "drivemr-name": quote(name, safe=""),
+            "drivemr-md5": md5,
+        }
+        answer = self._request(
+            what,
+            lambda: self._client.put_object(
+                Bucket=self.bucket, Key=self._index_key(file_id), Body=data,
+                Metadata=meta, ContentMD5=_md5_b64(md5),
+            ),
+        )  # fmt: skip
+        when = _header_time(answer)
+        entry = self._entry_key(parent, file_id, name, False, len(data))
+        self._put_entry(entry)
+        if old_size != len(data):  # the size is in the entry's key: drop the old entry
+            stale = [
+                obj["Key"]
+                for obj in self._list_raw(f"{self._dir_prefix(parent)}f.{file_id}.", what)
+                if obj["Key"] != entry
+            ]
+            self._delete_keys(stale, what)
+        self._remember(file_id, parent, name, False, len(data))
+        return FileInfo(file_id, name, parent, False, len(data), md5, when, when)
+
+    def _delete_keys(self, keys: builtins.list[str], what: str) -> None:
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": k} for k in keys[start : start + 1000]]
+            answer = self._request(
+                what,
+                lambda batch=batch: self._client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
+                ),
+            )
+            if answer.get("Errors"):
+                first = answer["Errors"][0]
+                raise TransientStoreError(f"{what}: {first.get('Code')} on {first.get('Key')}")
+
+    def delete(self, file_id: str) -> None:
+        what = f"delete {file_id}"
+        try:
+            parent, _name, folder, _size = self._lookup(file_id)
+        except NotFound:
+            return
+        keys: builtins.list[str] = []
+        if folder:
+            pending = [file_id]
+            while pending:  # everything under it: entries and indexes
+                current = pending.pop()
+                for obj in self._list_raw(self._dir_prefix(current), what):
+                    info = self._parse_entry(current, obj)
+                    keys.append(obj["Key"])
+                    if info is not None:
+                        keys.append(self._index_key(info.id))
+                        if info.is_folder:
+                            pending.append(info.id)
+        kind = "d" if folder else "f"
+        keys += [o["Key"] for o in self._list_raw(f"{self._dir_prefix(parent)}{kind}.{file_id}.", what)]
+        keys.append(self._index_key(file_id))
+        self._delete_keys(keys, what)
+        with self._lock:
+            self._known.pop(file_id, None)
+            self._folders.discard(file_id)
+            self._watched.pop(file_id, None)
+
+    # -- change feed: listings compared with the previous poll's --
+
+    def _snapshot(self) -> dict[str, str]:
+        now = time.monotonic()
+        with self._lock:
+            for fid, seen in builtins.list(self._watched.items()):
+                if now - seen > WATCH_SECONDS:
+                    del self._watched[fid]
+            folders = [ROOT, *(f for f in self._watched if f != ROOT)]
+        snap: dict[str, str] = {}
+        for fid in folders:
+            digest = hashlib.sha256()
+            for obj in self._list_raw(self._dir_prefix(fid), "poll changes"):
+                digest.update(f"{obj['Key']}\0{obj.get('ETag')}\0{obj['LastModified']}\n".encode())
+            snap[fid] = digest.hexdigest()
+        return snap
+
+    def changes_cursor(self) -> str:
+        snap = self._snapshot()
+        cursor = secrets.token_hex(8)
+        with self._lock:
+            self._snapshots = {cursor: snap}
+        return cursor
+
+    def poll_changes(self, cursor: str) -> Changes:
+        snap = self._snapshot()
+        with self._lock:
+            before = self._snapshots.pop(cursor, None)
+            new_cursor = secrets.token_hex(8)
+            self._snapshots[new_cursor] = snap
+        if before is None:
+            return Changes(new_cursor, None)
+        changed = {fid for fid, digest in snap.items() if before.get(fid) != digest}
+        return Changes(new_cursor, frozenset(changed))
+
+    def close(self) -> None:
+        close = getattr(self._client, "close", None)
+        if close is not None:
+            close()
+
+
+def _status(exc: Any) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+
+
+class RetryingS3Store(RetryMixin, S3Store):
+    """The S3 store as ``open_store`` gives it: transient failures retried (shared layer).
+
+    A create whose first try landed but whose answer was lost meets 412 on its retry; the
+    shared layer recognises the file as ours, and here its listing entry is (re)written,
+    in case the first try stopped between the index and the entry."""
+
+    def _own_earlier_create(
+        self,
+        parent: str,
+        name: str,
+        file_id: str,
+        data: bytes | None,
+        source: Path | None,
+        folder: bool,
+    ) -> FileInfo | None:
+        mine = super()._own_earlier_create(parent, name, file_id, data, source, folder)
+        if mine is not None:
+            entry = self._entry_key(parent, file_id, name, folder, mine.size)
+            self._call("write listing entry", lambda: self._put_entry(entry))
+        return mine
