@@ -30,16 +30,14 @@ write answers. boto3 retries are switched off: throttling (``503 SlowDown``), 5x
 
 from __future__ import annotations
 
-import base64
 import builtins
 import hashlib
 import os
-import re
 import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
-from email.utils import parsedate_to_datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote
@@ -47,8 +45,6 @@ from urllib.parse import quote, unquote
 from drivemr.errors import (
     AlreadyExists,
     AuthError,
-    ConfigError,
-    NotAvailable,
     NotFound,
     PermanentStoreError,
     StoreError,
@@ -56,113 +52,30 @@ from drivemr.errors import (
 )
 from drivemr.stores.base import ROOT, Changes, FileInfo, Store, content_digest
 from drivemr.stores.retrying import RetryMixin
+from drivemr.stores.s3_wire import (
+    ID_RE,
+    MD5_RE,
+    SIZE_RE,
+    botocore_modules,
+    check_id,
+    check_name,
+    header_time,
+    http_status,
+    make_client,
+    md5_b64,
+    parse_s3_url,
+    translate,
+)
 
-INSTALL_HINT = 'pip install "drivemr[s3]"'
 MULTIPART_THRESHOLD = 64 << 20
 """Files uploaded from a path above this size go up as a multipart upload."""
 PART_SIZE = 16 << 20
 WATCH_SECONDS = 300.0
-"""How long a folder listed by this client stays in the change feed's snapshot."""
+"""How long a folder listed or created by this client stays in the change feed."""
 MAX_KEY_BYTES = 1024
 MAX_LIST_ENTRIES = 2_000_000
 """A listing bigger than this is refused (bounded cost against a flooded folder)."""
-
-_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_MD5_RE = re.compile(r"[0-9a-f]{32}")
-_SIZE_RE = re.compile(r"[0-9]{1,15}")
-_TRANSIENT_CODES = frozenset(
-    {
-        "SlowDown",
-        "ServiceUnavailable",
-        "InternalError",
-        "RequestTimeout",
-        "ConditionalRequestConflict",
-        "OperationAborted",
-        "Throttling",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "TooManyRequests",
-    }
-)
-_AUTH_CODES = frozenset(
-    {
-        "AccessDenied",
-        "InvalidAccessKeyId",
-        "SignatureDoesNotMatch",
-        "ExpiredToken",
-        "InvalidToken",
-        "TokenRefreshRequired",
-        "AllAccessDisabled",
-    }
-)
 T = TypeVar("T")
-
-
-def _botocore() -> tuple[Any, Any]:
-    """boto3 and botocore.exceptions, or a clear NotAvailable naming the install command."""
-    try:
-        import boto3
-        import botocore.exceptions
-    except ImportError as exc:
-        raise NotAvailable(
-            f"the S3 store needs boto3, which is not installed here: run {INSTALL_HINT}"
-        ) from exc
-    return boto3, botocore.exceptions
-
-
-def parse_s3_url(url: str) -> tuple[str, str]:
-    """``s3://BUCKET/PREFIX`` -> (bucket, prefix without surrounding slashes)."""
-    if not url.startswith("s3://"):
-        raise ConfigError(f"not an S3 store URL: {url!r} (expected s3://BUCKET/PREFIX)")
-    bucket, _, prefix = url[len("s3://") :].partition("/")
-    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
-        raise ConfigError(
-            f"{url!r}: {bucket!r} is not a valid bucket name (3-63 lower-case letters, digits, "
-            "dots and hyphens)"
-        )
-    prefix = prefix.strip("/")
-    if "//" in prefix or len(prefix.encode()) > 512:
-        raise ConfigError(f"{url!r}: the key prefix {prefix!r} is not usable")
-    return bucket, prefix
-
-
-def make_client() -> Any:
-    """An S3 client from boto3's standard chain (env, profile, instance role; endpoint from
-    ``AWS_ENDPOINT_URL``/``AWS_ENDPOINT_URL_S3``), with boto3's own retries off."""
-    boto3, _ = _botocore()
-    from botocore.config import Config
-
-    config = Config(
-        retries={"total_max_attempts": 1, "mode": "standard"},
-        max_pool_connections=32,
-        connect_timeout=10,
-        read_timeout=60,
-        user_agent_extra="drivemr",
-    )
-    return boto3.session.Session().client("s3", config=config)
-
-
-def _check_id(file_id: str) -> None:
-    if file_id != ROOT and not _ID_RE.fullmatch(file_id or ""):
-        raise PermanentStoreError(f"invalid id {file_id!r}")
-
-
-def _check_name(name: str) -> None:
-    if not name or "/" in name or "\\" in name or "\0" in name or name.startswith("."):
-        raise PermanentStoreError(f"create: invalid name {name!r}")
-
-
-def _md5_b64(md5_hex: str) -> str:
-    return base64.b64encode(bytes.fromhex(md5_hex)).decode()
-
-
-def _header_time(response: dict[str, Any]) -> float:
-    """The server's clock: the ``Date`` header of an answer (never this PC's clock)."""
-    headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
-    try:
-        return parsedate_to_datetime(headers["date"]).timestamp()
-    except (KeyError, TypeError, ValueError) as exc:
-        raise PermanentStoreError("the S3 service sent an answer without a valid Date") from exc
 
 
 class S3Store(Store):
@@ -177,7 +90,7 @@ class S3Store(Store):
         multipart_threshold: int = MULTIPART_THRESHOLD,
         part_size: int = PART_SIZE,
     ) -> None:
-        _, self._exc = _botocore()
+        _, self._exc = botocore_modules()
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
@@ -205,7 +118,9 @@ class S3Store(Store):
     def _dir_prefix(self, parent: str) -> str:
         return f"{self._base}p/{parent}/"
 
-    def _entry_key(self, parent: str, file_id: str, name: str, folder: bool, size: int | None) -> str:
+    def _entry_key(
+        self, parent: str, file_id: str, name: str, folder: bool, size: int | None
+    ) -> str:
         kind, shown = ("d", "-") if folder else ("f", str(size or 0))
         key = f"{self._dir_prefix(parent)}{kind}.{file_id}.{shown}.{quote(name, safe='')}"
         if len(key.encode()) > MAX_KEY_BYTES:
@@ -220,9 +135,9 @@ class S3Store(Store):
             return None
         kind, fid, size, qname = parts
         name = unquote(qname)
-        if kind not in ("f", "d") or not _ID_RE.fullmatch(fid) or not name or "/" in name:
+        if kind not in ("f", "d") or not ID_RE.fullmatch(fid) or not name or "/" in name:
             return None
-        if kind == "f" and not _SIZE_RE.fullmatch(size):
+        if kind == "f" and not SIZE_RE.fullmatch(size):
             return None
         modified = obj["LastModified"].timestamp()
         return FileInfo(
@@ -246,7 +161,7 @@ class S3Store(Store):
 
     def _error(self, exc: BaseException, what: str) -> StoreError:
         if isinstance(exc, self._exc.ClientError):
-            return self._translate(exc, what)
+            return translate(exc, what, self.bucket)
         if isinstance(exc, self._exc.NoCredentialsError):
             return AuthError(
                 f"{what}: no AWS credentials found (set AWS_ACCESS_KEY_ID and "
@@ -256,23 +171,8 @@ class S3Store(Store):
             return PermanentStoreError(f"{what}: {exc}")
         return TransientStoreError(f"{what}: {exc}")  # connection reset, timeout, ...
 
-    def _translate(self, exc: Any, what: str) -> StoreError:
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", ""))
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-        message = f"{what}: S3 answered {status} {code}".rstrip()
-        if code == "NoSuchBucket":
-            return PermanentStoreError(f"{what}: the bucket {self.bucket} does not exist")
-        if status == 404 or code in ("NoSuchKey", "NotFound"):
-            return NotFound(f"{what}: not found")
-        if code in _TRANSIENT_CODES or status == 429 or status >= 500:
-            return TransientStoreError(message)
-        if code in _AUTH_CODES or status == 403:
-            return AuthError(f"{message}: check the credentials and the bucket's permissions")
-        return PermanentStoreError(f"{message} {error.get('Message', '')}".rstrip())
-
     def _head(self, file_id: str) -> dict[str, Any]:
-        _check_id(file_id)
+        check_id(file_id)
         if file_id == ROOT:
             raise PermanentStoreError("the root has no index entry")
         return self._request(
@@ -285,7 +185,7 @@ class S3Store(Store):
         kind = meta.get("drivemr-kind")
         parent = meta.get("drivemr-parent", "")
         name = unquote(meta.get("drivemr-name", ""))
-        if kind not in ("f", "d") or not name or (parent != ROOT and not _ID_RE.fullmatch(parent)):
+        if kind not in ("f", "d") or not name or (parent != ROOT and not ID_RE.fullmatch(parent)):
             raise PermanentStoreError(f"id {file_id}: not a drivemr object (metadata missing)")
         md5 = meta.get("drivemr-md5", "")
         size = None if kind == "d" else int(head.get("ContentLength") or 0)
@@ -297,12 +197,14 @@ class S3Store(Store):
             parent=parent,
             is_folder=kind == "d",
             size=size,
-            md5=md5 if _MD5_RE.fullmatch(md5) else None,
+            md5=md5 if MD5_RE.fullmatch(md5) else None,
             modified=modified,
             created=modified,
         )
 
-    def _remember(self, file_id: str, parent: str, name: str, folder: bool, size: int | None) -> None:
+    def _remember(
+        self, file_id: str, parent: str, name: str, folder: bool, size: int | None
+    ) -> None:
         with self._lock:
             self._known[file_id] = (parent, name, folder, size)
             if folder:
@@ -316,7 +218,7 @@ class S3Store(Store):
         return known
 
     def _check_parent(self, parent: str, what: str) -> None:
-        _check_id(parent)
+        check_id(parent)
         if parent in self._folders:
             return
         try:
@@ -343,10 +245,10 @@ class S3Store(Store):
         source: Path | None = None,
         folder: bool = False,
     ) -> FileInfo:
-        _check_name(name)
+        check_name(name)
         if file_id == ROOT:
             raise PermanentStoreError("create: the root id is reserved")
-        _check_id(file_id)
+        check_id(file_id)
         self._check_parent(parent, f"create {name}")
         md5, size = ("", None) if folder else content_digest(data, source)
         meta = {
@@ -377,7 +279,7 @@ class S3Store(Store):
         md5: str,
         file_id: str,
     ) -> float:
-        extra = {"ContentMD5": _md5_b64(md5)} if md5 else {}
+        extra = {"ContentMD5": md5_b64(md5)} if md5 else {}
 
         def put() -> dict[str, Any]:
             if source is None:
@@ -391,11 +293,11 @@ class S3Store(Store):
                 )
 
         try:
-            return _header_time(put())
+            return header_time(put())
         except self._exc.ClientError as exc:
-            if _status(exc) == 412:
+            if http_status(exc) == 412:
                 raise AlreadyExists(f"a file already exists with the id {file_id}") from None
-            raise self._translate(exc, f"create {file_id}") from exc
+            raise translate(exc, f"create {file_id}", self.bucket) from exc
         except (self._exc.BotoCoreError, OSError) as exc:
             raise self._error(exc, f"create {file_id}") from exc
 
@@ -420,9 +322,9 @@ class S3Store(Store):
                         break
                     answer = self._request(
                         what,
-                        lambda chunk=chunk, number=number: self._client.upload_part(
-                            Bucket=self.bucket, Key=key, UploadId=upload,
-                            PartNumber=number, Body=chunk,
+                        partial(
+                            self._client.upload_part, Bucket=self.bucket, Key=key,
+                            UploadId=upload, PartNumber=number, Body=chunk,
                         ),
                     )  # fmt: skip
                     parts.append({"ETag": answer["ETag"], "PartNumber": number})
@@ -432,12 +334,12 @@ class S3Store(Store):
                     MultipartUpload={"Parts": parts}, IfNoneMatch="*",
                 )  # fmt: skip
             except self._exc.ClientError as exc:
-                if _status(exc) == 412:
+                if http_status(exc) == 412:
                     raise AlreadyExists(f"a file already exists with the id {file_id}") from None
-                raise self._translate(exc, what) from exc
+                raise translate(exc, what, self.bucket) from exc
             except (self._exc.BotoCoreError, OSError) as exc:
                 raise self._error(exc, what) from exc
-            return _header_time(done)
+            return header_time(done)
         except BaseException:
             try:
                 self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload)
@@ -450,7 +352,7 @@ class S3Store(Store):
             "write listing entry",
             lambda: self._client.put_object(Bucket=self.bucket, Key=key, Body=b""),
         )
-        return _header_time(answer)
+        return header_time(answer)
 
     def _list_raw(self, prefix: str, what: str) -> Iterator[dict[str, Any]]:
         token: str | None = None
@@ -459,7 +361,7 @@ class S3Store(Store):
             kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
             if token:
                 kwargs["ContinuationToken"] = token
-            page = self._request(what, lambda kwargs=kwargs: self._client.list_objects_v2(**kwargs))
+            page = self._request(what, partial(self._client.list_objects_v2, **kwargs))
             contents = page.get("Contents") or []
             seen += len(contents)
             if seen > MAX_LIST_ENTRIES:
@@ -496,7 +398,7 @@ class S3Store(Store):
 
     def _open(self, file_id: str, what: str) -> tuple[Any, int]:
         """GET a file's index object: (streaming body, declared length)."""
-        _check_id(file_id)
+        check_id(file_id)
         answer = self._request(
             what, lambda: self._client.get_object(Bucket=self.bucket, Key=self._index_key(file_id))
         )
@@ -561,10 +463,10 @@ class S3Store(Store):
             what,
             lambda: self._client.put_object(
                 Bucket=self.bucket, Key=self._index_key(file_id), Body=data,
-                Metadata=meta, ContentMD5=_md5_b64(md5),
+                Metadata=meta, ContentMD5=md5_b64(md5),
             ),
         )  # fmt: skip
-        when = _header_time(answer)
+        when = header_time(answer)
         entry = self._entry_key(parent, file_id, name, False, len(data))
         self._put_entry(entry)
         if old_size != len(data):  # the size is in the entry's key: drop the old entry
@@ -582,8 +484,10 @@ class S3Store(Store):
             batch = [{"Key": k} for k in keys[start : start + 1000]]
             answer = self._request(
                 what,
-                lambda batch=batch: self._client.delete_objects(
-                    Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
+                partial(
+                    self._client.delete_objects,
+                    Bucket=self.bucket,
+                    Delete={"Objects": batch, "Quiet": True},
                 ),
             )
             if answer.get("Errors"):
@@ -609,7 +513,9 @@ class S3Store(Store):
                         if info.is_folder:
                             pending.append(info.id)
         kind = "d" if folder else "f"
-        keys += [o["Key"] for o in self._list_raw(f"{self._dir_prefix(parent)}{kind}.{file_id}.", what)]
+        keys += [
+            o["Key"] for o in self._list_raw(f"{self._dir_prefix(parent)}{kind}.{file_id}.", what)
+        ]
         keys.append(self._index_key(file_id))
         self._delete_keys(keys, what)
         with self._lock:
@@ -656,10 +562,6 @@ class S3Store(Store):
         close = getattr(self._client, "close", None)
         if close is not None:
             close()
-
-
-def _status(exc: Any) -> int:
-    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
 
 
 class RetryingS3Store(RetryMixin, S3Store):
