@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from drivemr.testing.s3proxy import S3Proxy
+
 _TESTS = Path(__file__).resolve().parents[1]
 if str(_TESTS) not in sys.path:  # for `from store_contract import StoreContract`
     sys.path.insert(0, str(_TESTS))
@@ -26,16 +28,18 @@ BUCKET = "drivemr-test"
 
 
 @pytest.fixture(scope="session")
-def s3_server() -> Iterator[dict[str, str]]:
-    """moto's S3 server on a free loopback port; yields the environment that points at it."""
+def s3_session() -> Iterator[tuple[dict[str, str], S3Proxy]]:
+    """moto's S3 server on a free loopback port, behind the counting, fault-injecting proxy;
+    yields the environment that points boto3 at the proxy, and the proxy."""
     pytest.importorskip("boto3")
     server_mod = pytest.importorskip("moto.server")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
     server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
+    proxy = S3Proxy(f"http://{host}:{port}").start()
     env = {
-        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ENDPOINT_URL": proxy.url,
         "AWS_ACCESS_KEY_ID": "drivemr-test",
         "AWS_SECRET_ACCESS_KEY": "drivemr-test-secret",
         "AWS_DEFAULT_REGION": "us-east-1",
@@ -48,14 +52,30 @@ def s3_server() -> Iterator[dict[str, str]]:
 
     boto3.session.Session().client("s3").create_bucket(Bucket=BUCKET)
     try:
-        yield env
+        yield env, proxy
     finally:
+        proxy.stop()
         server.stop()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.fixture
+def s3_server(s3_session: tuple[dict[str, str], S3Proxy]) -> dict[str, str]:
+    """The environment pointing boto3 (here and in child processes) at the test server."""
+    return s3_session[0]
+
+
+@pytest.fixture
+def s3_proxy(s3_session: tuple[dict[str, str], S3Proxy]) -> Iterator[S3Proxy]:
+    """The proxy in front of the server, its counts and faults cleared before and after."""
+    proxy = s3_session[1]
+    proxy.reset()
+    yield proxy
+    proxy.reset()
 
 
 @pytest.fixture
