@@ -165,7 +165,7 @@ class S3Proxy:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> S3Proxy:
         self._thread.start()
