@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import http.client
+import random
 import re
 import threading
 from dataclasses import dataclass
@@ -88,6 +89,8 @@ class S3Proxy:
         self.counts: collections.Counter[str] = collections.Counter()
         self.faults: list[Fault] = []
         self.injected = 0
+        self.fault_rate = 0.0
+        self._random = random.Random(0)
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -182,6 +185,14 @@ class S3Proxy:
             self.faults.append(fault)
         return fault
 
+    def storm(self, rate: float, seed: int = 0) -> None:
+        """From now on, a share ``rate`` of all requests meets a random fault: 503 SlowDown,
+        500 InternalError, a lost answer to a write, or (on a create) 409
+        ConditionalRequestConflict."""
+        with self._lock:
+            self.fault_rate = rate
+            self._random = random.Random(seed)
+
     def _take_fault(self, op: str, path: str) -> Fault | None:
         with self._lock:
             self.counts[op] += 1
@@ -190,6 +201,17 @@ class S3Proxy:
                     fault.times -= 1
                     self.injected += 1
                     return fault
+            if self.fault_rate and self._random.random() < self.fault_rate:
+                self.injected += 1
+                kinds = [
+                    Fault(op, status=503, code="SlowDown"),
+                    Fault(op, status=500, code="InternalError"),
+                ]
+                if op in WRITE_OPS:
+                    kinds.append(Fault(op, lose_answer=True))
+                if op == "PutObject" and "/i/" in path:
+                    kinds.append(Fault(op, status=409, code="ConditionalRequestConflict"))
+                return self._random.choice(kinds)
         return None
 
     def reset(self) -> None:
@@ -197,6 +219,7 @@ class S3Proxy:
             self.counts.clear()
             self.faults.clear()
             self.injected = 0
+            self.fault_rate = 0.0
 
     def writes(self) -> int:
         with self._lock:
