@@ -17,10 +17,8 @@ Readers by id see the file once the index exists; readers of a listing once the 
 A create whose answer was lost is recognised on its retry (``is_what_we_sent``) and then
 writes the entry if the first try did not get that far (:class:`RetryingS3Store`).
 
-The change feed snapshots listings: the root every poll (one request while the root holds
-fewer than a thousand entries) and the folders this client created or listed in the last
-few minutes (a worker lists every folder it waits on). An idle worker (no running job)
-therefore costs one listing per poll interval.
+The change feed (:mod:`drivemr.stores.s3_feed`) compares listings, one folder per poll:
+an idle worker costs one listing request per poll interval.
 
 Timestamps are the service's: ``LastModified`` of listings and HEADs, the ``Date`` header of
 write answers. boto3 retries are switched off: throttling (``503 SlowDown``), 5xx, a
@@ -35,7 +33,6 @@ import hashlib
 import os
 import secrets
 import threading
-import time
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -52,6 +49,7 @@ from drivemr.errors import (
 )
 from drivemr.stores.base import ROOT, Changes, FileInfo, Store, content_digest
 from drivemr.stores.retrying import RetryMixin
+from drivemr.stores.s3_feed import ListingFeed, listing_digest
 from drivemr.stores.s3_wire import (
     ID_RE,
     MD5_RE,
@@ -70,8 +68,6 @@ from drivemr.stores.s3_wire import (
 MULTIPART_THRESHOLD = 64 << 20
 """Files uploaded from a path above this size go up as a multipart upload."""
 PART_SIZE = 16 << 20
-WATCH_SECONDS = 300.0
-"""How long a folder listed or created by this client stays in the change feed."""
 MAX_KEY_BYTES = 1024
 MAX_LIST_ENTRIES = 2_000_000
 """A listing bigger than this is refused (bounded cost against a flooded folder)."""
@@ -102,8 +98,7 @@ class S3Store(Store):
         self._known: dict[str, tuple[str, str, bool, int | None]] = {}
         """id -> (parent, name, is_folder, size) as last seen by this client."""
         self._folders: set[str] = {ROOT}
-        self._watched: dict[str, float] = {}
-        self._snapshots: dict[str, dict[str, str]] = {}
+        self._feed = ListingFeed(lambda folder: self._list_raw(self._dir_prefix(folder), "poll"))
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> S3Store:
@@ -266,8 +261,7 @@ class S3Store(Store):
         self._remember(file_id, parent, name, folder, size)
         self._put_entry(entry)
         if folder:
-            with self._lock:
-                self._watched[file_id] = time.monotonic()
+            self._feed.created_folder(file_id)
         return FileInfo(file_id, name, parent, folder, size, md5 or None, when, when)
 
     def _create_single(
@@ -374,10 +368,10 @@ class S3Store(Store):
     def list(self, parent: str) -> builtins.list[FileInfo]:
         what = f"list {parent}"
         self._check_parent(parent, what)
-        with self._lock:
-            self._watched[parent] = time.monotonic()
+        objects = builtins.list(self._list_raw(self._dir_prefix(parent), what))
+        self._feed.listed(parent, listing_digest(objects))  # the feed watches it from here
         newest: dict[str, FileInfo] = {}
-        for obj in self._list_raw(self._dir_prefix(parent), what):
+        for obj in objects:
             info = self._parse_entry(parent, obj)
             if info is None:
                 continue
@@ -521,42 +515,15 @@ class S3Store(Store):
         with self._lock:
             self._known.pop(file_id, None)
             self._folders.discard(file_id)
-            self._watched.pop(file_id, None)
+        self._feed.forget(file_id)
 
     # -- change feed: listings compared with the previous poll's --
 
-    def _snapshot(self) -> dict[str, str]:
-        now = time.monotonic()
-        with self._lock:
-            for fid, seen in builtins.list(self._watched.items()):
-                if now - seen > WATCH_SECONDS:
-                    del self._watched[fid]
-            folders = [ROOT, *(f for f in self._watched if f != ROOT)]
-        snap: dict[str, str] = {}
-        for fid in folders:
-            digest = hashlib.sha256()
-            for obj in self._list_raw(self._dir_prefix(fid), "poll changes"):
-                digest.update(f"{obj['Key']}\0{obj.get('ETag')}\0{obj['LastModified']}\n".encode())
-            snap[fid] = digest.hexdigest()
-        return snap
-
     def changes_cursor(self) -> str:
-        snap = self._snapshot()
-        cursor = secrets.token_hex(8)
-        with self._lock:
-            self._snapshots = {cursor: snap}
-        return cursor
+        return self._feed.cursor()
 
     def poll_changes(self, cursor: str) -> Changes:
-        snap = self._snapshot()
-        with self._lock:
-            before = self._snapshots.pop(cursor, None)
-            new_cursor = secrets.token_hex(8)
-            self._snapshots[new_cursor] = snap
-        if before is None:
-            return Changes(new_cursor, None)
-        changed = {fid for fid, digest in snap.items() if before.get(fid) != digest}
-        return Changes(new_cursor, frozenset(changed))
+        return self._feed.poll(cursor)
 
     def close(self) -> None:
         close = getattr(self._client, "close", None)
