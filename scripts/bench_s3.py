@@ -124,6 +124,36 @@ def idle_cost(url: str, env: dict[str, str], base: Path, proxy: S3Proxy, args: A
     return requests / (args.idle_seconds / args.poll)
 
 
+def server_ceiling(seconds: float, threads: int) -> float:
+    """Conditional PUTs per second the loopback server answers to ``threads`` clients at
+    once: the store's own ceiling in this run (moto is Python; real S3 is not the limit)."""
+    import threading
+
+    import boto3
+
+    counts = [0] * threads
+    start = threading.Barrier(threads + 1)
+    stop = threading.Event()
+
+    def client(n: int) -> None:
+        s3 = boto3.session.Session().client("s3")
+        start.wait()
+        while not stop.is_set():
+            s3.put_object(Bucket=BUCKET, Key=f"ceiling/{n}/{counts[n]}", Body=b"x", IfNoneMatch="*")
+            counts[n] += 1
+
+    pool = [threading.Thread(target=client, args=(n,)) for n in range(threads)]
+    for t in pool:
+        t.start()
+    start.wait()
+    began = time.perf_counter()
+    time.sleep(seconds)
+    stop.set()
+    for t in pool:
+        t.join()
+    return sum(counts) / (time.perf_counter() - began)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tasks", type=int, default=120)
@@ -178,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
                 writes_per_task=round(writes / args.tasks, 2),
                 by_operation=counts,
             )
+            figures["s3_requests_per_s"] = round(requests / t_s3, 1)
+            figures["server_ceiling_per_s"] = round(
+                server_ceiling(2.0, args.workers * args.slots), 1
+            )
             figures["idle_requests_per_poll"] = round(
                 idle_cost(f"s3://{BUCKET}/idle", env, base, proxy, args), 2
             )
@@ -221,6 +255,11 @@ def report(f: dict[str, Any]) -> None:
         )
     print(f"  S3 requests per task {f['requests_per_task']} (writes {f['writes_per_task']}); "
           f"submit {f['submit_requests']} requests")  # fmt: skip
+    print(
+        f"  S3 requests answered: {f['s3_requests_per_s']}/s during the run; the loopback "
+        f"server's ceiling: {f['server_ceiling_per_s']} conditional PUTs/s "
+        f"({f['workers'] * f['slots']} clients)"
+    )
     print("  by operation: " + ", ".join(f"{k} {v}" for k, v in sorted(f["by_operation"].items())))
     print(f"  idle worker: {f['idle_requests_per_poll']} requests per poll interval")
 

@@ -50,10 +50,11 @@ from drivemr.errors import (
 from drivemr.stores.base import ROOT, Changes, FileInfo, Store, content_digest
 from drivemr.stores.retrying import RetryMixin
 from drivemr.stores.s3_feed import ListingFeed, listing_digest
+from drivemr.stores.s3_parts import create_in_parts
 from drivemr.stores.s3_wire import (
     ID_RE,
     MD5_RE,
-    SIZE_RE,
+    KeyLayout,
     botocore_modules,
     check_id,
     check_name,
@@ -68,7 +69,6 @@ from drivemr.stores.s3_wire import (
 MULTIPART_THRESHOLD = 64 << 20
 """Files uploaded from a path above this size go up as a multipart upload."""
 PART_SIZE = 16 << 20
-MAX_KEY_BYTES = 1024
 MAX_LIST_ENTRIES = 2_000_000
 """A listing bigger than this is refused (bounded cost against a flooded folder)."""
 T = TypeVar("T")
@@ -90,7 +90,7 @@ class S3Store(Store):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
-        self._base = f"{self.prefix}/" if self.prefix else ""
+        self._keys = KeyLayout(f"{self.prefix}/" if self.prefix else "")
         self._client = client if client is not None else make_client()
         self.multipart_threshold = multipart_threshold
         self.part_size = part_size
@@ -98,52 +98,12 @@ class S3Store(Store):
         self._known: dict[str, tuple[str, str, bool, int | None]] = {}
         """id -> (parent, name, is_folder, size) as last seen by this client."""
         self._folders: set[str] = {ROOT}
-        self._feed = ListingFeed(lambda folder: self._list_raw(self._dir_prefix(folder), "poll"))
+        self._feed = ListingFeed(lambda folder: self._list_raw(self._keys.folder(folder), "poll"))
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> S3Store:
         bucket, prefix = parse_s3_url(url)
         return cls(bucket, prefix)
-
-    # -- keys --
-
-    def _index_key(self, file_id: str) -> str:
-        return f"{self._base}i/{file_id}"
-
-    def _dir_prefix(self, parent: str) -> str:
-        return f"{self._base}p/{parent}/"
-
-    def _entry_key(
-        self, parent: str, file_id: str, name: str, folder: bool, size: int | None
-    ) -> str:
-        kind, shown = ("d", "-") if folder else ("f", str(size or 0))
-        key = f"{self._dir_prefix(parent)}{kind}.{file_id}.{shown}.{quote(name, safe='')}"
-        if len(key.encode()) > MAX_KEY_BYTES:
-            raise PermanentStoreError(f"create: the name {name[:60]!r}... is too long for S3")
-        return key
-
-    def _parse_entry(self, parent: str, obj: dict[str, Any]) -> FileInfo | None:
-        """A listing entry, parsed totally (anything malformed is skipped, never trusted)."""
-        rest = str(obj.get("Key", ""))[len(self._dir_prefix(parent)) :]
-        parts = rest.split(".", 3)
-        if "/" in rest or len(parts) != 4:
-            return None
-        kind, fid, size, qname = parts
-        name = unquote(qname)
-        if kind not in ("f", "d") or not ID_RE.fullmatch(fid) or not name or "/" in name:
-            return None
-        if kind == "f" and not SIZE_RE.fullmatch(size):
-            return None
-        modified = obj["LastModified"].timestamp()
-        return FileInfo(
-            id=fid,
-            name=name,
-            parent=parent,
-            is_folder=kind == "d",
-            size=None if kind == "d" else int(size),
-            modified=modified,
-            created=modified,
-        )
 
     # -- one request --
 
@@ -172,7 +132,7 @@ class S3Store(Store):
             raise PermanentStoreError("the root has no index entry")
         return self._request(
             f"id {file_id}",
-            lambda: self._client.head_object(Bucket=self.bucket, Key=self._index_key(file_id)),
+            lambda: self._client.head_object(Bucket=self.bucket, Key=self._keys.index(file_id)),
         )
 
     def _info_of(self, file_id: str, head: dict[str, Any]) -> FileInfo:
@@ -252,11 +212,12 @@ class S3Store(Store):
             "drivemr-name": quote(name, safe=""),
             "drivemr-md5": md5,
         }
-        key = self._index_key(file_id)
-        entry = self._entry_key(parent, file_id, name, folder, size)  # checks the key length
+        key = self._keys.index(file_id)
+        entry = self._keys.entry(parent, file_id, name, folder, size)  # checks the key length
+        when = None
         if source is not None and (size or 0) > self.multipart_threshold:
             when = self._create_multipart(key, source, meta, file_id)
-        else:
+        if when is None:  # small, or the service cannot complete a multipart upload conditionally
             when = self._create_single(key, data, source, meta, md5, file_id)
         self._remember(file_id, parent, name, folder, size)
         self._put_entry(entry)
@@ -297,49 +258,14 @@ class S3Store(Store):
 
     def _create_multipart(
         self, key: str, source: Path, meta: dict[str, str], file_id: str
-    ) -> float:
-        """A large file in parts; the complete is conditional (If-None-Match), so the id is
-        taken exactly when the whole file is in place."""
-        what = f"create {file_id}"
-        upload = self._request(
-            what,
-            lambda: self._client.create_multipart_upload(
-                Bucket=self.bucket, Key=key, Metadata=meta
-            ),
-        )["UploadId"]
+    ) -> float | None:
+        return create_in_parts(self, key, source, meta, file_id)
+
+    def _abort(self, key: str, upload: str) -> None:
         try:
-            parts = []
-            with open(source, "rb") as fh:
-                for number in range(1, 10_001):
-                    chunk = fh.read(self.part_size)
-                    if not chunk and number > 1:
-                        break
-                    answer = self._request(
-                        what,
-                        partial(
-                            self._client.upload_part, Bucket=self.bucket, Key=key,
-                            UploadId=upload, PartNumber=number, Body=chunk,
-                        ),
-                    )  # fmt: skip
-                    parts.append({"ETag": answer["ETag"], "PartNumber": number})
-            try:
-                done = self._client.complete_multipart_upload(
-                    Bucket=self.bucket, Key=key, UploadId=upload,
-                    MultipartUpload={"Parts": parts}, IfNoneMatch="*",
-                )  # fmt: skip
-            except self._exc.ClientError as exc:
-                if http_status(exc) == 412:
-                    raise AlreadyExists(f"a file already exists with the id {file_id}") from None
-                raise translate(exc, what, self.bucket) from exc
-            except (self._exc.BotoCoreError, OSError) as exc:
-                raise self._error(exc, what) from exc
-            return header_time(done)
-        except BaseException:
-            try:
-                self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload)
-            except Exception:  # best effort: a lifecycle rule cleans up what is left
-                pass
-            raise
+            self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload)
+        except Exception:  # best effort: a lifecycle rule cleans up what is left
+            pass
 
     def _put_entry(self, key: str) -> float:
         answer = self._request(
@@ -368,11 +294,11 @@ class S3Store(Store):
     def list(self, parent: str) -> builtins.list[FileInfo]:
         what = f"list {parent}"
         self._check_parent(parent, what)
-        objects = builtins.list(self._list_raw(self._dir_prefix(parent), what))
+        objects = builtins.list(self._list_raw(self._keys.folder(parent), what))
         self._feed.listed(parent, listing_digest(objects))  # the feed watches it from here
         newest: dict[str, FileInfo] = {}
         for obj in objects:
-            info = self._parse_entry(parent, obj)
+            info = self._keys.parse(parent, obj)
             if info is None:
                 continue
             old = newest.get(info.id)
@@ -394,7 +320,7 @@ class S3Store(Store):
         """GET a file's index object: (streaming body, declared length)."""
         check_id(file_id)
         answer = self._request(
-            what, lambda: self._client.get_object(Bucket=self.bucket, Key=self._index_key(file_id))
+            what, lambda: self._client.get_object(Bucket=self.bucket, Key=self._keys.index(file_id))
         )
         body = answer["Body"]
         if (answer.get("Metadata") or {}).get("drivemr-kind") != "f":
@@ -456,17 +382,17 @@ class S3Store(Store):
         answer = self._request(
             what,
             lambda: self._client.put_object(
-                Bucket=self.bucket, Key=self._index_key(file_id), Body=data,
+                Bucket=self.bucket, Key=self._keys.index(file_id), Body=data,
                 Metadata=meta, ContentMD5=md5_b64(md5),
             ),
         )  # fmt: skip
         when = header_time(answer)
-        entry = self._entry_key(parent, file_id, name, False, len(data))
+        entry = self._keys.entry(parent, file_id, name, False, len(data))
         self._put_entry(entry)
         if old_size != len(data):  # the size is in the entry's key: drop the old entry
             stale = [
                 obj["Key"]
-                for obj in self._list_raw(f"{self._dir_prefix(parent)}f.{file_id}.", what)
+                for obj in self._list_raw(f"{self._keys.folder(parent)}f.{file_id}.", what)
                 if obj["Key"] != entry
             ]
             self._delete_keys(stale, what)
@@ -499,18 +425,18 @@ class S3Store(Store):
             pending = [file_id]
             while pending:  # everything under it: entries and indexes
                 current = pending.pop()
-                for obj in self._list_raw(self._dir_prefix(current), what):
-                    info = self._parse_entry(current, obj)
+                for obj in self._list_raw(self._keys.folder(current), what):
+                    info = self._keys.parse(current, obj)
                     keys.append(obj["Key"])
                     if info is not None:
-                        keys.append(self._index_key(info.id))
+                        keys.append(self._keys.index(info.id))
                         if info.is_folder:
                             pending.append(info.id)
         kind = "d" if folder else "f"
         keys += [
-            o["Key"] for o in self._list_raw(f"{self._dir_prefix(parent)}{kind}.{file_id}.", what)
+            o["Key"] for o in self._list_raw(f"{self._keys.folder(parent)}{kind}.{file_id}.", what)
         ]
-        keys.append(self._index_key(file_id))
+        keys.append(self._keys.index(file_id))
         self._delete_keys(keys, what)
         with self._lock:
             self._known.pop(file_id, None)
@@ -549,6 +475,6 @@ class RetryingS3Store(RetryMixin, S3Store):
     ) -> FileInfo | None:
         mine = super()._own_earlier_create(parent, name, file_id, data, source, folder)
         if mine is not None:
-            entry = self._entry_key(parent, file_id, name, folder, mine.size)
+            entry = self._keys.entry(parent, file_id, name, folder, mine.size)
             self._call("write listing entry", lambda: self._put_entry(entry))
         return mine

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import re
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import quote, unquote
 
 from drivemr.errors import (
     AuthError,
@@ -20,7 +22,7 @@ from drivemr.errors import (
     StoreError,
     TransientStoreError,
 )
-from drivemr.stores.base import ROOT
+from drivemr.stores.base import ROOT, FileInfo
 
 INSTALL_HINT = 'pip install "drivemr[s3]"'
 
@@ -140,3 +142,49 @@ def translate(exc: Any, what: str, bucket: str) -> StoreError:
     if code in _AUTH_CODES or status == 403:
         return AuthError(f"{message}: check the credentials and the bucket's permissions")
     return PermanentStoreError(f"{message} {error.get('Message', '')}".rstrip())
+
+
+MAX_KEY_BYTES = 1024
+
+
+@dataclass(frozen=True)
+class KeyLayout:
+    """Where a store under ``base`` keeps things (see :mod:`drivemr.stores.s3`)."""
+
+    base: str
+
+    def index(self, file_id: str) -> str:
+        return f"{self.base}i/{file_id}"
+
+    def folder(self, parent: str) -> str:
+        return f"{self.base}p/{parent}/"
+
+    def entry(self, parent: str, file_id: str, name: str, folder: bool, size: int | None) -> str:
+        kind, shown = ("d", "-") if folder else ("f", str(size or 0))
+        key = f"{self.folder(parent)}{kind}.{file_id}.{shown}.{quote(name, safe='')}"
+        if len(key.encode()) > MAX_KEY_BYTES:
+            raise PermanentStoreError(f"create: the name {name[:60]!r}... is too long for S3")
+        return key
+
+    def parse(self, parent: str, obj: dict[str, Any]) -> FileInfo | None:
+        """A listing entry, parsed totally (anything malformed is skipped, never trusted)."""
+        rest = str(obj.get("Key", ""))[len(self.folder(parent)) :]
+        parts = rest.split(".", 3)
+        if "/" in rest or len(parts) != 4:
+            return None
+        kind, fid, size, qname = parts
+        name = unquote(qname)
+        if kind not in ("f", "d") or not ID_RE.fullmatch(fid) or not name or "/" in name:
+            return None
+        if kind == "f" and not SIZE_RE.fullmatch(size):
+            return None
+        modified = obj["LastModified"].timestamp()
+        return FileInfo(
+            id=fid,
+            name=name,
+            parent=parent,
+            is_folder=kind == "d",
+            size=None if kind == "d" else int(size),
+            modified=modified,
+            created=modified,
+        )

@@ -233,6 +233,24 @@ print(json.dumps(seen))
 """
 
 
+def test_a_service_without_conditional_complete_gets_one_conditional_put(
+    s3_url: str, s3_proxy: S3Proxy, tmp_path: Path
+) -> None:
+    from drivemr.stores.s3 import RetryingS3Store
+
+    store = RetryingS3Store.from_url(s3_url)
+    store.multipart_threshold = store.part_size = 5 << 20
+    src = tmp_path / "big.bin"
+    payload = os.urandom(6 << 20)
+    src.write_bytes(payload)
+    s3_proxy.fail("CompleteMultipartUpload", status=501, code="NotImplemented")
+    (fid,) = store.mint_ids(1)
+    store.create(ROOT, "big", fid, source=src)
+    assert s3_proxy.counts["AbortMultipartUpload"] == 1 and store.read(fid) == payload
+    with pytest.raises(AlreadyExists):
+        store.create(ROOT, "big", fid, source=src)
+
+
 def test_timestamps_come_from_the_server_not_this_pc(s3_url: str) -> None:
     import json
     import time
