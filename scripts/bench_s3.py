@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -36,30 +35,18 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from drivemr.testing.s3proxy import WRITE_OPS, S3Proxy  # noqa: E402
+from drivemr.testing.s3server import LoopbackS3  # noqa: E402
 
 DRIVEMR = [sys.executable, "-m", "drivemr.cli"]
 BUCKET = "drivemr-bench"
 
 
-def start_s3(env: dict[str, str]) -> tuple[Any, S3Proxy]:
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    proxy = S3Proxy(f"http://{host}:{port}").start()
-    env.update(
-        AWS_ENDPOINT_URL=proxy.url,
-        AWS_ACCESS_KEY_ID="bench",
-        AWS_SECRET_ACCESS_KEY="bench-secret",
-        AWS_DEFAULT_REGION="us-east-1",
-    )
-    os.environ.update(env)
-    import boto3
-
-    boto3.session.Session().client("s3").create_bucket(Bucket=BUCKET)
-    return server, proxy
+def start_s3(env: dict[str, str]) -> tuple[LoopbackS3, S3Proxy]:
+    server = LoopbackS3(BUCKET).start()
+    assert server.proxy is not None
+    env.update(server.env)
+    os.environ.update(server.env)  # this process's boto3 clients (the ceiling probe)
+    return server, server.proxy
 
 
 def cli(env: dict[str, str], *args: str) -> str:
@@ -218,7 +205,6 @@ def main(argv: list[str] | None = None) -> int:
             if args.drive:
                 figures.update(drive_figures(env, job, base, args))
         finally:
-            proxy.stop()
             server.stop()
     if args.json:
         print(json.dumps(figures, indent=2, sort_keys=True))

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The fault-injection campaign: break real drivemr workers, drain, and account for every task.
 
-Runs three experiments on the folder store and on the fake Google Drive and prints, for each,
+Runs three experiments on the folder store and on the fake Google Drive (``--store s3``: on
+a loopback S3 server) and prints, for each,
 the account of the job: tasks attempted, committed, lost, unexpected, duplicated, and the
 reclaim latency (time from a worker's death to another attempt's claim):
 
@@ -414,7 +415,8 @@ class WorkerProc:
 
 
 class Cluster:
-    """One store (a folder, or a fresh root on a fake Drive) and worker processes on it.
+    """One store (a folder, a fresh root on a fake Drive, or a fresh prefix on a loopback S3
+    server) and worker processes on it.
 
     The caller provides ``DRIVEMR_CONFIG_DIR`` (an isolated one: the signing key lives there)."""
 
@@ -460,6 +462,15 @@ class Cluster:
             with DriveStore.from_url("drive://", endpoint=self.fake.url, write_rate=None) as bare:
                 self.url = bare.create_root(name=f"chaos-{base.name}")
             self.store = self.drive_client()
+        elif kind == "s3":  # moto's S3 server on loopback (fake: a running LoopbackS3)
+            from drivemr.testing.s3server import LoopbackS3
+
+            if self.fake is None:
+                self.fake = LoopbackS3().start()
+                self._own_fake = True
+            self.env.update(self.fake.env)
+            self.url = f"s3://{self.fake.bucket}/chaos-{base.name}-{os.getpid()}"
+            self.store = self.fake.store(self.url.split("/", 3)[3])
         else:
             raise ValueError(f"unknown store kind {kind!r}")
 
@@ -476,6 +487,8 @@ class Cluster:
             from drivemr.stores.folder import FolderStore
 
             return FolderStore(self.base / "store")
+        if self.kind == "s3":
+            return self.fake.store(self.url.split("/", 3)[3])
         return self.drive_client()
 
     # -- jobs --
@@ -1181,6 +1194,14 @@ def storm_campaign(
             for _ in range(workers)
         ]
         cap = stores[0].max_attempts
+    elif cluster.kind == "s3":  # the proxy answers 503/500/409 or loses the answer
+        prefix = cluster.url.split("/", 3)[3]
+        stores = [cluster.fake.store(prefix) for _ in range(workers)]
+        for s in stores:
+            s.backoff_base = backoff_base
+        cluster.fake.proxy.reset()
+        cluster.fake.proxy.storm(fault_rate, seed=1)
+        cap = stores[0].max_attempts
     else:
         stores = [
             retrying_faulty_folder(cluster.base / "store", fault_rate=fault_rate, seed=i)
@@ -1213,6 +1234,12 @@ def storm_campaign(
         gave_up = int(sum(s.stats["gave_up"] for s in stores))
         faults = int(server["fault_errors"])
         server_requests = int(server["requests"])
+    elif cluster.kind == "s3":
+        proxy = cluster.fake.proxy
+        faults, server_requests = proxy.injected, proxy.total()
+        proxy.reset()
+        ops = []
+        gave_up = sum(s.retry_stats["gave_up"] for s in stores)
     else:
         ops = [n for s in stores for _, n in getattr(s, "op_attempts", [])]
         gave_up = sum(s.retry_stats["gave_up"] for s in stores)
@@ -1244,7 +1271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--store", choices=["folder", "drive", "both"], default="both")
+    ap.add_argument("--store", choices=["folder", "drive", "s3", "both"], default="both")
     ap.add_argument("--items", default="kill,stop,storm", help="comma-separated: kill, stop, storm")
     ap.add_argument("--tasks", type=int, default=200, help="tasks of the kill -9 job (200)")
     ap.add_argument("--kills", type=int, default=10, help="kill -9 count (10)")

@@ -8,7 +8,6 @@ process and in every child process a test starts (workers, the CLI).
 
 from __future__ import annotations
 
-import logging
 import os
 import secrets
 import sys
@@ -19,12 +18,11 @@ from typing import Any
 import pytest
 
 from drivemr.testing.s3proxy import S3Proxy
+from drivemr.testing.s3server import BUCKET, LoopbackS3
 
 _TESTS = Path(__file__).resolve().parents[1]
 if str(_TESTS) not in sys.path:  # for `from store_contract import StoreContract`
     sys.path.insert(0, str(_TESTS))
-
-BUCKET = "drivemr-test"
 
 
 @pytest.fixture(scope="session")
@@ -32,29 +30,16 @@ def s3_session() -> Iterator[tuple[dict[str, str], S3Proxy]]:
     """moto's S3 server on a free loopback port, behind the counting, fault-injecting proxy;
     yields the environment that points boto3 at the proxy, and the proxy."""
     pytest.importorskip("boto3")
-    server_mod = pytest.importorskip("moto.server")
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    proxy = S3Proxy(f"http://{host}:{port}").start()
-    env = {
-        "AWS_ENDPOINT_URL": proxy.url,
-        "AWS_ACCESS_KEY_ID": "drivemr-test",
-        "AWS_SECRET_ACCESS_KEY": "drivemr-test-secret",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    saved = {k: os.environ.get(k) for k in [*env, "AWS_PROFILE", "AWS_ENDPOINT_URL_S3"]}
+    pytest.importorskip("moto.server")
+    server = LoopbackS3(BUCKET).start()
+    assert server.proxy is not None
+    saved = {k: os.environ.get(k) for k in [*server.env, "AWS_PROFILE", "AWS_ENDPOINT_URL_S3"]}
     os.environ.pop("AWS_PROFILE", None)
     os.environ.pop("AWS_ENDPOINT_URL_S3", None)
-    os.environ.update(env)
-    import boto3
-
-    boto3.session.Session().client("s3").create_bucket(Bucket=BUCKET)
+    os.environ.update(server.env)
     try:
-        yield env, proxy
+        yield server.env, server.proxy
     finally:
-        proxy.stop()
         server.stop()
         for key, value in saved.items():
             if value is None:

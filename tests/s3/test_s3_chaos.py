@@ -1,0 +1,40 @@
+"""The fault-injection campaign's kill -9 item on S3: real `drivemr worker` processes on a
+loopback S3 server, one of four killed ten times during the job (scripts/chaos_campaign.py
+does the work; `python scripts/chaos_campaign.py --store s3` prints the same figures)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+_SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+if str(_SCRIPTS) not in sys.path:
+    sys.path.insert(0, str(_SCRIPTS))
+
+import chaos_campaign as cc  # noqa: E402
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals"),
+    pytest.mark.timeout(600),
+]
+
+
+def test_kill9_one_of_four_workers_ten_times_on_s3(tmp_path: Path, isolated_config: Path) -> None:
+    """Every task committed once, none lost, nothing unexpected, duplicate executions no
+    more than the claims the kills orphaned, and every worker that was not killed exits 0."""
+    pytest.importorskip("moto.server")
+    del isolated_config  # the cluster's processes inherit DRIVEMR_CONFIG_DIR
+    with cc.Cluster("s3", tmp_path / "cluster", lease=3.0, poll=0.2) as cluster:
+        r = cc.kill_campaign(cluster, tasks=200, kills=10, task_seconds=0.4)
+    print("\n".join(r.lines()))
+    acc = r.account
+    assert len(r.kills) >= 10, r.lines()
+    assert (acc.committed, acc.done, acc.lost, acc.unexpected) == (200, 200, 0, 0), acc.problems
+    assert acc.attempted == 200
+    assert 1 <= r.orphaned_claims <= len(r.kills), r.lines()
+    assert not r.unexplained_takeovers, r.unexplained_takeovers
+    assert acc.duplicated <= r.orphaned_claims + r.lapsed_claims, r.lines()
+    assert set(r.exit_codes.values()) == {0}, r.exit_codes
