@@ -215,10 +215,14 @@ class S3Store(Store):
         key = self._keys.index(file_id)
         entry = self._keys.entry(parent, file_id, name, folder, size)  # checks the key length
         when = None
-        if source is not None and (size or 0) > self.multipart_threshold:
-            when = self._create_multipart(key, source, meta, file_id)
-        if when is None:  # small, or the service cannot complete a multipart upload conditionally
-            when = self._create_single(key, data, source, meta, md5, file_id)
+        try:
+            if source is not None and (size or 0) > self.multipart_threshold:
+                when = self._create_multipart(key, source, meta, file_id)
+            if when is None:  # small, or the service cannot complete multipart conditionally
+                when = self._create_single(key, data, source, meta, md5, file_id)
+        except AlreadyExists:
+            self._heal_entry(file_id)
+            raise
         self._remember(file_id, parent, name, folder, size)
         self._put_entry(entry)
         if folder:
@@ -266,6 +270,18 @@ class S3Store(Store):
             self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload)
         except Exception:  # best effort: a lifecycle rule cleans up what is left
             pass
+
+    def _heal_entry(self, file_id: str) -> None:
+        """The id is taken: make sure its file is listed too. Its creator may have died
+        between the index and the entry (kill -9, a power cut); the entry is derived from
+        the index alone, so writing it again is what the creator would have written."""
+        try:
+            info = self._info_of(file_id, self._head(file_id))
+            self._put_entry(
+                self._keys.entry(info.parent, file_id, info.name, info.is_folder, info.size)
+            )
+        except StoreError:
+            pass  # best effort: a later collision or the creator's retry writes it
 
     def _put_entry(self, key: str) -> float:
         answer = self._request(

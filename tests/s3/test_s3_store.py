@@ -138,6 +138,24 @@ def test_stopped_between_index_and_entry_the_retry_writes_the_entry(
     assert [(i.id, i.name, i.size) for i in listed] == [(fid, "result", 3)]
 
 
+def test_a_creator_killed_between_index_and_entry_is_healed_by_the_next_collision(
+    make_s3_store: Callable[..., Any], s3_url: str
+) -> None:
+    dead, alive = make_s3_store(), make_s3_store()
+    (fid,) = dead.mint_ids(1)
+    entries = [k for k in keys_under(s3_url) if "/p/" in k]
+    bucket = s3_url[len("s3://") :].split("/")[0]
+    dead.create(ROOT, "t0001.done.g0.x0.d5", fid, b"result")
+    for key in keys_under(s3_url):
+        if "/p/" in key and key not in entries:
+            raw_client().delete_object(Bucket=bucket, Key=key)  # as if killed before the entry
+    assert alive.list(ROOT) == [] and alive.get(fid).name == "t0001.done.g0.x0.d5"
+    with pytest.raises(AlreadyExists):
+        alive.create(ROOT, "t0001.done.g1.x0.d7", fid, b"another attempt's result")
+    assert [(i.id, i.name) for i in alive.list(ROOT)] == [(fid, "t0001.done.g0.x0.d5")]
+    assert alive.read(fid) == b"result"
+
+
 def test_someone_elses_file_is_not_taken_for_ours_after_a_lost_answer(
     make_s3_store: Callable[..., Any], s3_proxy: S3Proxy
 ) -> None:
