@@ -75,7 +75,8 @@ def run_workers(
         code = proc.wait()
         log.close()
         if code:
-            raise SystemExit(f"a worker exited with {code}; see {log.name}")
+            tail = Path(log.name).read_text(errors="replace")[-3000:]
+            raise SystemExit(f"a worker exited with {code}; its log ends:\n{tail}")
     return time.perf_counter() - started
 
 

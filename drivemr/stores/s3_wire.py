@@ -96,6 +96,10 @@ def make_client() -> Any:
         connect_timeout=10,
         read_timeout=60,
         user_agent_extra="drivemr",
+        # CRC checksums only where S3 requires them: many S3-compatible services reject
+        # the aws-chunked uploads boto3 sends by default (drivemr sends Content-MD5).
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
     )
     return boto3.session.Session().client("s3", config=config)
 
