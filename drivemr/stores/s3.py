@@ -406,12 +406,8 @@ class S3Store(Store):
         entry = self._keys.entry(parent, file_id, name, False, len(data))
         self._put_entry(entry)
         if old_size != len(data):  # the size is in the entry's key: drop the old entry
-            stale = [
-                obj["Key"]
-                for obj in self._list_raw(f"{self._keys.folder(parent)}f.{file_id}.", what)
-                if obj["Key"] != entry
-            ]
-            self._delete_keys(stale, what)
+            # (listings keep the newest entry of an id, should an old one ever be left)
+            self._delete_keys([self._keys.entry(parent, file_id, name, False, old_size)], what)
         self._remember(file_id, parent, name, False, len(data))
         return FileInfo(file_id, name, parent, False, len(data), md5, when, when)
 
