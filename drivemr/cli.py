@@ -275,7 +275,8 @@ def build_worker(store: Store, **kw: Any) -> Any:
         workdir = Path(platformdirs.user_cache_dir("drivemr")) / "work"
     poll = float(cfg.value("poll_interval", kw.get("poll_interval")))
     if not poll:
-        poll = 5.0 if store.url.startswith("drive://") else 0.5
+        # Polls cost quota on Drive and money on S3 (a listing each): 5 s there, 0.5 s on a folder.
+        poll = 5.0 if store.url.startswith(("drive://", "s3://")) else 0.5
     config = WorkerConfig(
         worker_id=check_worker_id(kw.get("worker_id") or default_worker_id()),
         slots=slots,
