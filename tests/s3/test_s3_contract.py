@@ -10,8 +10,6 @@ from store_contract import StoreContract
 
 
 class TestS3StoreContract(StoreContract):
-    race_count = 100
-
     @pytest.fixture
     def store(self, make_s3_store: Callable[..., Any]) -> Any:
         return make_s3_store()
