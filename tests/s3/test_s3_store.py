@@ -79,6 +79,24 @@ def test_cli_without_boto3_says_what_to_install(s3_url: str, tmp_path: Path) -> 
     assert 'pip install "drivemr[s3]"' in proc.stderr, proc.stderr
 
 
+def test_missing_credentials_are_named(s3_url: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ACCESS_KEY")}
+    env.pop("AWS_SECRET_ACCESS_KEY", None)
+    env.update(
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+        AWS_CONFIG_FILE=str(tmp_path / "none"),
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "drivemr.cli", "status", "--store", s3_url],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert proc.returncode == 4, proc.stderr  # as for a Drive sign-in that is missing
+    assert "no AWS credentials found" in proc.stderr and "AWS_ACCESS_KEY_ID" in proc.stderr
+
+
 # -------------------------------------------------------------------- errors over HTTP
 
 
