@@ -71,12 +71,19 @@ def run_workers(
             "--poll-interval", str(args.poll), "--lease", str(args.lease), *extra,
         ]  # fmt: skip
         procs.append((subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log), log))
-    for proc, log in procs:
-        code = proc.wait()
-        log.close()
-        if code:
-            tail = Path(log.name).read_text(errors="replace")[-3000:]
-            raise SystemExit(f"a worker exited with {code}; its log ends:\n{tail}")
+    try:
+        for proc, log in procs:
+            code = proc.wait()
+            log.close()
+            if code:
+                tail = Path(log.name).read_text(errors="replace")[-3000:]
+                raise SystemExit(f"a worker exited with {code}; its log ends:\n{tail}")
+    finally:  # never leave a worker behind (its store is about to go away)
+        for proc, log in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            log.close()
     return time.perf_counter() - started
 
 
