@@ -24,13 +24,13 @@ import contextlib
 import json
 import os
 import stat
-import tempfile
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from drivemr.errors import AuthError, ConfigError, StoreError, TransientStoreError
+from drivemr.fileio import atomic_write
 
 __all__ = [
     "CONFIG_DIR_ENV",
@@ -115,19 +115,7 @@ def _write_private(path: Path, text: str) -> None:
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     if _POSIX:
         os.chmod(directory, 0o700)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        if _POSIX:
-            os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, text, mode=0o600)
 
 
 def _check_private(path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -23,6 +24,7 @@ from drivemr import __version__
 from drivemr import config as cfg
 from drivemr.errors import AuthError, DrivemrError, SecurityError
 from drivemr.protocol import REDUCE, check_worker_id, default_worker_id, find_job, load_view
+from drivemr.status import STATES
 from drivemr.stores import open_store, store_kind
 from drivemr.stores.base import Store
 
@@ -57,17 +59,65 @@ class DrivemrGroup(click.Group):
             except ImportError:
                 return None
             self.add_command(command, cmd_name)
-        return super().get_command(ctx, cmd_name)
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _accept_verbosity(command)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except AuthError as exc:
-            click.echo(f"drivemr: {exc}\nSign in again with: drivemr auth login", err=True)
+            click.echo(auth_message(exc), err=True)
             sys.exit(EXIT_AUTH)
         except DrivemrError as exc:
             click.echo(f"drivemr: {exc}", err=True)
             sys.exit(EXIT_FAILED)
+
+
+_VERBOSITY_FLAGS = frozenset({"-v", "--verbose", "-q", "--quiet"})
+
+
+def _shift_logging(ctx: click.Context, param: click.Parameter, count: int) -> None:
+    """-v/-q given after a subcommand: shift the level set up by ``main`` (which ran first)."""
+    if not count or ctx.resilient_parsing:
+        return
+    root = logging.getLogger()
+    step = -10 if param.name == "verbose" else 10
+    root.setLevel(
+        max(logging.DEBUG, min(logging.CRITICAL, root.getEffectiveLevel() + step * count))
+    )
+
+
+def _accept_verbosity(command: click.Command) -> None:
+    """Let ``drivemr CMD ... -v`` mean what ``drivemr -v CMD ...`` means, for every
+    subcommand (and their subcommands) that does not use those flags itself."""
+    if getattr(command, "_drivemr_verbosity", False):
+        return
+    command._drivemr_verbosity = True  # type: ignore[attr-defined]
+    used = {opt for p in command.params for opt in (*p.opts, *p.secondary_opts)}
+    if not used & _VERBOSITY_FLAGS:
+        for name, short, what in (("verbose", "-v", "More"), ("quiet", "-q", "Less")):
+            command.params.append(
+                click.Option(
+                    [short, f"--{name}", name],
+                    count=True,
+                    expose_value=False,
+                    callback=_shift_logging,
+                    help=f"{what} log output (repeatable; also before the command).",
+                )
+            )
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _accept_verbosity(sub)
+
+
+def auth_message(exc: AuthError) -> str:
+    """The error, and how to sign in again unless the error already says it (once is enough)."""
+    text = f"drivemr: {exc}"
+    if "drivemr auth login" not in text:
+        text += "\nSign in again with: drivemr auth login"
+    return text
 
 
 def _setup_logging(verbose: int, quiet: int) -> None:
@@ -99,7 +149,27 @@ def store_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
+STORE_FLAG = "drivemr.store_flag"
+"""Context meta key: the URL of a store given with --store, for the commands we suggest."""
+
+
+def suggest(command: str) -> str:
+    """A command to copy and paste: with ``--store URL`` when this run's store came from
+    the --store flag (without it the suggestion would go to another store, or to none)."""
+    ctx = click.get_current_context(silent=True)
+    url = ctx.meta.get(STORE_FLAG) if ctx is not None else None
+    return f"{command} --store {shlex.quote(url)}" if url else command
+
+
 def _open(store_url: str | None, **options: Any) -> Store:
+    store = _open_store(store_url, **options)
+    ctx = click.get_current_context(silent=True)
+    if store_url and ctx is not None:
+        ctx.meta[STORE_FLAG] = store.url
+    return store
+
+
+def _open_store(store_url: str | None, **options: Any) -> Store:
     url = cfg.value("store", store_url)
     if not url:
         raise DrivemrError(
@@ -188,7 +258,11 @@ def _wait(store: Store, job_id: str, poll: float = 0.5) -> int:
 @click.option(
     "--workdir", type=click.Path(file_okay=False, path_type=Path), help="Where tasks run."
 )
-@click.option("--worker-id", help="Name of this worker (default: host name plus a random suffix).")
+@click.option(
+    "--worker-id",
+    help="Name of this worker (default: the one kept in --workdir, made from the host name"
+    " the first time).",
+)
 @click.option(
     "--lease", type=float, help="Seconds without a heartbeat before claims are reclaimed (300)."
 )
@@ -255,12 +329,14 @@ def worker(
         jobs=frozenset(jobs) or None,
         run_reduce=not no_reduce,
         verify=_verifier(insecure_accept_unsigned),
+        keep_id=True,
     )
     _install_signal_handlers(w.request_stop)
     log.info("worker %s serving %s with %d slot(s)", w.id, store.url, w.config.slots)
+    _log_trust(w.shared.trust)
     code = w.run()
     if isinstance(w.fatal, AuthError):
-        click.echo(f"drivemr: {w.fatal}\nSign in again with: drivemr auth login", err=True)
+        click.echo(auth_message(w.fatal), err=True)
     sys.exit(code)
 
 
@@ -268,17 +344,21 @@ def build_worker(store: Store, **kw: Any) -> Any:
     from drivemr.worker import Worker, WorkerConfig
 
     slots = int(cfg.value("slots", kw.get("slots"))) or os.cpu_count() or 1
-    workdir = kw.get("workdir") or cfg.value("workdir") or None
-    if not workdir:
-        import platformdirs
-
-        workdir = Path(platformdirs.user_cache_dir("drivemr")) / "work"
+    workdir = kw.get("workdir") or cfg.value("workdir") or cfg.default_workdir()
     poll = float(cfg.value("poll_interval", kw.get("poll_interval")))
     if not poll:
         # Polls cost quota on Drive and money on S3 (a listing each): 5 s there, 0.5 s on a folder.
         poll = 5.0 if store.url.startswith(("drive://", "s3://")) else 0.5
+    identity = None
+    if kw.get("keep_id"):
+        from drivemr.worker.identity import resolve_identity
+
+        identity = resolve_identity(Path(workdir), kw.get("worker_id"))
+        worker_id = identity.worker_id
+    else:
+        worker_id = check_worker_id(kw.get("worker_id") or default_worker_id())
     config = WorkerConfig(
-        worker_id=check_worker_id(kw.get("worker_id") or default_worker_id()),
+        worker_id=worker_id,
         slots=slots,
         workdir=Path(workdir),
         lease=float(cfg.value("lease", kw.get("lease"))),
@@ -292,7 +372,26 @@ def build_worker(store: Store, **kw: Any) -> Any:
         when_idle=bool(kw.get("when_idle")),
         idle_threshold=float(cfg.value("idle_threshold", kw.get("idle_threshold"))),
     )
-    return Worker(store, config, verify=kw.get("verify"))
+    w = Worker(store, config, verify=kw.get("verify"))
+    w.identity = identity  # holds the working folder's id lock for the worker's life
+    return w
+
+
+def _log_trust(trust: Any) -> None:
+    """Say at start-up which key seals this worker's files and which keys it believes."""
+    others = [k for k in trust.keys().values() if k.key_id != trust.me.key_id]
+    log.info(
+        "this PC's key %s seals this worker's claims, heartbeats and markers; it believes %s",
+        trust.me.key_id,
+        "only itself (one PC: nothing to set up)"
+        if not others
+        else f"itself and {len(others)} trusted key(s): {', '.join(k.name for k in others)}",
+    )
+    log.info(
+        "for a cluster, every PC must trust every other PC's key, once: run `drivemr keys show`"
+        " here and `drivemr keys trust <that line> --name NAME` on each other PC (and the"
+        " reverse); workers re-read the trusted list without a restart"
+    )
 
 
 def _install_signal_handlers(stop: Callable[[], None]) -> None:
@@ -320,32 +419,62 @@ def _install_signal_handlers(stop: Callable[[], None]) -> None:
     is_flag=True,
     help="Follow JOB live until it ends (exit 0 done, 1 failed, 3 cancelled).",
 )
-def status(job_id: str | None, store_url: str | None, as_json: bool, watch: bool) -> None:
+@click.option("--failed", is_flag=True, help="With JOB: list only its failed tasks.")
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice(STATES),
+    help="With JOB: list only tasks in this state (repeatable).",
+)
+def status(
+    job_id: str | None,
+    store_url: str | None,
+    as_json: bool,
+    watch: bool,
+    failed: bool,
+    states: tuple[str, ...],
+) -> None:
     """Show every job with counts, or one job's tasks and reduce."""
+    from dataclasses import replace
+
     from drivemr.status import all_statuses, status_of
 
     if watch and (not job_id or as_json):
         raise click.UsageError("--watch follows one JOB and cannot be combined with --json")
+    wanted = set(states) | ({"failed"} if failed else set())
+    if wanted and not job_id:
+        raise click.UsageError("--failed and --state filter the tasks of one JOB")
     store = _open(store_url)
     if watch:
         from drivemr.progress import follow
 
         sys.exit(follow(store, str(job_id), out=sys.stdout))
     if job_id:
-        st = status_of(store, job_id)
+        st = status_of(store, job_id, lease=float(cfg.value("lease")))
+        total = len(st.tasks) + (st.reduce is not None)
+        if wanted:
+            st = replace(
+                st,
+                tasks=[t for t in st.tasks if t.state in wanted],
+                reduce=st.reduce if st.reduce and st.reduce.state in wanted else None,
+            )
         if as_json:
             click.echo(json.dumps(st.to_json(), indent=2))
             return
         _print_job(st, detail=True)
+        if wanted:
+            shown = len(st.tasks) + (st.reduce is not None)
+            click.echo(f"  ({shown} of {total} task(s) {' or '.join(sorted(wanted))})")
         return
-    statuses = all_statuses(store)
+    statuses = all_statuses(store, lease=float(cfg.value("lease")))
     if as_json:
         click.echo(
             json.dumps(
                 [
                     s.to_json(with_tasks=False)
                     if not isinstance(s, tuple)
-                    else {"job": s[0], "error": s[1]}
+                    else {"job": s[0], "state": "unreadable", "error": s[1]}
                     for s in statuses
                 ],
                 indent=2,
@@ -361,24 +490,44 @@ def status(job_id: str | None, store_url: str | None, as_json: bool, watch: bool
             _print_job(s, detail=False)
 
 
+def _clip(text: str, width: int) -> str:
+    """One line of at most ``width`` characters, the end kept (file names differ there)."""
+    text = text.replace("\n", " ").replace("\t", " ")
+    return text if len(text) <= width else "…" + text[-(width - 1) :]
+
+
 def _print_job(st: Any, *, detail: bool) -> None:
     c = st.counts
     red = f", reduce {st.reduce.state}" if st.reduce else ""
+    extra = "".join(f", {c[k]} {k}" for k in ("lost", "cancelled", "blocked") if c.get(k))
     click.echo(
-        f"{st.job}  {st.state:9}  {c['done']} done, {c['running']} running, {c['failed']} failed, {c['pending']} pending{red}"
+        f"{st.job}  {st.state:9}  {c['done']} done, {c['running']} running, {c['failed']} failed, {c['pending']} pending{extra}{red}"
     )
+    if c.get("blocked"):
+        click.echo(
+            f"  {c['blocked']} task(s) blocked by untrusted files: every claim id of each holds a"
+            " file no trusted key sealed (forged, or a PC this one does not trust: see"
+            " docs/security.md, 'Who can forge what')"
+        )
     for worker_id, reason in st.rejected_by.items():
         click.echo(f"  rejected by {worker_id}: {reason}")
     if not detail:
         return
-    click.echo(f"  {'task':8} {'state':8} {'tries':>5} {'exit':>5} {'secs':>8}  worker")
-    for t in [*st.tasks, *([st.reduce] if st.reduce else [])]:
+    rows = [*st.tasks, *([st.reduce] if st.reduce else [])]
+    width = min(30, max([5, *(len(t.item or "") for t in rows)]))
+    click.echo(
+        f"  {'task':8} {'state':9} {'tries':>5} {'exit':>5} {'secs':>8}  {'input':{width}}  worker"
+    )
+    for t in rows:
         code = "" if t.exit_code is None else str(t.exit_code)
         dur = "" if t.duration is None else f"{t.duration:.2f}"
-        click.echo(f"  {t.task:8} {t.state:8} {t.attempts:>5} {code:>5} {dur:>8}  {t.worker or ''}")
+        item = _clip(t.item or "", width)
+        click.echo(
+            f"  {t.task:8} {t.state:9} {t.attempts:>5} {code:>5} {dur:>8}  {item:{width}}  {t.worker or ''}"
+        )
     if st.failed_tasks:
         click.echo(
-            f"  failed: {', '.join(st.failed_tasks[:20])}  (see: drivemr logs {st.job} TASK)"
+            f"  failed: {', '.join(st.failed_tasks[:20])}  (see: {suggest(f'drivemr logs {st.job} TASK')})"
         )
 
 
@@ -415,7 +564,7 @@ def fetch_or_reduce(
     target = out_dir or Path(f"{job.id}-result")
     if job.reduce_task is None:
         raise DrivemrError(
-            f"job {job.id} has no [reduce]; its results are in `drivemr status {job.id}`"
+            f"job {job.id} has no [reduce]; its results are in `{suggest(f'drivemr status {job.id}')}`"
         )
     if REDUCE not in view.results:
         missing = [t.id for t in job.tasks if t.id not in view.results]
@@ -441,7 +590,9 @@ def fetch_or_reduce(
     manifest_state = view.results[REDUCE].state
     paths = download_outputs(store, job, job.reduce_task, target)
     if manifest_state != "done":
-        raise DrivemrError(f"job {job.id}: the reduce failed; see drivemr logs {job.id} reduce")
+        raise DrivemrError(
+            f"job {job.id}: the reduce failed; see {suggest(f'drivemr logs {job.id} reduce')}"
+        )
     return paths
 
 
@@ -457,7 +608,15 @@ def fetch_or_reduce(
     show_default=True,
     help="Name of the folder to create (Drive only).",
 )
-def init(store_url: str | None, shared_drive: str | None, name: str) -> None:
+@click.option(
+    "--allow-synced-folder",
+    is_flag=True,
+    help="Make a store inside a Dropbox/OneDrive/Google Drive/iCloud/Syncthing folder anyway "
+    "(unsafe with several PCs; also DRIVEMR_ALLOW_SYNCED_FOLDER=1).",
+)
+def init(
+    store_url: str | None, shared_drive: str | None, name: str, allow_synced_folder: bool
+) -> None:
     """Create the shared root (a folder, or a Drive folder; on S3, check the bucket) and print
     its store URL (last line)."""
     url = cfg.value("store", store_url)
@@ -476,7 +635,7 @@ def init(store_url: str | None, shared_drive: str | None, name: str) -> None:
             click.echo(line)
         click.echo(url.rstrip("/"))
         return
-    store = open_store(url, create=True)
+    store = open_store(url, create=True, allow_synced=allow_synced_folder or None)
     click.echo(store.url)
 
 

@@ -73,6 +73,25 @@ SETTINGS: dict[str, Setting] = {
 }
 
 
+def default_workdir() -> Path:
+    """Where workers run tasks when ``workdir`` is not set."""
+    return Path(platformdirs.user_cache_dir("drivemr")) / "work"
+
+
+def auto_value(name: str, value: Any) -> str | None:
+    """For a setting left to be computed (``slots = 0``, an empty ``workdir``, ...), what it
+    becomes, in words; None when the value is used as it is."""
+    if value:
+        return None
+    if name == "slots":
+        return f"one per CPU ({os.cpu_count() or 1} here)"
+    if name == "poll_interval":
+        return "0.5 s on folder stores, 5 s on Drive"
+    if name == "workdir":
+        return str(default_workdir())
+    return None
+
+
 def config_dir() -> Path:
     override = os.environ.get("DRIVEMR_CONFIG_DIR")
     return Path(override) if override else Path(platformdirs.user_config_dir("drivemr"))

@@ -35,7 +35,14 @@ class StoreError(DrivemrError):
 
 
 class TransientStoreError(StoreError):
-    """Worth retrying: rate limits, 5xx, resets, timeouts, a share that went away briefly."""
+    """Worth retrying: rate limits, 5xx, resets, timeouts, a share that went away briefly.
+
+    ``retry_after`` is the server's hint (seconds, from an HTTP ``Retry-After``) when it
+    gave one: the retry layer waits at least that long (up to its longest backoff)."""
+
+    def __init__(self, message: str = "", retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class PermanentStoreError(StoreError):
@@ -44,6 +51,13 @@ class PermanentStoreError(StoreError):
 
 class NotFound(PermanentStoreError):
     """No file with that id (or it was deleted)."""
+
+
+class UnreadableJob(NotFound):
+    """A job's job.json is in the store's listing but cannot be read (a store fault, e.g. a
+    share that hides published files). Never "not posted yet" and never "finished": report
+    it (file and error) and retry it with backoff. It is a NotFound only so that code which
+    skips "not posted yet" keeps skipping it; catch it before NotFound."""
 
 
 class AlreadyExists(PermanentStoreError):

@@ -6,6 +6,7 @@ workers as part of the protocol, so they work from any PC that can see the share
 
 from __future__ import annotations
 
+import getpass
 import json
 import shlex
 import sys
@@ -16,27 +17,28 @@ from typing import Any
 import click
 
 from drivemr import config as cfg
-from drivemr.cli import EXIT_FAILED, _open, store_option
+from drivemr.cli import EXIT_FAILED, _open, store_option, suggest
+from drivemr.durations import format_duration
 from drivemr.errors import DrivemrError
 from drivemr.protocol import (
     JOB_PREFIX,
-    MAX_HEARTBEAT_BYTES,
     Job,
     find_job,
-    heartbeats,
+    heartbeat_files,
     job_complete,
     job_succeeded,
     list_jobs,
     load_view,
     mark,
-    parse_json,
     read_job,
 )
+from drivemr.safetext import safe
 from drivemr.stores.base import Store
 
 JOBLOG_HEADER = (
     "Task",
     "Host",
+    "Worker",
     "Starttime",
     "JobRuntime",
     "Exitval",
@@ -56,16 +58,6 @@ def _when(ts: float | None) -> str:
     return "-" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
-def _age(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
-    if seconds < 86400:
-        return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
-    return f"{int(seconds // 86400)}d{int(seconds % 86400 // 3600):02d}h"
-
-
 def _dump(doc: Any) -> None:
     click.echo(json.dumps(doc, indent=2, sort_keys=False))
 
@@ -78,9 +70,12 @@ def _dump(doc: Any) -> None:
 @store_option
 def cancel(job_id: str, store_url: str | None) -> None:
     """Cancel JOB: workers stop claiming its tasks and kill its running attempts."""
+    from drivemr.trust import Trust
+
     store = _open(store_url)
     _folder, job = find_job(store, job_id)
-    view = load_view(store, job)
+    trust = Trust.for_this_pc()  # the marker is sealed: workers obey only a trusted key's
+    view = load_view(store, job, trust)
     if view.cancelled:
         click.echo(f"job {job.id} was already cancelled")
         return
@@ -88,10 +83,23 @@ def cancel(job_id: str, store_url: str | None) -> None:
         state = "done" if job_succeeded(job, view) else "failed"
         click.echo(f"drivemr: job {job.id} already finished ({state}); nothing to cancel", err=True)
         sys.exit(EXIT_FAILED)
-    mark(store, job, "cancel")
+    if not mark(store, job, "cancel", trust, by=getpass.getuser()):
+        click.echo(
+            f"drivemr: job {job.id}: its cancel marker id already holds a file that no trusted"
+            " key sealed (forged); workers ignore it, and the job cannot be cancelled through"
+            " the store. Stop the workers serving it (or use --job on the others).",
+            err=True,
+        )
+        sys.exit(EXIT_FAILED)
     click.echo(
         f"job {job.id} cancelled: workers stop claiming its tasks and kill its running "
         "attempts at their next poll"
+    )
+    assert trust.me is not None
+    click.echo(
+        f"(the cancel is sealed with this PC's key {trust.me.key_id}: workers on PCs that do"
+        " not trust it ignore it; see `drivemr keys`)",
+        err=True,
     )
 
 
@@ -138,7 +146,7 @@ def _attempt_index(record: Any) -> None:
     if not record.attempts:
         click.echo("(no attempt has started yet)")
     else:
-        click.echo(f"output of one: drivemr logs {record.job.id} TASK [--attempt N]")
+        click.echo(f"output of one: {suggest(f'drivemr logs {record.job.id} TASK')} [--attempt N]")
 
 
 @click.command()
@@ -148,7 +156,12 @@ def _attempt_index(record: Any) -> None:
 @click.option(
     "--attempt", "attempt_no", type=click.IntRange(min=1), help="Attempt number (1-based)."
 )
-@click.option("-f", "--follow", is_flag=True, help="Wait for attempts to end and print each.")
+@click.option(
+    "-f",
+    "--follow",
+    is_flag=True,
+    help="Wait for attempts to end and print each (output arrives when an attempt ends).",
+)
 @click.option(
     "--only",
     type=click.Choice(["stdout", "stderr"]),
@@ -203,7 +216,11 @@ def logs(
                 printed.add(a.attempt)
             elif a.outcome == "running" and a.attempt not in announced:
                 announced.add(a.attempt)
-                click.echo(f"{task} attempt {a.attempt} running on {a.worker}...", err=True)
+                click.echo(
+                    f"{task} attempt {a.attempt} is running on {a.worker}: workers upload an "
+                    "attempt's output when it ends, so it is printed then (not line by line)",
+                    err=True,
+                )
         finished = task in record.view.results or record.view.cancelled
         if finished or (attempt_no is not None and attempt_no in printed):
             return
@@ -214,14 +231,19 @@ def logs(
 
 
 def worker_rows(store: Store) -> list[dict[str, Any]]:
-    """Every heartbeat in the store, read and judged (alive = fresh and not stopped)."""
-    beats = heartbeats(store.list(store.root_id))
-    now = max([time.time(), *(b.file.modified for b in beats.values())])
+    """Every heartbeat in the store, opened and judged: alive = sealed by a trusted key,
+    not older than the lease it declares (times never later than our clock), not stopped.
+    A heartbeat that does not open is shown as untrusted, with nothing it claims."""
+    from drivemr.trust import Trust, declared_lease, open_heartbeat
+
+    trust = Trust.reader()
+    now = time.time()
     rows = []
-    for worker, beat in sorted(beats.items()):
-        age = max(0.0, now - beat.file.modified)
+    for beat in sorted(heartbeat_files(store.list(store.root_id)), key=lambda b: b.worker):
+        modified = min(beat.file.modified, now)
+        age = max(0.0, now - modified)
         row: dict[str, Any] = {
-            "worker": worker,
+            "worker": safe(beat.worker, max_len=64),
             "host": None,
             "pid": None,
             "slots": None,
@@ -229,24 +251,27 @@ def worker_rows(store: Store) -> list[dict[str, Any]]:
             "state": None,
             "running": [],
             "version": None,
-            "last_seen": beat.file.modified,
+            "last_seen": modified,
             "age": round(age, 3),
             "alive": False,
         }
         try:
-            doc = parse_json(store.read(beat.file.id, max_bytes=MAX_HEARTBEAT_BYTES), "heartbeat")
+            sealed = open_heartbeat(trust, store, beat.worker, beat.file)
         except DrivemrError as exc:
-            doc = None
+            sealed = None
             row["error"] = str(exc)
-        if isinstance(doc, dict):
+        if sealed is None:
+            row.setdefault("error", "untrusted: not sealed by a trusted key")
+        else:
+            doc = sealed.body
             for key in ("host", "pid", "slots", "lease", "state", "version"):
-                row[key] = doc.get(key)
+                value = doc.get(key)
+                row[key] = safe(value, max_len=64) if isinstance(value, str) else value
             running = doc.get("running")
             row["running"] = (
                 [r for r in running if isinstance(r, dict)] if isinstance(running, list) else []
             )
-            lease = doc.get("lease")
-            lease = float(lease) if isinstance(lease, (int, float)) else _lease()
+            lease = declared_lease(doc.get("lease"), _lease())
             row["alive"] = age <= lease and doc.get("state") != "stopped"
         rows.append(row)
     return rows
@@ -272,17 +297,17 @@ def workers(store_url: str | None, as_json: bool) -> None:
         elif r["state"] == "stopped":
             status = "stopped"
         else:
-            status = "lost (no heartbeat within its lease)" if "error" not in r else "unreadable"
+            status = r.get("error", "lost (no heartbeat within its lease)")
         slots = "" if r["slots"] is None else str(r["slots"])
         click.echo(
             f"{r['worker']:24} {r['host'] or ''!s:20} {slots:>5} {len(r['running']):>4} "
-            f"{_age(r['age']) + ' ago':>9}  {status}"
+            f"{format_duration(r['age']) + ' ago':>9}  {status}"
         )
         if r["alive"]:
             for run in r["running"]:
                 gen = run.get("gen")
                 attempt = f" attempt {gen + 1}" if isinstance(gen, int) else ""
-                click.echo(f"    {run.get('job')} {run.get('task')}{attempt}")
+                click.echo(f"    {safe(run.get('job'))} {safe(run.get('task'))}{attempt}")
 
 
 # ---------------------------------------------------------------------------- jobs
@@ -305,7 +330,9 @@ def jobs(store_url: str | None, as_json: bool) -> None:
             st = job_status(store, folder, job, root=root, lease=_lease())
             entries.append((job.created, st.to_json(with_tasks=False) | {"total": len(job.tasks)}))
         except DrivemrError as exc:
-            entries.append((folder.created, {"job": job_id, "error": str(exc)}))
+            entries.append(
+                (folder.created, {"job": job_id, "state": "unreadable", "error": str(exc)})
+            )
     entries.sort(key=lambda e: e[0], reverse=True)
     docs = [doc for _t, doc in entries]
     if as_json:
@@ -360,7 +387,7 @@ def joblog_rows(store: Store, job_id: str) -> list[tuple[str, ...]]:
     for task, a, attempts in final_attempts(record):
         cmd = _command(record.job, task)
         if a is None:
-            rows.append((task, "", "", "", "", "", str(attempts), cmd))
+            rows.append((task, "", "", "", "", "", "", str(attempts), cmd))
             continue
         if a.exit_code is not None and a.exit_code >= 0:
             exitval, signal = a.exit_code, 0
@@ -372,7 +399,8 @@ def joblog_rows(store: Store, job_id: str) -> list[tuple[str, ...]]:
         rows.append(
             (
                 task,
-                a.host or a.worker,
+                safe(a.host, max_len=64),
+                safe(a.worker, max_len=64),
                 "" if a.start is None else f"{a.start:.3f}",
                 "" if a.duration is None else f"{a.duration:.3f}",
                 str(exitval),
@@ -416,15 +444,15 @@ def joblog(job_id: str, store_url: str | None) -> None:
 )
 def report(job_id: str, store_url: str | None, html_file: Path) -> None:
     """Write a self-contained HTML page: a timeline of every attempt, and a summary."""
-    from drivemr.report import seconds, write_report
+    from drivemr.report import write_report
 
     store = _open(store_url)
     s = write_report(store, job_id, html_file, lease=_lease())
     speedup = "-" if s["speedup"] is None else f"{s['speedup']:.2f}x"
     click.echo(
         f"{s['job']}: {s['tasks']} task(s), {s['failed']} failed, {s['retries']} retries, "
-        f"{s['duplicates']} duplicates; CPU {seconds(s['cpu_seconds'])}, "
-        f"wall {seconds(s['wall_seconds'])}, speed-up {speedup}",
+        f"{s['duplicates']} duplicates; attempt time {format_duration(s['attempt_seconds'])}, "
+        f"wall {format_duration(s['wall_seconds'])}, speed-up {speedup}",
         err=True,
     )
     click.echo(str(html_file))
@@ -455,18 +483,24 @@ def config_show(as_json: bool) -> None:
                         "source": source,
                         "env": cfg.SETTINGS[name].env,
                         "default": cfg.SETTINGS[name].default,
+                        "auto": cfg.auto_value(name, value),
                         "help": cfg.SETTINGS[name].help,
                     }
                     for name, value, source in effective
                 },
+                "default_workdir": str(cfg.default_workdir()),
             }
         )
         return
     click.echo(f"config file: {path}{'' if path.exists() else '  (not created yet)'}")
+    click.echo(f"default workdir: {cfg.default_workdir()}")
     click.echo(f"{'SETTING':20} {'VALUE':30} SOURCE")
     for name, value, source in effective:
+        auto = cfg.auto_value(name, value)
         shown = json.dumps(value) if isinstance(value, str) else str(value)
         where = f"{source} ({cfg.SETTINGS[name].env})" if source == "environment" else source
+        if auto is not None:
+            shown, where = "auto", f"{where}: {auto}"
         click.echo(f"{name:20} {shown:30} {where}")
 
 

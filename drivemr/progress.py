@@ -8,20 +8,24 @@ readable and short. Either way the end is a summary and a documented exit code.
 from __future__ import annotations
 
 import collections
+import shlex
 import sys
 import time
 from typing import IO, Any
 
 from drivemr import config as cfg
+from drivemr.durations import format_duration
 from drivemr.errors import AuthError, DrivemrError
 from drivemr.protocol import REDUCE, find_job
-from drivemr.status import JobStatus, job_status
+from drivemr.status import JobStatus, TaskState, job_status
 from drivemr.stores.base import Store
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CANCELLED = 3
 TERMINAL = ("done", "failed", "cancelled")
+SHOWN_FAILURES = 20
+"""Failed tasks listed (with why) at the end of a failed job; the rest are counted."""
 MAX_STORE_ERRORS = 10
 """Consecutive failed polls tolerated (a network blip must not end a long wait)."""
 
@@ -62,8 +66,7 @@ def fmt_rate(rate: float | None) -> str:
 def fmt_eta(eta: float | None) -> str:
     if eta is None:
         return "ETA ?"
-    secs = round(eta)
-    return f"ETA {secs // 3600}:{secs % 3600 // 60:02d}:{secs % 60:02d}"
+    return f"ETA {format_duration(eta)}"
 
 
 def _totals(st: JobStatus) -> tuple[int, int]:
@@ -77,15 +80,39 @@ def _totals(st: JobStatus) -> tuple[int, int]:
     return finished, total
 
 
-def counts_line(st: JobStatus) -> str:
+LINE_WIDTH = 80
+"""The progress line fits a classic terminal (and a CI log viewer) without wrapping."""
+_SHORT = {"running": "run", "pending": "todo", "failed": "fail", "cancelled": "cancel"}
+
+
+def _parts(st: JobStatus, *, short: bool) -> list[str]:
     c = st.counts
-    line = (
-        f"{st.job}: {c['done']} done, {c['running']} running, {c['failed']} failed, "
-        f"{c['pending']} pending of {len(st.tasks)}"
-    )
+
+    def word(state: str) -> str:
+        return _SHORT.get(state, state) if short else state
+
+    parts = [f"{c['done']}/{len(st.tasks)} done"]
+    for state in ("running", "failed", "pending", "lost", "cancelled"):
+        if c.get(state) or state in ("running", "failed", "pending"):
+            parts.append(f"{c.get(state, 0)} {word(state)}")
     if st.reduce is not None:
-        line += f"; reduce {st.reduce.state}"
-    return line
+        parts.append(f"reduce {st.reduce.state}")
+    return parts
+
+
+def counts_line(st: JobStatus, tail: list[str] | None = None, width: int = LINE_WIDTH) -> str:
+    """The task counts (and ``tail``: rate, ETA) in at most ``width`` characters: the words
+    get shorter first, then the least useful parts go."""
+    tail = tail or []
+    for short in (False, True):
+        line = ", ".join(_parts(st, short=short) + tail)
+        if len(line) <= width:
+            return line
+    parts = _parts(st, short=True) + tail
+    while len(parts) > 1 and len(", ".join(parts)) > width:
+        parts.pop(len(parts) - 1 - len(tail) if len(parts) > 1 + len(tail) else -1)
+    line = ", ".join(parts)
+    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 def _isatty(out: Any) -> bool:
@@ -109,15 +136,17 @@ class _Plain:
         pass
 
     def update(self, st: JobStatus, rate: Rate) -> None:
-        line = counts_line(st)
-        if line == self.last:
+        key = counts_line(st, width=10**6)
+        if key == self.last:
             return
-        self.last = line
+        if not self.last:
+            self.note(f"job {st.job}:")  # once: the id can be longer than a line
+        self.last = key
         finished, total = _totals(st)
-        extra = ""
+        tail = []
         if st.state not in TERMINAL and finished:
-            extra = f" ({fmt_rate(rate.per_second())}, {fmt_eta(rate.eta(total - finished))})"
-        self.note(line + extra)
+            tail = [fmt_rate(rate.per_second()), fmt_eta(rate.eta(total - finished))]
+        self.note(counts_line(st, tail))
 
     def note(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -150,42 +179,82 @@ class _Bar:
 
         c = st.counts
         finished, total = _totals(st)
+        count = f"{finished}/{total}"
+        bar_width = 30
+        # job id, bar and count on one line of LINE_WIDTH columns: a long id is cut short.
+        id_room = max(8, LINE_WIDTH - bar_width - len(count) - 2)
         head = Table.grid(padding=(0, 1))
         head.add_row(
-            Text(self.job_id, style="bold"),
+            Text(self.job_id, style="bold", no_wrap=True, overflow="ellipsis"),
             ProgressBar(
                 total=max(total, 1),
                 completed=finished,
-                width=30,
+                width=bar_width,
                 complete_style="cyan",
                 finished_style="red" if c["failed"] else "green",
             ),
-            Text(f"{finished}/{total}", style="green"),
+            Text(count, style="green", no_wrap=True),
         )
-        detail = Text.assemble(
-            "  ",
-            (f"{c['done']} done", "green"),
-            " · ",
-            (f"{c['running']} running", "cyan"),
-            " · ",
-            (f"{c['failed']} failed", "red" if c["failed"] else ""),
-            f" · {c['pending']} pending",
-            f" · reduce {st.reduce.state}" if st.reduce is not None else "",
-            f" · {fmt_rate(rate.per_second())} · {fmt_eta(rate.eta(total - finished))}",
-        )
+        head.columns[0].max_width = id_room
+        tail = [fmt_rate(rate.per_second()), fmt_eta(rate.eta(total - finished))]
+        detail = Text("  " + counts_line(st, tail, LINE_WIDTH - 2), no_wrap=True)
+        detail.highlight_words([f"{c['done']}/{len(st.tasks)} done"], "green")
+        if c["failed"]:
+            detail.highlight_regex(r"\d+ fail(ed)?", "red")
+        detail.highlight_regex(r"\d+ run(ning)?", "cyan")
         self.live.update(Group(head, detail), refresh=True)
 
     def note(self, text: str) -> None:
         self.console.print(text, markup=False)
 
 
-def follow(store: Store, job_id: str, *, poll: float = 0.5, out: IO[str] | None = None) -> int:
-    """Show a job's progress until it ends; 0 all succeeded, 1 failed, 3 cancelled."""
+IDLE_NOTE_AFTER = 15.0
+"""Seconds of waiting before checking that some live worker serves the store (at least
+three polls)."""
+
+
+def nobody_working(store: Store, st: JobStatus, lease: float) -> str:
+    """Why nothing will run this job, if that is so: no live worker, or every live worker
+    rejected it. Empty when some live worker may still run it."""
+    from drivemr.status import live_workers
+
+    alive = live_workers(store, lease=lease)
+    if not alive:
+        return (
+            f"no live worker serves {store.url}: nothing runs until one starts; start one "
+            f"with: drivemr worker --store {shlex.quote(store.url)}"
+        )
+    rejecting = [w for w in alive if w in st.rejected_by]
+    if len(rejecting) < len(alive):
+        return ""
+    reasons = "; ".join(f"{w}: {st.rejected_by[w]}" for w in rejecting)
+    return (
+        f"every live worker rejected job {st.job} ({reasons}). If they do not trust your "
+        "signing key: run `drivemr keys show` here, then `drivemr keys trust KEY --name NAME` "
+        "on each worker's PC with the line it printed, then restart those workers"
+    )
+
+
+def follow(
+    store: Store,
+    job_id: str,
+    *,
+    poll: float = 0.5,
+    out: IO[str] | None = None,
+    idle_after: float | None = None,
+) -> int:
+    """Show a job's progress until it ends; 0 all succeeded, 1 failed, 3 cancelled.
+
+    After ``idle_after`` seconds (default: 15 s, at least three polls) and as often again,
+    check that some live worker can run the job, and say so once when none can."""
     stream: IO[str] = out if out is not None else sys.stderr
     folder, job = find_job(store, job_id)
     lease = float(cfg.value("lease"))
     rate = Rate()
     errors = 0
+    check_every = max(3 * poll, IDLE_NOTE_AFTER) if idle_after is None else idle_after
+    next_check = time.monotonic() + check_every
+    said = ""
     display: _Bar | _Plain = _Bar(stream, job.id) if _isatty(stream) else _Plain(stream)
     with display:
         while True:
@@ -205,12 +274,50 @@ def follow(store: Store, job_id: str, *, poll: float = 0.5, out: IO[str] | None 
             display.update(st, rate)
             if st.state in TERMINAL:
                 break
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + check_every
+                try:
+                    note = nobody_working(store, st, lease)
+                except AuthError:
+                    raise
+                except DrivemrError:
+                    note = said  # judged again at the next check
+                if note and note != said:
+                    display.note(note)
+                said = note
             time.sleep(poll)
-    return summary(st, stream)
+    reasons: dict[str, str] = {}
+    if st.state == "failed":
+        reasons = _failure_reasons(store, st, lease)
+    return summary(st, stream, reasons)
 
 
-def summary(st: JobStatus, out: IO[str]) -> int:
-    """Print how the job ended and return its exit code."""
+def _failed(st: JobStatus) -> list[TaskState]:
+    """The failed tasks, by task id, the reduce last."""
+    failed = sorted((t for t in st.tasks if t.state == "failed"), key=lambda t: t.task)
+    if st.reduce is not None and st.reduce.state == "failed":
+        failed.append(st.reduce)
+    return failed
+
+
+def _failure_reasons(store: Store, st: JobStatus, lease: float) -> dict[str, str]:
+    """Why the first SHOWN_FAILURES failed tasks failed (their result manifests); a store
+    error leaves them out rather than hiding how the job ended."""
+    from drivemr.report import failure_reasons
+
+    try:
+        return failure_reasons(
+            store, st.job, [t.task for t in _failed(st)[:SHOWN_FAILURES]], lease=lease
+        )
+    except AuthError:
+        raise
+    except DrivemrError:
+        return {}
+
+
+def summary(st: JobStatus, out: IO[str], reasons: dict[str, str] | None = None) -> int:
+    """Print how the job ended and return its exit code; ``reasons`` says why tasks failed
+    (else their exit codes are all that is shown)."""
 
     def say(text: str) -> None:
         print(text, file=out, flush=True)
@@ -222,14 +329,22 @@ def summary(st: JobStatus, out: IO[str]) -> int:
     if st.state == "cancelled":
         say(f"job {st.job} was cancelled")
         return EXIT_CANCELLED
-    failed = [t for t in st.tasks if t.state == "failed"]
-    if st.reduce is not None and st.reduce.state == "failed":
-        failed.append(st.reduce)
-    names = ", ".join(
-        t.task + ("" if t.exit_code is None else f" (exit {t.exit_code})") for t in failed[:20]
-    )
-    more = f" and {len(failed) - 20} more" if len(failed) > 20 else ""
-    say(f"job {st.job} failed: {len(failed)} task(s) failed: {names}{more}")
+    failed = _failed(st)
+    total = len(st.tasks) + (st.reduce is not None)
+    say(f"job {st.job} failed: {len(failed)} of {total} task(s) failed")
+    for t in failed[:SHOWN_FAILURES]:
+        why = (reasons or {}).get(t.task) or (
+            "failed" if t.exit_code is None else f"exit code {t.exit_code}"
+        )
+        label = f"  ({t.item})" if t.item else ""
+        say(f"  {t.task:8} {why}{label}")
+    if len(failed) > SHOWN_FAILURES:
+        say(f"  ... and {len(failed) - SHOWN_FAILURES} more")
     first = failed[0].task if failed else REDUCE
-    say(f"see why: drivemr logs {st.job} {first}   (every task: drivemr status {st.job})")
+    from drivemr.cli import suggest
+
+    say(
+        f"see why: {suggest(f'drivemr logs {st.job} {first}')}"
+        f"   (every task: {suggest(f'drivemr status {st.job}')})"
+    )
     return EXIT_FAILED

@@ -14,28 +14,39 @@ Layout in the store's root folder::
 
 Names carry facts (who claimed, how a task ended) so one by-parent listing answers
 "what is the state of this job" without downloading anything; names are never used as
-locks: every exclusive step is a create with a minted id.
+locks: every exclusive step is a create with a minted id. Only files at minted ids count,
+and what a reader acts on (a claim it would wait for or take over, a heartbeat, a marker,
+a rejection note) is opened first: sealed by a trusted key (see drivemr.trust).
 """
 
 from __future__ import annotations
 
 import getpass
-import hashlib
 import json
 import platform
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drivemr.errors import AlreadyExists, DrivemrError, NotFound, SecurityError
+from drivemr.errors import (
+    AlreadyExists,
+    AuthError,
+    DrivemrError,
+    NotFound,
+    PermanentStoreError,
+    SecurityError,
+    UnreadableJob,
+)
+from drivemr.fileio import sha256_file
 from drivemr.limits import load_json_limited
 from drivemr.safepaths import check_output_glob, check_relative_path
-from drivemr.spec import JobSpec, StageSpec
+from drivemr.spec import JobSpec, StageSpec, store_name
 from drivemr.stores.base import FileInfo, Store
+from drivemr.trust import Trust
 
 FORMAT = 1
 JOB_PREFIX = "job-"
@@ -201,6 +212,17 @@ class Job:
             raise KeyError(task_id)
         return self.tasks[index]
 
+    def claim_slot(self, file_id: str) -> tuple[str, int] | None:
+        """(task id, attempt) whose minted claim id ``file_id`` is, or None."""
+        cached: dict[str, tuple[str, int]] | None = self.__dict__.get("_claim_cache")
+        if cached is None:
+            cached = {}
+            for t in (*self.tasks, *((self.reduce_task,) if self.reduce_task else ())):
+                for gen, cid in enumerate(t.claim_ids):
+                    cached.setdefault(cid, (t.id, gen))
+            object.__setattr__(self, "_claim_cache", cached)
+        return cached.get(file_id)
+
     @property
     def _index(self) -> dict[str, int]:
         cached: dict[str, int] | None = self.__dict__.get("_index_cache")
@@ -300,7 +322,8 @@ def parse_json(
 
 
 def read_job(store: Store, job_folder: FileInfo) -> Job:
-    """Load and parse the job.json in ``job_folder``. NotFound if the job is not published yet."""
+    """Load and parse the job.json in ``job_folder``. NotFound if the job is not published
+    yet (no job.json listed); UnreadableJob if job.json is listed but cannot be read."""
     children = store.list(job_folder.id)
     specs = [c for c in children if c.name == "job.json" and not c.is_folder]
     if not specs:
@@ -308,8 +331,17 @@ def read_job(store: Store, job_folder: FileInfo) -> Job:
     spec = min(specs, key=lambda c: (c.created, c.id))
     if spec.size is not None and spec.size > MAX_JOB_BYTES:
         raise JobFormatError(f"{job_folder.name}: job.json is {spec.size} bytes, over the limit")
+    try:
+        data = store.read(spec.id, max_bytes=MAX_JOB_BYTES)
+    except (NotFound, PermanentStoreError) as exc:
+        if isinstance(exc, (AlreadyExists, AuthError)):
+            raise
+        # Listed, so posted: a read that fails now is a store fault, not "not posted yet".
+        raise UnreadableJob(
+            f"{job_folder.name}: job.json (id {spec.id}) is listed but cannot be read: {exc}"
+        ) from exc
     doc = parse_json(
-        store.read(spec.id, max_bytes=MAX_JOB_BYTES),
+        data,
         "job.json",
         max_bytes=MAX_JOB_BYTES,
         max_items=MAX_JOB_ITEMS,
@@ -325,14 +357,6 @@ def read_job(store: Store, job_folder: FileInfo) -> Job:
 
 
 # --------------------------------------------------------------------------- submit
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class IdPool:
@@ -428,7 +452,7 @@ def submit(
                 continue
             fid = pool.one()
             store.create(folders["files"], _store_name(name), fid, source=path)
-            stored[name] = StoredFile(name, fid, _sha256(path), path.stat().st_size)
+            stored[name] = StoredFile(name, fid, sha256_file(path), path.stat().st_size)
             if progress and (n + 1) % 100 == 0:
                 progress(f"uploaded {n + 1}/{len(uploads)} files")
         doc = build_job_doc(spec, job_id, pool, stored, folders)
@@ -448,7 +472,7 @@ def submit(
 
 def _store_name(rel: str) -> str:
     """Shipped files keep their relative path in job.json; in the store a flat name suffices."""
-    return rel.replace("/", "__")
+    return store_name(rel)
 
 
 # --------------------------------------------------------------------------- views
@@ -475,12 +499,23 @@ class JobView:
         return sum(1 for t in self.results if t != REDUCE)
 
 
-def load_view(store: Store, job: Job) -> JobView:
+def load_view(store: Store, job: Job, trust: Trust | None = None) -> JobView:
+    """The job's claims, results and markers from three listings.
+
+    Only files at the job's minted ids count (a claim at its claim id, a result at its
+    result id), so a stray or forged name never takes an attempt or finishes a task; a
+    claim's attempt comes from its id, its worker from its name (checked against the
+    sealed body when a reader acts on the claim). With ``trust``, a cancel or finished
+    marker counts only when it opens (sealed by a trusted key, for this job); without it
+    (callers that only display) its presence does."""
     view = JobView()
     for info in store.list(job.folders["claims"]):
+        slot = job.claim_slot(info.id)
+        if slot is None or info.is_folder:
+            continue
         parsed = parse_claim_name(info.name)
-        if parsed:
-            view.add_claim(ClaimRef(parsed[0], parsed[1], parsed[2], info))
+        worker = parsed[2] if parsed and parsed[:2] == slot else "?"
+        view.add_claim(ClaimRef(slot[0], slot[1], worker, info))
     valid_results = {t.result_id: t.id for t in job.tasks}
     if job.reduce_task:
         valid_results[job.reduce_task.result_id] = REDUCE
@@ -490,10 +525,27 @@ def load_view(store: Store, job: Job) -> JobView:
         # commit point, so a stray or forged name never finishes a task.
         if ref and valid_results.get(info.id) == ref.task:
             view.results[ref.task] = ref
-    markers = {info.id for info in store.list(job.folder)}
-    view.cancelled = job.markers.get("cancel") in markers
-    view.finished = job.markers.get("finished") in markers
+    markers = {info.id: info for info in store.list(job.folder)}
+    for marker in ("cancel", "finished"):
+        found = markers.get(job.markers.get(marker, ""))
+        present = found is not None and (trust is None or open_marker(trust, store, job, found))
+        setattr(view, "cancelled" if marker == "cancel" else "finished", present)
     return view
+
+
+def open_marker(trust: Trust, store: Store, job: Job, info: FileInfo) -> bool:
+    """Whether a marker file is a trusted seal of that marker for this job."""
+    for marker, mid in job.markers.items():
+        if mid == info.id:
+            sealed = trust.read(
+                store,
+                info,
+                "marker",
+                expect={"job": job.id, "marker": marker},
+                what=f"{marker} marker of job {job.id}",
+            )
+            return sealed is not None
+    return False
 
 
 def job_complete(job: Job, view: JobView) -> bool:
@@ -515,12 +567,41 @@ def job_succeeded(job: Job, view: JobView) -> bool:
     )
 
 
-def mark(store: Store, job: Job, marker: str) -> bool:
-    """Create a marker once; False if it already existed."""
+# --------------------------------------------------------------------------- reduce barrier
+
+
+def reduce_due(job: Job, view: JobView, given_up: Collection[str] = ()) -> bool:
+    """The reduce barrier: every map task succeeded and the reduce has no result yet."""
+    return (
+        job.reduce_task is not None
+        and REDUCE not in view.results
+        and REDUCE not in given_up
+        and view.map_results == len(job.tasks)
+        and all(r.state == "done" for t, r in view.results.items() if t != REDUCE)
+    )
+
+
+def nothing_left(
+    job: Job, view: JobView, given_up: Collection[str] = (), *, run_reduce: bool = True
+) -> bool:
+    """Nothing a worker could still do for the job, now or later: it is complete or
+    cancelled, or every open task is given up and the reduce will never be due here."""
+    if job_complete(job, view) or view.cancelled:
+        return True
+    if any(t.id not in view.results and t.id not in given_up for t in job.tasks):
+        return False
+    if job.reduce_task is None or not run_reduce:
+        return True
+    return REDUCE in given_up or any(
+        r.state != "done" for t, r in view.results.items() if t != REDUCE
+    )
+
+
+def mark(store: Store, job: Job, marker: str, trust: Trust, *, by: str = "") -> bool:
+    """Create a marker once, sealed with this PC's key; False if it already existed."""
+    body = {"job": job.id, "marker": marker, "by": by, "at": time.time()}
     try:
-        store.create(
-            job.folder, marker, job.markers[marker], json.dumps({"at": time.time()}).encode()
-        )
+        store.create(job.folder, marker, job.markers[marker], trust.seal("marker", body))
     except AlreadyExists:
         return False
     return True
@@ -554,6 +635,17 @@ def find_job(store: Store, job_id: str) -> tuple[FileInfo, Job]:
 class Heartbeat:
     worker: str
     file: FileInfo
+
+
+def heartbeat_files(entries: Iterable[FileInfo]) -> list[Heartbeat]:
+    """Every heartbeat-named file of a root listing (a worker may have several: old lives,
+    or files planted beside its own, which readers open and judge one by one)."""
+    out = []
+    for e in entries:
+        if e.is_folder or not (e.name.startswith(WORKER_PREFIX) and e.name.endswith(WORKER_SUFFIX)):
+            continue
+        out.append(Heartbeat(e.name[len(WORKER_PREFIX) : -len(WORKER_SUFFIX)], e))
+    return out
 
 
 def heartbeats(entries: Iterable[FileInfo]) -> dict[str, Heartbeat]:

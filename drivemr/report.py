@@ -18,12 +18,12 @@ import re
 import time
 from collections.abc import Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from drivemr.durations import format_duration
 from drivemr.errors import DrivemrError
 from drivemr.protocol import (
-    MAX_HEARTBEAT_BYTES,
     MAX_MANIFEST_BYTES,
     REDUCE,
     ClaimRef,
@@ -32,11 +32,13 @@ from drivemr.protocol import (
     ResultRef,
     claim_is_dead,
     find_job,
-    heartbeats,
+    heartbeat_files,
     load_view,
     parse_json,
 )
+from drivemr.status import last_sign_of_life
 from drivemr.stores.base import FileInfo, Store
+from drivemr.trust import open_claim, open_heartbeat
 
 OUTCOMES = ("done", "failed", "timed out", "lost", "running", "cancelled")
 COLOURS = {
@@ -174,11 +176,15 @@ def collect(
     ``manifests=False`` takes a committed attempt's facts from its result's name (state, exit
     code, duration; no times or output) and costs no reads; ``logs=False`` skips the logs of
     earlier failed attempts (they then count as lost)."""
+    from drivemr.status import trusted_beats
+    from drivemr.trust import Trust
+
+    trust = Trust.reader()
     _folder, job = find_job(store, job_id)
     root = store.list(store.root_id)
-    beats = heartbeats(root)
-    now = max([time.time(), *(b.file.modified for b in beats.values())])
-    view = load_view(store, job)
+    now = time.time()
+    beats, leases, stopped = trusted_beats(store, trust, root, now, lease)
+    view = load_view(store, job, trust)
     wanted = [t.id for t in job.tasks] + ([REDUCE] if job.reduce_task else [])
     if tasks is not None:
         chosen = set(tasks)
@@ -197,23 +203,16 @@ def collect(
     if view.cancelled:
         for info in store.list(job.folder):
             if info.id == job.markers.get("cancel"):
-                cancelled_at = info.modified
+                cancelled_at = min(info.modified, now)
 
-    claim_workers = {c.worker for gens in view.claims.values() for c in gens.values()}
-    beat_docs = _read_all(
-        store,
-        [b.file.id for w, b in beats.items() if w in claim_workers],
-        MAX_HEARTBEAT_BYTES,
-        "heartbeat",
-    )
+    # The host each worker's (trusted) heartbeat names: the PC's host name, equal for
+    # workers on one PC (the Worker column tells them apart).
     hosts: dict[str, str] = {}
-    stopped: set[str] = set()
-    for w, b in beats.items():
-        doc = beat_docs.get(b.file.id)
-        if doc:
-            hosts[w] = _text(doc.get("host"))
-            if doc.get("state") == "stopped":
-                stopped.add(w)
+    for beat in heartbeat_files(root):
+        if beat.worker in beats:
+            sealed = open_heartbeat(trust, store, beat.worker, beat.file)
+            if sealed is not None:
+                hosts[beat.worker] = _text(sealed.body.get("host"))
 
     result_ids = [view.results[t].file.id for t in wanted if t in view.results] if manifests else []
     docs = _read_all(store, result_ids, MAX_MANIFEST_BYTES, "result manifest")
@@ -226,12 +225,21 @@ def collect(
     )
 
     def alive(claim: ClaimRef) -> bool:
-        return not claim_is_dead(claim, beats, now, lease, lambda hb: hb.worker in stopped)
+        worker_lease = leases.get(claim.worker, lease)
+        clamped = replace(claim, file=replace(claim.file, modified=min(claim.file.modified, now)))
+        if claim_is_dead(clamped, beats, now, worker_lease, lambda hb: hb.worker in stopped):
+            return False
+        # Shown as running only when the claim opens (a forged claim runs nothing).
+        opened = open_claim(trust, store, job.id, claim.task, claim.gen, claim.worker, claim.file)
+        return opened is not None
+
+    def last_sign(claim: ClaimRef) -> float:
+        return last_sign_of_life(claim, beats, now)
 
     record = JobRecord(job, view, [], hosts, now, cancelled_at)
     for task in wanted:
         record.attempts += _task_attempts(
-            task, view, log_files, docs, log_docs, hosts, alive, now, record
+            task, view, log_files, docs, log_docs, hosts, alive, last_sign, record
         )
     return record
 
@@ -244,7 +252,7 @@ def _task_attempts(
     log_docs: dict[str, dict[str, Any] | None],
     hosts: dict[str, str],
     alive: Any,
-    now: float,
+    last_sign: Any,
     record: JobRecord,
 ) -> list[AttemptRecord]:
     claims = view.claims.get(task, {})
@@ -275,9 +283,10 @@ def _task_attempts(
             if result is None and gen == top and not view.cancelled and alive(claim):
                 outcome, end = "running", None
             elif view.cancelled and result is None and gen == top:
-                outcome, end = "cancelled", record.cancelled_at or now
+                outcome, end = "cancelled", record.cancelled_at or record.now
             else:
-                end = min(later) if later else (result.file.modified if result else now)
+                end = min(later) if later else (result.file.modified if result else record.now)
+                end = min(end, last_sign(claim))
                 outcome = "lost"
             out.append(
                 AttemptRecord(
@@ -391,7 +400,8 @@ def summarize(record: JobRecord) -> dict[str, Any]:
             elif a.outcome == "lost":
                 duplicates += 1
     ran = [a for a in record.attempts if a.outcome in ("done", "failed", "timed out", "running")]
-    cpu = sum(
+    # Summed wall time of the attempts (slot time), not CPU time: nothing measures CPU.
+    slot_time = sum(
         (a.end if a.end is not None else record.now) - a.start for a in ran if a.start is not None
     )
     starts = [a.start for a in record.attempts if a.start is not None]
@@ -415,9 +425,9 @@ def summarize(record: JobRecord) -> dict[str, Any]:
         "duplicates": duplicates,
         "lost": sum(1 for a in record.attempts if a.outcome == "lost"),
         "workers": len({a.worker for a in record.attempts}),
-        "cpu_seconds": round(max(0.0, cpu), 3),
+        "attempt_seconds": round(max(0.0, slot_time), 3),
         "wall_seconds": round(max(0.0, wall), 3),
-        "speedup": round(cpu / wall, 2) if wall > 0 else None,
+        "speedup": round(slot_time / wall, 2) if wall > 0 else None,
         "cancelled": view.cancelled,
     }
 
@@ -457,19 +467,6 @@ def _clock(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) + f".{int(ts % 1 * 1000):03d}"
 
 
-def seconds(value: float | None) -> str:
-    """A duration for people: 0.25 s, 12.3 s, 4m05s, 2h03m."""
-    if value is None:
-        return "-"
-    if value < 10:
-        return f"{value:.2f} s"
-    if value < 120:
-        return f"{value:.1f} s"
-    if value < 7200:
-        return f"{int(value // 60)}m{int(value % 60):02d}s"
-    return f"{int(value // 3600)}h{int(value % 3600 // 60):02d}m"
-
-
 def _tick_step(span: float, target: int = 8) -> float:
     raw = max(span, 1e-3) / target
     steps = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 43200, 86400)
@@ -500,7 +497,7 @@ def _tip(a: AttemptRecord) -> str:
         f"worker {a.worker}" + (f" on {a.host}" if a.host else ""),
         f"start {_clock(a.start)}",
         f"end   {_clock(a.end) if a.end is not None else '(running)'}",
-        f"took  {seconds(a.duration)}",
+        f"took  {format_duration(a.duration)}",
         f"exit code {a.exit_code if a.exit_code is not None else '-'}",
     ]
     if a.error and a.outcome != "done":
@@ -604,6 +601,8 @@ def _svg(record: JobRecord, width: int = 1100) -> str:
 
 def render_html(record: JobRecord, summary: dict[str, Any] | None = None) -> str:
     """The whole page as one string."""
+    from drivemr.cli import suggest
+
     s = summary or summarize(record)
     job = record.job
     if s["cancelled"]:
@@ -625,8 +624,12 @@ def render_html(record: JobRecord, summary: dict[str, Any] | None = None) -> str
         ("retries", "retries (after a failure)", f"{s['retries']}"),
         ("duplicates", "duplicates (after a lost worker)", f"{s['duplicates']}"),
         ("workers", "workers", f"{s['workers']}"),
-        ("cpu_seconds", "total CPU time (sum of attempts)", seconds(s["cpu_seconds"])),
-        ("wall_seconds", "wall time", seconds(s["wall_seconds"])),
+        (
+            "attempt_seconds",
+            "attempt time (wall time of every attempt, summed)",
+            format_duration(s["attempt_seconds"]),
+        ),
+        ("wall_seconds", "wall time", format_duration(s["wall_seconds"])),
         ("speedup", "speed-up over one slot", speedup),
     ]
     summary_rows = "\n".join(
@@ -650,7 +653,7 @@ def render_html(record: JobRecord, summary: dict[str, Any] | None = None) -> str
         )
         fail_html = (
             "<h2>Failed tasks</h2>"
-            f'<p class="sub">Full output: <code>drivemr logs {html.escape(job.id)} TASK</code></p>'
+            f'<p class="sub">Full output: <code>{html.escape(suggest(f"drivemr logs {job.id} TASK"))}</code></p>'
             f'<table class="fail"><tr><th>task</th><th>attempts</th><th>outcome</th><th>exit</th>'
             f"<th>error / end of stderr</th></tr>\n{items}</table>"
         )
@@ -693,3 +696,33 @@ def final_attempts(record: JobRecord) -> Iterable[tuple[str, AttemptRecord | Non
         attempts = record.of(task)
         committed = next((a for a in attempts if a.source in ("result", "name")), None)
         yield task, committed, len(attempts)
+
+
+def failure_reason(a: AttemptRecord, timeout: float | None = None) -> str:
+    """Why an attempt failed, in a few words: timed out, exit code, signal, or its error."""
+    if a.outcome == "timed out" or a.timed_out:
+        return "timed out" + ("" if timeout is None else f" after {timeout:g} s")
+    if a.outcome == "lost":
+        return "lost: " + (a.error or "its worker stopped or went silent")
+    if a.error and not a.error.startswith(("exit code", "killed by signal")):
+        first = a.error.strip().splitlines()[0] if a.error.strip() else a.error
+        return first if len(first) <= 100 else first[:99] + "…"
+    if a.exit_code is not None:
+        return f"killed by signal {-a.exit_code}" if a.exit_code < 0 else f"exit code {a.exit_code}"
+    return a.error or a.outcome
+
+
+def failure_reasons(
+    store: Store, job_id: str, tasks: Collection[str], *, lease: float = 300.0
+) -> dict[str, str]:
+    """Why each of ``tasks`` failed, from its committed result (one read per task, so
+    callers pass a bounded list)."""
+    if not tasks:
+        return {}
+    record = collect(store, job_id, tasks=tasks, lease=lease, logs=False)
+    out: dict[str, str] = {}
+    for task, committed, _n in final_attempts(record):
+        if committed is not None and committed.outcome != "done":
+            timeout = record.job.stage_of(record.job.task(task)).timeout
+            out[task] = failure_reason(committed, timeout)
+    return out

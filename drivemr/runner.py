@@ -1,5 +1,6 @@
 """Running one attempt as a local subprocess: argv only, a timeout, and a kill that reaches
-the whole process tree, on Windows, macOS and Linux alike."""
+the whole process tree, on Windows, macOS and Linux alike. Every attempt is also registered
+with the process's task guard (drivemr.reaper), which kills it if the worker dies."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 import psutil
+
+from drivemr.reaper import TaskGuard, task_guard
 
 TAIL_BYTES = 64 * 1024
 
@@ -110,7 +113,8 @@ def _devnull() -> int:
 class Attempt:
     """A running subprocess that another thread may kill (cancel, lost claim, shutdown)."""
 
-    def __init__(self) -> None:
+    def __init__(self, guard: TaskGuard | None = None) -> None:
+        self._guard = guard
         self._proc: subprocess.Popen[bytes] | None = None
         self._killed = False  # set under _lock; one per attempt, so kept cheap
         self._lock = threading.Lock()
@@ -137,6 +141,7 @@ class Attempt:
     ) -> AttemptOutcome:
         """Run ``argv``; its output goes to the given (already open) files."""
         started = time.time()
+        guard = self._guard or task_guard()
         try:
             with self._lock:
                 if self._killed:
@@ -144,12 +149,13 @@ class Attempt:
                 self._proc = subprocess.Popen(
                     resolve_argv(argv),
                     cwd=cwd,
-                    env=env,
+                    env=guard.env(env),
                     stdin=_devnull(),
                     stdout=stdout,
                     stderr=stderr,
                     **_NEW_PROCESS_GROUP,  # type: ignore[call-overload]
                 )
+                guard.track(self._proc)  # never raises: a task runs guarded or not at all
         except OSError as exc:
             return AttemptOutcome(
                 None, started, time.time(), error=f"could not start {argv[0]!r}: {exc}"
@@ -157,17 +163,20 @@ class Attempt:
         proc = self._proc
         timed_out = False
         try:
-            code = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            kill_tree(proc)
-            code = proc.wait()
-        ended = time.time()
-        if self.killed:
-            return AttemptOutcome(None, started, ended, killed=True)
-        if not timed_out and os.name != "nt":
-            self._reap_group(proc.pid)
-        return AttemptOutcome(None if timed_out else code, started, ended, timed_out=timed_out)
+            try:
+                code = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                kill_tree(proc)
+                code = proc.wait()
+            ended = time.time()
+            if self.killed:
+                return AttemptOutcome(None, started, ended, killed=True)
+            if not timed_out and os.name != "nt":
+                self._reap_group(proc.pid)
+            return AttemptOutcome(None if timed_out else code, started, ended, timed_out=timed_out)
+        finally:
+            guard.untrack(proc)
 
     @staticmethod
     def _reap_group(pgid: int) -> None:

@@ -27,7 +27,6 @@ import json
 import os
 import re
 import shlex
-import tempfile
 from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from drivemr.errors import SecurityError
+from drivemr.fileio import atomic_write, sha256_file
 from drivemr.limits import MAX_SMALL_BYTES, load_json_limited
 
 __all__ = [
@@ -53,7 +53,6 @@ __all__ = [
     "canonical_bytes",
     "check_private_file",
     "config_dir",
-    "file_digest",
     "generate_key",
     "key_id_of",
     "list_trusted",
@@ -155,77 +154,15 @@ def _private_dir(path: Path) -> None:
     _chmod(path, 0o700)
 
 
-def _fsync_dir(path: Path) -> None:
-    """Make a rename durable (POSIX); best-effort, some file systems refuse."""
-    if not _POSIX:
-        return
-    with suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _write_private(path: Path, data: bytes, *, replace: bool) -> None:
-    """Write ``data`` to a 0600 temp file, then publish it atomically as ``path``.
-
-    The temp file is created 0600 (``mkstemp``) before a byte is written, so the content is
-    never readable by others, not even briefly. ``replace=False`` publishes only if
-    ``path`` does not exist yet (FileExistsError otherwise): two first runs racing to create
-    a key must not silently swap the key one of them already used.
-    """
-    parent = path.parent
-    _private_dir(parent)
-    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, 0o600)  # exact mode, whatever the umask
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        _chmod(tmp, 0o600)
-        if replace:
-            os.replace(tmp, path)
-        elif _POSIX:
-            _link_exclusive(tmp, path, data)
-        else:
-            os.rename(tmp, path)  # Windows: refuses to overwrite
-    finally:
-        with suppress(OSError):
-            os.unlink(tmp)
-    _fsync_dir(parent)
-
-
-def _link_exclusive(tmp: str, path: Path, data: bytes) -> None:
-    """Publish ``tmp`` as ``path`` unless ``path`` exists (a hard link never overwrites)."""
-    try:
-        os.link(tmp, path)
-        return
-    except FileExistsError:
-        raise
-    except OSError:
-        pass  # no hard links on this file system: create-exclusive instead (not atomic)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
-        with suppress(OSError):
-            os.unlink(path)  # never leave a torn key behind
-        raise
-
-
 def write_private_file(path: Path, data: bytes) -> None:
     """Atomically write a secret (token, key): file 0600, parent directory 0700.
 
     Readers see the old content or the new, never a torn file; on Windows the modes are
     best-effort (the user profile's ACLs protect it).
     """
-    _write_private(Path(path), bytes(data), replace=True)
+    path = Path(path)
+    _private_dir(path.parent)
+    atomic_write(path, bytes(data), mode=0o600)
 
 
 def check_private_file(path: Path, *, what: str = "token file") -> None:
@@ -330,7 +267,8 @@ def _generate(d: Path, *, overwrite: bool) -> PublicKeyInfo:
         serialization.NoEncryption(),
     )
     _private_dir(d)
-    _write_private(path, pem, replace=overwrite)
+    _private_dir(path.parent)
+    atomic_write(path, pem, mode=0o600, overwrite=overwrite)
     info = _info(SELF_NAME, _raw_public(key))
     entries = {n: b for n, b in _read_trusted(d).items() if n != SELF_NAME}
     entries[SELF_NAME] = info.public_b64
@@ -528,39 +466,41 @@ def verify_document(
     trusted: Mapping[str, PublicKeyInfo],
     *,
     expected_job_id: str | None = None,
+    subject: str | None = None,
 ) -> PublicKeyInfo:
     """Check a job's signature against ``trusted`` (by key id); return the signer's entry.
 
     ``expected_job_id`` is the id the job was found under (its folder name): the signed
     ``id`` must equal it, so a signed job copied under another id is not run. Every
     refusal is one SecurityError line: the job, the reason and, for an unknown key, the
-    command that trusts it.
+    command that trusts it. ``subject`` names the document in those lines (default: the job).
     """
     if not isinstance(doc, Mapping):
         raise SecurityError("job document is not a JSON object; refused")
     doc_id = doc.get("id")
     label = _short(expected_job_id if expected_job_id is not None else doc_id)
+    name = subject if subject is not None else f"job {label}"
     block = doc.get("signature")
     if block is None:
         raise SecurityError(
-            f"job {label} is unsigned; refused (workers run only jobs signed by a trusted key)"
+            f"{name} is unsigned; refused (workers run only jobs signed by a trusted key)"
         )
     if not isinstance(block, Mapping) or set(block) != _SIG_FIELDS:
         raise SecurityError(
-            f"job {label} has a malformed signature block; refused"
+            f"{name} has a malformed signature block; refused"
             f" (expected exactly the fields {', '.join(sorted(_SIG_FIELDS))})"
         )
     if block["alg"] != SIG_ALG:
-        raise SecurityError(f"job {label}: unsupported signature algorithm {_short(block['alg'])}")
+        raise SecurityError(f"{name}: unsupported signature algorithm {_short(block['alg'])}")
     try:
         raw = _b64(block["public_key"], length=32, what="signature public_key")
         sig = _b64(block["sig"], length=64, what="signature sig")
     except SecurityError as exc:
-        raise SecurityError(f"job {label} has a malformed signature block: {exc}") from exc
+        raise SecurityError(f"{name} has a malformed signature block: {exc}") from exc
     key_id = key_id_of(raw)
     if block["key_id"] != key_id:
         raise SecurityError(
-            f"job {label} has a malformed signature block: key_id does not match public_key"
+            f"{name} has a malformed signature block: key_id does not match public_key"
         )
     info = trusted.get(key_id)
     if info is None or info.public_b64 != base64.b64encode(raw).decode("ascii"):
@@ -568,7 +508,7 @@ def verify_document(
     if info is None:
         line = PUBKEY_PREFIX + base64.b64encode(raw).decode("ascii")
         raise SecurityError(
-            f"job {label} is signed by key {key_id}, which this worker does not trust;"
+            f"{name} is signed by key {key_id}, which this worker does not trust;"
             f" refused. If you trust its author, run on this worker: drivemr keys trust"
             f" {line} --name NAME"
         )
@@ -576,12 +516,12 @@ def verify_document(
         Ed25519PublicKey.from_public_bytes(info.raw).verify(sig, canonical_bytes(doc))
     except InvalidSignature:
         raise SecurityError(
-            f"job {label}: the signature does not match the content (modified after signing,"
+            f"{name}: the signature does not match the content (modified after signing,"
             f" or forged); refused"
         ) from None
     if expected_job_id is not None and doc_id != expected_job_id:
         raise SecurityError(
-            f"job {label}: the signed job id is {_short(doc_id)}, not {label}; a signed"
+            f"{name}: the signed job id is {_short(doc_id)}, not {label}; a signed"
             " job copied or replayed under another id is refused"
         )
     return info
@@ -590,22 +530,13 @@ def verify_document(
 # --------------------------------------------------------------------------- file digests
 
 
-def file_digest(path: Path | str) -> str:
-    """SHA-256 hex of a file, read in chunks (shipped files may be large)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def verify_file_digest(path: Path | str, expected: str, *, what: str = "file") -> None:
     """Refuse a file whose content is not what the signed job says it is."""
     want = expected.lower() if isinstance(expected, str) else ""
     if not _HEX64_RE.fullmatch(want):
         raise SecurityError(f"{what} {path}: malformed sha256 digest {expected!r}")
     try:
-        got = file_digest(path)
+        got = sha256_file(path)
     except OSError as exc:
         raise SecurityError(f"{what} {path} cannot be read to check its digest: {exc}") from exc
     if not hmac.compare_digest(got, want):

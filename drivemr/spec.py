@@ -49,7 +49,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-from drivemr.errors import JobSpecError
+from drivemr.errors import JobSpecError, SecurityError
+from drivemr.safepaths import check_output_glob, check_relative_path
 
 __all__ = [
     "MAX_TASKS",
@@ -236,6 +237,42 @@ def _path_problem(pattern: str, what: str) -> str | None:
     return None
 
 
+STORE_NAME_BYTES = 200
+"""Longest name a shipped file or input may have in the store (UTF-8 bytes, after
+:func:`store_name`): the folder store appends ``~`` and a 28-character id to it, and most
+file systems stop at 255 bytes."""
+
+
+def store_name(rel: str) -> str:
+    """The flat name a shipped file or input gets in the store's files folder (job.json
+    keeps the relative path; the name only has to be one the store can hold)."""
+    return rel.replace("/", "__")
+
+
+def _name_problem(rel: str) -> str | None:
+    """Why a shipped file or input named ``rel`` cannot go into the store, or None.
+
+    The same checks every worker applies to job.json (so a job that passes here is never
+    rejected for its names), plus the store's own rules for the flat name it keeps."""
+    try:
+        check_relative_path(rel, what="file")
+    except SecurityError as exc:
+        return f"{exc}; rename the file"
+    flat = store_name(rel)
+    if flat.startswith("."):
+        return (
+            f"file {rel!r}: names starting with '.' cannot be stored at the top of the job "
+            "folder; rename the file or move it into a folder"
+        )
+    size = len(flat.encode("utf-8"))
+    if size > STORE_NAME_BYTES:
+        return (
+            f"file {rel!r}: its name in the store ('/' becomes '__') is {size} bytes long, "
+            f"over the limit of {STORE_NAME_BYTES}; shorten it"
+        )
+    return None
+
+
 def _is_magic(pattern: str) -> bool:
     return any(c in pattern for c in "*?[")
 
@@ -380,8 +417,14 @@ class _Loader:
             if not shipped:
                 self.fail("files", f"{_show(pattern)} matches only empty folders")
             for rel in sorted(shipped):
+                self.storable(rel, "files")
                 found.setdefault(rel, self.regular_file(rel, "files"))
         return tuple(ShippedFile(name, path) for name, path in found.items())
+
+    def storable(self, rel: str, key: str) -> None:
+        problem = _name_problem(rel)
+        if problem:
+            self.fail(key, problem)
 
     def regular_file(self, rel: str, key: str) -> Path:
         full = self.inside(rel, key)
@@ -403,6 +446,7 @@ class _Loader:
             if not files:
                 self.no_match("map.inputs", pattern)
             for rel in files:
+                self.storable(rel, "map.inputs")
                 found[rel] = self.regular_file(rel, "map.inputs")
             self.check_count("map.inputs", len(found))
         if not found:
@@ -491,6 +535,10 @@ class _Loader:
                 f"{key}.outputs",
                 "outputs are globs relative to the task's working directory",
             )
+            try:  # what every worker checks in job.json
+                check_output_glob(pattern, what="glob")
+            except SecurityError as exc:
+                self.fail(f"{key}.outputs", str(exc))
         timeout = None
         if "timeout" in t:
             timeout = parse_duration(t["timeout"], key=f"{key}.timeout", path=self.shown)

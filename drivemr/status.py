@@ -1,32 +1,46 @@
 """What a job looks like from the store: counts, each task's state, the reduce.
 
-Built from four by-parent listings (root, claims, results, job folder); nothing is
-downloaded, because claim and result names carry the facts status needs.
+Built from four by-parent listings (root, claims, results, job folder); claim and result
+names carry most facts status needs. What a writer without a trusted key could fake is
+opened first (see drivemr.trust): heartbeats (who is alive, by the lease each declared,
+with store times never later than our own clock), cancel and finished markers, rejection
+notes (rendered from a reason code, never from their text) and, for a task whose every
+claim id is taken, its claims: a task held only by untrusted claims is *blocked*. An
+attempt whose worker said it stopped, or went silent past its lease, shows as ``lost`` at
+once (its time stops at the worker's last sign of life), not ``running`` until a reclaim.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from drivemr.errors import DrivemrError
 from drivemr.protocol import (
     REDUCE,
+    ClaimRef,
+    Heartbeat,
     Job,
     JobView,
     claim_is_dead,
     find_job,
-    heartbeats,
+    heartbeat_files,
     job_complete,
     job_succeeded,
     list_jobs,
     load_view,
     read_job,
 )
+from drivemr.safetext import safe
 from drivemr.stores.base import FileInfo, Store
+from drivemr.trust import Trust, declared_lease, open_claim, open_heartbeat, open_note, render_note
 
-STATES = ("pending", "running", "done", "failed")
+STATES = ("pending", "running", "done", "failed", "lost", "cancelled", "blocked")
+"""A task's state: ``lost`` is an attempt whose worker stopped or went silent past the lease
+(a new attempt will be claimed), ``cancelled`` an unfinished task of a cancelled job,
+``blocked`` a task whose every claim id holds a file no trusted key sealed."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +51,10 @@ class TaskState:
     worker: str | None
     exit_code: int | None
     duration: float | None
+    """Seconds: of the committed attempt, of a running one so far, or of a lost one up to
+    its worker's last sign of life."""
+    item: str | None = None
+    """The task's input file or item (what it works on), if any."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +63,8 @@ class JobStatus:
     name: str
     created: float
     state: str
-    """pending, running, done, failed or cancelled."""
+    """pending, running, done, failed, cancelled or blocked (every unfinished task is
+    blocked by untrusted files)."""
     counts: dict[str, int]
     tasks: list[TaskState]
     reduce: TaskState | None
@@ -70,10 +89,61 @@ class JobStatus:
         return [t.task for t in self.tasks if t.state == "failed"]
 
 
-def _task_state(job: Job, view: JobView, task_id: str, alive: Any) -> TaskState:
+def task_label(job: Job, task_id: str) -> str | None:
+    """What a task works on: its input file's name or its item."""
+    if task_id == REDUCE:
+        return None
+    try:
+        task = job.task(task_id)
+    except KeyError:
+        return None
+    return task.input.name if task.input is not None else task.item
+
+
+class _Liveness:
+    """Judges unfinished claims: a claim that does not open runs nothing; an open one is
+    alive, or lost (its worker stopped, or went silent past the lease it declared), with
+    every store time clamped to our own clock."""
+
+    def __init__(
+        self, store: Store, trust: Trust, job: Job, root: list[FileInfo], lease: float
+    ) -> None:
+        self.store, self.trust, self.job, self.lease = store, trust, job, lease
+        self.now = time.time()
+        self.beats, self.leases, self.stopped = trusted_beats(store, trust, root, self.now, lease)
+
+    def _clamped(self, claim: ClaimRef) -> ClaimRef:
+        return replace(claim, file=replace(claim.file, modified=min(claim.file.modified, self.now)))
+
+    def opens(self, claim: ClaimRef) -> bool:
+        opened = open_claim(
+            self.trust, self.store, self.job.id, claim.task, claim.gen, claim.worker, claim.file
+        )
+        return opened is not None
+
+    def alive(self, claim: ClaimRef) -> bool:
+        lease = self.leases.get(claim.worker, self.lease)
+        return not claim_is_dead(
+            self._clamped(claim), self.beats, self.now, lease, lambda hb: hb.worker in self.stopped
+        )
+
+    def last_sign(self, claim: ClaimRef) -> float:
+        return last_sign_of_life(self._clamped(claim), self.beats, self.now)
+
+
+def last_sign_of_life(claim: ClaimRef, beats: Mapping[str, Heartbeat], now: float) -> float:
+    """When the worker of ``claim`` last showed it was alive (store clock): its heartbeat or
+    the claim, whichever is newer. A lost attempt's time stops here, not at the reader's now."""
+    beat = beats.get(claim.worker)
+    seen = claim.file.modified if beat is None else max(beat.file.modified, claim.file.modified)
+    return min(seen, now)
+
+
+def _task_state(job: Job, view: JobView, task_id: str, live: _Liveness) -> TaskState:
     claims = view.claims.get(task_id, {})
     top = claims[max(claims)] if claims else None
     result = view.results.get(task_id)
+    label = task_label(job, task_id)
     if result is not None:
         worker = (
             claims[result.gen].worker if result.gen in claims else (top.worker if top else None)
@@ -85,10 +155,23 @@ def _task_state(job: Job, view: JobView, task_id: str, alive: Any) -> TaskState:
             worker,
             result.exit_code,
             result.duration,
+            label,
         )
-    if top is not None and alive(top):
-        return TaskState(task_id, "running", len(claims), top.worker, None, None)
-    return TaskState(task_id, "pending", len(claims), top.worker if top else None, None, None)
+    if top is None:
+        state = "cancelled" if view.cancelled else "pending"
+        return TaskState(task_id, state, 0, None, None, None, label)
+    if not live.opens(top):  # a forged claim: nothing runs there
+        state = "cancelled" if view.cancelled else "pending"
+        return TaskState(task_id, state, len(claims), None, None, None, label)
+    started = min(top.file.modified, live.now)
+    if view.cancelled:
+        # Workers kill a cancelled job's attempts at their next poll: never "running".
+        return TaskState(task_id, "cancelled", len(claims), top.worker, None, None, label)
+    if live.alive(top):
+        secs = max(0.0, live.now - started)
+        return TaskState(task_id, "running", len(claims), top.worker, None, secs, label)
+    secs = max(0.0, live.last_sign(top) - started)
+    return TaskState(task_id, "lost", len(claims), top.worker, None, secs, label)
 
 
 def job_status(
@@ -98,48 +181,108 @@ def job_status(
     *,
     root: list[FileInfo] | None = None,
     lease: float = 300.0,
+    trust: Trust | None = None,
 ) -> JobStatus:
+    trust = trust or Trust.reader()
     root_entries = store.list(store.root_id) if root is None else root
-    beats = heartbeats(root_entries)
-    now = max([time.time(), *(b.file.modified for b in beats.values())])
-    view = load_view(store, job)
-
-    def alive(claim: Any) -> bool:
-        return not claim_is_dead(claim, beats, now, lease)
-
-    tasks = [_task_state(job, view, t.id, alive) for t in job.tasks]
+    live = _Liveness(store, trust, job, root_entries, lease)
+    view = load_view(store, job, trust)
+    tasks = [
+        _blocked(store, trust, job, view, t.id) or _task_state(job, view, t.id, live)
+        for t in job.tasks
+    ]
     counts = {s: 0 for s in STATES}
     for t in tasks:
         counts[t.state] += 1
-    reduce_state = _task_state(job, view, REDUCE, alive) if job.reduce_task else None
+    reduce_state = _task_state(job, view, REDUCE, live) if job.reduce_task else None
     if view.cancelled:
         state = "cancelled"
+    elif counts["blocked"] and not counts["running"] and counts["pending"] == 0:
+        state = "blocked"
     elif job_complete(job, view):
         state = "done" if job_succeeded(job, view) else "failed"
     elif (
         counts["running"]
         or counts["done"]
         or counts["failed"]
-        or (reduce_state and reduce_state.state == "running")
+        or counts["lost"]
+        or (reduce_state and reduce_state.state in ("running", "lost"))
     ):
         state = "running"
     else:
         state = "pending"
     rejected = {}
     for entry in store.list(job.folder):
-        if entry.name.startswith("rejected."):
-            rejected[entry.name[len("rejected.") :]] = _read_reason(store, entry)
+        if entry.name.startswith("rejected.") and not entry.is_folder:
+            note = open_note(trust, store, job.id, entry)
+            if note is not None:  # an untrusted note is reported once and not shown
+                worker = note.body.get("worker")
+                rejected[safe(worker if isinstance(worker, str) else "?", max_len=64)] = (
+                    render_note(note)
+                )
     return JobStatus(job.id, job.name, job.created, state, counts, tasks, reduce_state, rejected)
 
 
-def _read_reason(store: Store, entry: FileInfo) -> str:
-    import json
+def trusted_beats(
+    store: Store, trust: Trust, root: list[FileInfo], now: float, lease: float
+) -> tuple[dict[str, Heartbeat], dict[str, float], set[str]]:
+    """The heartbeats that open, with their times clamped to ``now`` (a heartbeat dated in
+    the future is as fresh as now, never fresher), each worker's declared lease, and the
+    workers that said they stopped."""
+    beats: dict[str, Heartbeat] = {}
+    leases: dict[str, float] = {}
+    stopped: set[str] = set()
+    for beat in heartbeat_files(root):
+        sealed = open_heartbeat(trust, store, beat.worker, beat.file)
+        if sealed is None:
+            continue
+        clamped = replace(beat.file, modified=min(beat.file.modified, now))
+        old = beats.get(beat.worker)
+        if old is not None and old.file.modified >= clamped.modified:
+            continue
+        beats[beat.worker] = Heartbeat(beat.worker, clamped)
+        leases[beat.worker] = declared_lease(sealed.body.get("lease"), lease)
+        if sealed.body.get("state") == "stopped":
+            stopped.add(beat.worker)
+        else:
+            stopped.discard(beat.worker)
+    return beats, leases, stopped
 
-    try:
-        doc = json.loads(store.read(entry.id, max_bytes=64 * 1024))
-        return str(doc.get("reason", "?"))
-    except (DrivemrError, ValueError, AttributeError):
-        return "?"
+
+def _blocked(store: Store, trust: Trust, job: Job, view: JobView, task_id: str) -> TaskState | None:
+    """A task without a result whose every claim id is taken, some by a file no trusted key
+    sealed: blocked by untrusted files (workers never fail it)."""
+    claims = view.claims.get(task_id, {})
+    task = job.task(task_id)
+    if task_id in view.results or len(claims) < len(task.claim_ids):
+        return None
+    untrusted = [
+        ref
+        for gen, ref in claims.items()
+        if open_claim(trust, store, job.id, task_id, gen, ref.worker, ref.file) is None
+    ]
+    if not untrusted:
+        return None
+    return TaskState(task_id, "blocked", len(claims), None, None, None)
+
+
+LIVE_READ_AGE = 86400.0
+"""Heartbeats older than this are not read when looking for live workers (they are dead
+under any sane lease), so the cost stays bounded by the workers of the last day."""
+
+
+def live_workers(store: Store, *, lease: float = 300.0, trust: Trust | None = None) -> list[str]:
+    """Workers whose sealed heartbeat opens, is fresh within the lease it declares (else
+    ``lease``), store times clamped to our own clock, and that did not say they stopped."""
+    now = time.time()
+    root = store.list(store.root_id)
+    recent = [f for f in root if not f.is_folder and now - min(f.modified, now) <= LIVE_READ_AGE]
+    beats, leases, stopped = trusted_beats(store, trust or Trust.reader(), recent, now, lease)
+    return sorted(
+        worker
+        for worker, beat in beats.items()
+        if worker not in stopped and now - beat.file.modified <= leases.get(worker, lease)
+    )
 
 
 def status_of(store: Store, job_id: str, *, lease: float = 300.0) -> JobStatus:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
+
+from drivemr.testing.wait import wait_for as wait_for  # the one wait_for, for the tests
 
 
 def drivemr_cmd(*args: str) -> list[str]:
@@ -80,17 +81,3 @@ class WorkerProcs:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-
-
-def wait_for(
-    predicate: Callable[[], object], timeout: float = 60, interval: float = 0.05
-) -> object:
-    """Poll a condition with short sleeps; never a fixed wait."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(interval)

@@ -73,7 +73,15 @@ def test_submit_status_and_reduce(
 
     code, out, _ = invoke("status", job_id, "--store", str(folder_store.path), "--json")
     doc = json.loads(out)
-    assert doc["counts"] == {"pending": 3, "running": 0, "done": 0, "failed": 0}
+    assert doc["counts"] == {
+        "pending": 3,
+        "running": 0,
+        "done": 0,
+        "failed": 0,
+        "lost": 0,
+        "cancelled": 0,
+        "blocked": 0,
+    }
     assert {"task", "state", "attempts", "worker", "exit_code"} <= set(doc["tasks"][0])
     assert doc["reduce"]["state"] == "pending"
 
@@ -182,3 +190,64 @@ def test_python_dash_m_drivemr_runs_the_command_line() -> None:
         [sys.executable, "-m", "drivemr", "--version"], capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0 and proc.stdout.startswith("drivemr, version"), proc
+
+
+def _store_files(store: FolderStore) -> list[str]:
+    return sorted(str(p.relative_to(store.path)) for p in store.path.rglob("*"))
+
+
+def test_a_name_the_store_cannot_hold_is_refused_before_any_write(
+    folder_store: FolderStore, write_job: Callable[..., Path]
+) -> None:
+    job_file = write_job('name = "x"\n[map]\ncommand = ["cat", "{input}"]\ninputs = ["*.txt"]\n')
+    (job_file.parent / "ok.txt").write_text("ok")
+    (job_file.parent / "back\\slash.txt").write_text("bad")
+    before = _store_files(folder_store)
+    code, _out, err = invoke("submit", "--store", str(folder_store.path), str(job_file))
+    assert code == 1
+    assert "map.inputs: file 'back\\\\slash.txt': backslashes are not allowed" in err
+    assert _store_files(folder_store) == before  # not even an id index entry
+
+
+def test_a_submit_that_fails_midway_removes_its_job_folder(
+    folder_store: FolderStore, write_job: Callable[..., Path]
+) -> None:
+    from drivemr.errors import DrivemrError
+    from drivemr.protocol import submit
+    from drivemr.spec import load_job
+
+    job_file = write_job('name = "x"\n[map]\ncommand = ["cat", "{input}"]\ninputs = ["*.txt"]\n')
+    for name in ("a.txt", "b.txt"):
+        (job_file.parent / name).write_text(name)
+    spec = load_job(job_file)
+    (job_file.parent / "b.txt").unlink()  # vanishes between validation and upload
+    with pytest.raises(DrivemrError):
+        submit(folder_store, spec)
+    assert store_is_empty(folder_store)
+
+
+def test_verbosity_flags_work_after_the_subcommand(
+    folder_store: FolderStore, tmp_path: Path
+) -> None:
+    args = ["worker", "--store", str(folder_store.path), "--exit-when-idle", "--slots", "1"]
+    args += ["--workdir", str(tmp_path / "work")]
+    plain = run_cli(*args).stderr
+    assert "INFO worker" in plain and "serving" in plain
+    assert "serving" not in run_cli(*args, "-q").stderr  # as `drivemr -q worker ...`
+    assert "serving" in run_cli("-q", *args, "--verbose").stderr  # after undoes before
+    code, out, _ = invoke("config", "show", "-v")
+    assert code == 0 and "SETTING" in out  # nested groups accept them too
+
+
+def test_sign_in_advice_is_given_once() -> None:
+    """Issue 18 point 11: the error says how to sign in; no second line repeating it."""
+    code, _out, err = invoke("status", "--store", "drive://some-folder-id")
+    assert code == 4
+    assert "not signed in to Google Drive" in err
+    assert err.count("drivemr auth login") == 1, err
+    from drivemr.cli import auth_message
+    from drivemr.errors import AuthError
+
+    assert auth_message(AuthError("token rejected")).endswith(
+        "\nSign in again with: drivemr auth login"
+    )

@@ -776,3 +776,55 @@ def test_load_job_raises_only_jobspecerror(folder: Path, text: str) -> None:
     else:
         assert job.tasks and job.map.command
         assert all(os.path.isabs(f.path) for f in job.files)
+
+
+# -- names the store will see (issue 18 point 6) --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("filename", "pattern", "expected"),
+    [
+        ("back\\slash.txt", "*.txt", "file 'back\\\\slash.txt': backslashes are not allowed"),
+        ("a:b.txt", "*.txt", "file 'a:b.txt': ':' is not allowed"),
+        ("nul.txt", "*.txt", "file 'nul.txt': 'nul.txt' is a reserved device name"),
+        ("trail. ", "trail*", "file 'trail. ': a component ends with a space or a dot"),
+        (".env", ".env", "file '.env': names starting with '.' cannot be stored"),
+        ("x" * 150 + "/" + "y" * 100, "**/y*", "is 252 bytes long, over the limit of 200"),
+    ],
+)
+@pytest.mark.parametrize("key", ["files", "map.inputs"])
+def test_names_the_store_cannot_hold_are_refused(
+    error: Callable[..., str], folder: Path, filename: str, pattern: str, expected: str, key: str
+) -> None:
+    path = folder / filename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("data")
+    if key == "files":
+        text = f'files = ["{pattern}"]\n' + ITEMS
+    else:
+        text = with_map(f'command = ["cat", "{{input}}"]\ninputs = ["{pattern}"]\n')
+    message = error(text)
+    assert message.startswith(f"job.toml: {key}: "), message
+    assert expected in message and ("rename" in message or "shorten" in message)
+
+
+def test_dot_files_inside_folders_and_long_enough_names_are_fine(
+    load: Callable[..., JobSpec], folder: Path
+) -> None:
+    (folder / "conf").mkdir()
+    (folder / "conf" / ".config").write_text("x")
+    (folder / ("d" * 90)).mkdir()
+    (folder / ("d" * 90) / ("f" * 100)).write_text("x")
+    spec = load(f'files = ["conf", "{"d" * 90}"]\n' + ITEMS)
+    assert {f.name for f in spec.files} == {"conf/.config", "d" * 90 + "/" + "f" * 100}
+
+
+@pytest.mark.parametrize(
+    ("outputs", "expected"),
+    [('["out/a:b.json"]', "':' is not allowed"), ('["con.txt"]', "reserved")],
+)
+def test_outputs_get_the_workers_checks(
+    error: Callable[..., str], outputs: str, expected: str
+) -> None:
+    message = error(ITEMS + f"outputs = {outputs}\n")
+    assert message.startswith("job.toml: map.outputs: glob ") and expected in message

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import functools
 import json
 import logging
 import os
@@ -134,13 +135,12 @@ def test_timeout_kills_the_attempt_and_its_children(
     assert (st.tasks[0].state, st.tasks[0].exit_code) == ("failed", None)
     assert read_manifest(folder_store, job.tasks[0])["timed_out"] is True
     (pidfile,) = pids.iterdir()
+
+    def gone(pid: int) -> bool:
+        return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
     for pid in (int(pidfile.name), int(pidfile.read_text())):
-        wait_for(
-            lambda pid=pid: (
-                not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-            ),
-            timeout=5,
-        )
+        wait_for(functools.partial(gone, pid), timeout=5)
 
 
 def test_bad_job_in_the_store_does_not_stop_the_worker(
@@ -167,10 +167,9 @@ def test_wordcount_reduce_sees_results_in_task_order(
     run_worker(folder_store, tmp_path)
     view = load_view(folder_store, job)
     assert view.results[REDUCE].state == "done"
+    assert job.reduce_task is not None
     total = json.loads(
-        __import__("base64").b64decode(
-            read_manifest(folder_store, job.reduce_task)["outputs"][0]["data"]
-        )  # type: ignore[arg-type]
+        base64.b64decode(read_manifest(folder_store, job.reduce_task)["outputs"][0]["data"])
     )
     words: collections.Counter[str] = collections.Counter()
     import re
@@ -295,7 +294,15 @@ def test_three_worker_processes_thirty_tasks_and_a_reduce(
     assert int(total) == sum(n * n for n in range(30))
     assert order == ",".join(str(n) for n in range(30))
     st = status_of(folder_store, job_id)
-    assert st.counts == {"pending": 0, "running": 0, "done": 30, "failed": 0}
+    assert st.counts == {
+        "pending": 0,
+        "running": 0,
+        "done": 30,
+        "failed": 0,
+        "lost": 0,
+        "cancelled": 0,
+        "blocked": 0,
+    }
     results = folder_store.list(find_job(folder_store, job_id)[1].folders["results"])
     assert len(results) == 31  # exactly one result per task, plus the reduce
 

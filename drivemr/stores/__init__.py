@@ -65,4 +65,8 @@ def open_store(url: str, **options: Any) -> Store:
     from drivemr.stores.retrying import RetryingFolderStore
 
     # A share that hiccups (EIO, ESTALE, ...) is retried, as the Drive store retries 5xx/429.
-    return RetryingFolderStore(folder_path(url), create=bool(options.get("create", False)))
+    return RetryingFolderStore(
+        folder_path(url),
+        create=bool(options.get("create", False)),
+        allow_synced=options.get("allow_synced"),
+    )

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import abc
 import builtins
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,37 +49,6 @@ class FileInfo:
     """Store-side modification time, seconds since the epoch (UTC)."""
     created: float = 0.0
     """Store-side creation time, seconds since the epoch (UTC)."""
-
-
-def content_digest(data: bytes | None, source: Path | None) -> tuple[str, int]:
-    """md5 and size of what a create sends (``source`` read in blocks)."""
-    digest = hashlib.md5()
-    size = 0
-    if source is not None:
-        with open(source, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-                size += len(block)
-    else:
-        digest.update(data or b"")
-        size = len(data or b"")
-    return digest.hexdigest(), size
-
-
-def is_what_we_sent(
-    info: FileInfo, name: str, parent: str, folder: bool, md5: str | None, size: int | None
-) -> bool:
-    """After a retried create met "already exists": is the existing file the one we sent
-    (the first try landed, its answer was lost)? Name, parent and kind must match; for a
-    file, content too: the size when known, and the md5, without which we do not claim it.
-    Ids are minted per use, so only our own earlier try can have made that file."""
-    if info.name != name or info.parent != parent or info.is_folder != folder:
-        return False
-    if folder:
-        return True
-    if info.size is not None and size is not None and info.size != size:
-        return False
-    return info.md5 is not None and md5 is not None and info.md5 == md5
 
 
 @dataclass(frozen=True)

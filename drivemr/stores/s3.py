@@ -15,7 +15,7 @@ has two keys, the S3 analogue of the folder store's id index and visible name:
 
 Readers by id see the file once the index exists; readers of a listing once the entry does.
 A create whose answer was lost is recognised on its retry (``is_what_we_sent``) and then
-writes the entry if the first try did not get that far (:class:`RetryingS3Store`).
+writes the entry, in case the first try did not get that far (:class:`RetryingS3Store`).
 
 The change feed (:mod:`drivemr.stores.s3_feed`) compares listings, one folder per poll:
 an idle worker costs one listing request per poll interval.
@@ -47,8 +47,8 @@ from drivemr.errors import (
     StoreError,
     TransientStoreError,
 )
-from drivemr.stores.base import ROOT, Changes, FileInfo, Store, content_digest
-from drivemr.stores.retrying import RetryMixin
+from drivemr.stores.base import ROOT, Changes, FileInfo, Store
+from drivemr.stores.retry import RetryingStore, RetryPolicy, content_digest
 from drivemr.stores.s3_feed import ListingFeed, listing_digest
 from drivemr.stores.s3_parts import create_in_parts
 from drivemr.stores.s3_wire import (
@@ -283,6 +283,15 @@ class S3Store(Store):
         except StoreError:
             pass  # best effort: a later collision or the creator's retry writes it
 
+    def put_listing_entry(self, info: FileInfo) -> None:
+        """Write the listing entry of the file ``info`` (its index exists): what a create
+        whose answer was lost may not have got to."""
+        self._put_entry(
+            self._keys.entry(info.parent, info.id, info.name, info.is_folder, info.size)
+        )
+        if info.is_folder:
+            self._feed.created_folder(info.id)
+
     def _put_entry(self, key: str) -> float:
         answer = self._request(
             "write listing entry",
@@ -469,24 +478,47 @@ class S3Store(Store):
             close()
 
 
-class RetryingS3Store(RetryMixin, S3Store):
-    """The S3 store as ``open_store`` gives it: transient failures retried (shared layer).
+S3_POLICY = RetryPolicy(max_attempts=6, backoff_base=0.05, backoff_max=2.0)
+"""At most 6 attempts per request, waits of up to 50 ms, 100 ms, ... 2 s (a ``Retry-After``
+hint is honoured up to 2 s)."""
+
+
+class RetryingS3Store(RetryingStore):
+    """The S3 store as ``open_store`` gives it: transient failures retried (the one policy).
 
     A create whose first try landed but whose answer was lost meets 412 on its retry; the
-    shared layer recognises the file as ours, and here its listing entry is (re)written,
-    in case the first try stopped between the index and the entry."""
+    shared layer recognises the file as ours (:func:`~drivemr.stores.retry.own_earlier_create`)
+    and here its listing entry is (re)written, retried, in case the first try stopped between
+    the index and the entry."""
 
-    def _own_earlier_create(
+    inner: S3Store
+
+    def __init__(
         self,
-        parent: str,
-        name: str,
-        file_id: str,
-        data: bytes | None,
-        source: Path | None,
-        folder: bool,
-    ) -> FileInfo | None:
-        mine = super()._own_earlier_create(parent, name, file_id, data, source, folder)
-        if mine is not None:
-            entry = self._keys.entry(parent, file_id, name, folder, mine.size)
-            self._call("write listing entry", lambda: self._put_entry(entry))
-        return mine
+        bucket: str,
+        prefix: str = "",
+        *,
+        client: Any = None,
+        policy: RetryPolicy | None = None,
+        observe: Callable[[str, int], None] | None = None,
+        **options: Any,
+    ) -> None:
+        inner = S3Store(bucket, prefix, client=client, **options)
+        super().__init__(inner, policy or S3_POLICY, observe=observe)
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> RetryingS3Store:
+        bucket, prefix = parse_s3_url(url)
+        return cls(bucket, prefix, **options)
+
+    @property
+    def bucket(self) -> str:
+        return self.inner.bucket
+
+    @property
+    def prefix(self) -> str:
+        return self.inner.prefix
+
+    def _finish_own_create(self, info: FileInfo) -> FileInfo:
+        self._call("write listing entry", lambda: self.inner.put_listing_entry(info))
+        return info

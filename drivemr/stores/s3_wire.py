@@ -23,6 +23,7 @@ from drivemr.errors import (
     TransientStoreError,
 )
 from drivemr.stores.base import ROOT, FileInfo
+from drivemr.stores.retry import parse_retry_after
 
 INSTALL_HINT = 'pip install "drivemr[s3]"'
 
@@ -142,7 +143,8 @@ def translate(exc: Any, what: str, bucket: str) -> StoreError:
     if status == 404 or code in ("NoSuchKey", "NotFound"):
         return NotFound(f"{what}: not found")
     if code in _TRANSIENT_CODES or status == 429 or status >= 500:
-        return TransientStoreError(message)
+        headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders") or {}
+        return TransientStoreError(message, parse_retry_after(headers.get("retry-after")))
     if code in _AUTH_CODES or status == 403:
         return AuthError(f"{message}: check the credentials and the bucket's permissions")
     return PermanentStoreError(f"{message} {error.get('Message', '')}".rstrip())

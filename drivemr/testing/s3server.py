@@ -56,11 +56,12 @@ class LoopbackS3:
             config=Config(retries={"total_max_attempts": 1}, max_pool_connections=32),
         )
 
-    def store(self, prefix: str) -> Any:
-        """An in-process client of the store ``s3://BUCKET/prefix``, retries included."""
+    def store(self, prefix: str, **options: Any) -> Any:
+        """An in-process client of the store ``s3://BUCKET/prefix``, retries included
+        (``options``: of :class:`~drivemr.stores.s3.RetryingS3Store`)."""
         from drivemr.stores.s3 import RetryingS3Store
 
-        return RetryingS3Store(self.bucket, prefix, client=self.client())
+        return RetryingS3Store(self.bucket, prefix, client=self.client(), **options)
 
     def stop(self) -> None:
         if self.proxy is not None:

@@ -1,22 +1,17 @@
 """Fixtures of the fault-injection campaign (issue 5): a store of either kind with real
 worker processes on it, and the side-effect folder where every task execution is recorded.
 
-The campaign's machinery lives in scripts/chaos_campaign.py (the script that prints the
-figures of the README uses the same code)."""
+The campaign's machinery lives in drivemr.testing.chaos (scripts/chaos_campaign.py, the
+script that prints the figures of the README, uses the same code)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-_SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
-if str(_SCRIPTS) not in sys.path:
-    sys.path.insert(0, str(_SCRIPTS))
-
-import chaos_campaign as cc  # noqa: E402
+from drivemr.testing import chaos as cc
 
 LEASE = 3.0
 """Short leases keep the campaign fast; every bound below is stated in terms of them."""

@@ -13,12 +13,9 @@ import signal
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-
-import chaos_campaign as cc
-
 from drivemr.stores import open_store
 from drivemr.stores.base import FileInfo
+from drivemr.testing import chaos as cc
 from drivemr.worker import Worker, WorkerConfig
 
 OUTPUT_NAME = re.compile(r"^t\d+\.g\d+\.o\d+$")  # outputs/<task>.g<gen>.o<k>

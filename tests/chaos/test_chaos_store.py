@@ -11,12 +11,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import chaos_campaign as cc
 import pytest
 
 from drivemr.protocol import REDUCE, parse_result
 from drivemr.results import read_manifest
 from drivemr.status import status_of
+from drivemr.testing import chaos as cc
 from drivemr.worker import Worker, WorkerConfig
 
 pytestmark = pytest.mark.slow

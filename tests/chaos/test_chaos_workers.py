@@ -10,12 +10,12 @@ import sys
 import time
 from collections.abc import Callable
 
-import chaos_campaign as cc
 import pytest
 
 from drivemr.errors import DrivemrError
 from drivemr.protocol import list_jobs, read_job
 from drivemr.results import read_manifest
+from drivemr.testing import chaos as cc
 
 pytestmark = [
     pytest.mark.slow,
@@ -104,7 +104,7 @@ def test_second_sigterm_kills_and_hands_over_at_once(
     a.popen.send_signal(signal.SIGTERM)
     assert a.popen.wait(timeout=60) == 0, chaos_logs()
     killed = [e for e in cc.executions(c.sidefx) if e.worker_pid == a.pid]
-    assert len(killed) == 2 and all(e.end is None and not cc._alive(e.pid) for e in killed)
+    assert len(killed) == 2 and all(e.end is None and not cc.alive(e.pid) for e in killed)
     b = c.start("b", "--exit-when-idle", slots=2)
     assert b.popen.wait(timeout=120) == 0, chaos_logs()
     claims = cc.claims_of(c.store, job)
@@ -222,4 +222,4 @@ def test_timeout_kills_the_attempt_and_its_children(
             f"{log.name} lived {float(last[1]) - started:.2f} s"
         )
     for pid in {*pids, run.pid}:
-        assert not cc._alive(pid)
+        assert not cc.alive(pid)

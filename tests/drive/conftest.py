@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-_TESTS = Path(__file__).resolve().parents[1]
-if str(_TESTS) not in sys.path:  # for `from store_contract import StoreContract`
-    sys.path.insert(0, str(_TESTS))
 
 
 @pytest.fixture
@@ -44,7 +39,8 @@ def drive_root(drive_env: dict[str, str]) -> str:
     """``drive://FOLDER_ID`` of a fresh root folder on the fake."""
     from drivemr.stores.drive import DriveStore
 
-    with DriveStore.from_url("drive://", write_rate=None) as bare:
+    bare = DriveStore.from_url("drive://", write_rate=None)
+    with bare:
         return bare.create_root(name="drivemr-test")
 
 

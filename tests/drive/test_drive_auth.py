@@ -102,8 +102,8 @@ def test_expired_token_is_refreshed_and_saved(cfg: Path) -> None:
     creds = auth.load_credentials()
     assert creds.token == "new-access" and creds.valid
     assert len(responses.calls) == 1
-    sent = responses.calls[0].request.body
-    sent = sent.decode() if isinstance(sent, bytes) else sent
+    body = responses.calls[0].request.body
+    sent = body.decode() if isinstance(body, bytes) else str(body)
     assert "grant_type=refresh_token" in sent and "refresh_token=refresh-1" in sent
     saved = json.loads(path.read_text())
     assert saved["token"] == "new-access" and saved["refresh_token"] == "refresh-1"
@@ -244,7 +244,8 @@ def test_logout_revokes_and_forgets(cfg: Path) -> None:
     _store_token(cfg, _token(expired=False))
     assert auth.logout() is True
     assert not (cfg / "token.json").exists()
-    assert "token=refresh-1" in responses.calls[0].request.url
+    url = responses.calls[0].request.url
+    assert url is not None and "token=refresh-1" in url
     assert auth.logout() is False
 
 

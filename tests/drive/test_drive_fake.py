@@ -20,7 +20,7 @@ from drivemr.errors import (
     TransientStoreError,
 )
 from drivemr.stores import open_store
-from drivemr.stores.drive import SAME_ACCOUNT_HELP, DriveStore, TokenBucket
+from drivemr.stores.drive import SAME_ACCOUNT_HELP, DriveStore, WritePacer
 
 MakeStore = Callable[..., DriveStore]
 
@@ -73,17 +73,16 @@ def test_lost_ack_then_someone_elses_file_is_already_exists(
 ) -> None:
     """Our create was lost before it reached Drive, someone else won the id meanwhile:
     the 409 on our retry must not be taken for our own success."""
-    mine, theirs = make_drive_store(sleep=no_sleep), make_drive_store()
-    (fid,) = mine.mint_ids(1)
-    theirs.create(theirs.root_id, "claim", fid, b"theirs")
-    fake_drive.configure(fault_rate=1.0, fault_codes=(503,))
     calls = {"n": 0}
 
     def heal(_: float) -> None:  # the first retry happens after the outage
         calls["n"] += 1
         fake_drive.configure(fault_rate=0.0)
 
-    mine._sleep = heal
+    mine, theirs = make_drive_store(sleep=heal), make_drive_store()
+    (fid,) = mine.mint_ids(1)
+    theirs.create(theirs.root_id, "claim", fid, b"theirs")
+    fake_drive.configure(fault_rate=1.0, fault_codes=(503,))
     with pytest.raises(AlreadyExists):
         mine.create(mine.root_id, "claim", fid, b"mine!!")
     assert calls["n"] == 1 and mine.stats["recovered_creates"] == 0
@@ -215,7 +214,7 @@ def test_changes_feed_drains_pages(make_drive_store: MakeStore) -> None:
     assert removed.anything
 
 
-def test_writes_are_paced_through_the_bucket(make_drive_store: MakeStore) -> None:
+def test_writes_are_paced_through_the_pacer(make_drive_store: MakeStore) -> None:
     class Clock:
         now = 0.0
         slept: list[float] = []
@@ -228,14 +227,14 @@ def test_writes_are_paced_through_the_bucket(make_drive_store: MakeStore) -> Non
             self.now += s
 
     clock = Clock()
-    bucket = TokenBucket(3.0, burst=1.0, clock=clock, sleep=clock.sleep)
-    store = make_drive_store(bucket=bucket)
+    pacer = WritePacer(3.0, burst=1.0, clock=clock, sleep=clock.sleep)
+    store = make_drive_store(pacer=pacer)
     ids = store.mint_ids(6)
     for n, fid in enumerate(ids):
         store.create(store.root_id, f"f{n}", fid, b"x")
     store.list(store.root_id)
     store.get(ids[0])
-    assert bucket.acquired == 6
+    assert pacer.acquired == 6
     assert clock.now == pytest.approx(5 / 3.0)  # 1 free, then 3 per second
 
 
@@ -255,7 +254,7 @@ def test_fake_write_quota_403_is_retried(fake_drive: Any, make_drive_store: Make
 
 
 def test_pacing_at_the_quota_is_never_refused(fake_drive: Any, make_drive_store: MakeStore) -> None:
-    store = make_drive_store(bucket=TokenBucket(10.0, burst=2.0))
+    store = make_drive_store(pacer=WritePacer(10.0, burst=2.0))
     ids = store.mint_ids(12)
     fake_drive.reset_stats()
     fake_drive.configure(write_rate=10.0)
@@ -292,7 +291,7 @@ def test_one_store_many_threads(make_drive_store: MakeStore) -> None:
     for t in threads:
         t.join()
     assert not errors, errors
-    assert len(store._https) == 7  # one HTTP object per thread (6 + the main thread)
+    assert len(store.session.https) == 7  # one HTTP object per thread (6 + the main thread)
     assert sorted(i.id for i in store.list(store.root_id)) == sorted(folders)
 
 
@@ -360,6 +359,13 @@ def _user_credentials(token_uri: str, expired: bool) -> Any:
 
 def test_authorized_http_refreshes_then_reaches_drive(drive_root: str, fake_drive: Any) -> None:
     endpoint = TokenEndpoint(200, {"access_token": "access-2", "expires_in": 3600})
+    # The fake names an account by its bearer token: share the root with "access-2".
+    from drivemr.testing.fakedrive import build_client
+
+    build_client(fake_drive.url).permissions().create(
+        fileId=drive_root.removeprefix("drive://"),
+        body={"type": "user", "role": "writer", "emailAddress": "access-2@example.com"},
+    ).execute()
     try:
         creds = _user_credentials(endpoint.url, expired=True)
         store = DriveStore.from_url(drive_root, credentials=creds, write_rate=None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+from dataclasses import replace
 from typing import Any
 
 import httplib2
@@ -26,11 +27,11 @@ from drivemr.errors import (
 from drivemr.stores.drive import (
     SAME_ACCOUNT_HELP,
     DriveStore,
-    TokenBucket,
-    _HTTPConnection,
-    _StrictHttp,
+    StrictHttp,
+    WritePacer,
     parse_rfc3339,
 )
+from drivemr.stores.drive.strict_http import _HTTPConnection
 
 ENDPOINT = "http://fake.invalid/"
 ROOT_ID = "ROOTFOLDER"
@@ -99,14 +100,16 @@ def test_backoff_is_full_jitter_capped_and_honours_retry_after() -> None:
         backoff_base=1.0,
         backoff_max=10.0,
     )
-    store._rand = lambda: 1.0  # the top of each jitter window
+    store.session.policy = replace(
+        store.session.policy, rand=lambda: 1.0
+    )  # the top of each jitter window
     with pytest.raises(TransientStoreError):
         store.get("f1")
     assert sleeps.calls == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0, 10.0]
     store2, _, sleeps2 = make_store(
         [drive_error(429, "slow down", retry_after="7"), answer(200, file_json("f", "a", ROOT_ID))]
     )
-    store2._rand = lambda: 0.0
+    store2.session.policy = replace(store2.session.policy, rand=lambda: 0.0)
     store2.get("f")
     assert sleeps2.calls == [7.0]
 
@@ -399,24 +402,24 @@ class FakeClock:
         self.now += seconds
 
 
-def test_token_bucket_paces_after_burst() -> None:
+def test_write_pacer_paces_after_burst() -> None:
     clock = FakeClock()
-    bucket = TokenBucket(3.0, burst=2.0, clock=clock, sleep=clock.sleep)
+    pacer = WritePacer(3.0, burst=2.0, clock=clock, sleep=clock.sleep)
     for _ in range(8):
-        bucket.acquire()
+        pacer.acquire()
     # 2 free, then one every 1/3 s
     assert clock.slept[:0] == [] and len(clock.slept) == 6
     assert clock.now - 100.0 == pytest.approx(6 / 3.0)
     clock.now += 10  # idle: the burst refills, but no more than the capacity
     before = len(clock.slept)
-    bucket.acquire()
-    bucket.acquire()
+    pacer.acquire()
+    pacer.acquire()
     assert len(clock.slept) == before
-    bucket.acquire()
+    pacer.acquire()
     assert clock.slept[-1] == pytest.approx(1 / 3.0)
 
 
-def test_token_bucket_is_fair_across_threads() -> None:
+def test_write_pacer_is_fair_across_threads() -> None:
     clock = FakeClock()
     lock = threading.Lock()
     total: list[float] = []
@@ -425,8 +428,8 @@ def test_token_bucket_is_fair_across_threads() -> None:
         with lock:
             total.append(seconds)
 
-    bucket = TokenBucket(2.0, burst=1.0, clock=clock, sleep=sleep)
-    threads = [threading.Thread(target=bucket.acquire) for _ in range(5)]
+    pacer = WritePacer(2.0, burst=1.0, clock=clock, sleep=sleep)
+    threads = [threading.Thread(target=pacer.acquire) for _ in range(5)]
     for t in threads:
         t.start()
     for t in threads:
@@ -437,7 +440,7 @@ def test_token_bucket_is_fair_across_threads() -> None:
 
 def test_writes_are_paced_reads_are_not() -> None:
     clock = FakeClock()
-    bucket = TokenBucket(1.0, burst=1.0, clock=clock, sleep=clock.sleep)
+    pacer = WritePacer(1.0, burst=1.0, clock=clock, sleep=clock.sleep)
     store, _, _ = make_store(
         [
             answer(200, file_json("a", "a", ROOT_ID, data=b"1")),
@@ -446,22 +449,22 @@ def test_writes_are_paced_reads_are_not() -> None:
             answer(200, file_json("a", "a", ROOT_ID, data=b"1")),
             answer(200, file_json("a", "a", ROOT_ID, data=b"3")),
         ],
-        bucket=bucket,
+        pacer=pacer,
     )
     store.create(ROOT_ID, "a", "a", b"1")
     store.create(ROOT_ID, "b", "b", b"2")
     store.get("a")
     store.get("a")
     store.update("a", b"3")
-    assert bucket.acquired == 3 and clock.slept == [1.0, 1.0]
+    assert pacer.acquired == 3 and clock.slept == [1.0, 1.0]
     assert store.stats["paced_seconds"] == pytest.approx(2.0)
 
 
-def test_shared_bucket_per_process() -> None:
+def test_shared_pacer_per_process() -> None:
     a = DriveStore("r", endpoint=ENDPOINT, http_factory=ScriptedHttp, write_rate=2.5)
     b = DriveStore("r", endpoint=ENDPOINT, http_factory=ScriptedHttp, write_rate=2.5)
     c = DriveStore("r", endpoint=ENDPOINT, http_factory=ScriptedHttp, write_rate=None)
-    assert a._bucket is b._bucket and a._bucket is not None and c._bucket is None
+    assert a.pacer is b.pacer and a.pacer is not None and c.pacer is None
 
 
 # -- threads --
@@ -481,7 +484,7 @@ def test_each_thread_gets_its_own_http_and_service() -> None:
     def work() -> None:
         for _ in range(3):
             store.get("f")
-        seen.append(id(store._service()))
+        seen.append(id(store.session.service()))
 
     threads = [threading.Thread(target=work) for _ in range(4)]
     for t in threads:
@@ -492,7 +495,7 @@ def test_each_thread_gets_its_own_http_and_service() -> None:
     assert all(len(h.requests) == 3 for h in made)
     store.close()
     with pytest.raises(PermanentStoreError, match="closed"):
-        threading.Thread(target=store._service).run()
+        threading.Thread(target=store.session.service).run()
 
 
 # -- no hidden retries in httplib2 --
@@ -537,7 +540,7 @@ class OneShotServer:
 def test_post_whose_answer_is_lost_is_not_resent_by_httplib2() -> None:
     server = OneShotServer()
     try:
-        http = _StrictHttp(timeout=5)
+        http = StrictHttp(timeout=5)
         url = f"http://127.0.0.1:{server.port}/x"
         # The server closes the socket; the kernel may report that as a reset: either way the
         # failure surfaces (to our retry layer) and the POST is not resent behind our back.
@@ -574,9 +577,9 @@ def test_from_url(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DRIVEMR_DRIVE_ENDPOINT", ENDPOINT)
     store = DriveStore.from_url("drive://abc_DEF-1", write_rate=0, create=True, unknown=1)
     assert store.root_id == "abc_DEF-1" and store.url == "drive://abc_DEF-1"
-    assert store._bucket is None and store.endpoint == ENDPOINT
+    assert store.pacer is None and store.endpoint == ENDPOINT
     bare = DriveStore.from_url("drive://")
-    assert bare.root_id == "root" and bare._bucket is not None
+    assert bare.root_id == "root" and bare.pacer is not None
     for bad in ("file:///x", "drive://a/b", "drive://a b"):
         with pytest.raises(ConfigError):
             DriveStore.from_url(bad)

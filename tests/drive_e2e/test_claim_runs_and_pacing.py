@@ -12,17 +12,16 @@ from __future__ import annotations
 import collections
 import itertools
 import threading
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from drivemr.protocol import ClaimRef, JobView, job_from_doc
 from drivemr.stores.base import FileInfo
-from drivemr.stores.drive import DriveStore, TokenBucket
-from drivemr.stores.folder import FolderStore
+from drivemr.stores.drive import DriveStore, WritePacer
 from drivemr.testing.fakedrive import FakeDriveServer
-from drivemr.worker import ActiveJob, Worker, WorkerConfig
+from drivemr.worker import ActiveJob
+from drivemr.worker.plan import NextPending, next_pending, plan_tasks
 
 # --------------------------------------------------------------------------- claim runs
 
@@ -53,20 +52,21 @@ def claim(active: ActiveJob, indices: range | list[int], worker: str = "other") 
         active.view.add_claim(ClaimRef(tid, 0, worker, info))
 
 
-def make_worker(tmp_path: Path, worker_id: str = "me") -> Worker:
-    store = FolderStore(tmp_path / "store", create=True)
-    return Worker(store, WorkerConfig(worker_id=worker_id, slots=2, workdir=tmp_path / "w"))
+def plan(active: ActiveJob, me: str = "me") -> None:
+    """Plan as a worker does after a listing (plan.plan_tasks, applied to the job)."""
+    made = plan_tasks(active.job, active.view, me=me, frontier=active.frontier)
+    active.pending = collections.deque(made.pending)
 
 
 def first(active: ActiveJob) -> int:
     return int(active.pending[0][1:])
 
 
-def test_first_plan_starts_at_an_offset_of_each_worker(tmp_path: Path) -> None:
+def test_first_plan_starts_at_an_offset_of_each_worker() -> None:
     starts = set()
     for wid in ("pc1", "pc2", "pc3", "pc4"):
         active = make_active(200)
-        make_worker(tmp_path, wid)._plan(active)
+        plan(active, wid)
         assert len(active.pending) == 200
         # a rotation of the task order: runs of consecutive tasks
         order = [int(t[1:]) for t in active.pending]
@@ -75,45 +75,48 @@ def test_first_plan_starts_at_an_offset_of_each_worker(tmp_path: Path) -> None:
     assert len(starts) > 1
 
 
-def test_a_worker_goes_on_after_its_last_claim(tmp_path: Path) -> None:
+def test_a_worker_goes_on_after_its_last_claim() -> None:
     active = make_active(40)
     claim(active, range(0, 10), "me")
     claim(active, range(30, 35))
     active.frontier = 9
-    make_worker(tmp_path)._plan(active)
+    plan(active)
     assert first(active) == 10
 
 
-def test_at_the_end_of_its_run_a_worker_jumps_into_the_longest_free_run(tmp_path: Path) -> None:
+def test_at_the_end_of_its_run_a_worker_jumps_into_the_longest_free_run() -> None:
     active = make_active(40)
     claim(active, range(0, 10))  # free: 10-14 (5 tasks)
     claim(active, range(15, 20), "me")
     claim(active, [20])  # free: 21-39 (19 tasks), probably being worked up from 21
     active.frontier = 19
-    make_worker(tmp_path)._plan(active)
+    plan(active)
     assert 21 + 19 // 3 <= first(active) <= 21 + 2 * 19 // 3
 
 
-def test_the_longest_free_run_may_wrap_around_the_end(tmp_path: Path) -> None:
+def test_the_longest_free_run_may_wrap_around_the_end() -> None:
     active = make_active(40)
     claim(active, range(10, 30))  # free: 30-39 and 0-9, one run of 20 across the end
-    make_worker(tmp_path)._plan(active)
+    plan(active)
     assert first(active) in {*range(36, 40), *range(0, 5)}
 
 
-def test_no_blind_claim_past_the_end_of_a_run(tmp_path: Path) -> None:
-    worker = make_worker(tmp_path)
-    active = make_active(40)
-    claim(active, range(0, 8), "me")
-    active.frontier, active.replanned = 7, False
-    active.pending = collections.deque(["t0012", "t0013"])  # 8-11 were taken meanwhile
-    worker.jobs["j"] = active
-    assert worker._next_candidate() is None
-    assert "j" in worker._reload and not active.pending  # relist first: reads, not writes
-
-    active.pending = collections.deque(["t0008", "t0009"])
-    picked = worker._next_candidate()
-    assert picked is not None and picked[1].id == "t0008"
+def test_no_blind_claim_past_the_end_of_a_run() -> None:
+    job = make_active(40).job
+    # our run ended at 7; 8-11 were taken meanwhile: a listing (reads) first, not a write
+    step = next_pending(
+        job, ["t0012", "t0013"], settled=lambda t: False, frontier=7, replanned=False
+    )
+    assert step.run_ended and step.task is None
+    step = next_pending(
+        job, ["t0008", "t0009"], settled=lambda t: False, frontier=7, replanned=False
+    )
+    assert step == NextPending(0, "t0008")
+    # settled tasks at the front are skipped; right after a listing any task may go
+    step = next_pending(
+        job, ["t0008", "t0020"], settled={"t0008"}.__contains__, frontier=7, replanned=True
+    )
+    assert step == NextPending(1, "t0020")
 
 
 # --------------------------------------------------------------------------- pacing
@@ -130,25 +133,25 @@ class FakeClock:
         self.now += seconds
 
 
-def test_the_bucket_halves_on_a_refusal_and_wins_the_rate_back() -> None:
+def test_the_pacer_halves_on_a_refusal_and_wins_the_rate_back() -> None:
     clock = FakeClock()
-    bucket = TokenBucket(3.0, burst=2.0, clock=clock, sleep=clock.sleep)
-    bucket.slow_down()
-    assert bucket.rate == pytest.approx(1.5)
-    bucket.slow_down()  # refused together (several slots): one halving
-    assert bucket.rate == pytest.approx(1.5)
+    pacer = WritePacer(3.0, burst=2.0, clock=clock, sleep=clock.sleep)
+    pacer.slow_down()
+    assert pacer.rate == pytest.approx(1.5)
+    pacer.slow_down()  # refused together (several slots): one halving
+    assert pacer.rate == pytest.approx(1.5)
     clock.now += 1.5
-    bucket.slow_down()
-    assert bucket.rate == pytest.approx(0.75)
+    pacer.slow_down()
+    assert pacer.rate == pytest.approx(0.75)
     for _ in range(10):
         clock.now += 2
-        bucket.slow_down()
-    assert bucket.rate == pytest.approx(0.3)  # never below a tenth
-    waited = bucket.acquire()  # no saved burst right after a refusal
+        pacer.slow_down()
+    assert pacer.rate == pytest.approx(0.3)  # never below a tenth
+    waited = pacer.acquire()  # no saved burst right after a refusal
     assert waited == pytest.approx(1 / 0.3)
     for _ in range(100):
-        bucket.speed_up()
-    assert bucket.rate == pytest.approx(3.0)  # up to the configured rate, not beyond
+        pacer.speed_up()
+    assert pacer.rate == pytest.approx(3.0)  # up to the configured rate, not beyond
 
 
 def test_three_clients_share_one_accounts_quota_without_giving_up() -> None:
@@ -157,7 +160,7 @@ def test_three_clients_share_one_accounts_quota_without_giving_up() -> None:
     with FakeDriveServer(port=0) as srv:
         stores = [
             DriveStore.from_url(
-                "drive://", endpoint=srv.url, bucket=TokenBucket(rate, burst=2.0),
+                "drive://", endpoint=srv.url, pacer=WritePacer(rate, burst=2.0),
                 backoff_base=0.05, backoff_max=0.5,
             )
             for _ in range(3)
@@ -185,7 +188,7 @@ def test_three_clients_share_one_accounts_quota_without_giving_up() -> None:
         assert all(s.stats["gave_up"] == 0 for s in stores)
         assert sum(s.stats["retries"] for s in stores) == refused
         if refused:  # whoever was refused slowed down
-            assert any(s._bucket is not None and s._bucket.rate < rate for s in stores)
+            assert any(s.pacer is not None and s.pacer.rate < rate for s in stores)
         listed = {f.id for f in stores[0].list("root")}
         assert all(fid in listed for fids in ids for fid in fids)
         for s in stores:

@@ -268,7 +268,15 @@ def test_faults_quota_lost_acks_and_lagging_names_lose_and_duplicate_nothing(
     # status and reduce through the same faults
     doc = status_json(e2e_drive_url, job_id)
     assert doc["state"] == "done"
-    assert doc["counts"] == {"pending": 0, "running": 0, "done": n, "failed": 0}
+    assert doc["counts"] == {
+        "pending": 0,
+        "running": 0,
+        "done": n,
+        "failed": 0,
+        "lost": 0,
+        "cancelled": 0,
+        "blocked": 0,
+    }
     assert doc["reduce"]["state"] == "done"
     out = reduce_to(e2e_drive_url, job_id, tmp_path / "out")
     assert json.loads(out["total.json"]) == {
@@ -324,7 +332,15 @@ def test_status_json_and_reduce_behave_on_drive_exactly_as_on_a_folder(
             return docs["drive"]
 
         doc = compare("pending")
-        assert doc["counts"] == {"pending": 3, "running": 0, "done": 0, "failed": 0}
+        assert doc["counts"] == {
+            "pending": 3,
+            "running": 0,
+            "done": 0,
+            "failed": 0,
+            "lost": 0,
+            "cancelled": 0,
+            "blocked": 0,
+        }
 
         for kind, url in stores.items():  # nothing to fetch or reduce yet: the same refusal
             proc = run_cli("reduce", ids[kind], "--store", url, check=False)

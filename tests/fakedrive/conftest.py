@@ -23,6 +23,18 @@ def drive(server: FakeDriveServer) -> Any:
 
 
 @pytest.fixture
+def alice(server: FakeDriveServer) -> Any:
+    """A client acting as the account "alice" (the bearer token names the account)."""
+    return build_client(server.url, token="alice")
+
+
+@pytest.fixture
+def bob(server: FakeDriveServer) -> Any:
+    """A client acting as the account "bob"."""
+    return build_client(server.url, token="bob")
+
+
+@pytest.fixture
 def folder(drive: Any) -> str:
     """A fresh folder under the root, to keep each test's listing small."""
     body = {"name": "work", "mimeType": FOLDER_MIME}

@@ -180,9 +180,19 @@ def test_update_moves_with_add_and_remove_parents(drive: Any, folder: str) -> No
         .execute()
     )
     assert moved["parents"] == [other]
-    with pytest.raises(HttpError) as ei:  # a second parent: Drive allows one only
-        drive.files().update(fileId=f["id"], addParents=folder).execute()
-    assert ei.value.status_code == 403
+    with pytest.raises(HttpError) as ei:  # keep the old parent and add one: one parent only
+        drive.files().update(fileId=f["id"], addParents=folder, removeParents="root").execute()
+    assert ei.value.status_code == 400  # root is not a parent of the file
+
+
+def test_add_parents_alone_moves_the_callers_own_file(drive: Any, folder: str) -> None:
+    """Drive moves an item when only addParents is given (it allows a single parent)."""
+    other = drive.files().create(body={"name": "o", "mimeType": FOLDER}).execute()["id"]
+    f = drive.files().create(body={"name": "m", "parents": [folder]}).execute()
+    moved = drive.files().update(fileId=f["id"], addParents=other, fields="parents").execute()
+    assert moved["parents"] == [other]
+    listed = drive.files().list(q=f"'{folder}' in parents", fields="files(id)").execute()
+    assert listed["files"] == []
 
 
 def test_delete_folder_deletes_descendants(drive: Any, folder: str) -> None:

@@ -11,6 +11,7 @@ import io
 import itertools
 import json
 import os
+import platform
 import re
 import shutil
 import struct
@@ -118,7 +119,8 @@ def test_collect_rebuilds_every_attempt(finished: tuple[FolderStore, Job]) -> No
     s = summarize(record)
     assert (s["tasks"], s["done"], s["failed"], s["attempts"]) == (6, 4, 2, 10)
     assert (s["retries"], s["duplicates"], s["lost"]) == (3, 1, 1)
-    assert s["cpu_seconds"] > 3.0  # two timeouts of 1.5 s each, at least
+    assert s["attempt_seconds"] > 3.0  # two timeouts of 1.5 s each, at least
+    assert "cpu_seconds" not in s  # it is summed wall time, and named so
     assert s["wall_seconds"] > 0 and s["speedup"] is not None
     # w1 ran two slots: greedy packing needs exactly two lanes for it (and one for the ghost).
     rows = lanes(record)
@@ -141,7 +143,15 @@ def test_jobs_newest_first_with_counts(finished: tuple[FolderStore, Job], tmp_pa
         assert [d["job"] for d in docs] == [later.id, job.id]
         assert docs[0]["state"] == "pending" and docs[0]["total"] == 1
         assert docs[1]["state"] == "failed"
-        assert docs[1]["counts"] == {"pending": 0, "running": 0, "done": 4, "failed": 2}
+        assert docs[1]["counts"] == {
+            "pending": 0,
+            "running": 0,
+            "done": 4,
+            "failed": 2,
+            "lost": 0,
+            "cancelled": 0,
+            "blocked": 0,
+        }
         code, out, _ = invoke("jobs", "--store", str(store.path))
         lines = out.splitlines()
         assert lines[0].startswith("JOB") and "SUBMITTED" in lines[0]
@@ -157,18 +167,21 @@ def test_joblog_is_a_tsv_row_per_task(finished: tuple[FolderStore, Job]) -> None
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0].split("\t") == [
-        "Task", "Host", "Starttime", "JobRuntime", "Exitval", "Signal", "Attempts", "Command",
+        "Task", "Host", "Worker", "Starttime", "JobRuntime", "Exitval", "Signal", "Attempts",
+        "Command",
     ]  # fmt: skip
     rows = {r[0]: r for r in (line.split("\t") for line in lines[1:])}
     assert sorted(rows) == [t.id for t in job.tasks]
-    assert all(len(r) == 8 for r in rows.values())
+    assert all(len(r) == 9 for r in rows.values())
     ok = rows["t0001"]
-    assert ok[1] and float(ok[2]) > 1e9 and float(ok[3]) > 0
-    assert ok[4:7] == ["0", "0", "1"] and ok[7] == "python '{files}/task.py' ok1"
-    assert rows["t0000"][4:7] == ["0", "0", "2"]  # lost once, then done
-    assert rows["t0004"][4:7] == ["3", "0", "2"]  # always exit 3
-    assert rows["t0005"][4:7] == ["-1", "9", "2"]  # timed out: killed
-    assert float(rows["t0005"][3]) >= 1.4
+    # Host is the PC's host name (equal for workers on one PC); Worker tells them apart.
+    assert ok[1] == platform.node() and ok[2]
+    assert float(ok[3]) > 1e9 and float(ok[4]) > 0
+    assert ok[5:8] == ["0", "0", "1"] and ok[8] == "python '{files}/task.py' ok1"
+    assert rows["t0000"][5:8] == ["0", "0", "2"]  # lost once, then done
+    assert rows["t0004"][5:8] == ["3", "0", "2"]  # always exit 3
+    assert rows["t0005"][5:8] == ["-1", "9", "2"]  # timed out: killed
+    assert float(rows["t0005"][4]) >= 1.4
 
 
 def test_logs_of_a_failed_attempt(finished: tuple[FolderStore, Job]) -> None:
@@ -223,6 +236,7 @@ def test_report_html(finished: tuple[FolderStore, Job], tmp_path: Path) -> None:
     assert summary["tasks"] == 6 and summary["failed"] == 2
     assert summary["retries"] == 3 and summary["duplicates"] == 1
     assert '<b data-key="retries">3</b>' in text and '<b data-key="tasks">6</b>' in text
+    assert "CPU" not in text and "attempt time (wall time of every attempt, summed)" in text
     # Self-contained: nothing to fetch.
     assert not re.search(r"""(src|href)\s*=\s*["']?https?:""", text)
     assert "<link" not in text and "@import" not in text
@@ -233,8 +247,10 @@ def test_status_watch_on_a_failed_job(finished: tuple[FolderStore, Job]) -> None
     store, job = finished
     code, out, _ = invoke("status", job.id, "--watch", "--store", str(store.path))
     assert code == 1
-    assert "4 done, 0 running, 2 failed, 0 pending of 6" in out
-    assert "2 task(s) failed: t0004 (exit 3), t0005" in out
+    assert "4/6 done, 0 running, 2 failed, 0 pending" in out
+    # Why each failed, sorted by task (issue 18 point 11).
+    assert f"job {job.id} failed: 2 of 6 task(s) failed\n" in out
+    assert "\n  t0004    exit code 3  (bad)\n  t0005    timed out after 1.5 s  (slow)\n" in out
     assert f"drivemr logs {job.id} t0004" in out
     code, _, err = invoke("status", "--watch", "--store", str(store.path))
     assert code == 2 and "--watch" in err
@@ -274,7 +290,7 @@ def test_config_show_effective_values_and_sources(
         assert set(settings) == set(SETTINGS)
         assert settings["slots"] == {
             "value": 3, "source": "environment", "env": "DRIVEMR_SLOTS",
-            "default": 0, "help": SETTINGS["slots"].help,
+            "default": 0, "auto": None, "help": SETTINGS["slots"].help,
         }  # fmt: skip
         assert (settings["lease"]["value"], settings["lease"]["source"]) == (60.0, "config file")
         assert settings["poll_interval"]["source"] == "default"
@@ -442,3 +458,71 @@ def test_report_renders_in_headless_chromium(
     assert (
         count_colour(rows, bpp, _rgb(COLOURS["failed"])) > 50
     )  # a swatch, and bars as wide as their time
+
+
+def test_suggested_commands_carry_the_store_flag(
+    finished: tuple[FolderStore, Job], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 18 point 7: hints are copy-paste ready when the store came from --store."""
+    store, job = finished
+    flag = f"--store {store.url}"
+    s = str(store.path)
+    code, out, _ = invoke("status", job.id, "--store", s)
+    assert code == 0 and f"(see: drivemr logs {job.id} TASK {flag})" in out
+    code, out, _ = invoke("status", job.id, "--watch", "--store", s)
+    assert code == 1 and f"see why: drivemr logs {job.id} t0004 {flag}" in out
+    assert f"every task: drivemr status {job.id} {flag}" in out
+    code, out, _ = invoke("logs", job.id, "--store", s)
+    assert code == 0 and f"output of one: drivemr logs {job.id} TASK {flag} [--attempt N]" in out
+    page = tmp_path / "r.html"
+    invoke("report", job.id, "--html", str(page), "--store", s)
+    assert f"drivemr logs {job.id} TASK {flag}" in page.read_text(encoding="utf-8")
+    # A store from the environment (or the config file) needs no flag in the hint.
+    monkeypatch.setenv("DRIVEMR_STORE", s)
+    code, out, _ = invoke("status", job.id)
+    assert code == 0 and f"(see: drivemr logs {job.id} TASK)" in out and "--store" not in out
+
+
+def test_status_filters_and_the_input_column(finished: tuple[FolderStore, Job]) -> None:
+    store, job = finished
+    s = str(store.path)
+    code, out, _ = invoke("status", job.id, "--failed", "--store", s)
+    assert code == 0
+    rows = [line.split() for line in out.splitlines() if line.startswith("  t0")]
+    assert [(r[0], r[1], r[-2]) for r in rows] == [
+        ("t0004", "failed", "bad"),
+        ("t0005", "failed", "slow"),
+    ]
+    assert "(2 of 6 task(s) failed)" in out
+    code, out, _ = invoke("status", job.id, "--state", "done", "--store", s, "--json")
+    doc = json.loads(out)
+    assert [(t["task"], t["item"]) for t in doc["tasks"]] == [
+        ("t0000", "ok0"), ("t0001", "ok1"), ("t0002", "ok2"), ("t0003", "flaky")
+    ]  # fmt: skip
+    code, out, _ = invoke("status", job.id, "--store", s)
+    assert re.search(r"^  task +state +tries +exit +secs +input +worker$", out, re.M)
+    assert len([line for line in out.splitlines() if line.startswith("  t0")]) == 6
+    code, _, err = invoke("status", "--failed", "--store", s)
+    assert code == 2 and "one JOB" in err
+    code, _, err = invoke("status", job.id, "--state", "nonsense", "--store", s)
+    assert code == 2
+
+
+def test_config_show_says_auto_for_computed_defaults(
+    isolated_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from drivemr.config import default_workdir
+
+    for name in ("SLOTS", "WORKDIR", "POLL_INTERVAL"):
+        monkeypatch.delenv(f"DRIVEMR_{name}", raising=False)
+    code, out, _ = invoke("config", "show")
+    assert code == 0
+    assert f"default workdir: {default_workdir()}" in out
+    assert re.search(rf"^slots\s+auto\s+default: one per CPU \({os.cpu_count()} here\)$", out, re.M)
+    assert re.search(r"^workdir\s+auto\s+default: " + re.escape(str(default_workdir())), out, re.M)
+    assert re.search(r"^poll_interval\s+auto\s+default: 0.5 s on folder", out, re.M)
+    assert re.search(r"^lease\s+300.0\s+default$", out, re.M)
+    monkeypatch.setenv("DRIVEMR_SLOTS", "3")
+    doc = json.loads(invoke("config", "show", "--json")[1])
+    assert doc["settings"]["slots"]["auto"] is None and doc["settings"]["workdir"]["auto"]
+    assert doc["default_workdir"] == str(default_workdir())

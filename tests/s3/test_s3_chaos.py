@@ -1,6 +1,6 @@
 """The fault-injection campaign's kill -9 item on S3: real `drivemr worker` processes on a
-loopback S3 server, one of four killed ten times during the job (scripts/chaos_campaign.py
-does the work; `python scripts/chaos_campaign.py --store s3` prints the same figures)."""
+loopback S3 server, one of four killed ten times during the job (drivemr.testing.chaos does
+the work; `python scripts/chaos_campaign.py --store s3` prints the same figures)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,7 @@ from pathlib import Path
 
 import pytest
 
-_SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
-if str(_SCRIPTS) not in sys.path:
-    sys.path.insert(0, str(_SCRIPTS))
-
-import chaos_campaign as cc  # noqa: E402
+from drivemr.testing import chaos as cc
 
 pytestmark = [
     pytest.mark.slow,

@@ -237,8 +237,8 @@ def test_large_files_go_up_in_parts_with_a_conditional_complete(
 ) -> None:
     from drivemr.stores.s3 import RetryingS3Store
 
-    store = RetryingS3Store.from_url(s3_url)
-    store.multipart_threshold = store.part_size = 5 << 20  # S3's smallest part
+    # S3's smallest part
+    store = RetryingS3Store.from_url(s3_url, multipart_threshold=5 << 20, part_size=5 << 20)
     src = tmp_path / "big.bin"
     payload = os.urandom((11 << 20) + 123)
     src.write_bytes(payload)
@@ -274,8 +274,7 @@ def test_a_service_without_conditional_complete_gets_one_conditional_put(
 ) -> None:
     from drivemr.stores.s3 import RetryingS3Store
 
-    store = RetryingS3Store.from_url(s3_url)
-    store.multipart_threshold = store.part_size = 5 << 20
+    store = RetryingS3Store.from_url(s3_url, multipart_threshold=5 << 20, part_size=5 << 20)
     src = tmp_path / "big.bin"
     payload = os.urandom(6 << 20)
     src.write_bytes(payload)

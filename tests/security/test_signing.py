@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from drivemr import signing
 from drivemr.errors import SecurityError
+from drivemr.fileio import sha256_file
 from drivemr.keys_cli import keys
 from drivemr.limits import MAX_JOB_BYTES, load_json_limited
 from drivemr.signing import (
@@ -27,7 +28,6 @@ from drivemr.signing import (
     PublicKeyInfo,
     canonical_bytes,
     check_private_file,
-    file_digest,
     generate_key,
     list_trusted,
     load_or_create_signing_key,
@@ -306,13 +306,13 @@ def test_shipped_file_digest_is_covered(
     key, trusted = signer
     shipped = tmp_path / "map.py"
     shipped.write_bytes(b"print('map')\n")
-    doc = sign_document(make_job(digest=file_digest(shipped)), key)
+    doc = sign_document(make_job(digest=sha256_file(shipped)), key)
     verify_document(doc, trusted, expected_job_id="job-1")
     verify_file_digest(shipped, doc["files"]["map.py"])
     shipped.write_bytes(b"import os; os.system('evil')\n")  # file swapped after signing
     with pytest.raises(SecurityError, match="does not match its signed digest"):
         verify_file_digest(shipped, doc["files"]["map.py"])
-    doc["files"]["map.py"] = file_digest(shipped)  # ... and the digest too
+    doc["files"]["map.py"] = sha256_file(shipped)  # ... and the digest too
     with pytest.raises(SecurityError, match="does not match"):
         verify_document(doc, trusted)
 
@@ -493,7 +493,7 @@ def test_file_digest_and_verify(tmp_path: Path) -> None:
     data = os.urandom(3 * (1 << 20) + 17)
     path.write_bytes(data)
     digest = hashlib.sha256(data).hexdigest()
-    assert file_digest(path) == digest
+    assert sha256_file(path) == digest
     verify_file_digest(path, digest)
     verify_file_digest(path, digest.upper())
     with pytest.raises(SecurityError, match="malformed"):

@@ -20,12 +20,21 @@ Faults change at runtime with ``srv.configure(...)`` or ``POST /_fake/config`` (
 same keys, see :class:`FakeConfig`); ``GET /_fake/stats`` / ``POST /_fake/stats/reset``
 count requests. Tip: ``drive.files()`` rebuilds every method in googleapiclient; keep one.
 
+Accounts and shared drives (see ``docs/fakedrive.md``): the bearer token names the account
+(``build_client(url, token="alice")``; none: the default account); files are visible to
+their owner, to accounts they are shared with (``permissions.create``), below visible
+folders, and in shared drives to members (``drives.create/list/get``,
+``srv.create_drive(...)``); everything else is a 404. Policies and deliberate misbehaviour
+are knobs: ``minted_ids``, ``drive_item_limit``, ``misbehave``.
+
 Deliberately not modelled:
 
-* permissions/sharing, revisions, comments, labels, shared drives (``driveId`` -> 404),
-  the ``appDataFolder`` space (accepted, always empty), exports of Google Docs formats,
-  push notifications (``watch``), and any method not listed above (-> 501);
-* more than one account: every client is the same user, and the write quota is shared;
+* permissions beyond user permissions (no groups, domains, anyone-with-link; no
+  permissions.list/update/delete), per-item permissions inside shared drives, moving items
+  between My Drive and shared drives, revisions, comments, labels, the ``appDataFolder``
+  space (accepted, always empty), exports of Google Docs formats, push notifications
+  (``watch``), and any method not listed above (-> 501);
+* per-account quotas: the write quota is shared by all accounts;
 * the lagging name index hides *new* files only (a rename is seen at once);
 * ``modifiedTime`` moves on content, name and description changes, not on
   appProperties/parents/trash changes (Drive documents no precise rule);
@@ -34,8 +43,8 @@ Deliberately not modelled:
 * the default ``files.list`` order is by id: Drive's is unspecified, do not rely on one.
 """
 
-from drivemr.testing.fakedrive.api import FakeConfig
 from drivemr.testing.fakedrive.client import build_client, discovery_document
+from drivemr.testing.fakedrive.config import FakeConfig
 from drivemr.testing.fakedrive.server import FakeDriveServer
 
 __all__ = ["FakeConfig", "FakeDriveServer", "build_client", "discovery_document"]

@@ -2,7 +2,9 @@
 
 The first output line is exactly ``fake Google Drive v3 listening at http://HOST:PORT/``
 (flushed at once) so that scripts and other processes can start it on port 0 and read the
-URL back. It serves until SIGINT or SIGTERM, then saves ``--state`` and exits 0.
+URL back; then one line ``shared drive NAME: ID`` per ``--shared-drive``. It serves until
+SIGINT or SIGTERM, then saves ``--state`` and exits 0. The knobs are described in
+``docs/fakedrive.md``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,26 @@ from types import FrameType
 
 import click
 
+from drivemr.testing.fakedrive.config import MINTED_ID_POLICIES, MISBEHAVIOURS
 from drivemr.testing.fakedrive.server import FakeDriveServer
+
+
+def parse_shared_drive(spec: str) -> tuple[str, str, dict[str, str]]:
+    """``NAME[=ORGANIZER[,ACCOUNT:ROLE...]]`` -> (name, organizer, members)."""
+    name, _, rest = spec.partition("=")
+    if not name:
+        raise click.BadParameter(f"{spec!r}: the shared drive needs a name")
+    organizer = "default"
+    members: dict[str, str] = {}
+    for i, item in enumerate(p for p in rest.split(",") if p):
+        account, sep, role = item.partition(":")
+        if i == 0 and not sep:
+            organizer = account
+        elif sep and account and role:
+            members[account] = role
+        else:
+            raise click.BadParameter(f"{item!r}: expected ACCOUNT:ROLE")
+    return name, organizer, members
 
 
 @click.command("fake-drive")
@@ -42,6 +63,43 @@ from drivemr.testing.fakedrive.server import FakeDriveServer
 )
 @click.option("--seed", default=None, type=int, help="Seed for the fault dice.")
 @click.option(
+    "--minted-ids",
+    type=click.Choice(MINTED_ID_POLICIES),
+    default="account",
+    show_default=True,
+    help="Who may create with a minted id: only the minting account, or anyone.",
+)
+@click.option(
+    "--misbehave",
+    type=click.Choice(sorted(MISBEHAVIOURS)),
+    multiple=True,
+    help="Break one assumption on purpose (repeatable): create-once accepts a reused id "
+    "and overwrites; listing hides new files from by-parent listings for a few seconds; "
+    "changes answers an empty change feed.",
+)
+@click.option(
+    "--misbehave-listing-seconds",
+    default=5.0,
+    type=float,
+    show_default=True,
+    help="How long --misbehave listing hides a new file.",
+)
+@click.option(
+    "--drive-item-limit",
+    default=400_000,
+    type=int,
+    show_default=True,
+    help="Items a shared drive may hold (403 teamDriveFileLimitExceeded beyond).",
+)
+@click.option(
+    "--shared-drive",
+    "shared_drives",
+    multiple=True,
+    metavar="NAME[=ORGANIZER[,ACCOUNT:ROLE...]]",
+    help="Create a shared drive at start (repeatable); accounts are bearer tokens, the "
+    "organizer defaults to the default account.",
+)
+@click.option(
     "--state",
     "state_file",
     default=None,
@@ -57,6 +115,11 @@ def fake_drive(
     lost_ack_rate: float,
     name_query_lag: float,
     seed: int | None,
+    minted_ids: str,
+    misbehave: tuple[str, ...],
+    misbehave_listing_seconds: float,
+    drive_item_limit: int,
+    shared_drives: tuple[str, ...],
     state_file: str | None,
 ) -> None:
     """Serve a local Google Drive v3 (for tests, benchmarks and offline trials)."""
@@ -70,7 +133,12 @@ def fake_drive(
         lost_ack_rate=lost_ack_rate,
         name_query_lag=name_query_lag,
         seed=seed,
+        minted_ids=minted_ids,
+        misbehave=misbehave,
+        misbehave_listing_seconds=misbehave_listing_seconds,
+        drive_item_limit=drive_item_limit,
     )
+    specs = [parse_shared_drive(spec) for spec in shared_drives]
     srv.start()
     stop = threading.Event()
 
@@ -80,6 +148,8 @@ def fake_drive(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     click.echo(f"fake Google Drive v3 listening at {srv.url}")
+    for name, organizer, members in specs:
+        click.echo(f"shared drive {name}: {srv.create_drive(name, organizer, members)}")
     sys.stdout.flush()
     try:
         while not stop.wait(0.5):

@@ -15,6 +15,8 @@ from typing import Any
 
 import googleapiclient
 from google.auth.credentials import AnonymousCredentials
+from google.oauth2.credentials import Credentials
+from google_auth_httplib2 import AuthorizedHttp
 from googleapiclient.discovery import build_from_document
 
 
@@ -43,14 +45,21 @@ def _patched_text(url: str) -> str:
     return json.dumps(discovery_document(url))
 
 
-def build_client(url: str, http: Any = None) -> Any:
+def build_client(url: str, http: Any = None, token: str | None = None) -> Any:
     """A googleapiclient ``Resource`` for Drive v3 whose every call reaches ``url``.
 
-    Without ``http`` the client authenticates with ``AnonymousCredentials`` (the fake
-    ignores Authorization). Pass an ``httplib2.Http`` (e.g. one per thread, since httplib2
-    is not thread-safe) to control the transport.
+    The fake names an account by its bearer token: with ``token`` the client sends
+    ``Authorization: Bearer TOKEN`` and acts as that account; without it (and without
+    ``http``) it sends no Authorization header and acts as the default account. Pass an
+    ``httplib2.Http`` (e.g. one per thread, since httplib2 is not thread-safe) to control
+    the transport.
     """
     doc = _patched_text(url)
+    if token is not None:
+        creds = Credentials(token=token)
+        if http is None:
+            return build_from_document(doc, credentials=creds)
+        return build_from_document(doc, http=AuthorizedHttp(creds, http=http))
     if http is None:
         return build_from_document(doc, credentials=AnonymousCredentials())
     return build_from_document(doc, http=http)

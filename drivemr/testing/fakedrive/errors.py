@@ -92,3 +92,63 @@ def field_not_writable(name: str) -> ApiError:
         location_type="other",
         detail=f"field {name!r} is not writable here",
     )
+
+
+def fault_error(code: int) -> ApiError:
+    """What Drive sends for a transient failure with status ``code`` (injected faults)."""
+    if code == 429:
+        return ApiError(429, "rateLimitExceeded", "Rate Limit Exceeded", domain="usageLimits")
+    if code == 403:
+        return ApiError(
+            403, "userRateLimitExceeded", "User Rate Limit Exceeded", domain="usageLimits"
+        )
+    if code == 503:
+        return ApiError(503, "backendError", "Service Unavailable")
+    if code == 502:
+        return ApiError(502, "badGateway", "Bad Gateway")
+    if code == 504:
+        return ApiError(504, "backendError", "Gateway Timeout")
+    if code >= 500:
+        return ApiError(code, "backendError", "Backend Error")
+    return ApiError(code, "badRequest", "Injected fault")
+
+
+def auth_error() -> ApiError:
+    return ApiError(
+        401,
+        "authError",
+        "Request had invalid authentication credentials. Expected OAuth 2 access token, "
+        "login cookie or other valid authentication credential.",
+        location="Authorization",
+        location_type="header",
+        headers={"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/"'},
+    )
+
+
+def rate_limited() -> ApiError:
+    return ApiError(
+        403,
+        "userRateLimitExceeded",
+        "User rate limit exceeded. Rate of requests for user exceed configured project quota.",
+        domain="usageLimits",
+    )
+
+
+def insufficient_permissions(message: str | None = None) -> ApiError:
+    """Drive's 403 when the caller's role on a file is too weak for the call."""
+    return ApiError(
+        403,
+        "insufficientFilePermissions",
+        message or "The user does not have sufficient permissions for this file.",
+    )
+
+
+def drive_not_found(drive_id: str) -> ApiError:
+    """Drive's 404 for a shared drive that does not exist or the caller is no member of."""
+    return ApiError(
+        404,
+        "notFound",
+        f"Shared drive not found: {drive_id}",
+        location="driveId",
+        location_type="parameter",
+    )

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from drivemr.testing.fakedrive.access import email_of
 from drivemr.testing.fakedrive.state import FileRecord
 
 
@@ -254,7 +255,14 @@ class _Parser:
                 return (lambda r, c: (c.root_id if value == "root" else value) in r.parents), [
                     ("parent", value)
                 ]
-            if fld in ("owners", "writers", "readers"):
+            if fld == "owners":  # shared-drive items have no owner
+                return (
+                    lambda r, c: (
+                        r.drive_id is None
+                        and email_of(r.owner) == (c.me_email if value == "me" else value)
+                    )
+                ), []
+            if fld in ("writers", "readers"):
                 return (lambda r, c: value in ("me", c.me_email)), []
             raise QueryError(f"'in' is not supported for {fld!r}")
         if t.kind != "word":

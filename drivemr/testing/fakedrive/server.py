@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import secrets
 import socket
 import sys
 import threading
@@ -19,19 +20,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
-from drivemr.testing.fakedrive.api import (
-    CONFIG_KEYS,
+from drivemr.testing.fakedrive.access import DRIVE_ROLES
+from drivemr.testing.fakedrive.api import DriveApi
+from drivemr.testing.fakedrive.client import discovery_document
+from drivemr.testing.fakedrive.config import CONFIG_KEYS, FakeConfig, coerce_config
+from drivemr.testing.fakedrive.errors import ApiError
+from drivemr.testing.fakedrive.messages import (
+    DEFAULT_ACCOUNT,
     REASONS,
-    DriveApi,
-    FakeConfig,
     Request,
     Response,
-    coerce_config,
     error_response,
     json_response,
 )
-from drivemr.testing.fakedrive.client import discovery_document
-from drivemr.testing.fakedrive.errors import ApiError
 from drivemr.testing.fakedrive.state import DriveState
 
 _DRAIN_LIMIT = 256 * 1024 * 1024
@@ -202,7 +203,9 @@ class FakeDriveServer:
 
     ``state_file`` makes the state survive a restart: it is loaded at start, written
     (atomically) at most every ``save_interval`` seconds while writes happen, and at stop.
-    Any :class:`~drivemr.testing.fakedrive.api.FakeConfig` field can be passed as a keyword.
+    Any :class:`~drivemr.testing.fakedrive.config.FakeConfig` field can be passed as a
+    keyword (``minted_ids="anyone"``, ``misbehave=("listing",)``, ``drive_item_limit=10``...).
+    Shared drives can be set up without a client: :meth:`create_drive`, :meth:`add_member`.
     """
 
     def __init__(
@@ -334,7 +337,7 @@ class FakeDriveServer:
     # -- knobs and accounting ----------------------------------------------------------------
 
     def configure(self, **changes: Any) -> dict[str, Any]:
-        """Change fault settings at runtime (see :class:`FakeConfig`); returns them all."""
+        """Change fault and policy settings at runtime (see :class:`FakeConfig`); returns them all."""
         if self._api is None:
             unknown = set(changes) - CONFIG_KEYS
             if unknown:
@@ -351,6 +354,58 @@ class FakeDriveServer:
     def reset_stats(self) -> None:
         """Zero the counters (same as ``POST /_fake/stats/reset``)."""
         self.api.stats.reset()
+
+    # -- shared drives, as an administrator would set them up ------------------------------
+
+    def create_drive(
+        self,
+        name: str,
+        organizer: str = DEFAULT_ACCOUNT,
+        members: dict[str, str] | None = None,
+    ) -> str:
+        """Make a shared drive whose organizer is the account ``organizer``; its id.
+
+        ``members`` maps further accounts (bearer tokens) to roles (``reader``,
+        ``commenter``, ``writer``, ``fileOrganizer``, ``organizer``).
+        """
+        st = self.state
+        with st.lock:
+            drive = st.add_drive(name, organizer, "fake-admin-" + secrets.token_hex(8))
+        for account, role in (members or {}).items():
+            self.add_member(drive.id, account, role)
+        return drive.id
+
+    def add_member(self, drive_id: str, account: str, role: str) -> None:
+        """Give ``account`` the ``role`` in the shared drive ``drive_id``."""
+        if role not in DRIVE_ROLES:
+            raise ValueError(f"role must be one of {', '.join(sorted(DRIVE_ROLES))}")
+        st = self.state
+        with st.lock:
+            drive = st.drives.get(drive_id)
+            if drive is None:
+                raise ValueError(f"no shared drive {drive_id!r}")
+            drive.members[account] = role
+            st.dirty = True
+
+    def _control_drives(self, body: bytes) -> Response:
+        """``POST /_fake/drives``: ``{"name", "organizer"?, "members"?}`` or
+        ``{"driveId", "account", "role"}`` to add one member."""
+        try:
+            req = json.loads(body or b"{}")
+            if not isinstance(req, dict):
+                raise ValueError("the body must be a JSON object")
+            if "driveId" in req:
+                self.add_member(str(req["driveId"]), str(req["account"]), str(req["role"]))
+                return json_response(200, {"driveId": req["driveId"]})
+            members = req.get("members") or {}
+            if not isinstance(members, dict):
+                raise ValueError("members must map accounts to roles")
+            did = self.create_drive(
+                str(req["name"]), str(req.get("organizer", DEFAULT_ACCOUNT)), members
+            )
+            return json_response(200, {"driveId": did})
+        except (ValueError, TypeError, KeyError) as exc:
+            return error_response(ApiError(400, "invalid", f"bad /_fake/drives request: {exc}"))
 
     def _control(self, method: str, path: str, body: bytes) -> Response:
         """``/_fake/...``: stats and configuration; never counted, delayed or faulted."""
@@ -370,6 +425,8 @@ class FakeDriveServer:
                 return json_response(200, api.configure(**changes))
             except (ValueError, TypeError) as exc:
                 return error_response(ApiError(400, "invalid", str(exc)))
+        if path == "/_fake/drives" and method == "POST":
+            return self._control_drives(body)
         if path == "/_fake/save" and method == "POST":
             self.save()
             return json_response(200, {"saved": bool(self.state_file)})

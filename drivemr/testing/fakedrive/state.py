@@ -1,4 +1,4 @@
-"""The fake's storage: files, minted ids, the change log, and persistence.
+"""The fake's storage: files, accounts' roots, shared drives, minted ids, the change logs.
 
 Everything lives in memory behind one lock (Drive's consistency for by-id and by-parent
 reads is what drivemr relies on, and one lock gives exactly that). With a state file the
@@ -23,7 +23,12 @@ from typing import Any
 FOLDER_MIME = "application/vnd.google-apps.folder"
 GOOGLE_APPS_PREFIX = "application/vnd.google-apps."
 SHORTCUT_MIME = "application/vnd.google-apps.shortcut"
-STATE_FORMAT = 1
+STATE_FORMAT = 2
+DEFAULT_ACCOUNT = "default"
+
+
+LogEntry = tuple[int, str, int, bool, str | None]
+"""(sequence, file id, time in ms, removed, shared drive id or None for the users' log)."""
 
 
 def now_ms() -> int:
@@ -68,6 +73,12 @@ class FileRecord:
     description: str | None = None
     starred: bool = False
     original_filename: str | None = None
+    owner: str = DEFAULT_ACCOUNT
+    """The account that created the file (items in a shared drive belong to the drive)."""
+    drive_id: str | None = None
+    """The shared drive the item lives in; ``None`` for My Drive items."""
+    shared_with: dict[str, str] = field(default_factory=dict)
+    """account -> role granted with ``permissions.create``."""
 
     @property
     def is_folder(self) -> bool:
@@ -100,6 +111,9 @@ class FileRecord:
             "description": self.description,
             "starred": self.starred,
             "original_filename": self.original_filename,
+            "owner": self.owner,
+            "drive_id": self.drive_id,
+            "shared_with": self.shared_with,
         }
         if self.content is not None:
             d["content"] = base64.b64encode(self.content).decode("ascii")
@@ -116,20 +130,52 @@ class FileRecord:
         return rec
 
 
+@dataclass(slots=True)
+class SharedDrive:
+    """A shared drive: its members (account -> role) and how many items it holds."""
+
+    id: str
+    name: str
+    created_ms: int
+    request_id: str
+    creator: str
+    members: dict[str, str] = field(default_factory=dict)
+    items: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "created_ms": self.created_ms,
+            "request_id": self.request_id,
+            "creator": self.creator,
+            "members": self.members,
+            "items": self.items,
+        }
+
+
+def _root_like_id() -> str:
+    return "0A" + secrets.token_urlsafe(9)[:11] + "Uk9PVA"
+
+
 class DriveState:
-    """All files of the one account the fake serves. Callers hold :attr:`lock`."""
+    """All accounts' files and shared drives. Callers hold :attr:`lock`."""
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
-        self.root_id = "0A" + secrets.token_urlsafe(9)[:11] + "Uk9PVA"
+        self.root_id = _root_like_id()
+        """The default account's My Drive."""
+        self.roots: dict[str, str] = {DEFAULT_ACCOUNT: self.root_id}
+        self.drives: dict[str, SharedDrive] = {}
         self.files: dict[str, FileRecord] = {}
         self.children: dict[str, set[str]] = {}
-        self.minted: set[str] = set()
+        self.minted: dict[str, str] = {}
+        """Minted, not yet used id -> the account that minted it."""
         self.used: set[str] = set()
         """Every id a file ever had: a deleted file's id is not reusable either."""
         self.next_seq = 1
         self._log_seqs: list[int] = []
-        self._log: list[tuple[int, str, int, bool]] = []
+        self._log: list[LogEntry] = []
         self._latest: dict[str, int] = {}
         self.dirty = False
         t = now_ms()
@@ -145,30 +191,62 @@ class DriveState:
         self.files[root.id] = root
         self.used.add(root.id)
 
-    # -- ids ---------------------------------------------------------------------------
+    # -- ids, accounts and shared drives ------------------------------------------------
 
-    def mint(self, count: int) -> list[str]:
+    def mint(self, count: int, account: str = DEFAULT_ACCOUNT) -> list[str]:
         """files.generateIds: ids that a later create may use, once."""
         ids: list[str] = []
         while len(ids) < count:
             fid = new_file_id()
             if fid in self.used or fid in self.minted:
                 continue
-            self.minted.add(fid)
+            self.minted[fid] = account
             ids.append(fid)
         self.dirty = True
         return ids
 
-    def resolve(self, file_id: str) -> str:
-        """Map the ``root`` alias to the root folder's id."""
-        return self.root_id if file_id == "root" else file_id
+    def root_of(self, account: str) -> str:
+        """The id of ``account``'s My Drive, made on first use."""
+        rid = self.roots.get(account)
+        if rid is None:
+            rid = _root_like_id()
+            t = now_ms()
+            root = FileRecord(rid, "My Drive", FOLDER_MIME, [], t, t, 0.0, owner=account)
+            self.files[rid] = root
+            self.used.add(rid)
+            self.roots[account] = rid
+            self.dirty = True
+        return rid
+
+    def resolve(self, file_id: str, account: str = DEFAULT_ACCOUNT) -> str:
+        """Map the ``root`` alias to ``account``'s root folder id."""
+        return self.root_of(account) if file_id == "root" else file_id
+
+    def is_root(self, file_id: str) -> bool:
+        """A My Drive root or a shared drive's top folder: neither can be changed."""
+        rec = self.files.get(file_id)
+        return rec is not None and not rec.parents
+
+    def add_drive(self, name: str, creator: str, request_id: str) -> SharedDrive:
+        """drives.create: the drive and its top folder (whose id is the drive id)."""
+        did = _root_like_id()
+        t = now_ms()
+        drive = SharedDrive(did, name, t, request_id, creator, {creator: "organizer"})
+        self.drives[did] = drive
+        top = FileRecord(did, name, FOLDER_MIME, [], t, t, 0.0, owner=creator, drive_id=did)
+        self.files[did] = top
+        self.used.add(did)
+        self.dirty = True
+        return drive
 
     # -- tree ----------------------------------------------------------------------------
 
     def add(self, rec: FileRecord) -> None:
         self.files[rec.id] = rec
         self.used.add(rec.id)
-        self.minted.discard(rec.id)
+        self.minted.pop(rec.id, None)
+        if rec.drive_id is not None:
+            self.drives[rec.drive_id].items += 1
         for p in rec.parents:
             self.children.setdefault(p, set()).add(rec.id)
         self.record_change(rec.id, removed=False)
@@ -200,7 +278,9 @@ class DriveState:
         rec = self.files.pop(file_id)
         self.set_parents(rec, [])
         self.children.pop(file_id, None)
-        self.record_change(file_id, removed=True)
+        if rec.drive_id is not None and rec.drive_id in self.drives:
+            self.drives[rec.drive_id].items -= 1
+        self._append(file_id, True, rec.drive_id)
 
     def touch(self, rec: FileRecord) -> None:
         """Count one change to ``rec``: version up, change feed entry, state to be saved."""
@@ -210,10 +290,15 @@ class DriveState:
     # -- changes ---------------------------------------------------------------------------
 
     def record_change(self, file_id: str, removed: bool) -> None:
+        rec = self.files.get(file_id)
+        self._append(file_id, removed, rec.drive_id if rec is not None else None)
+
+    def _append(self, file_id: str, removed: bool, drive_id: str | None) -> None:
+        """One entry in the log of ``drive_id`` (``None``: the users' log)."""
         seq = self.next_seq
         self.next_seq += 1
         self._log_seqs.append(seq)
-        self._log.append((seq, file_id, now_ms(), removed))
+        self._log.append((seq, file_id, now_ms(), removed, drive_id))
         self._latest[file_id] = seq
         self.dirty = True
         if len(self._log) > 1024 and len(self._log) > 4 * len(self._latest):
@@ -224,14 +309,17 @@ class DriveState:
         self._log = [e for e in self._log if self._latest.get(e[1]) == e[0]]
         self._log_seqs = [e[0] for e in self._log]
 
-    def changes_since(self, seq: int, limit: int) -> tuple[list[tuple[int, str, int, bool]], int]:
-        """Latest change per file with sequence >= ``seq``: (entries, next sequence to read)."""
+    def changes_since(
+        self, seq: int, limit: int, drive_id: str | None = None
+    ) -> tuple[list[LogEntry], int]:
+        """Latest change per file with sequence >= ``seq`` in the log of ``drive_id``
+        (``None``: the users' log): (entries, next sequence to read)."""
         i = bisect.bisect_left(self._log_seqs, seq)
-        out: list[tuple[int, str, int, bool]] = []
+        out: list[LogEntry] = []
         while i < len(self._log):
             entry = self._log[i]
             i += 1
-            if self._latest.get(entry[1]) != entry[0]:
+            if self._latest.get(entry[1]) != entry[0] or entry[4] != drive_id:
                 continue
             out.append(entry)
             if len(out) >= limit:
@@ -248,8 +336,10 @@ class DriveState:
         return {
             "format": STATE_FORMAT,
             "root_id": self.root_id,
+            "roots": self.roots,
+            "drives": [d.to_json() for d in self.drives.values()],
             "files": [rec.to_json() for rec in self.files.values()],
-            "minted": sorted(self.minted),
+            "minted": self.minted,
             "used": sorted(self.used),
             "next_seq": self.next_seq,
             "log": [list(e) for e in self._log if self._latest.get(e[1]) == e[0]],
@@ -257,20 +347,30 @@ class DriveState:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> DriveState:
-        if d.get("format") != STATE_FORMAT:
+        if d.get("format") not in (1, STATE_FORMAT):
             raise ValueError(f"unknown fake-drive state format {d.get('format')!r}")
         st = cls()
         st.files.clear()
         st.root_id = d["root_id"]
+        st.roots = dict(d.get("roots") or {DEFAULT_ACCOUNT: st.root_id})
+        st.drives = {x["id"]: SharedDrive(**x) for x in d.get("drives", [])}
         for fd in d["files"]:
             rec = FileRecord.from_json(dict(fd))
             st.files[rec.id] = rec
             for p in rec.parents:
                 st.children.setdefault(p, set()).add(rec.id)
-        st.minted = set(d["minted"])
+        minted = d["minted"]
+        st.minted = (
+            {str(k): str(v) for k, v in minted.items()}
+            if isinstance(minted, dict)
+            else dict.fromkeys(map(str, minted), DEFAULT_ACCOUNT)
+        )
         st.used = set(d["used"])
         st.next_seq = int(d["next_seq"])
-        st._log = [(int(s), str(f), int(t), bool(r)) for s, f, t, r in d["log"]]
+        st._log = [
+            (int(e[0]), str(e[1]), int(e[2]), bool(e[3]), e[4] if len(e) > 4 else None)
+            for e in d["log"]
+        ]
         st._log_seqs = [e[0] for e in st._log]
         st._latest = {e[1]: e[0] for e in st._log}
         st.dirty = False

@@ -1,0 +1,91 @@
+"""Reading Drive's paged answers whole: a folder's children and the change feed.
+
+Both drain every page before answering, because the store's contract is "complete or
+raise": a listing Drive marks incomplete is a transient failure (retried), never a short
+list, and the change feed's new cursor is kept only after its last page.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drivemr.errors import TransientStoreError
+from drivemr.stores.base import FOLDER_MIME, FileInfo
+from drivemr.stores.drive.fields import CHANGES_FIELDS, LIST_FIELDS, file_info, quote
+from drivemr.stores.drive.transfer import Call
+
+__all__ = ["changes_since", "list_children"]
+
+
+def list_children(call: Call, folder_id: str, page_size: int) -> list[FileInfo]:
+    """Every child of ``folder_id`` (not trashed), all pages, each id once."""
+    what = f"list {folder_id}"
+    found: dict[str, FileInfo] = {}
+    token: str | None = None
+    while True:
+        kwargs: dict[str, Any] = {
+            "q": f"'{quote(folder_id)}' in parents and trashed = false",
+            "pageSize": page_size,
+            "fields": LIST_FIELDS,
+            "supportsAllDrives": True,
+            "includeItemsFromAllDrives": True,
+            "spaces": "drive",
+        }
+        if token:
+            kwargs["pageToken"] = token
+
+        def page_of(svc: Any, kwargs: dict[str, Any] = kwargs) -> Any:
+            page = svc.files().list(**kwargs).execute()
+            if page.get("incompleteSearch"):
+                raise TransientStoreError(f"{what}: Drive reported an incomplete listing")
+            return page
+
+        page = call(what, "read", page_of)
+        for item in page.get("files") or []:
+            found[item["id"]] = file_info(item)
+        token = page.get("nextPageToken")
+        if not token:
+            return list(found.values())
+
+
+def changes_since(call: Call, cursor: str, page_size: int) -> tuple[str, set[str] | None]:
+    """Drain every page of ``changes.list`` from ``cursor``: the next cursor, and the folders
+    that changed (parents of changed files plus changed folders themselves), or None when a
+    removed entry (parent unknown) means "anything changed"."""
+    folders: set[str] | None = set()
+    token = cursor
+    while True:
+        kwargs = {
+            "pageToken": token,
+            "pageSize": page_size,
+            "fields": CHANGES_FIELDS,
+            "includeRemoved": True,
+            "supportsAllDrives": True,
+            "includeItemsFromAllDrives": True,
+            "spaces": "drive",
+        }
+
+        def fetch(svc: Any, kwargs: dict[str, Any] = kwargs) -> Any:
+            return svc.changes().list(**kwargs).execute()
+
+        page = call("poll changes", "read", fetch)
+        for change in page.get("changes") or []:
+            file = change.get("file")
+            if change.get("removed") or not isinstance(file, dict):
+                folders = None
+                continue
+            if folders is None:
+                continue
+            folders.update(file.get("parents") or [])
+            if file.get("mimeType") == FOLDER_MIME and file.get("id"):
+                folders.add(file["id"])
+        next_token = page.get("nextPageToken")
+        if next_token:
+            token = next_token
+            continue
+        new_cursor = page.get("newStartPageToken")
+        if not new_cursor:
+            raise TransientStoreError(
+                "poll changes: Drive returned neither a next page nor a new cursor"
+            )
+        return str(new_cursor), folders

@@ -1,0 +1,280 @@
+"""Commit: conclude a finished attempt, retry it, or record the task's one result.
+
+A finished attempt creates the task's result under its minted ``result_id``: exactly one
+result per task exists, however many attempts ran. Outputs up to INLINE_OUTPUT_LIMIT ride
+inside the manifest (a task costs two writes: claim and result); larger ones are uploaded
+first and referenced by id. Before committing, a worker whose heartbeat is late renews it
+and checks its claim survived (the lease re-check): a result must never land for a claim
+the others already judged dead and took over. A failed attempt is retried by the same
+worker at the next attempt after a backoff; with none left, the failure is the result.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import platform
+from pathlib import Path
+from typing import Any
+
+from drivemr.errors import AlreadyExists, DrivemrError, NotFound
+from drivemr.protocol import INLINE_OUTPUT_LIMIT, REDUCE, ClaimRef, Task, parse_result, result_name
+from drivemr.runner import AttemptOutcome, OutputFile
+from drivemr.worker.config import QUIET_TASK_SECONDS
+from drivemr.worker.liveness import Lease
+from drivemr.worker.state import ActiveJob, Assignment, Retry, Shared
+
+log = logging.getLogger("drivemr.worker")
+
+
+class Committer:
+    """Turns finished attempts into results or retries; any thread, shared data under its lock."""
+
+    def __init__(self, shared: Shared, lease: Lease) -> None:
+        self.shared = shared
+        self.lease = lease
+        self._host = platform.node()
+
+    def conclude(
+        self,
+        a: Assignment,
+        active: ActiveJob,
+        task_dir: Path,
+        outcome: AttemptOutcome,
+        out: OutputFile,
+        err: OutputFile,
+    ) -> None:
+        """An attempt's process ended: commit its result, or handle its failure."""
+        if a.abandon or outcome.killed:
+            log.info(
+                "%s/%s attempt %d not committed: %s",
+                a.job.id, a.task.id, a.attempt + 1, a.abandon or "killed",
+            )  # fmt: skip
+            return
+        stdout, stderr = out.tail(), err.tail()
+        error = None if outcome.ok else outcome.describe()
+        outputs: list[dict[str, Any]] = []
+        if error is None:
+            try:
+                outputs = self._collect_outputs(a, task_dir)
+            except (OSError, DrivemrError) as exc:
+                error = f"outputs: {exc}"
+        if error is None:
+            self.commit(a, active, "done", outcome, outputs, stdout, stderr, None)
+        else:
+            with self.shared.lock:
+                self.shared.stats["failed_attempts"] += 1
+            log.warning("%s/%s attempt %d failed: %s", a.job.id, a.task.id, a.attempt + 1, error)
+            self.after_failure(a, active, outcome, error, stdout, stderr)
+
+    def after_failure(
+        self,
+        a: Assignment,
+        active: ActiveJob,
+        outcome: AttemptOutcome | None,
+        error: str,
+        stdout: str = "",
+        stderr: str = "",
+    ) -> None:
+        """Retry at the next attempt after a backoff, or commit the failure if none is left."""
+        if a.abandon:
+            return
+        shared = self.shared
+        last = a.attempt + 1 >= len(a.task.claim_ids)
+        try:
+            if not last and not shared.stopping.is_set():
+                self._write_attempt_log(a, outcome, error, stdout, stderr)
+                due = shared.clock.monotonic() + shared.config.retry_backoff * (2**a.attempt)
+                with shared.lock:
+                    active.retries[a.task.id] = Retry(a.attempt + 1, due)
+            elif last:
+                now = shared.clock.time()
+                outcome = outcome or AttemptOutcome(None, now, now, error=error)
+                self.commit(a, active, "failed", outcome, [], stdout, stderr, error)
+        except DrivemrError as exc:
+            log.warning("%s/%s: could not record the failure: %s", a.job.id, a.task.id, exc)
+
+    def commit_lost(self, active: ActiveJob, task: Task, top: ClaimRef) -> None:
+        """Every attempt's worker died: the task is committed as failed, once."""
+        now = self.shared.clock.time()
+        outcome = AttemptOutcome(
+            None, now, now, error="no attempt left: every worker running it died"
+        )
+        a = Assignment(active.job, task, top.gen, top.file)
+        try:
+            self.commit(a, active, "failed", outcome, [], "", "", outcome.error)
+        except DrivemrError as exc:
+            log.warning("%s/%s: could not commit the failure: %s", active.job.id, task.id, exc)
+
+    def _write_attempt_log(
+        self, a: Assignment, outcome: AttemptOutcome | None, error: str, stdout: str, stderr: str
+    ) -> None:
+        doc = {
+            "task": a.task.id,
+            "attempt": a.attempt + 1,
+            "worker": self.shared.id,
+            "exit_code": outcome.exit_code if outcome else None,
+            "started": outcome.started if outcome else None,
+            "ended": outcome.ended if outcome else None,
+            "error": error,
+            "stdout": stdout,
+            "stderr": stderr,
+        }
+        self.shared.store.create(
+            a.job.folders["logs"],
+            f"{a.task.id}.g{a.attempt}.log",
+            self.shared.pool.one(),
+            json.dumps(doc).encode(),
+        )
+
+    def _collect_outputs(self, a: Assignment, task_dir: Path) -> list[dict[str, Any]]:
+        stage = a.job.stage_of(a.task)
+        if not stage.outputs:
+            return []
+        files: dict[str, Path] = {}
+        for pattern in stage.outputs:
+            matched = sorted(
+                p for p in task_dir.glob(pattern) if p.is_file() and is_within(task_dir, p)
+            )
+            if not matched:
+                raise DrivemrError(f"declared output {pattern!r} was not produced")
+            for p in matched:
+                files[p.relative_to(task_dir).as_posix()] = p
+        total = sum(p.stat().st_size for p in files.values())
+        outputs = []
+        for k, (name, path) in enumerate(sorted(files.items())):
+            data = path.read_bytes() if total <= INLINE_OUTPUT_LIMIT else None
+            md5 = hashlib.md5(data if data is not None else path.read_bytes()).hexdigest()
+            entry: dict[str, Any] = {"name": name, "size": path.stat().st_size, "md5": md5}
+            if data is not None:
+                entry["data"] = base64.b64encode(data).decode()
+            else:
+                info = self.shared.store.create(
+                    a.job.folders["outputs"],
+                    f"{a.task.id}.g{a.attempt}.o{k}",
+                    self.shared.pool.one(),
+                    source=path,
+                )
+                entry["id"] = info.id
+            outputs.append(entry)
+        return outputs
+
+    def _claim_survived(self, a: Assignment) -> bool:
+        """The lease re-check. A heartbeat older than half the lease is late (they come
+        every lease/3): renew it before committing, so the claim is still young when the
+        result lands, and give up if the others may have judged it dead meanwhile."""
+        lease = self.shared.config.lease
+        if not self.lease.at_risk and self.lease.silent_for() <= lease * 0.5:
+            return True
+        self.lease.beat()  # still alive to the others? (a lapse abandons our attempts)
+        silent = self.lease.silent_for() > lease
+        return not (a.abandon or silent or self.lease.superseded(a))
+
+    def commit(
+        self,
+        a: Assignment,
+        active: ActiveJob,
+        state: str,
+        outcome: AttemptOutcome,
+        outputs: list[dict[str, Any]],
+        stdout: str,
+        stderr: str,
+        error: str | None,
+    ) -> None:
+        """Create the task's one result (or learn that another attempt's came first)."""
+        shared = self.shared
+        if a.abandon:
+            log.info(
+                "%s/%s attempt %d not committed: %s", a.job.id, a.task.id, a.attempt + 1, a.abandon
+            )
+            return
+        if not self._claim_survived(a):
+            log.warning("%s/%s: claim lapsed while running; result discarded", a.job.id, a.task.id)
+            a.abandon = a.abandon or "claim lapsed"
+            return
+        manifest = {
+            "format": 1,
+            "job": a.job.id,
+            "task": a.task.id,
+            "state": state,
+            "attempt": a.attempt + 1,
+            "worker": shared.id,
+            "host": self._host,
+            "exit_code": outcome.exit_code,
+            "timed_out": outcome.timed_out,
+            "started": outcome.started,
+            "ended": outcome.ended,
+            "duration": outcome.duration,
+            "error": error,
+            "outputs": outputs,
+            "stdout": stdout,
+            "stderr": stderr,
+        }
+        name = result_name(a.task.id, state, a.attempt, outcome.exit_code, outcome.duration)
+        try:
+            info = shared.store.create(
+                a.job.folders["results"], name, a.task.result_id, json.dumps(manifest).encode()
+            )
+        except AlreadyExists:
+            log.info(
+                "%s/%s: another attempt committed first; ours is discarded", a.job.id, a.task.id
+            )
+            with shared.lock:
+                shared.stats["commits_lost"] += 1
+            self._learn_result(active, a.task)
+            return
+        ref = parse_result(info)
+        quiet = state == "done" and outcome.duration < QUIET_TASK_SECONDS
+        with shared.lock:  # slots commit at once: counters too under the lock
+            shared.stats["commits"] += 1
+            shared.stats["quiet_done"] += quiet
+            if ref is not None:
+                active.view.results[a.task.id] = ref
+            everything = len(active.view.results) >= len(active.job.tasks)
+        # Near the end, relist to learn the other workers' results (the reduce barrier).
+        if everything or a.task.id == REDUCE:
+            shared.dirty.reload.add(a.job.id)
+        else:
+            shared.dirty.stale.add(a.job.id)
+        if quiet:
+            # Thousands of quick tasks would flood the log (and a line costs as much as a
+            # quarter of a `true` task): they are counted, and summed up now and then.
+            log.debug(
+                "%s/%s done (attempt %d, %s)",
+                a.job.id, a.task.id, a.attempt + 1, outcome.describe(),
+            )  # fmt: skip
+        else:
+            log.info(
+                "%s/%s %s (attempt %d, %s)",
+                a.job.id, a.task.id, state, a.attempt + 1, outcome.describe(),
+            )  # fmt: skip
+
+    def _learn_result(self, active: ActiveJob, task: Task) -> None:
+        """Our commit lost the race: record the winner's result so the task is never retried."""
+        shared = self.shared
+        try:
+            ref = parse_result(shared.store.get(task.result_id))
+        except NotFound:
+            ref = None
+        with shared.lock:
+            if ref is not None:
+                active.view.results[task.id] = ref
+            else:
+                log.error(
+                    "%s/%s: its result id is taken but no result is visible; giving up on it",
+                    active.job.id,
+                    task.id,
+                )
+                active.given_up.add(task.id)
+        shared.dirty.reload.add(active.job.id)
+
+
+def is_within(base: Path, path: Path) -> bool:
+    """Whether ``path`` resolves to somewhere inside ``base`` (a check; nothing is made)."""
+    try:
+        path.resolve().relative_to(base.resolve())
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,260 @@
+"""The worker daemon: one readable loop over the protocol, wired from one part per concern.
+
+    while not stopping:
+        heartbeat (its own thread)        one write per worker per lease/3   liveness.py
+        look                              change feed -> relist; others'     watch.py
+                                          deaths; our claims after a silence
+        claim                             create-once a claim per free slot  claim.py
+        run, commit                       in slot threads; a slot that       slot.py,
+                                          finishes claims its next task      commit.py
+                                          itself when the loop has nothing
+                                          to do first, else wakes the loop
+
+``step()`` runs one iteration in the caller's thread, with time from the injected clock,
+so tests drive several workers over one in-memory store deterministically.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import queue
+from typing import Any
+
+from drivemr.errors import AuthError, DrivemrError
+from drivemr.protocol import nothing_left
+from drivemr.stores.base import Store
+from drivemr.trust import Trust
+from drivemr.worker.claim import Claimed, Claimer
+from drivemr.worker.commit import Committer
+from drivemr.worker.config import SUMMARY_SECONDS, Clock, JobVerifier, SystemClock, WorkerConfig
+from drivemr.worker.liveness import HeartbeatThread, Lease, OtherWorkers
+from drivemr.worker.slot import Slot, task_base_env
+from drivemr.worker.state import ActiveJob, Shared
+from drivemr.worker.watch import Watcher
+
+log = logging.getLogger("drivemr.worker")
+
+
+class Worker:
+    """The loop thread: wires the parts, looks, claims; shared state lives in Shared."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: WorkerConfig,
+        *,
+        verify: JobVerifier | None = None,
+        clock: Clock | None = None,
+        idle: Any = None,
+        trust: Trust | None = None,
+    ) -> None:
+        """``trust``: this PC's key and trusted keys (default: the config directory's,
+        creating the key on first use, as the first submit does)."""
+        if idle is None and config.when_idle:
+            from drivemr.idle import IdleMonitor
+
+            idle = IdleMonitor(config.idle_threshold, interval=max(1.0, config.poll_interval))
+        trust = trust or Trust.for_this_pc()
+        self.shared = shared = Shared(store, config, clock or SystemClock(), trust)
+        self.store, self.config, self.clock, self.id = store, config, shared.clock, shared.id
+        self.workdir = shared.workdir
+        self.lease = Lease(shared, lambda: "paused" if self.claimer.paused else "running")
+        self.others = OtherWorkers(shared, self.lease)
+        self.watcher = Watcher(shared, self.lease, self.others, verify)
+        self.committer = Committer(shared, self.lease)
+        self.claimer = Claimer(shared, self.lease, self.others, self.committer, idle)
+        self._slots: queue.SimpleQueue[Claimed | None] = queue.SimpleQueue()
+        self._base_env = task_base_env()
+        self._started = False
+        self._inline_slot: Slot | None = None
+        self._summary = (0.0, 0)  # (monotonic time, quick tasks counted) of the last summary
+        self._next_beat = 0.0  # step(): when the next scheduled heartbeat is due
+        self.identity: Any = None
+        """Set by the CLI: the working folder's worker-id lock, held for our life."""
+
+    # -- what callers and tests read --
+
+    @property
+    def fatal(self) -> BaseException | None:
+        return self.shared.fatal
+
+    @property
+    def stats(self) -> collections.Counter[str]:
+        return self.shared.stats
+
+    @property
+    def jobs(self) -> dict[str, ActiveJob]:
+        return self.shared.jobs
+
+    @property
+    def rejected(self) -> dict[str, str]:
+        return self.watcher.rejected
+
+    def server_now(self) -> float:
+        return self.lease.server_now()
+
+    # -- lifecycle --
+
+    def request_stop(self) -> None:
+        """First call: stop claiming and drain. Second call: kill running attempts too."""
+        if self.shared.stopping.is_set():
+            self.shared.abandon("worker killed")
+        self.shared.stopping.set()
+        self.shared.wake.set()
+
+    def _start(self) -> None:
+        """Before the first claim: a writable working folder, the replay guard, a heartbeat."""
+        self._check_workdir()
+        self.watcher.seen.load()
+        self.lease.start()
+        self._next_beat = self.clock.monotonic() + self.config.heartbeat_every
+        self._started = True
+
+    def run(self) -> int:
+        """Serve until stopped (or idle, with exit_when_idle). Returns the exit status."""
+        shared = self.shared
+        self._start()
+        beat = HeartbeatThread(self.lease)
+        beat.start()
+        for number in range(self.config.slots):
+            slot = Slot(number, shared, self.committer, self._base_env)
+            slot.start(self._slots, self.claimer.claim_for_slot)
+        try:
+            while not shared.stopping.is_set():
+                try:
+                    self._round()
+                except Exception:  # a bug must not take the PC out of the cluster
+                    shared.stats["loop_errors"] += 1
+                    log.exception("unexpected error in the worker loop; continuing")
+                    shared.stopping.wait(
+                        min(
+                            5.0,
+                            self.config.poll_interval * 2 ** min(shared.stats["loop_errors"], 6),
+                        )
+                    )
+                if shared.fatal is not None:
+                    break
+                self._log_summary()
+                if self.config.exit_when_idle and self.all_done():
+                    log.info("every job is finished; exiting")
+                    break
+                shared.wake.wait(self._sleep_time())
+                shared.wake.clear()
+            if shared.fatal is not None:  # signed out: no attempt could commit, so none waits
+                shared.abandon(f"stopped: {shared.fatal}")
+            self._drain()
+        finally:
+            self._log_summary(force=True)
+            shared.stopping.set()
+            for _ in range(self.config.slots):
+                self._slots.put(None)
+            # Heartbeats went on while we drained (a long drain must not look like a death).
+            beat.stop()
+            self.lease.beat(state="stopped")
+        if isinstance(shared.fatal, AuthError):
+            return 4
+        return 0 if shared.fatal is None else 1
+
+    def _round(self) -> None:
+        """Look at the store, then claim for every free slot (slots claim too: hold the lock)."""
+        with self.claimer.claiming:
+            self.watcher.look()
+            self.claimer.fill_slots(self._slots)
+
+    def step(self, *, run: bool = True) -> int:
+        """One iteration of the loop in the caller's thread, on the injected clock: the
+        heartbeat when due, a look at the store, claims for the free slots and, with
+        ``run``, every claimed attempt run to its commit here (no thread is started).
+        Returns how many attempts it ran. For tests and embedding, not with :meth:`run`."""
+        if not self._started:
+            self._start()
+        if self.clock.monotonic() >= self._next_beat:
+            self._next_beat = self.clock.monotonic() + self.config.heartbeat_every
+            self.lease.beat_on_schedule()
+        self._round()
+        return self.run_claimed() if run else 0
+
+    def run_claimed(self) -> int:
+        """Run every attempt claimed so far, one after another, in the caller's thread."""
+        if self._inline_slot is None:
+            self._inline_slot = Slot(0, self.shared, self.committer, self._base_env)
+        ran = 0
+        while True:
+            try:
+                item = self._slots.get_nowait()
+            except queue.Empty:
+                return ran
+            if item is not None:
+                self._inline_slot.run(*item)
+                ran += 1
+
+    def _log_summary(self, *, force: bool = False) -> None:
+        """One INFO line for the quick tasks done since the last (see QUIET_TASK_SECONDS)."""
+        now = self.clock.monotonic()
+        since, counted = self._summary
+        if not since:
+            self._summary = (now, counted)
+            return
+        if now - since < SUMMARY_SECONDS and not force:
+            return
+        quiet = self.shared.stats["quiet_done"]
+        self._summary = (now, quiet)
+        if quiet > counted:
+            log.info(
+                "%d quick task(s) done in %.1f s (each under a second; %d result(s) committed by this worker)",
+                quiet - counted, now - since, self.shared.stats["commits"],
+            )  # fmt: skip
+
+    def _check_workdir(self) -> None:
+        """A PC that cannot write its working folder must not claim anything: every attempt
+        would fail there and use up the tasks' attempts. Refuse to start, saying why."""
+        probe = self.workdir / f".drivemr-probe-{os.getpid()}"
+        try:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"drivemr")
+            probe.unlink()
+        except OSError as exc:
+            raise DrivemrError(
+                f"the working folder {self.workdir} is not writable ({exc.strerror or exc}): "
+                "pass a writable one with --workdir (or set workdir in the config file)"
+            ) from None
+
+    def _sleep_time(self) -> float:
+        shared = self.shared
+        if shared.dirty.now:
+            return 0.0
+        wait = self.config.poll_interval
+        now = self.clock.monotonic()
+        with shared.lock:
+            for active in shared.jobs.values():
+                for retry in active.retries.values():
+                    wait = min(wait, max(0.0, retry.due - now))
+        # Wake up the moment another worker's heartbeat would pass the lease.
+        expiry = self.others.next_expiry()
+        if expiry is not None:
+            wait = min(wait, max(0.0, expiry + 0.005))
+        return wait
+
+    def _drain(self) -> None:
+        shared = self.shared
+        if shared.running:
+            log.info("stopping: waiting for %d running attempt(s) to finish", len(shared.running))
+        while True:
+            with shared.lock:
+                if not shared.running:
+                    return
+            shared.wake.wait(0.5)
+            shared.wake.clear()
+
+    def all_done(self) -> bool:
+        """Nothing running, nothing to look at, and nothing left to do for any job."""
+        shared = self.shared
+        with shared.lock:
+            if shared.running or shared.dirty.now:
+                return False
+            return all(
+                nothing_left(a.job, a.view, a.given_up, run_reduce=self.config.run_reduce)
+                for a in shared.jobs.values()
+            )

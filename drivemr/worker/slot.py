@@ -1,0 +1,216 @@
+"""Running one attempt in a slot: fetch what it needs, run it, hand it to the commit.
+
+A worker runs N slots, one thread each, alive for the worker's life (no thread start per
+task). A slot reuses one working folder, emptied after every attempt (a scandir is far
+cheaper than a mkdir and rmdir per task); ``--keep-workdirs`` gives each attempt a folder
+of its own instead. After each attempt the slot claims its next task itself when it can
+(claim.py): for short tasks a round trip through the loop costs as much as the task.
+
+Before: claim.py made the claim. Next: commit.py records the result.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import secrets
+import shutil
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from drivemr.errors import AuthError, SecurityError
+from drivemr.fileio import sha256_file
+from drivemr.protocol import REDUCE, Job, StoredFile
+from drivemr.results import download_outputs
+from drivemr.runner import AttemptOutcome, OutputFile
+from drivemr.safepaths import safe_join
+from drivemr.spec import expand
+from drivemr.worker.commit import Committer
+from drivemr.worker.state import ActiveJob, Assignment, Shared
+
+log = logging.getLogger("drivemr.worker")
+
+SECRET_ENV_PREFIXES = ("DRIVEMR_", "GOOGLE_APPLICATION_CREDENTIALS")
+
+Claimed = tuple[Assignment, ActiveJob]
+
+
+class Slot:
+    """A slot thread: runs claimed attempts one by one; its folder and files are its own."""
+
+    def __init__(
+        self, number: int, shared: Shared, committer: Committer, base_env: Mapping[str, str]
+    ) -> None:
+        self.shared = shared
+        self.committer = committer
+        self._base_env = base_env
+        workdir = shared.workdir
+        self.out = OutputFile(workdir / f".slot{number}.stdout")
+        self.err = OutputFile(workdir / f".slot{number}.stderr")
+        self.home = workdir / f"slot{number}"
+        self.home.mkdir(exist_ok=True)
+        self._home_clean = clear_folder(self.home)
+        """True when the home folder's last emptying left nothing (no need to look)."""
+        self._thread: threading.Thread | None = None
+        self.name = f"drivemr-slot{number}"
+
+    def start(
+        self, slots: queue.SimpleQueue[Claimed | None], claim_next: Callable[[], Claimed | None]
+    ) -> None:
+        self._thread = threading.Thread(
+            target=self.serve, args=(slots, claim_next), name=self.name, daemon=True
+        )
+        self._thread.start()
+
+    def serve(
+        self, slots: queue.SimpleQueue[Claimed | None], claim_next: Callable[[], Claimed | None]
+    ) -> None:
+        """Run what arrives until a None; after each attempt claim the next one here."""
+        try:
+            item = slots.get()
+            while item is not None:
+                self.run(*item)
+                item = claim_next()
+                if item is None:
+                    self.shared.wake.set()  # the loop fills this slot (or finds nothing to do)
+                    item = slots.get()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.out.close()
+        self.err.close()
+
+    def run(self, a: Assignment, active: ActiveJob) -> None:
+        """One attempt, start to commit. Never raises: one bad attempt never kills the worker."""
+        shared = self.shared
+        task_dir: Path | None = None
+        try:
+            task_dir = self._prepare(a, active)
+            outcome = self._execute(a, active, task_dir)
+            self.committer.conclude(a, active, task_dir, outcome, self.out, self.err)
+        except AuthError as exc:
+            shared.fatal = exc
+            log.error("%s", exc)
+        except Exception as exc:
+            log.exception("%s/%s: attempt failed inside the worker: %s", a.job.id, a.task.id, exc)
+            self.committer.after_failure(a, active, None, f"worker error: {exc}")
+        finally:
+            with shared.lock:
+                shared.running.pop((a.job.id, a.task.id), None)
+            if a.abandon and not shared.stopping.is_set():
+                shared.dirty.reload.add(a.job.id)  # replan: a lapsed claim of ours goes at once
+            if task_dir is not None and not shared.config.keep_workdirs:
+                if task_dir is self.home:
+                    self._home_clean = clear_folder(task_dir)
+                else:
+                    shutil.rmtree(task_dir, ignore_errors=True)
+
+    # -- before the attempt --
+
+    def _prepare(self, a: Assignment, active: ActiveJob) -> Path:
+        """The attempt's working folder, with its input (and, for the reduce, every result)."""
+        ensure_job_files(self.shared, active)
+        task_dir = self.home
+        if self.shared.config.keep_workdirs or not (self._home_clean or is_empty(task_dir)):
+            # a folder of its own (kept, or because leftovers could not be removed)
+            name = f"{a.task.id}.g{a.attempt}-{secrets.token_hex(3)}"
+            task_dir = self.shared.workdir / a.job.id / name
+            task_dir.mkdir(parents=True)
+        if a.task.input is not None:
+            fetch(self.shared, a.task.input, safe_join(task_dir, a.task.input.name))
+        if a.task.id == REDUCE:
+            self._stage_results(a.job, task_dir / "results")
+        return task_dir
+
+    def _stage_results(self, job: Job, results_dir: Path) -> None:
+        """{results}: one folder per task, in task order, holding that task's outputs."""
+        results_dir.mkdir()
+        for task in job.tasks:
+            download_outputs(self.shared.store, job, task, results_dir / task.id)
+
+    # -- the attempt --
+
+    def _execute(self, a: Assignment, active: ActiveJob, task_dir: Path) -> AttemptOutcome:
+        stage = a.job.stage_of(a.task)
+        values = {
+            "task": a.task.id,
+            "files": str(active.files_dir),
+            "input": a.task.input.name if a.task.input else "",
+            "item": a.task.item or "",
+            "results": f"{task_dir}{os.sep}results",  # a join per attempt: no pathlib
+        }
+        argv = expand(stage.command, values)
+        log.debug("%s/%s attempt %d: %s", a.job.id, a.task.id, a.attempt + 1, argv)
+        env = dict(self._base_env)
+        env.update(stage.env)
+        env.update(DRIVEMR_JOB=a.job.id, DRIVEMR_TASK=a.task.id, DRIVEMR_ATTEMPT=str(a.attempt + 1))
+        return a.process.run(
+            argv,
+            cwd=task_dir,
+            env=env,
+            timeout=stage.timeout,
+            stdout=self.out.reset(),
+            stderr=self.err.reset(),
+        )
+
+
+def task_base_env() -> dict[str, str]:
+    """The environment tasks inherit: ours, minus our secrets (computed once per worker)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(SECRET_ENV_PREFIXES)}
+
+
+def ensure_job_files(shared: Shared, active: ActiveJob) -> Path:
+    """The job's shipped files, fetched and verified once for every slot."""
+    if active.files_dir is not None:  # set once, never unset: no lock needed to read it
+        return active.files_dir
+    with active.files_ready:
+        if active.files_dir is None:
+            files_dir = shared.workdir / active.job.id / "files"
+            for f in active.job.files:
+                target = safe_join(files_dir, f.name)
+                if not target.exists() or sha256_file(target) != f.sha256:
+                    fetch(shared, f, target)
+            active.files_dir = files_dir
+            files_dir.mkdir(parents=True, exist_ok=True)
+        return active.files_dir
+
+
+def fetch(shared: Shared, f: StoredFile, target: Path) -> None:
+    """Download a shipped file and check it against its digest in job.json."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shared.store.download(f.id, target)
+    if sha256_file(target) != f.sha256:
+        target.unlink(missing_ok=True)
+        raise SecurityError(f"shipped file {f.name} does not match its digest in job.json")
+
+
+def is_empty(folder: Path) -> bool:
+    """Whether a folder holds nothing (a check; False when it cannot be read)."""
+    try:
+        with os.scandir(folder) as entries:
+            return next(entries, None) is None
+    except OSError:
+        return False
+
+
+def clear_folder(folder: Path) -> bool:
+    """Remove what an attempt left in its working folder. Never raises (logs instead);
+    True when nothing was left behind, so the next attempt need not look."""
+    try:
+        with os.scandir(folder) as entries:
+            leftovers = [Path(e.path) for e in entries]
+        if not leftovers:
+            return True
+        for path in leftovers:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        log.warning("could not empty %s: %s", folder, exc)
+    return False  # something was removed (maybe not everything): look before the next use
