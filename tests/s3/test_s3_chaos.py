@@ -36,3 +36,23 @@ def test_kill9_one_of_four_workers_ten_times_on_s3(tmp_path: Path, isolated_conf
     assert not r.unexplained_takeovers, r.unexplained_takeovers
     assert acc.duplicated <= r.orphaned_claims + r.lapsed_claims, r.lines()
     assert set(r.exit_codes.values()) == {0}, r.exit_codes
+
+
+def test_a_storm_of_s3_faults_under_in_process_workers(
+    tmp_path: Path, isolated_config: Path
+) -> None:
+    """The campaign's storm item on S3: the proxy answers 503/500/409 or loses the answer
+    on 30% of the requests; the job completes, every task committed once, and no operation
+    makes more attempts than the retry policy's cap."""
+    pytest.importorskip("moto.server")
+    del isolated_config
+    with cc.Cluster("s3", tmp_path / "cluster", lease=5.0, poll=0.2) as cluster:
+        r = cc.storm_campaign(cluster, tasks=40, fault_rate=0.3)
+    print("\n".join(r.lines()))
+    acc = r.account
+    assert r.job_state == "done", acc.problems
+    assert (acc.committed, acc.done, acc.lost, acc.unexpected) == (40, 40, 0, 0), acc.problems
+    assert r.faults_injected >= 20  # the storm really blew
+    assert max(r.attempts_histogram) >= 3  # operations were retried...
+    assert r.max_attempts_seen <= r.cap  # ...never beyond the cap
+    assert r.attempts <= r.server_requests  # an S3 operation is one request or more
