@@ -144,12 +144,17 @@ def test_lost_answer_to_a_create_is_recognised_as_ours(
     assert [i.id for i in make_s3_store().list(ROOT)] == [fid]
 
 
+@pytest.mark.parametrize("entry_faults", [1, 2], ids=["entry-fails", "heal-fails-too"])
 def test_stopped_between_index_and_entry_the_retry_writes_the_entry(
-    make_s3_store: Callable[..., Any], s3_proxy: S3Proxy
+    make_s3_store: Callable[..., Any], s3_proxy: S3Proxy, entry_faults: int
 ) -> None:
+    """The first try's entry write fails after its index landed; the retry meets 412 and
+    recognises the file as ours. Its entry is written then: by the collision's best-effort
+    heal, or, when that fails too, by the retry layer's own (retried) entry write."""
     store = make_s3_store()
     (fid,) = store.mint_ids(1)
-    s3_proxy.fail("PutObject", f"/p/root/f\\.{fid}\\.", status=503, code="SlowDown", times=1)
+    entry = f"/p/root/f\\.{fid}\\."
+    s3_proxy.fail("PutObject", entry, status=503, code="SlowDown", times=entry_faults)
     store.create(ROOT, "result", fid, b"out")
     assert store.retry_stats["recovered_creates"] == 1  # the index had landed
     listed = make_s3_store().list(ROOT)
