@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -122,7 +123,9 @@ class Cluster:
             from drivemr.testing.s3server import LoopbackS3
 
             if self.fake is None:
-                self.fake = LoopbackS3().start()
+                # A bucket of its own: moto's state is per process, and its listings cost
+                # time in proportion to the whole bucket, whatever the prefix.
+                self.fake = LoopbackS3(f"drivemr-chaos-{secrets.token_hex(4)}").start()
                 self._own_fake = True
             self.env.update(self.fake.env)
             self.url = f"s3://{self.fake.bucket}/chaos-{base.name}-{os.getpid()}"
