@@ -148,7 +148,7 @@ def store_option(func: Callable[..., Any]) -> Callable[..., Any]:
         "--store",
         "store_url",
         metavar="URL",
-        help="Folder path, file:///path or drive://FOLDER_ID (else $DRIVEMR_STORE, else the config file).",
+        help="Folder path, file:///path, drive://FOLDER_ID or s3://BUCKET/PREFIX (else $DRIVEMR_STORE, else the config file).",
     )(func)
 
 
@@ -600,15 +600,23 @@ def results(job_id: str, store_url: str | None, out_dir: Path | None, task: str 
 def init(
     store_url: str | None, shared_drive: str | None, name: str, allow_synced_folder: bool
 ) -> None:
-    """Create the shared root (a folder, or a Drive folder) and print its store URL (last line)."""
+    """Create the shared root (a folder, or a Drive folder; on S3, check the bucket) and print
+    its store URL (last line)."""
     url = cfg.value("store", store_url)
     if not url:
-        raise DrivemrError("pass --store PATH or --store drive://")
+        raise DrivemrError("pass --store PATH, --store drive:// or --store s3://BUCKET/PREFIX")
     if store_kind(url) == "drive":
         from drivemr.stores.drive import DriveStore
 
         parent = url[len("drive://") :] or "root"
         click.echo(DriveStore.create_root(name=name, parent=parent, shared_drive=shared_drive))
+        return
+    if store_kind(url) == "s3":
+        from drivemr.stores.s3_probe import check_bucket
+
+        for line in check_bucket(url):
+            click.echo(line)
+        click.echo(url.rstrip("/"))
         return
     store = open_store(url, create=True, allow_synced=allow_synced_folder or None)
     click.echo(store.url)

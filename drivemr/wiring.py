@@ -89,7 +89,8 @@ def build_worker(store: Store, **kw: Any) -> Any:
     workdir = kw.get("workdir") or cfg.value("workdir") or cfg.default_workdir()
     poll = float(cfg.value("poll_interval", kw.get("poll_interval")))
     if not poll:
-        poll = 5.0 if store.url.startswith("drive://") else 0.5
+        # Polls cost quota on Drive and money on S3 (a listing each): 5 s there, 0.5 s on a folder.
+        poll = 5.0 if store.url.startswith(("drive://", "s3://")) else 0.5
     identity = None
     if kw.get("keep_id"):
         from drivemr.worker.identity import resolve_identity

@@ -71,8 +71,9 @@ def test_url_forms(tmp_path: Path) -> None:
     assert store_kind(str(tmp_path)) == "folder"
     assert store_kind(tmp_path.as_uri()) == "folder"
     assert store_kind("drive://abc") == "drive"
+    assert store_kind("s3://bucket/prefix") == "s3"
     with pytest.raises(ConfigError):
-        store_kind("s3://bucket")
+        store_kind("ftp://host/share")
     FolderStore(tmp_path, create=True)
     via_uri = open_store(tmp_path.as_uri())
     assert isinstance(via_uri, RetryingFolderStore) and via_uri.path == tmp_path

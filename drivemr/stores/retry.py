@@ -406,7 +406,12 @@ class RetryingStore(Store):
             if mine is None:
                 raise
             self._count("recovered_creates")
-            return mine
+            return self._finish_own_create(mine)
+
+    def _finish_own_create(self, info: FileInfo) -> FileInfo:
+        """A create was recognised as our own earlier try: finish what that try may have
+        left undone (nothing here; a store whose create takes two writes overrides this)."""
+        return info
 
     def list(self, parent: str) -> builtins.list[FileInfo]:
         return self._call("list", lambda: self.inner.list(parent))
