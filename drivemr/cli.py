@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shlex
 import shutil
 import sys
@@ -22,11 +21,13 @@ import click
 
 from drivemr import __version__
 from drivemr import config as cfg
-from drivemr.errors import AuthError, DrivemrError, SecurityError
-from drivemr.protocol import REDUCE, check_worker_id, default_worker_id, find_job, load_view
-from drivemr.status import STATES
+from drivemr.api import Client
+from drivemr.errors import AuthError, DrivemrError, StoreError
+from drivemr.safetext import safe
+from drivemr.status import STATES, JobStatus
 from drivemr.stores import open_store, store_kind
 from drivemr.stores.base import Store
+from drivemr.wiring import build_worker, open_configured_store, signer, verifier
 
 log = logging.getLogger("drivemr")
 
@@ -39,6 +40,8 @@ LAZY_COMMANDS = {
     "auth": ("drivemr.auth_cli", "auth"),
     "keys": ("drivemr.keys_cli", "keys"),
     "fake-drive": ("drivemr.testing.fakedrive.cli", "fake_drive"),
+    "doctor": ("drivemr.maint_cli", "doctor"),
+    "clean": ("drivemr.maint_cli", "clean"),
 }
 """Commands imported only when used: Google's client libraries take a second to import."""
 
@@ -145,7 +148,7 @@ def store_option(func: Callable[..., Any]) -> Callable[..., Any]:
         "--store",
         "store_url",
         metavar="URL",
-        help="Folder path, file:///path or drive://FOLDER_ID (else $DRIVEMR_STORE, else the config file).",
+        help="Folder path, file:///path, drive://FOLDER_ID or s3://BUCKET/PREFIX (else $DRIVEMR_STORE, else the config file).",
     )(func)
 
 
@@ -170,48 +173,16 @@ def _open(store_url: str | None, **options: Any) -> Store:
 
 
 def _open_store(store_url: str | None, **options: Any) -> Store:
-    url = cfg.value("store", store_url)
-    if not url:
-        raise DrivemrError(
-            "no store given: pass --store URL, set DRIVEMR_STORE, or set `store` in "
-            + str(cfg.config_file())
-        )
-    if store_kind(url) == "drive":
-        rate = cfg.value("write_rate", options.pop("write_rate", None))
-        options["write_rate"] = rate or None
-    else:
-        options.pop("write_rate", None)
-    return open_store(url, **options)
+    return open_configured_store(store_url, **options)
 
 
-# ---------------------------------------------------------------------------- signing hooks
+def _client(store_url: str | None) -> Client:
+    """The API client every job command is a thin layer over."""
+    return Client(_open(store_url))
 
 
-def _signer() -> Callable[[dict[str, Any]], dict[str, Any]] | None:
-    from drivemr import signing
-
-    key, _info = signing.load_or_create_signing_key(signing.config_dir())
-    return lambda doc: signing.sign_document(doc, key)
-
-
-def _verifier(insecure: bool) -> Callable[[Any], None]:
-    from drivemr import signing
-
-    if insecure:
-        log.warning(
-            "--insecure-accept-unsigned: this worker runs ANY job anyone with write access to the store posts"
-        )
-
-    def verify(job: Any) -> None:
-        if insecure:
-            return
-        trusted = signing.load_trusted(signing.config_dir())
-        try:
-            signing.verify_document(job.doc, trusted, expected_job_id=job.id)
-        except SecurityError as exc:
-            raise SecurityError(f"{exc}") from exc
-
-    return verify
+_signer = signer
+_verifier = verifier
 
 
 # ---------------------------------------------------------------------------- submit
@@ -226,21 +197,21 @@ def _verifier(insecure: bool) -> Callable[[Any], None]:
 @click.option("--unsigned", is_flag=True, hidden=True, help="Do not sign the job (tests).")
 def submit(jobfile: Path, store_url: str | None, wait: bool, unsigned: bool) -> None:
     """Validate JOBFILE, post it to the store and print the job id (last line)."""
-    from drivemr.protocol import submit as do_submit
     from drivemr.spec import load_job
 
     spec = load_job(jobfile)  # every check happens before the first write
-    store = _open(store_url)
-    sign = None if unsigned else _signer()
-    job = do_submit(store, spec, sign=sign, progress=lambda m: click.echo(m, err=True))
+    client = _client(store_url)
+    _check_accounts(client.store, worker=False)
+    handle = client.submit(spec, signed=not unsigned, progress=lambda m: click.echo(m, err=True))
+    job = handle.definition
     click.echo(
         f"submitted {len(job.items)} item(s) in {len(job.tasks)} task(s)"
-        f"{' and a reduce' if job.reduce else ''} to {store.url}",
+        f"{' and a reduce' if job.reduce else ''} to {client.url}",
         err=True,
     )
     click.echo(job.id)
     if wait:
-        sys.exit(_wait(store, job.id))
+        sys.exit(_wait(client.store, job.id))
 
 
 def _wait(store: Store, job_id: str, poll: float = 0.5) -> int:
@@ -259,7 +230,11 @@ def _wait(store: Store, job_id: str, poll: float = 0.5) -> int:
 @click.option(
     "--workdir", type=click.Path(file_okay=False, path_type=Path), help="Where tasks run."
 )
-@click.option("--worker-id", help="Name of this worker (default: host name plus a random suffix).")
+@click.option(
+    "--worker-id",
+    help="Name of this worker (default: the one kept in --workdir, made from the host name"
+    " the first time).",
+)
 @click.option(
     "--lease", type=float, help="Seconds without a heartbeat before claims are reclaimed (300)."
 )
@@ -268,7 +243,8 @@ def _wait(store: Store, job_id: str, poll: float = 0.5) -> int:
 @click.option(
     "--exit-when-idle",
     is_flag=True,
-    help="Exit once every job in the store is finished or cancelled.",
+    help="Exit once every job in the store is finished or cancelled (status 5 if some job "
+    "cannot be read; see docs/operating.md).",
 )
 @click.option(
     "--when-idle",
@@ -310,8 +286,13 @@ def worker(
     no_reduce: bool,
     insecure_accept_unsigned: bool,
 ) -> None:
-    """Claim and run tasks from the store until stopped (Ctrl-C drains, a second Ctrl-C kills)."""
+    """Claim and run tasks from the store until stopped.
+
+    Ctrl-C or SIGTERM drains (running tasks finish); a second one, or a closed terminal
+    (SIGHUP), kills the running tasks and releases their claims at once (exit 130 / 129).
+    To outlive the terminal, run it as a service or with nohup (docs/operating.md)."""
     store = _open(store_url, write_rate=write_rate)
+    _check_accounts(store, worker=True)
     w = build_worker(
         store,
         slots=slots,
@@ -326,52 +307,56 @@ def worker(
         jobs=frozenset(jobs) or None,
         run_reduce=not no_reduce,
         verify=_verifier(insecure_accept_unsigned),
+        keep_id=True,
     )
-    _install_signal_handlers(w.request_stop)
+    from drivemr.worker.signals import install as install_signal_handlers
+
+    install_signal_handlers(w)
     log.info("worker %s serving %s with %d slot(s)", w.id, store.url, w.config.slots)
+    _log_trust(w.shared.trust)
     code = w.run()
     if isinstance(w.fatal, AuthError):
         click.echo(auth_message(w.fatal), err=True)
     sys.exit(code)
 
 
-def build_worker(store: Store, **kw: Any) -> Any:
-    from drivemr.worker import Worker, WorkerConfig
+def _check_accounts(store: Store, *, worker: bool) -> None:
+    """On Drive, before anything is claimed or submitted: can this account use ids other
+    accounts minted (a worker refuses to start when not), and leave this account's
+    (see :mod:`drivemr.stores.drive.accounts`)."""
+    if not store.url.startswith("drive://"):
+        return
+    from drivemr.stores.drive import DriveStore
+    from drivemr.stores.drive.accounts import check_minted_ids, publish_minted_ids
 
-    slots = int(cfg.value("slots", kw.get("slots"))) or os.cpu_count() or 1
-    workdir = kw.get("workdir") or cfg.value("workdir") or cfg.default_workdir()
-    poll = float(cfg.value("poll_interval", kw.get("poll_interval")))
-    if not poll:
-        poll = 5.0 if store.url.startswith("drive://") else 0.5
-    config = WorkerConfig(
-        worker_id=check_worker_id(kw.get("worker_id") or default_worker_id()),
-        slots=slots,
-        workdir=Path(workdir),
-        lease=float(cfg.value("lease", kw.get("lease"))),
-        poll_interval=poll,
-        reconcile_interval=float(cfg.value("reconcile_interval")),
-        retry_backoff=float(cfg.value("retry_backoff", kw.get("retry_backoff"))),
-        exit_when_idle=bool(kw.get("exit_when_idle")),
-        keep_workdirs=bool(kw.get("keep_workdirs")),
-        jobs=kw.get("jobs"),
-        run_reduce=kw.get("run_reduce", True),
-        when_idle=bool(kw.get("when_idle")),
-        idle_threshold=float(cfg.value("idle_threshold", kw.get("idle_threshold"))),
+    if not isinstance(store, DriveStore):
+        return
+    try:
+        if worker:
+            check_minted_ids(store)
+        else:
+            publish_minted_ids(store)
+    except AuthError:
+        raise
+    except StoreError as exc:  # Drive unreachable now: the worker's own loop retries
+        log.warning("could not check minted ids between accounts (continuing): %s", exc)
+
+
+def _log_trust(trust: Any) -> None:
+    """Say at start-up which key seals this worker's files and which keys it believes."""
+    others = [k for k in trust.keys().values() if k.key_id != trust.me.key_id]
+    log.info(
+        "this PC's key %s seals this worker's claims, heartbeats and markers; it believes %s",
+        trust.me.key_id,
+        "only itself (one PC: nothing to set up)"
+        if not others
+        else f"itself and {len(others)} trusted key(s): {', '.join(k.name for k in others)}",
     )
-    return Worker(store, config, verify=kw.get("verify"))
-
-
-def _install_signal_handlers(stop: Callable[[], None]) -> None:
-    import signal
-
-    def handler(signum: int, frame: object) -> None:
-        stop()
-
-    signal.signal(signal.SIGINT, handler)
-    if hasattr(signal, "SIGTERM"):
-        signal.signal(signal.SIGTERM, handler)
-    if hasattr(signal, "SIGBREAK"):  # Windows console Ctrl-Break
-        signal.signal(signal.SIGBREAK, handler)
+    log.info(
+        "for a cluster, every PC must trust every other PC's key, once: run `drivemr keys show`"
+        " here and `drivemr keys trust <that line> --name NAME` on each other PC (and the"
+        " reverse); workers re-read the trusted list without a restart"
+    )
 
 
 # ---------------------------------------------------------------------------- status
@@ -405,20 +390,18 @@ def status(
     """Show every job with counts, or one job's tasks and reduce."""
     from dataclasses import replace
 
-    from drivemr.status import all_statuses, status_of
-
     if watch and (not job_id or as_json):
         raise click.UsageError("--watch follows one JOB and cannot be combined with --json")
     wanted = set(states) | ({"failed"} if failed else set())
     if wanted and not job_id:
         raise click.UsageError("--failed and --state filter the tasks of one JOB")
-    store = _open(store_url)
+    client = _client(store_url)
     if watch:
         from drivemr.progress import follow
 
-        sys.exit(follow(store, str(job_id), out=sys.stdout))
+        sys.exit(follow(client.store, str(job_id), out=sys.stdout))
     if job_id:
-        st = status_of(store, job_id, lease=float(cfg.value("lease")))
+        st = client.job(job_id).status()
         total = len(st.tasks) + (st.reduce is not None)
         if wanted:
             st = replace(
@@ -434,14 +417,12 @@ def status(
             shown = len(st.tasks) + (st.reduce is not None)
             click.echo(f"  ({shown} of {total} {st.unit}(s) {' or '.join(sorted(wanted))})")
         return
-    statuses = all_statuses(store, lease=float(cfg.value("lease")))
+    statuses = client.jobs()
     if as_json:
         click.echo(
             json.dumps(
                 [
-                    s.to_json(with_tasks=False)
-                    if not isinstance(s, tuple)
-                    else {"job": s[0], "error": s[1]}
+                    s.to_json(with_tasks=False) if isinstance(s, JobStatus) else s.to_json()
                     for s in statuses
                 ],
                 indent=2,
@@ -449,12 +430,12 @@ def status(
         )
         return
     if not statuses:
-        click.echo(f"no jobs in {store.url}")
+        click.echo(f"no jobs in {client.url}")
     for s in statuses:
-        if isinstance(s, tuple):
-            click.echo(f"{s[0]}: unreadable ({s[1]})")
-        else:
+        if isinstance(s, JobStatus):
             _print_job(s, detail=False)
+        else:
+            click.echo(f"{s.job}: unreadable ({s.error})")
 
 
 def _clip(text: str, width: int) -> str:
@@ -466,28 +447,44 @@ def _clip(text: str, width: int) -> str:
 def _print_job(st: Any, *, detail: bool) -> None:
     c = st.counts
     red = f", reduce {st.reduce.state}" if st.reduce else ""
-    extra = "".join(f", {c[k]} {k}" for k in ("lost", "cancelled") if c.get(k))
+    rnd = f", round {st.round}" if st.round else ""
+    extra = "".join(f", {c[k]} {k}" for k in ("lost", "cancelled", "blocked") if c.get(k))
     packs = f" (items, in {st.packs} tasks)" if st.packs else ""
     click.echo(
-        f"{st.job}  {st.state:9}  {c['done']} done, {c['running']} running, {c['failed']} failed, {c['pending']} pending{extra}{red}{packs}"
+        f"{st.job}  {st.state:9}  {c['done']} done, {c['running']} running, {c['failed']} failed, {c['pending']} pending{extra}{red}{rnd}{packs}"
     )
+    if c.get("blocked"):
+        click.echo(
+            f"  {c['blocked']} task(s) blocked by untrusted files: every claim id of each holds a"
+            " file no trusted key sealed (forged, or a PC this one does not trust: see"
+            " docs/security.md, 'Who can forge what')"
+        )
     for worker_id, reason in st.rejected_by.items():
         click.echo(f"  rejected by {worker_id}: {reason}")
     if not detail:
         return
+    for r in st.rounds:
+        what = ", ".join(r["tasks"][:10]) + (" ..." if len(r["tasks"]) > 10 else "")
+        new_reduce = " with a new reduce" if r["new_reduce"] else ""
+        click.echo(
+            f"  round {r['round']}: re-ran {len(r['tasks'])} task(s){new_reduce}"
+            f"{': ' + what if what else ''} (by {safe(r['by'])})"
+        )
     rows = [*st.tasks, *([st.reduce] if st.reduce else [])]
     width = min(30, max([5, *(len(t.item or "") for t in rows)]))
     unit, pack = st.unit, ("pack     " if st.packs else "")
+    rcol = f" {'round':>5}" if st.round else ""
     click.echo(
-        f"  {unit:8} {pack}{'state':9} {'tries':>5} {'exit':>5} {'secs':>8}  {'input':{width}}  worker"
+        f"  {unit:8} {pack}{'state':9} {'tries':>5} {'exit':>5} {'secs':>8}{rcol}  {'input':{width}}  worker"
     )
     for t in rows:
         code = "" if t.exit_code is None else str(t.exit_code)
         dur = "" if t.duration is None else f"{t.duration:.2f}"
         item = _clip(t.item or "", width)
         in_pack = f"{t.pack or '':8} " if st.packs else ""
+        rv = f" {t.round:>5}" if st.round else ""
         click.echo(
-            f"  {t.task:8} {in_pack}{t.state:9} {t.attempts:>5} {code:>5} {dur:>8}  {item:{width}}  {t.worker or ''}"
+            f"  {t.task:8} {in_pack}{t.state:9} {t.attempts:>5} {code:>5} {dur:>8}{rv}  {item:{width}}  {t.worker or ''}"
         )
     if st.failed_tasks:
         click.echo(
@@ -514,50 +511,76 @@ def reduce(
     job_id: str, store_url: str | None, out_dir: Path | None, insecure_accept_unsigned: bool
 ) -> None:
     """Fetch the job's reduced result, or run the reduce here if every task is done."""
-    store = _open(store_url)
-    paths = fetch_or_reduce(store, job_id, out_dir, verify=_verifier(insecure_accept_unsigned))
-    for p in paths:
+    handle = _client(store_url).job(job_id)
+    for p in handle.reduce(out_dir, insecure=insecure_accept_unsigned):
         click.echo(str(p))
 
 
-def fetch_or_reduce(
-    store: Store, job_id: str, out_dir: Path | None, *, verify: Callable[[Any], None] | None = None
-) -> list[Path]:
-    _folder, job = find_job(store, job_id)
-    view = load_view(store, job)
-    target = out_dir or Path(f"{job.id}-result")
-    if job.reduce_task is None:
-        raise DrivemrError(
-            f"job {job.id} has no [reduce]; its results are in `{suggest(f'drivemr status {job.id}')}`"
-        )
-    if REDUCE not in view.results:
-        missing = [t.id for t in job.tasks if t.id not in view.results]
-        if missing:
-            raise DrivemrError(
-                f"job {job.id}: {len(missing)} task(s) have no result yet: {', '.join(missing[:20])}"
-            )
-        failed = [t for t, r in view.results.items() if r.state != "done"]
-        if failed:
-            raise DrivemrError(
-                f"job {job.id}: task(s) failed, so there is no reduce: {', '.join(failed[:20])}"
-            )
-        log.info("running the reduce of %s here", job.id)
-        w = build_worker(
-            store, slots=1, exit_when_idle=True, jobs=frozenset({job.id}), verify=verify
-        )
-        w.run()
-        view = load_view(store, job)
-        if REDUCE not in view.results:
-            raise DrivemrError(f"job {job.id}: the reduce did not produce a result")
-    from drivemr.results import download_outputs
+def fetch_or_reduce(store: Store, job_id: str, out_dir: Path | None) -> list[Path]:
+    """What ``drivemr reduce`` does (:meth:`drivemr.api.Job.reduce`), for tools and tests."""
+    return Client(store).job(job_id).reduce(out_dir)
 
-    manifest_state = view.results[REDUCE].state
-    paths = download_outputs(store, job, job.reduce_task, target)
-    if manifest_state != "done":
-        raise DrivemrError(
-            f"job {job.id}: the reduce failed; see {suggest(f'drivemr logs {job.id} reduce')}"
-        )
-    return paths
+
+# ---------------------------------------------------------------------------- recovering
+
+
+@main.command()
+@click.argument("job_id")
+@click.argument("tasks", nargs=-1)
+@store_option
+@click.option("--failed", is_flag=True, help="Re-run every task that failed.")
+@click.option(
+    "--reduce-from",
+    "reduce_from",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    metavar="JOBFILE",
+    help="Re-run the reduce with the [reduce] section and shipped files of JOBFILE "
+    "(its map part must be unchanged).",
+)
+@click.option(
+    "--wait", is_flag=True, help="Follow the job until it ends; exit 0 only if it all succeeded."
+)
+def retry(
+    job_id: str,
+    tasks: tuple[str, ...],
+    store_url: str | None,
+    failed: bool,
+    reduce_from: Path | None,
+    wait: bool,
+) -> None:
+    """Re-run TASKS (or every --failed one, or the reduce --reduce-from an edited job file)
+    of a finished job as a new signed round, keeping every successful result; the reduce
+    runs again. Workers pick the round up by themselves."""
+    if not (tasks or failed or reduce_from):
+        raise click.UsageError("name the TASKS to retry, or pass --failed or --reduce-from")
+    handle = _client(store_url).job(job_id)
+    rnd = handle.retry(list(tasks), failed=failed, reduce_from=reduce_from)
+    what = f"{len(rnd.tasks)} task(s)" if rnd.tasks else "no map task"
+    red = (" and a new reduce" if rnd.reduce else " and the reduce") if rnd.reduce_task else ""
+    click.echo(f"round {rnd.number} of {rnd.job}: re-running {what}{red}", err=True)
+    if wait:
+        sys.exit(_wait(handle.store, rnd.job))
+
+
+@main.command()
+@click.argument("job_id")
+@store_option
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to put the outputs (default: JOB-results).",
+)
+@click.option("--task", help="Only this task's outputs.")
+def results(job_id: str, store_url: str | None, out_dir: Path | None, task: str | None) -> None:
+    """Download every successful task's outputs (one folder per task, the {results} layout
+    a reduce sees), sha256-checked, whatever state the job is in."""
+    handle = _client(store_url).job(job_id)
+    target = out_dir or Path(f"{job_id}-results")
+    paths = handle.results(target, task=task)
+    for p in paths:
+        click.echo(str(p))
+    click.echo(f"{len(paths)} file(s) in {target}", err=True)
 
 
 # ---------------------------------------------------------------------------- init and demo
@@ -572,18 +595,34 @@ def fetch_or_reduce(
     show_default=True,
     help="Name of the folder to create (Drive only).",
 )
-def init(store_url: str | None, shared_drive: str | None, name: str) -> None:
-    """Create the shared root (a folder, or a Drive folder) and print its store URL (last line)."""
+@click.option(
+    "--allow-synced-folder",
+    is_flag=True,
+    help="Make a store inside a Dropbox/OneDrive/Google Drive/iCloud/Syncthing folder anyway "
+    "(unsafe with several PCs; also DRIVEMR_ALLOW_SYNCED_FOLDER=1).",
+)
+def init(
+    store_url: str | None, shared_drive: str | None, name: str, allow_synced_folder: bool
+) -> None:
+    """Create the shared root (a folder, or a Drive folder; on S3, check the bucket) and print
+    its store URL (last line)."""
     url = cfg.value("store", store_url)
     if not url:
-        raise DrivemrError("pass --store PATH or --store drive://")
+        raise DrivemrError("pass --store PATH, --store drive:// or --store s3://BUCKET/PREFIX")
     if store_kind(url) == "drive":
         from drivemr.stores.drive import DriveStore
 
         parent = url[len("drive://") :] or "root"
         click.echo(DriveStore.create_root(name=name, parent=parent, shared_drive=shared_drive))
         return
-    store = open_store(url, create=True)
+    if store_kind(url) == "s3":
+        from drivemr.stores.s3_probe import check_bucket
+
+        for line in check_bucket(url):
+            click.echo(line)
+        click.echo(url.rstrip("/"))
+        return
+    store = open_store(url, create=True, allow_synced=allow_synced_folder or None)
     click.echo(store.url)
 
 
@@ -593,15 +632,12 @@ def init(store_url: str | None, shared_drive: str | None, name: str) -> None:
 def demo(slots: int, keep: bool) -> None:
     """Run the word-count example end to end on a temporary folder store."""
     from drivemr.example_jobs import example_dir
-    from drivemr.protocol import submit as do_submit
-    from drivemr.spec import load_job
-    from drivemr.status import status_of
 
     tmp = Path(tempfile.mkdtemp(prefix="drivemr-demo-"))
     try:
         store = open_store(str(tmp / "store"), create=True)
-        spec = load_job(example_dir("wordcount") / "job.toml")
-        job = do_submit(store, spec, sign=_signer())
+        handle = Client(store).submit(example_dir("wordcount") / "job.toml")
+        job = handle.definition
         click.echo(
             f"submitted {job.id}: {len(job.tasks)} map task(s) and a reduce, store {store.url}"
         )
@@ -616,11 +652,11 @@ def demo(slots: int, keep: bool) -> None:
         started = time.monotonic()
         w.run()
         elapsed = time.monotonic() - started
-        paths = fetch_or_reduce(store, job.id, tmp / "result")
+        paths = handle.reduce(tmp / "result")
         for p in paths:
             click.echo(f"\n== {p.name} ==")
             click.echo(p.read_text(encoding="utf-8").rstrip())
-        st = status_of(store, job.id)
+        st = handle.status()
         c = st.counts
         click.echo(
             f"\njob {st.job}: {st.state}; {c['done']} done, {c['failed']} failed; "

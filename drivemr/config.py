@@ -37,7 +37,7 @@ class Setting:
 SETTINGS: dict[str, Setting] = {
     s.name: s
     for s in [
-        Setting("store", "", str, "store URL: a folder path, file:///path or drive://FOLDER_ID"),
+        Setting("store", "", str, "store URL: folder, file://, drive://ID or s3://BUCKET/PREFIX"),
         Setting("slots", 0, int, "task slots per worker (0: one per CPU)"),
         Setting("workdir", "", str, "where workers run tasks (default: the user cache dir)"),
         Setting(

@@ -6,6 +6,8 @@ these, so the protocol, the worker and the CLI never see a backend's exception t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 
 class DrivemrError(Exception):
     """Root of every error drivemr raises on purpose."""
@@ -28,6 +30,49 @@ class JobSpecError(DrivemrError):
 
 class SecurityError(DrivemrError):
     """A job, a path or a key failed a safety check; nothing of it is used."""
+
+
+class JobStateError(DrivemrError):
+    """The job is not in a state that allows this (cancel a finished job, reduce one
+    whose maps have not all succeeded, ...)."""
+
+
+class WaitTimeout(DrivemrError, TimeoutError):
+    """A wait for a job to end ran out of time (the job itself goes on)."""
+
+
+class NoWorkerError(DrivemrError):
+    """Nothing will run the job: no live worker serves the store, or every live worker
+    rejected the job (``Job.wait(on_notice="raise")``)."""
+
+
+class MapInputError(DrivemrError):
+    """``Client.map`` refused its function or items before anything reached the store."""
+
+
+class MapError(DrivemrError):
+    """Items of a ``Client.map`` failed; ``failures`` names every one (index, item, error)."""
+
+    def __init__(self, job_id: str, total: int, failures: tuple[MapFailure, ...]) -> None:
+        self.job_id = job_id
+        self.total = total
+        self.failures = failures
+        lines = [f"{len(failures)} of {total} item(s) failed in job {job_id}:"]
+        lines += [f"  item {f.index} ({f.task}) {f.item_json}: {f.error}" for f in failures]
+        super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class MapFailure:
+    """One failed item of a ``Client.map``."""
+
+    index: int
+    """Position of the item in the list given to ``map``."""
+    task: str
+    item_json: str
+    """The item as JSON (cut short past 200 characters)."""
+    error: str
+    """The function's exception (last line of its traceback) or why the attempt failed."""
 
 
 class StoreError(DrivemrError):
@@ -53,8 +98,20 @@ class NotFound(PermanentStoreError):
     """No file with that id (or it was deleted)."""
 
 
+class UnreadableJob(NotFound):
+    """A job's job.json is in the store's listing but cannot be read (a store fault, e.g. a
+    share that hides published files). Never "not posted yet" and never "finished": report
+    it (file and error) and retry it with backoff. It is a NotFound only so that code which
+    skips "not posted yet" keeps skipping it; catch it before NotFound."""
+
+
 class AlreadyExists(PermanentStoreError):
     """A create-once with an id that is already taken (Drive's 409)."""
+
+
+class UnusableId(PermanentStoreError):
+    """The store refused a create at a minted id as not usable by this sign-in (Drive's 400
+    "The provided file ID is not usable": typically an id another account minted)."""
 
 
 class AuthError(PermanentStoreError):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,29 +15,22 @@ from typing import Any
 import click
 
 from drivemr import config as cfg
-from drivemr.cli import EXIT_FAILED, _open, store_option, suggest
+from drivemr.api import Client
+from drivemr.cli import _client, _open, store_option, suggest
 from drivemr.durations import format_duration
 from drivemr.errors import DrivemrError
 from drivemr.protocol import (
-    JOB_PREFIX,
-    MAX_HEARTBEAT_BYTES,
     REDUCE,
     Job,
-    find_job,
-    heartbeats,
-    job_complete,
-    job_succeeded,
-    list_jobs,
-    load_view,
-    mark,
-    parse_json,
-    read_job,
 )
+from drivemr.safetext import safe
+from drivemr.status import JobStatus
 from drivemr.stores.base import Store
 
 JOBLOG_HEADER = (
     "Task",
     "Host",
+    "Worker",
     "Starttime",
     "JobRuntime",
     "Exitval",
@@ -70,20 +62,19 @@ def _dump(doc: Any) -> None:
 @store_option
 def cancel(job_id: str, store_url: str | None) -> None:
     """Cancel JOB: workers stop claiming its tasks and kill its running attempts."""
-    store = _open(store_url)
-    _folder, job = find_job(store, job_id)
-    view = load_view(store, job)
-    if view.cancelled:
-        click.echo(f"job {job.id} was already cancelled")
+    client = _client(store_url)
+    handle = client.job(job_id)
+    if not handle.cancel():
+        click.echo(f"job {handle.id} was already cancelled")
         return
-    if job_complete(job, view):
-        state = "done" if job_succeeded(job, view) else "failed"
-        click.echo(f"drivemr: job {job.id} already finished ({state}); nothing to cancel", err=True)
-        sys.exit(EXIT_FAILED)
-    mark(store, job, "cancel")
     click.echo(
-        f"job {job.id} cancelled: workers stop claiming its tasks and kill its running "
+        f"job {handle.id} cancelled: workers stop claiming its tasks and kill its running "
         "attempts at their next poll"
+    )
+    click.echo(
+        f"(the cancel is sealed with this PC's key {client.key_id}: workers on PCs that do"
+        " not trust it ignore it; see `drivemr keys`)",
+        err=True,
     )
 
 
@@ -100,7 +91,10 @@ def _print_attempt(job: Job, a: Any, of: int | None, only: str | None) -> None:
     code = "-" if a.exit_code is None else str(a.exit_code)
     where = a.worker + (f" on {a.host}" if a.host else "")
     total = "" if of is None else f" of {of}"
-    click.echo(f"== {job.id} {a.task} attempt {a.attempt}{total}: {a.outcome} (exit code {code})")
+    rnd = f" (round {a.round})" if a.round else ""
+    click.echo(
+        f"== {job.id} {a.task} attempt {a.attempt}{total}{rnd}: {a.outcome} (exit code {code})"
+    )
     took = "" if a.duration is None else f", took {a.duration:.2f} s"
     click.echo(f"   worker {where or '?'}, started {_when(a.start)}{took}")
     if a.error and a.outcome != "done":
@@ -121,16 +115,19 @@ def _print_attempt(job: Job, a: Any, of: int | None, only: str | None) -> None:
     click.echo("")
 
 
-def _attempt_index(record: Any) -> None:
-    click.echo(f"{'task':8} {'try':>3} {'outcome':9} {'exit':>5} {'secs':>8}  worker")
-    for a in record.attempts:
+def _attempt_index(job: Job, attempts: list[Any]) -> None:
+    rounds = job.round > 0
+    rcol = f" {'round':>5}" if rounds else ""
+    click.echo(f"{'task':8} {'try':>3}{rcol} {'outcome':9} {'exit':>5} {'secs':>8}  worker")
+    for a in attempts:
         code = "" if a.exit_code is None else str(a.exit_code)
         secs = "" if a.duration is None else f"{a.duration:.2f}"
-        click.echo(f"{a.task:8} {a.attempt:>3} {a.outcome:9} {code:>5} {secs:>8}  {a.worker}")
-    if not record.attempts:
+        rv = f" {a.round:>5}" if rounds else ""
+        click.echo(f"{a.task:8} {a.attempt:>3}{rv} {a.outcome:9} {code:>5} {secs:>8}  {a.worker}")
+    if not attempts:
         click.echo("(no attempt has started yet)")
     else:
-        click.echo(f"output of one: {suggest(f'drivemr logs {record.job.id} TASK')} [--attempt N]")
+        click.echo(f"output of one: {suggest(f'drivemr logs {job.id} TASK')} [--attempt N]")
 
 
 @click.command()
@@ -166,40 +163,26 @@ def logs(
     Without TASK, list every attempt of JOB. Workers upload an attempt's output when it
     ends, so --follow waits for the task's attempts to end and prints each as it lands.
     """
-    from drivemr.report import collect
-
     if follow and not task:
         raise click.UsageError("--follow needs a TASK")
-    store = _open(store_url)
-    _folder, job = find_job(store, job_id)
+    handle = _client(store_url).job(job_id)
+    job = handle.definition
     if not task:
-        _attempt_index(collect(store, job.id, manifests=False, lease=_lease()))
+        _attempt_index(job, handle.attempts(output=False))
         return
-    try:
-        # an item of a packed job has max_attempts attempts of its own (docs/packing.md)
-        allowed = job.map.max_attempts if job.packed else len(job.task(task).claim_ids)
-        if job.packed and task != REDUCE:
-            job.item(task)
-        elif task == REDUCE:
-            allowed = len(job.task(task).claim_ids)
-    except KeyError:
-        what = "item" if job.packed else "task"
-        raise DrivemrError(f"job {job.id} has no {what} {task!r}") from None
+    if not follow:
+        one, count = handle.attempt_of(task, attempt_no)
+        _print_attempt(job, one, count, only)
+        return
+    allowed = handle.max_attempts(task)
     if attempt_no is not None and attempt_no > allowed:
         raise DrivemrError(f"{job.id} {task} has at most {allowed} attempt(s), not {attempt_no}")
     printed: set[int] = set()
     announced: set[int] = set()
     while True:
-        record = collect(store, job.id, tasks=[task], lease=_lease())
-        attempts = record.of(task)
-        if attempt_no is not None and not follow and attempt_no > len(attempts):
-            raise DrivemrError(f"{job.id} {task} has {len(attempts)} attempt(s), not {attempt_no}")
+        ended = handle.task_ended(task)  # before the attempts: a result then is in them
+        attempts = handle.attempts(task)
         chosen = [a for a in attempts if attempt_no is None or a.attempt == attempt_no]
-        if not follow:
-            if not chosen:
-                raise DrivemrError(f"{job.id} {task}: no attempt has started yet")
-            _print_attempt(job, chosen[-1], len(attempts), only)
-            return
         for a in chosen:
             if a.final and a.attempt not in printed:
                 _print_attempt(job, a, None, only)  # more attempts may follow
@@ -211,9 +194,7 @@ def logs(
                     "attempt's output when it ends, so it is printed then (not line by line)",
                     err=True,
                 )
-        holder = task if task == REDUCE or not job.packed else job.item(task)[0].id
-        finished = holder in record.view.results or record.view.cancelled
-        if finished or (attempt_no is not None and attempt_no in printed):
+        if ended or (attempt_no is not None and attempt_no in printed):
             return
         time.sleep(poll)
 
@@ -222,42 +203,8 @@ def logs(
 
 
 def worker_rows(store: Store) -> list[dict[str, Any]]:
-    """Every heartbeat in the store, read and judged (alive = fresh and not stopped)."""
-    beats = heartbeats(store.list(store.root_id))
-    now = max([time.time(), *(b.file.modified for b in beats.values())])
-    rows = []
-    for worker, beat in sorted(beats.items()):
-        age = max(0.0, now - beat.file.modified)
-        row: dict[str, Any] = {
-            "worker": worker,
-            "host": None,
-            "pid": None,
-            "slots": None,
-            "lease": None,
-            "state": None,
-            "running": [],
-            "version": None,
-            "last_seen": beat.file.modified,
-            "age": round(age, 3),
-            "alive": False,
-        }
-        try:
-            doc = parse_json(store.read(beat.file.id, max_bytes=MAX_HEARTBEAT_BYTES), "heartbeat")
-        except DrivemrError as exc:
-            doc = None
-            row["error"] = str(exc)
-        if isinstance(doc, dict):
-            for key in ("host", "pid", "slots", "lease", "state", "version"):
-                row[key] = doc.get(key)
-            running = doc.get("running")
-            row["running"] = (
-                [r for r in running if isinstance(r, dict)] if isinstance(running, list) else []
-            )
-            lease = doc.get("lease")
-            lease = float(lease) if isinstance(lease, (int, float)) else _lease()
-            row["alive"] = age <= lease and doc.get("state") != "stopped"
-        rows.append(row)
-    return rows
+    """Every heartbeat in the store, opened and judged (see Client.workers)."""
+    return [w.to_json() for w in Client(store).workers()]
 
 
 @click.command()
@@ -265,13 +212,13 @@ def worker_rows(store: Store) -> list[dict[str, Any]]:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def workers(store_url: str | None, as_json: bool) -> None:
     """List every worker seen in the store: host, slots, running tasks, last heartbeat."""
-    store = _open(store_url)
-    rows = worker_rows(store)
+    client = _client(store_url)
+    rows = [w.to_json() for w in client.workers()]
     if as_json:
         _dump(rows)
         return
     if not rows:
-        click.echo(f"no workers have been seen in {store.url}")
+        click.echo(f"no workers have been seen in {client.url}")
         return
     click.echo(f"{'WORKER':24} {'HOST':20} {'SLOTS':>5} {'RUN':>4} {'SEEN':>9}  STATUS")
     for r in rows:
@@ -280,7 +227,7 @@ def workers(store_url: str | None, as_json: bool) -> None:
         elif r["state"] == "stopped":
             status = "stopped"
         else:
-            status = "lost (no heartbeat within its lease)" if "error" not in r else "unreadable"
+            status = r.get("error", "lost (no heartbeat within its lease)")
         slots = "" if r["slots"] is None else str(r["slots"])
         click.echo(
             f"{r['worker']:24} {r['host'] or ''!s:20} {slots:>5} {len(r['running']):>4} "
@@ -290,7 +237,7 @@ def workers(store_url: str | None, as_json: bool) -> None:
             for run in r["running"]:
                 gen = run.get("gen")
                 attempt = f" attempt {gen + 1}" if isinstance(gen, int) else ""
-                click.echo(f"    {run.get('job')} {run.get('task')}{attempt}")
+                click.echo(f"    {safe(run.get('job'))} {safe(run.get('task'))}{attempt}")
 
 
 # ---------------------------------------------------------------------------- jobs
@@ -301,26 +248,18 @@ def workers(store_url: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (as status --json).")
 def jobs(store_url: str | None, as_json: bool) -> None:
     """List jobs, newest first, with their task counts."""
-    from drivemr.status import job_status
-
-    store = _open(store_url)
-    root = store.list(store.root_id)
-    entries: list[tuple[float, dict[str, Any]]] = []
-    for folder in list_jobs(store, root):
-        job_id = folder.name[len(JOB_PREFIX) :]
-        try:
-            job = read_job(store, folder)
-            st = job_status(store, folder, job, root=root, lease=_lease())
-            entries.append((job.created, st.to_json(with_tasks=False) | {"total": len(job.items)}))
-        except DrivemrError as exc:
-            entries.append((folder.created, {"job": job_id, "error": str(exc)}))
-    entries.sort(key=lambda e: e[0], reverse=True)
-    docs = [doc for _t, doc in entries]
+    client = _client(store_url)
+    docs = [
+        s.to_json(with_tasks=False) | {"total": len(s.tasks)}  # items, when packed
+        if isinstance(s, JobStatus)
+        else s.to_json()
+        for s in client.jobs()
+    ]
     if as_json:
         _dump(docs)
         return
     if not docs:
-        click.echo(f"no jobs in {store.url}")
+        click.echo(f"no jobs in {client.url}")
         return
     click.echo(
         f"{'JOB':40} {'STATE':9} {'DONE':>5} {'RUN':>4} {'FAIL':>4} {'PEND':>5} {'TOTAL':>5}"
@@ -371,7 +310,7 @@ def joblog_rows(store: Store, job_id: str) -> list[tuple[str, ...]]:
     for task, a, attempts in final_attempts(record):
         cmd = _command(record.job, task)
         if a is None:
-            rows.append((task, "", "", "", "", "", str(attempts), cmd))
+            rows.append((task, "", "", "", "", "", "", str(attempts), cmd))
             continue
         if a.exit_code is not None and a.exit_code >= 0:
             exitval, signal = a.exit_code, 0
@@ -383,7 +322,8 @@ def joblog_rows(store: Store, job_id: str) -> list[tuple[str, ...]]:
         rows.append(
             (
                 task,
-                a.host or a.worker,
+                safe(a.host, max_len=64),
+                safe(a.worker, max_len=64),
                 "" if a.start is None else f"{a.start:.3f}",
                 "" if a.duration is None else f"{a.duration:.3f}",
                 str(exitval),

@@ -11,14 +11,15 @@ import collections
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from typing import IO, Any
 
 from drivemr import config as cfg
 from drivemr.durations import format_duration
-from drivemr.errors import AuthError, DrivemrError
-from drivemr.protocol import REDUCE, find_job
+from drivemr.errors import AuthError, DrivemrError, WaitTimeout
+from drivemr.protocol import REDUCE, Job
 from drivemr.status import JobStatus, TaskState, job_status
-from drivemr.stores.base import Store
+from drivemr.stores.base import FileInfo, Store
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -235,6 +236,81 @@ def nobody_working(store: Store, st: JobStatus, lease: float) -> str:
     )
 
 
+def wait_for_end(
+    store: Store,
+    folder: FileInfo,
+    job: Job,
+    *,
+    poll: float = 0.5,
+    idle_after: float | None = None,
+    timeout: float | None = None,
+    on_update: Callable[[JobStatus], None] | None = None,
+    on_notice: Callable[[str], None] | None = None,
+    on_retry: Callable[[str], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> JobStatus:
+    """Poll a job's status until it ends (done, failed or cancelled) and return it.
+
+    The one wait loop: ``submit --wait``, ``status --watch`` and the Python API's
+    ``Job.wait`` all run it. ``on_update`` sees every status read; after ``idle_after``
+    seconds (default: 15 s, at least three polls) and as often again, the loop checks that
+    some live worker can run the job and passes ``on_notice`` the reason once when none can
+    (an exception raised there ends the wait). A store error is retried up to
+    MAX_STORE_ERRORS times in a row (``on_retry`` is told), an expired sign-in never.
+    ``timeout`` (seconds) raises :class:`~drivemr.errors.WaitTimeout`."""
+    lease = float(cfg.value("lease"))
+    errors = 0
+    started = clock()
+    check_every = max(3 * poll, IDLE_NOTE_AFTER) if idle_after is None else idle_after
+    next_check = started + check_every
+    said = ""
+    while True:
+        try:
+            st = job_status(store, folder, job, lease=lease)
+            errors = 0
+        except AuthError:
+            raise
+        except DrivemrError as exc:
+            errors += 1
+            if errors > MAX_STORE_ERRORS:
+                raise
+            if on_retry is not None:
+                on_retry(f"store error (retrying): {exc}")
+            _check_timeout(job, started, timeout, clock)
+            sleep(poll * min(2**errors, 20))
+            continue
+        if on_update is not None:
+            on_update(st)
+        if st.state in TERMINAL:
+            return st
+        _check_timeout(job, started, timeout, clock)
+        if clock() >= next_check:
+            next_check = clock() + check_every
+            try:
+                note = nobody_working(store, st, lease)
+            except AuthError:
+                raise
+            except DrivemrError:
+                note = said  # judged again at the next check
+            if note and note != said and on_notice is not None:
+                on_notice(note)
+            said = note
+        sleep(poll)
+
+
+def _check_timeout(
+    job: Job, started: float, timeout: float | None, clock: Callable[[], float]
+) -> None:
+    if timeout is not None and clock() - started >= timeout:
+        raise WaitTimeout(f"job {job.id} did not end within {format_duration(timeout)}")
+
+
+def display_for(out: IO[str], job_id: str) -> _Bar | _Plain:
+    """A progress bar on a terminal, plain lines anywhere else."""
+    return _Bar(out, job_id) if _isatty(out) else _Plain(out)
+
+
 def follow(
     store: Store,
     job_id: str,
@@ -247,49 +323,20 @@ def follow(
 
     After ``idle_after`` seconds (default: 15 s, at least three polls) and as often again,
     check that some live worker can run the job, and say so once when none can."""
+    from drivemr.api import Client
+
     stream: IO[str] = out if out is not None else sys.stderr
-    folder, job = find_job(store, job_id)
-    lease = float(cfg.value("lease"))
-    rate = Rate()
-    errors = 0
-    check_every = max(3 * poll, IDLE_NOTE_AFTER) if idle_after is None else idle_after
-    next_check = time.monotonic() + check_every
-    said = ""
-    display: _Bar | _Plain = _Bar(stream, job.id) if _isatty(stream) else _Plain(stream)
-    with display:
-        while True:
-            try:
-                st = job_status(store, folder, job, lease=lease)
-                errors = 0
-            except AuthError:
-                raise
-            except DrivemrError as exc:
-                errors += 1
-                if errors > MAX_STORE_ERRORS:
-                    raise
-                display.note(f"store error (retrying): {exc}")
-                time.sleep(poll * min(2**errors, 20))
-                continue
-            rate.add(time.monotonic(), _totals(st)[0])
-            display.update(st, rate)
-            if st.state in TERMINAL:
-                break
-            if time.monotonic() >= next_check:
-                next_check = time.monotonic() + check_every
-                try:
-                    note = nobody_working(store, st, lease)
-                except AuthError:
-                    raise
-                except DrivemrError:
-                    note = said  # judged again at the next check
-                if note and note != said:
-                    display.note(note)
-                said = note
-            time.sleep(poll)
+    handle = Client(store).job(job_id)
+    st = handle.wait(progress=True, out=stream, poll=poll, idle_after=idle_after)
+    return finish(store, st, stream)
+
+
+def finish(store: Store, st: JobStatus, out: IO[str]) -> int:
+    """Print how a job ended (why its first tasks failed too) and return its exit code."""
     reasons: dict[str, str] = {}
     if st.state == "failed":
-        reasons = _failure_reasons(store, st, lease)
-    return summary(st, stream, reasons)
+        reasons = _failure_reasons(store, st, float(cfg.value("lease")))
+    return summary(st, out, reasons)
 
 
 def _failed(st: JobStatus) -> list[TaskState]:

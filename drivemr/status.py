@@ -1,44 +1,50 @@
 """What a job looks like from the store: counts, each task's state, the reduce.
 
 Built from four by-parent listings (root, claims, results, job folder); claim and result
-names carry most facts status needs. The one thing a name cannot tell is whether a worker
-said it stopped: the heartbeat of a worker holding an unfinished claim is read (once per
-worker) so an attempt killed with its worker shows as ``lost`` at once, not ``running``
-until the lease runs out.
+names carry most facts status needs. What a writer without a trusted key could fake is
+opened first (see drivemr.trust): heartbeats (who is alive, by the lease each declared,
+with store times never later than our own clock), cancel and finished markers, rejection
+notes (rendered from a reason code, never from their text) and, for a task whose every
+claim id is taken, its claims: a task held only by untrusted claims is *blocked*. An
+attempt whose worker said it stopped, or went silent past its lease, shows as ``lost`` at
+once (its time stops at the worker's last sign of life), not ``running`` until a reclaim.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from drivemr.errors import DrivemrError
 from drivemr.protocol import (
-    MAX_HEARTBEAT_BYTES,
     REDUCE,
     ClaimRef,
     Heartbeat,
     Job,
     JobView,
+    ResultRef,
     Task,
     claim_is_dead,
     find_job,
-    heartbeats,
+    heartbeat_files,
     job_complete,
     job_succeeded,
     list_jobs,
     load_view,
-    parse_json,
     read_job,
 )
-from drivemr.results import item_entries, read_manifest
+from drivemr.results import ItemEntry, ResultReader, reader_for
+from drivemr.safetext import safe
 from drivemr.stores.base import FileInfo, Store
+from drivemr.trust import Trust, declared_lease, open_claim, open_heartbeat, open_note, render_note
 
-STATES = ("pending", "running", "done", "failed", "lost", "cancelled")
+STATES = ("pending", "running", "done", "failed", "lost", "cancelled", "blocked")
 """A task's state: ``lost`` is an attempt whose worker stopped or went silent past the lease
-(a new attempt will be claimed), ``cancelled`` an unfinished task of a cancelled job."""
+(a new attempt will be claimed), ``cancelled`` an unfinished task of a cancelled job,
+``blocked`` a task whose every claim id holds a file no trusted key sealed."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,8 @@ class TaskState:
     its worker's last sign of life."""
     item: str | None = None
     """The task's input file or item (what it works on), if any."""
+    round: int = 0
+    """The round of the job whose attempts these are (its latest; see drivemr.rounds)."""
     pack: str | None = None
     """For an item of a packed job: the task (pack) that holds it (docs/packing.md)."""
 
@@ -63,12 +71,17 @@ class JobStatus:
     name: str
     created: float
     state: str
-    """pending, running, done, failed or cancelled."""
+    """pending, running, done, failed, cancelled or blocked (every unfinished task is
+    blocked by untrusted files)."""
     counts: dict[str, int]
     tasks: list[TaskState]
     """One per item: the map tasks of an unpacked job, each item of a packed one."""
     reduce: TaskState | None
     rejected_by: dict[str, str]
+    round: int = 0
+    """The job's latest round (0: never retried; see drivemr.rounds)."""
+    rounds: tuple[dict[str, Any], ...] = ()
+    """What each round re-ran (``Round.summary()``), oldest first."""
     packs: int = 0
     """How many tasks (packs) hold the items of a packed job; 0 when unpacked."""
 
@@ -86,6 +99,8 @@ class JobStatus:
             "counts": self.counts,
             "reduce": asdict(self.reduce) if self.reduce else None,
             "rejected_by": self.rejected_by,
+            "round": self.round,
+            "rounds": list(self.rounds),
             "unit": self.unit,
             "packs": self.packs,
         }
@@ -109,41 +124,35 @@ def task_label(job: Job, task_id: str) -> str | None:
     return item.input.name if item.input is not None else item.item
 
 
-_STOPPED: dict[tuple[str, str, float], bool] = {}
-"""Whether a heartbeat version (store, file id, modified time) says its worker stopped:
-heartbeats change every lease/3, so a watch that polls twice a second reads each once."""
-_STOPPED_MAX = 4096
-
-
 class _Liveness:
-    """Judges unfinished claims on the store's clock: alive, or lost (worker stopped or
-    silent past the lease), and when each worker last showed a sign of life."""
+    """Judges unfinished claims: a claim that does not open runs nothing; an open one is
+    alive, or lost (its worker stopped, or went silent past the lease it declared), with
+    every store time clamped to our own clock."""
 
-    def __init__(self, store: Store, root: list[FileInfo], lease: float) -> None:
-        self.store = store
-        self.beats = heartbeats(root)
-        self.now = max([time.time(), *(b.file.modified for b in self.beats.values())])
-        self.lease = lease
+    def __init__(
+        self, store: Store, trust: Trust, job: Job, root: list[FileInfo], lease: float
+    ) -> None:
+        self.store, self.trust, self.job, self.lease = store, trust, job, lease
+        self.now = time.time()
+        self.beats, self.leases, self.stopped = trusted_beats(store, trust, root, self.now, lease)
 
-    def stopped(self, beat: Heartbeat) -> bool:
-        key = (self.store.url, beat.file.id, beat.file.modified)
-        if key not in _STOPPED:
-            try:
-                doc = parse_json(
-                    self.store.read(beat.file.id, max_bytes=MAX_HEARTBEAT_BYTES), "heartbeat"
-                )
-            except DrivemrError:
-                return False  # unreadable now: judged by its age alone, read again next time
-            if len(_STOPPED) >= _STOPPED_MAX:
-                _STOPPED.clear()
-            _STOPPED[key] = isinstance(doc, dict) and doc.get("state") == "stopped"
-        return _STOPPED[key]
+    def _clamped(self, claim: ClaimRef) -> ClaimRef:
+        return replace(claim, file=replace(claim.file, modified=min(claim.file.modified, self.now)))
+
+    def opens(self, claim: ClaimRef) -> bool:
+        opened = open_claim(
+            self.trust, self.store, self.job.id, claim.task, claim.gen, claim.worker, claim.file
+        )
+        return opened is not None
 
     def alive(self, claim: ClaimRef) -> bool:
-        return not claim_is_dead(claim, self.beats, self.now, self.lease, self.stopped)
+        lease = self.leases.get(claim.worker, self.lease)
+        return not claim_is_dead(
+            self._clamped(claim), self.beats, self.now, lease, lambda hb: hb.worker in self.stopped
+        )
 
     def last_sign(self, claim: ClaimRef) -> float:
-        return last_sign_of_life(claim, self.beats, self.now)
+        return last_sign_of_life(self._clamped(claim), self.beats, self.now)
 
 
 def last_sign_of_life(claim: ClaimRef, beats: Mapping[str, Heartbeat], now: float) -> float:
@@ -155,6 +164,11 @@ def last_sign_of_life(claim: ClaimRef, beats: Mapping[str, Heartbeat], now: floa
 
 
 def _task_state(job: Job, view: JobView, task_id: str, live: _Liveness) -> TaskState:
+    state = _state_of(job, view, task_id, live)
+    return dataclasses.replace(state, round=job.task(task_id).round)
+
+
+def _state_of(job: Job, view: JobView, task_id: str, live: _Liveness) -> TaskState:
     claims = view.claims.get(task_id, {})
     top = claims[max(claims)] if claims else None
     result = view.results.get(task_id)
@@ -175,7 +189,10 @@ def _task_state(job: Job, view: JobView, task_id: str, live: _Liveness) -> TaskS
     if top is None:
         state = "cancelled" if view.cancelled else "pending"
         return TaskState(task_id, state, 0, None, None, None, label)
-    started = top.file.modified
+    if not live.opens(top):  # a forged claim: nothing runs there
+        state = "cancelled" if view.cancelled else "pending"
+        return TaskState(task_id, state, len(claims), None, None, None, label)
+    started = min(top.file.modified, live.now)
     if view.cancelled:
         # Workers kill a cancelled job's attempts at their next poll: never "running".
         return TaskState(task_id, "cancelled", len(claims), top.worker, None, None, label)
@@ -186,34 +203,24 @@ def _task_state(job: Job, view: JobView, task_id: str, live: _Liveness) -> TaskS
     return TaskState(task_id, "lost", len(claims), top.worker, None, secs, label)
 
 
-_PACKS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
-"""A failed pack's item entries, by (store, result file id): results never change, and a
-watch polling twice a second reads each once."""
-_PACKS_MAX = 256
-
-
-def _pack_entries(store: Store, task: Task, result: FileInfo) -> dict[str, dict[str, Any]]:
-    key = (store.url, result.id)
-    if key not in _PACKS:
-        try:
-            entries = item_entries(read_manifest(store, task), task)
-        except DrivemrError:
-            entries = {}  # unreadable: its items show as failed, as its name says
-        if len(_PACKS) >= _PACKS_MAX:
-            _PACKS.clear()
-        _PACKS[key] = entries
-    return _PACKS[key]
+def _pack_entries(
+    store: Store, reader: ResultReader, job: Job, task: Task, result: ResultRef
+) -> dict[str, ItemEntry]:
+    """A pack's item entries from its sealed result (the reader caches what it opened)."""
+    try:
+        return {e.id: e for e in reader.manifest(store, job, task, result).items}
+    except DrivemrError:
+        return {}  # no longer opens: its items show as the pack's state
 
 
 def _pack_states(
-    store: Store, job: Job, view: JobView, task: Task, live: _Liveness
+    store: Store, reader: ResultReader, job: Job, view: JobView, task: Task, whole: TaskState
 ) -> list[TaskState]:
-    """Each item of a packed task. A done pack's items are done; a failed pack's manifest
-    (read once) says which items failed; otherwise every item shares the pack's state."""
-    whole = _task_state(job, view, task.id, live)
+    """Each item of a packed task. A done pack's items are done; a failed pack's sealed
+    result says which items failed; otherwise every item shares the pack's state."""
     result = view.results.get(task.id)
     entries = (
-        _pack_entries(store, task, result.file)
+        _pack_entries(store, reader, job, task, result)
         if result is not None and result.state != "done"
         else {}
     )
@@ -222,18 +229,17 @@ def _pack_states(
         label = item.input.name if item.input is not None else item.item
         e = entries.get(item.id)
         if e is not None:
-            state = "done" if e.get("state") == "done" else "failed"
-            code, secs, tries = e.get("exit_code"), e.get("duration"), e.get("attempts")
             out.append(
                 TaskState(
                     item.id,
-                    state,
-                    tries if isinstance(tries, int) and not isinstance(tries, bool) else 1,
+                    e.state,
+                    max(1, e.attempts),
                     whole.worker,
-                    code if isinstance(code, int) and not isinstance(code, bool) else None,
-                    float(secs) if isinstance(secs, (int, float)) else None,
+                    e.exit_code,
+                    e.duration,
                     label,
-                    task.id,
+                    round=whole.round,
+                    pack=task.id,
                 )
             )
             continue
@@ -243,7 +249,15 @@ def _pack_states(
         )
         out.append(
             TaskState(
-                item.id, whole.state, whole.attempts, whole.worker, code, duration, label, task.id
+                item.id,
+                whole.state,
+                whole.attempts,
+                whole.worker,
+                code,
+                duration,
+                label,
+                round=whole.round,
+                pack=task.id,
             )
         )
     return out
@@ -256,22 +270,28 @@ def job_status(
     *,
     root: list[FileInfo] | None = None,
     lease: float = 300.0,
+    trust: Trust | None = None,
 ) -> JobStatus:
+    trust = trust or Trust.reader()
     root_entries = store.list(store.root_id) if root is None else root
-    live = _Liveness(store, root_entries, lease)
-    view = load_view(store, job)
+    live = _Liveness(store, trust, job, root_entries, lease)
+    reader = reader_for(trust)
+    view = load_view(store, job, reader=reader)
     tasks: list[TaskState] = []
     for t in job.tasks:
+        whole = _blocked(store, trust, job, view, t.id) or _task_state(job, view, t.id, live)
         if t.packed:
-            tasks += _pack_states(store, job, view, t, live)
+            tasks += _pack_states(store, reader, job, view, t, whole)
         else:
-            tasks.append(_task_state(job, view, t.id, live))
+            tasks.append(whole)
     counts = {s: 0 for s in STATES}
     for ts in tasks:
         counts[ts.state] += 1
     reduce_state = _task_state(job, view, REDUCE, live) if job.reduce_task else None
     if view.cancelled:
         state = "cancelled"
+    elif counts["blocked"] and not counts["running"] and counts["pending"] == 0:
+        state = "blocked"
     elif job_complete(job, view):
         state = "done" if job_succeeded(job, view) else "failed"
     elif (
@@ -286,22 +306,70 @@ def job_status(
         state = "pending"
     rejected = {}
     for entry in store.list(job.folder):
-        if entry.name.startswith("rejected."):
-            rejected[entry.name[len("rejected.") :]] = _read_reason(store, entry)
-    packs = len(job.tasks) if job.packed else 0
+        if entry.name.startswith("rejected.") and not entry.is_folder:
+            note = open_note(trust, store, job.id, entry)
+            if note is not None:  # an untrusted note is reported once and not shown
+                worker = note.body.get("worker")
+                rejected[safe(worker if isinstance(worker, str) else "?", max_len=64)] = (
+                    render_note(note)
+                )
+    rounds = tuple(r.summary() for r in job.rounds)
     return JobStatus(
-        job.id, job.name, job.created, state, counts, tasks, reduce_state, rejected, packs
+        job.id,
+        job.name,
+        job.created,
+        state,
+        counts,
+        tasks,
+        reduce_state,
+        rejected,
+        job.round,
+        rounds,
+        len(job.tasks) if job.packed else 0,
     )
 
 
-def _read_reason(store: Store, entry: FileInfo) -> str:
-    import json
+def trusted_beats(
+    store: Store, trust: Trust, root: list[FileInfo], now: float, lease: float
+) -> tuple[dict[str, Heartbeat], dict[str, float], set[str]]:
+    """The heartbeats that open, with their times clamped to ``now`` (a heartbeat dated in
+    the future is as fresh as now, never fresher), each worker's declared lease, and the
+    workers that said they stopped."""
+    beats: dict[str, Heartbeat] = {}
+    leases: dict[str, float] = {}
+    stopped: set[str] = set()
+    for beat in heartbeat_files(root):
+        sealed = open_heartbeat(trust, store, beat.worker, beat.file)
+        if sealed is None:
+            continue
+        clamped = replace(beat.file, modified=min(beat.file.modified, now))
+        old = beats.get(beat.worker)
+        if old is not None and old.file.modified >= clamped.modified:
+            continue
+        beats[beat.worker] = Heartbeat(beat.worker, clamped)
+        leases[beat.worker] = declared_lease(sealed.body.get("lease"), lease)
+        if sealed.body.get("state") == "stopped":
+            stopped.add(beat.worker)
+        else:
+            stopped.discard(beat.worker)
+    return beats, leases, stopped
 
-    try:
-        doc = json.loads(store.read(entry.id, max_bytes=64 * 1024))
-        return str(doc.get("reason", "?"))
-    except (DrivemrError, ValueError, AttributeError):
-        return "?"
+
+def _blocked(store: Store, trust: Trust, job: Job, view: JobView, task_id: str) -> TaskState | None:
+    """A task without a result whose every claim id is taken, some by a file no trusted key
+    sealed: blocked by untrusted files (workers never fail it)."""
+    claims = view.claims.get(task_id, {})
+    task = job.task(task_id)
+    if task_id in view.results or len(claims) < len(task.claim_ids):
+        return None
+    untrusted = [
+        ref
+        for gen, ref in claims.items()
+        if open_claim(trust, store, job.id, task_id, gen, ref.worker, ref.file) is None
+    ]
+    if not untrusted:
+        return None
+    return TaskState(task_id, "blocked", len(claims), None, None, None)
 
 
 LIVE_READ_AGE = 86400.0
@@ -309,31 +377,18 @@ LIVE_READ_AGE = 86400.0
 under any sane lease), so the cost stays bounded by the workers of the last day."""
 
 
-def live_workers(store: Store, *, lease: float = 300.0) -> list[str]:
-    """Workers whose heartbeat is fresh within the lease it declares (else ``lease``) and
-    that did not say they stopped, judged on the store's clock."""
-    beats = heartbeats(store.list(store.root_id))
-    now = max([time.time(), *(b.file.modified for b in beats.values())])
-    alive = []
-    for worker, beat in sorted(beats.items()):
-        age = now - beat.file.modified
-        if age > LIVE_READ_AGE:
-            continue
-        try:
-            doc = parse_json(store.read(beat.file.id, max_bytes=MAX_HEARTBEAT_BYTES), "heartbeat")
-        except DrivemrError:
-            continue
-        if not isinstance(doc, dict) or doc.get("state") == "stopped":
-            continue
-        declared = doc.get("lease")
-        limit = (
-            float(declared)
-            if isinstance(declared, (int, float)) and not isinstance(declared, bool)
-            else lease
-        )
-        if age <= limit:
-            alive.append(worker)
-    return alive
+def live_workers(store: Store, *, lease: float = 300.0, trust: Trust | None = None) -> list[str]:
+    """Workers whose sealed heartbeat opens, is fresh within the lease it declares (else
+    ``lease``), store times clamped to our own clock, and that did not say they stopped."""
+    now = time.time()
+    root = store.list(store.root_id)
+    recent = [f for f in root if not f.is_folder and now - min(f.modified, now) <= LIVE_READ_AGE]
+    beats, leases, stopped = trusted_beats(store, trust or Trust.reader(), recent, now, lease)
+    return sorted(
+        worker
+        for worker, beat in beats.items()
+        if worker not in stopped and now - beat.file.modified <= leases.get(worker, lease)
+    )
 
 
 def status_of(store: Store, job_id: str, *, lease: float = 300.0) -> JobStatus:

@@ -143,6 +143,7 @@ def bench_drivemr(n: int) -> float:
     store.mkdir()
     job.write_text(f'name = "bench"\n[map]\ncommand = ["{TRUE}"]\nitems = {{range = [0, {n}]}}\n')
     env = drivemr_env()
+    subprocess.run([*DRIVEMR, "init", "--store", str(store)], env=env, capture_output=True)
     submit = subprocess.run(
         [*DRIVEMR, "submit", "--store", str(store), str(job)],
         env=env,
@@ -165,17 +166,25 @@ def bench_drivemr(n: int) -> float:
 
 def probe_disk(n: int = 300) -> float:
     """Microseconds per create-once on the store's disk, made as the folder store makes
-    them (an exclusive create, a write, a hard link). Each task costs two, so a slow disk
-    shows here before it shows in drivemr's figure. The files are kept (see SCRATCH)."""
+    them (layout 2): the exclusive create and write of the id's index record, a temporary
+    file written beside the final name, one rename to publish it. Each task costs two, so
+    a slow disk (or share) shows here before it shows in drivemr's figure. The files are
+    kept (see SCRATCH)."""
     probe = Path(tempfile.mkdtemp(prefix="probe-", dir=SCRATCH))
+    index, visible = probe / "index", probe / "visible"
+    index.mkdir()
+    visible.mkdir()
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
     start = time.perf_counter()
     for k in range(n):
-        index = probe / f"i{k}"
-        fd = os.open(index, flags, 0o644)
+        fd = os.open(index / f"i{k}", flags, 0o644)
+        os.write(fd, b"drivemr-id 2\nf visible/v%d~i%d\n" % (k, k))
+        os.close(fd)
+        tmp = visible / f".tmp-{k}"
+        fd = os.open(tmp, flags, 0o644)
         os.write(fd, b"x" * 300)
         os.close(fd)
-        os.link(index, probe / f"v{k}")
+        os.rename(tmp, visible / f"v{k}~i{k}")
     return (time.perf_counter() - start) / n * 1e6
 
 
@@ -264,12 +273,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
+    parser.add_argument(
+        "--probe-only",
+        action="store_true",
+        help="only measure the cost per create-once under --store-parent (e.g. a share)",
+    )
     args = parser.parse_args(argv)
     if not 0 < args.small < args.large or not 0 < args.article_small < args.article_large:
         parser.error("need 0 < small < large")
     global SCRATCH
     SCRATCH = Path(tempfile.mkdtemp(prefix="drivemr-bench-", dir=args.store_parent))
     try:
+        if args.probe_only:
+            print(f"store disk ({SCRATCH}): {probe_disk():.0f} us per create-once")
+            return 0
         return run(args)
     finally:
         shutil.rmtree(SCRATCH, ignore_errors=True)

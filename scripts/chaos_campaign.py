@@ -1,16 +1,18 @@
 #!/usr/bin/env python3
 """The fault-injection campaign: break real drivemr workers, drain, and account for every task.
 
-Runs three experiments on the folder store and on the fake Google Drive and prints, for each,
-the account of the job: tasks attempted, committed, lost, unexpected, duplicated, and the
-reclaim latency (time from a worker's death to another attempt's claim):
+Runs three experiments on the folder store and on the fake Google Drive (``--store s3``: on
+a loopback S3 server) and prints, for each, the account of the job: tasks attempted,
+committed, lost, unexpected, duplicated, and the reclaim latency (time from a worker's death
+to another attempt's claim):
 
 * ``kill``   kill -9 one of 4 worker processes over and over during a job (restarting it
              each time: every other restart keeps the worker id, like a service manager
              would; the others come back under a new id, like a fresh `drivemr worker`);
 * ``stop``   SIGSTOP a worker and its running tasks past the lease, then SIGCONT them (a
              PC that slept): the stale worker must kill its attempts and commit nothing;
-* ``storm``  30% of the fake Drive's answers are 500/503/429 (on the folder store: 30% of
+* ``storm``  30% of the fake Drive's answers are 500/503/429 (on S3: the proxy answers
+             500/503/409 or loses the answer; on the folder store: 30% of
              the file-system calls under the store's retry layer fail with EIO): the job
              completes, and no operation makes more attempts than the store's cap.
 
@@ -57,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--store", choices=["folder", "drive", "both"], default="both")
+    ap.add_argument("--store", choices=["folder", "drive", "s3", "both"], default="both")
     ap.add_argument("--items", default="kill,stop,storm", help="comma-separated: kill, stop, storm")
     ap.add_argument("--tasks", type=int, default=200, help="tasks of the kill -9 job (200)")
     ap.add_argument("--kills", type=int, default=10, help="kill -9 count (10)")

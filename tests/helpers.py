@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -15,9 +16,16 @@ def drivemr_cmd(*args: str) -> list[str]:
 
 
 def run_cli(
-    *args: str, check: bool = True, timeout: float = 120
+    *args: str, check: bool = True, timeout: float = 120, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(drivemr_cmd(*args), capture_output=True, text=True, timeout=timeout)
+    """``drivemr ARGS`` as a process; ``env`` adds to (overrides) this process's environment."""
+    proc = subprocess.run(
+        drivemr_cmd(*args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **env} if env else None,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(
             f"drivemr {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
@@ -35,7 +43,13 @@ class WorkerProcs:
         self.logs: dict[str, Path] = {}
 
     def start(
-        self, name: str, *extra: str, slots: int = 2, lease: float = 3.0
+        self,
+        name: str,
+        *extra: str,
+        slots: int = 2,
+        lease: float = 3.0,
+        env: dict[str, str] | None = None,
+        poll: str = "0.1",
     ) -> subprocess.Popen[str]:
         log = self.workdir / f"{name}.log"
         self.logs[name] = log
@@ -55,9 +69,10 @@ class WorkerProcs:
                 "--workdir",
                 str(self.workdir / name),
                 "--poll-interval",
-                "0.1",
+                poll,
                 *extra,
             ),
+            env={**os.environ, **env} if env else None,
             stdout=fh,
             stderr=subprocess.STDOUT,
             text=True,

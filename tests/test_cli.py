@@ -80,6 +80,7 @@ def test_submit_status_and_reduce(
         "failed": 0,
         "lost": 0,
         "cancelled": 0,
+        "blocked": 0,
     }
     assert {"task", "state", "attempts", "worker", "exit_code"} <= set(doc["tasks"][0])
     assert doc["reduce"]["state"] == "pending"
@@ -161,8 +162,8 @@ def test_store_from_environment_and_config_file(
 
 
 def test_unknown_store_scheme(tmp_path: Path) -> None:
-    code, _, err = invoke("status", "--store", "s3://bucket")
-    assert code == 1 and "unknown store URL" in err
+    code, _, err = invoke("status", "--store", "ftp://host/share")
+    assert code == 1 and "unknown store URL" in err and "s3://BUCKET/PREFIX" in err
 
 
 def test_init_creates_a_folder_store(tmp_path: Path) -> None:

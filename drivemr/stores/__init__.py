@@ -2,6 +2,7 @@
 
 * a plain path or ``file:///path``  -> :class:`~drivemr.stores.folder.FolderStore`
 * ``drive://FOLDER_ID``             -> :class:`~drivemr.stores.drive.DriveStore`
+* ``s3://BUCKET/PREFIX``            -> :class:`~drivemr.stores.s3.S3Store` (needs boto3)
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ __all__ = ["ROOT", "Changes", "FileInfo", "Store", "open_store", "store_kind"]
 
 
 def store_kind(url: str) -> str:
-    """``"drive"`` or ``"folder"``; raises ConfigError for other schemes."""
+    """``"drive"``, ``"s3"`` or ``"folder"``; raises ConfigError for other schemes."""
     if url.startswith("drive://"):
         return "drive"
+    if url.startswith("s3://"):
+        return "s3"
     if url.startswith("file://") or "://" not in url:
         return "folder"
     raise ConfigError(
-        f"unknown store URL {url!r}: use a folder path, file:///path or drive://FOLDER_ID"
+        f"unknown store URL {url!r}: use a folder path, file:///path, drive://FOLDER_ID or s3://BUCKET/PREFIX"
     )
 
 
@@ -55,7 +58,15 @@ def open_store(url: str, **options: Any) -> Store:
                 f"the Drive store is not available in this installation: {exc}"
             ) from exc
         return DriveStore.from_url(url, **options)
+    if kind == "s3":
+        from drivemr.stores.s3 import RetryingS3Store
+
+        return RetryingS3Store.from_url(url)
     from drivemr.stores.retrying import RetryingFolderStore
 
     # A share that hiccups (EIO, ESTALE, ...) is retried, as the Drive store retries 5xx/429.
-    return RetryingFolderStore(folder_path(url), create=bool(options.get("create", False)))
+    return RetryingFolderStore(
+        folder_path(url),
+        create=bool(options.get("create", False)),
+        allow_synced=options.get("allow_synced"),
+    )

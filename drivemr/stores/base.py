@@ -28,6 +28,9 @@ import builtins
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
+
+_S = TypeVar("_S", bound="Store")
 
 ROOT = "root"
 """Alias of the store's root folder, as on Drive."""
@@ -139,7 +142,7 @@ class Store(abc.ABC):
         """Create several small files ``(parent, name, id, data)``; stops at the first error."""
         return [self.create(parent, name, fid, data) for parent, name, fid, data in items]
 
-    def __enter__(self) -> Store:
+    def __enter__(self: _S) -> _S:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -9,6 +9,18 @@ retry together), never shorter than the server's ``Retry-After`` hint, and nothi
 :class:`~drivemr.errors.TransientStoreError` retried: a permanent error (not found, already
 exists, denied) surfaces at once.
 
+Two refinements, both here so callers need no special cases:
+
+* **Retries are shown as they happen**, once they make someone wait: a retry after which
+  the operation will have waited at least ``notice_after`` seconds logs one WARNING line
+  (what failed, the attempt, the next wait); quicker retries log at DEBUG.
+* **An endpoint that never answered gives up sooner.** Until an operation under a policy
+  first succeeds, a failure to connect at all (connection refused, no route, a name that
+  does not resolve: :func:`is_unreachable`) stops retrying after ``startup_max_delay``
+  seconds, not after the whole budget meant for a 503 in the middle of a run: a wrong or
+  unreachable endpoint is reported in seconds. Once the store has answered, a lost
+  connection is an outage like any other and gets the full budget.
+
 A retried create is the one subtle case. The first try may have landed with its answer
 lost; the retry then meets "already exists" on the id we minted. Ids are minted per use, so
 only our own earlier try can have made that file: :func:`own_earlier_create` fetches it and
@@ -24,12 +36,15 @@ from __future__ import annotations
 
 import builtins
 import email.utils
+import errno
 import hashlib
+import logging
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -39,8 +54,10 @@ from tenacity import (
     retry_if_exception_type,
     stop_after_attempt,
     stop_after_delay,
+    stop_any,
     stop_never,
 )
+from tenacity.stop import stop_base
 
 from drivemr.errors import AlreadyExists, NotFound, TransientStoreError
 from drivemr.stores.base import Changes, FileInfo, Store
@@ -49,12 +66,63 @@ __all__ = [
     "RetryPolicy",
     "RetryingStore",
     "content_digest",
+    "is_unreachable",
     "is_what_we_sent",
     "own_earlier_create",
     "parse_retry_after",
 ]
 
 T = TypeVar("T")
+
+log = logging.getLogger("drivemr.stores.retry")
+
+_UNREACHABLE_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in ("ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "EHOSTDOWN", "ENETDOWN")
+    if hasattr(errno, name)
+)
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether a failure (or what caused it) is a connection that never opened: refused,
+    no route to the host or network, a host name that does not resolve. Not a timeout,
+    a reset or a server's answer (those come from a reachable, busy endpoint)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, (ConnectionRefusedError, socket.gaierror)):
+            return True
+        if isinstance(cur, OSError) and cur.errno in _UNREACHABLE_ERRNOS:
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+class _StopWhen(stop_base):
+    """A tenacity stop condition from a predicate (tenacity's own take stop_base)."""
+
+    def __init__(self, predicate: Callable[[RetryCallState], bool]) -> None:
+        self.predicate = predicate
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self.predicate(retry_state)
+
+
+class Reached:
+    """Whether an operation under a policy has succeeded yet (thread-safe, set once)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def __bool__(self) -> bool:
+        return self._event.is_set()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def __repr__(self) -> str:
+        return f"Reached({bool(self)})"
 
 
 @dataclass(frozen=True)
@@ -70,8 +138,18 @@ class RetryPolicy:
     """Ceiling of the first wait; it doubles with every further attempt..."""
     backoff_max: float = 2.0
     """...up to this. A ``Retry-After`` hint is honoured up to this too."""
+    startup_max_delay: float | None = 8.0
+    """Until an operation first succeeded: give up on an unreachable endpoint (see
+    :func:`is_unreachable`) after this many seconds (None: the full budget)."""
+    notice_after: float = 3.0
+    """A retry that makes the operation's total wait reach this many seconds is logged at
+    WARNING (the default verbosity shows it); quicker ones at DEBUG."""
     sleep: Callable[[float], None] = time.sleep
     rand: Callable[[], float] = random.random
+    clock: Callable[[], float] = time.monotonic
+    """How long an operation has been retried is measured on this clock."""
+    reached: Reached = field(default_factory=Reached, compare=False, repr=False)
+    """Set by the first success: from then on an unreachable endpoint is an outage."""
 
     def wait_seconds(self, attempt: int, retry_after: float | None = None) -> float:
         """The wait after failed attempt number ``attempt`` (1-based): full jitter, and at
@@ -97,23 +175,62 @@ class RetryPolicy:
         the bounds. ``on_retry(n, exc)`` runs before the wait after failed attempt ``n``;
         ``on_give_up(exc)`` when the last transient failure is re-raised."""
 
-        def before_sleep(state: RetryCallState) -> None:
-            if on_retry is not None and state.outcome is not None:
-                exc = state.outcome.exception()
-                assert exc is not None
-                on_retry(state.attempt_number, exc)
+        started = self.clock()
 
-        stop = stop_after_attempt(max(1, self.max_attempts))
+        def before_sleep(state: RetryCallState) -> None:
+            if state.outcome is None:
+                return
+            exc = state.outcome.exception()
+            assert exc is not None
+            if on_retry is not None:
+                on_retry(state.attempt_number, exc)
+            upcoming = state.next_action.sleep if state.next_action is not None else 0.0
+            waited = self.clock() - started + upcoming
+            log.log(
+                logging.WARNING if waited >= self.notice_after else logging.DEBUG,
+                "%s; retrying in %.0f s (attempt %d of %d, %.0f s so far)",
+                exc, upcoming, state.attempt_number + 1, self.max_attempts,
+                self.clock() - started,
+            )  # fmt: skip
+
+        def unreachable_at_startup(state: RetryCallState) -> bool:
+            if self.startup_max_delay is None or self.reached or state.outcome is None:
+                return False
+            exc = state.outcome.exception()
+            return (
+                exc is not None
+                and is_unreachable(exc)
+                and self.clock() - started >= self.startup_max_delay
+            )
+
+        def tracked() -> T:
+            result = attempt()
+            self.reached.set()
+            return result
+
+        def wait(state: RetryCallState) -> float:
+            seconds = self._wait(state)
+            if self.startup_max_delay is not None and not self.reached:
+                exc = state.outcome.exception() if state.outcome is not None else None
+                if exc is not None and is_unreachable(exc):  # no wait past the start-up budget
+                    left = started + self.startup_max_delay - self.clock()
+                    seconds = min(seconds, max(0.0, left))
+            return seconds
+
         retrying = Retrying(
-            stop=stop | (stop_after_delay(self.max_delay) if self.max_delay else stop_never),
-            wait=self._wait,
+            stop=stop_any(
+                stop_after_attempt(max(1, self.max_attempts)),
+                stop_after_delay(self.max_delay) if self.max_delay else stop_never,
+                _StopWhen(unreachable_at_startup),
+            ),
+            wait=wait,
             retry=retry_if_exception_type(TransientStoreError),
             sleep=self.sleep,
             reraise=True,
             before_sleep=before_sleep,
         )
         try:
-            return retrying(attempt)
+            return retrying(tracked)
         except TransientStoreError as exc:
             if on_give_up is not None:
                 on_give_up(exc)
@@ -289,7 +406,12 @@ class RetryingStore(Store):
             if mine is None:
                 raise
             self._count("recovered_creates")
-            return mine
+            return self._finish_own_create(mine)
+
+    def _finish_own_create(self, info: FileInfo) -> FileInfo:
+        """A create was recognised as our own earlier try: finish what that try may have
+        left undone (nothing here; a store whose create takes two writes overrides this)."""
+        return info
 
     def list(self, parent: str) -> builtins.list[FileInfo]:
         return self._call("list", lambda: self.inner.list(parent))

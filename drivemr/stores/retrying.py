@@ -23,9 +23,15 @@ class RetryingFolderStore(RetryingStore):
     inner: FolderStore
 
     def __init__(
-        self, path: Path | str, *, create: bool = False, policy: RetryPolicy | None = None
+        self,
+        path: Path | str,
+        *,
+        create: bool = False,
+        allow_synced: bool | None = None,
+        policy: RetryPolicy | None = None,
     ) -> None:
-        super().__init__(FolderStore(Path(path), create=create), policy or FOLDER_POLICY)
+        inner = FolderStore(Path(path), create=create, allow_synced=allow_synced)
+        super().__init__(inner, policy or FOLDER_POLICY)
 
     @property
     def path(self) -> Path:

@@ -17,7 +17,6 @@ is no mid-pack checkpoint).
 from __future__ import annotations
 
 import base64
-import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from drivemr.archives import Member, PackInputs
 from drivemr.errors import DrivemrError
+from drivemr.fileio import sha256_file
 from drivemr.protocol import INLINE_OUTPUT_LIMIT, Item
 from drivemr.runner import TAIL_BYTES, AttemptOutcome
 from drivemr.spec import expand
@@ -237,14 +237,13 @@ class PackRun:
             self.inline_left -= total
         outputs = []
         for k, (name, path) in enumerate(sorted(files.items())):
-            data = path.read_bytes()
             entry: dict[str, Any] = {
                 "name": name,
-                "size": len(data),
-                "md5": hashlib.md5(data).hexdigest(),
+                "size": path.stat().st_size,
+                "sha256": sha256_file(path),  # streams: outputs may be large
             }
             if inline:
-                entry["data"] = base64.b64encode(data).decode()
+                entry["data"] = base64.b64encode(path.read_bytes()).decode()
             else:
                 info = self.shared.store.create(
                     self.a.job.folders["outputs"],

@@ -20,10 +20,10 @@ import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from drivemr.errors import AuthError, SecurityError
+from drivemr.errors import AuthError
 from drivemr.fileio import sha256_file
-from drivemr.protocol import REDUCE, Job, StoredFile
-from drivemr.results import stage_task_results
+from drivemr.protocol import REDUCE, StoredFile
+from drivemr.results import download_checked, stage_results
 from drivemr.runner import AttemptOutcome, OutputFile
 from drivemr.safepaths import safe_join
 from drivemr.spec import expand
@@ -143,15 +143,14 @@ class Slot:
         if a.task.input is not None:
             fetch(self.shared, a.task.input, safe_join(task_dir, a.task.input.name))
         if a.task.id == REDUCE:
-            self._stage_results(a.job, task_dir / "results")
+            with self.shared.lock:
+                refs = dict(active.view.results)
+            # {results}: one folder per task, each result opened again and its outputs
+            # checked against their sealed sha256 as they arrive.
+            stage_results(
+                self.shared.store, a.job, refs, task_dir / "results", reader=self.shared.results
+            )
         return task_dir
-
-    def _stage_results(self, job: Job, results_dir: Path) -> None:
-        """{results}: one folder per item, in item order, holding that item's outputs
-        (an unpacked task is one item)."""
-        results_dir.mkdir()
-        for task in job.tasks:
-            stage_task_results(self.shared.store, task, results_dir)
 
     # -- the attempt --
 
@@ -201,12 +200,16 @@ def ensure_job_files(shared: Shared, active: ActiveJob) -> Path:
 
 
 def fetch(shared: Shared, f: StoredFile, target: Path) -> None:
-    """Download a shipped file and check it against its digest in job.json."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shared.store.download(f.id, target)
-    if sha256_file(target) != f.sha256:
-        target.unlink(missing_ok=True)
-        raise SecurityError(f"shipped file {f.name} does not match its digest in job.json")
+    """Download a shipped file, no further than its signed size, and check its digest."""
+    download_checked(
+        shared.store,
+        f.id,
+        target,
+        size=f.size,
+        sha256=f.sha256,
+        what=f"shipped file {f.name}",
+        signed_in="job.json",
+    )
 
 
 def is_empty(folder: Path) -> bool:

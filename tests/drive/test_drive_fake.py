@@ -18,6 +18,7 @@ from drivemr.errors import (
     NotFound,
     PermanentStoreError,
     TransientStoreError,
+    UnusableId,
 )
 from drivemr.stores import open_store
 from drivemr.stores.drive import SAME_ACCOUNT_HELP, DriveStore, WritePacer
@@ -175,7 +176,8 @@ def test_permanent_errors_carry_drives_message(make_drive_store: MakeStore) -> N
     with pytest.raises(PermanentStoreError) as info2:
         store.create(store.root_id, "claim", "neverMintedId0123456789abcdefgh", b"x")
     text = str(info2.value)
-    assert "400" in text and SAME_ACCOUNT_HELP in text
+    assert "400" in text and SAME_ACCOUNT_HELP in text and ".." not in text
+    assert isinstance(info2.value, UnusableId)  # the worker leaves a job whose ids these are
     assert store.stats["retries"] == 0
 
 
@@ -185,6 +187,7 @@ def test_listing_drains_every_page(make_drive_store: MakeStore) -> None:
     store.create(store.root_id, "claims", folder, folder=True)
     ids = store.mint_ids(30)
     store.create_many((folder, f"c{n}", fid, b"") for n, fid in enumerate(ids))
+    assert store.shared_drive_id() is None  # asked once per store, before the first listing
     store.reset_stats()
     listed = store.list(folder)
     assert sorted(i.id for i in listed) == sorted(ids)

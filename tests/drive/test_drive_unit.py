@@ -50,6 +50,7 @@ def make_store(script: list[Any], **options: Any) -> tuple[DriveStore, ScriptedH
     sleeps = Sleeps()
     options.setdefault("write_rate", None)
     options.setdefault("sleep", sleeps)
+    options.setdefault("shared_drive", False)  # no root lookup in the scripts
     store = DriveStore(ROOT_ID, endpoint=ENDPOINT, http_factory=lambda: http, **options)
     return store, http, sleeps
 

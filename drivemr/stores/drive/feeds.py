@@ -17,8 +17,11 @@ from drivemr.stores.drive.transfer import Call
 __all__ = ["changes_since", "list_children"]
 
 
-def list_children(call: Call, folder_id: str, page_size: int) -> list[FileInfo]:
-    """Every child of ``folder_id`` (not trashed), all pages, each id once."""
+def list_children(
+    call: Call, folder_id: str, page_size: int, drive_id: str | None = None
+) -> list[FileInfo]:
+    """Every child of ``folder_id`` (not trashed), all pages, each id once. ``drive_id``:
+    the shared drive the folder is in (the listing then searches that drive's corpus)."""
     what = f"list {folder_id}"
     found: dict[str, FileInfo] = {}
     token: str | None = None
@@ -31,6 +34,8 @@ def list_children(call: Call, folder_id: str, page_size: int) -> list[FileInfo]:
             "includeItemsFromAllDrives": True,
             "spaces": "drive",
         }
+        if drive_id:
+            kwargs.update(corpora="drive", driveId=drive_id)
         if token:
             kwargs["pageToken"] = token
 
@@ -48,14 +53,17 @@ def list_children(call: Call, folder_id: str, page_size: int) -> list[FileInfo]:
             return list(found.values())
 
 
-def changes_since(call: Call, cursor: str, page_size: int) -> tuple[str, set[str] | None]:
+def changes_since(
+    call: Call, cursor: str, page_size: int, drive_id: str | None = None
+) -> tuple[str, set[str] | None]:
     """Drain every page of ``changes.list`` from ``cursor``: the next cursor, and the folders
     that changed (parents of changed files plus changed folders themselves), or None when a
-    removed entry (parent unknown) means "anything changed"."""
+    removed entry (parent unknown) means "anything changed". ``drive_id``: read that shared
+    drive's own change log (``cursor`` must come from it)."""
     folders: set[str] | None = set()
     token = cursor
     while True:
-        kwargs = {
+        kwargs: dict[str, Any] = {
             "pageToken": token,
             "pageSize": page_size,
             "fields": CHANGES_FIELDS,
@@ -64,6 +72,8 @@ def changes_since(call: Call, cursor: str, page_size: int) -> tuple[str, set[str
             "includeItemsFromAllDrives": True,
             "spaces": "drive",
         }
+        if drive_id:
+            kwargs["driveId"] = drive_id
 
         def fetch(svc: Any, kwargs: dict[str, Any] = kwargs) -> Any:
             return svc.changes().list(**kwargs).execute()

@@ -25,6 +25,7 @@ from drivemr.errors import (
     ConfigError,
     NotFound,
     PermanentStoreError,
+    UnusableId,
 )
 from drivemr.stores.base import FOLDER_MIME, ROOT, Changes, FileInfo, Store
 from drivemr.stores.drive.feeds import changes_since, list_children
@@ -40,15 +41,22 @@ from drivemr.stores.drive.fields import (
 from drivemr.stores.drive.pacing import DEFAULT_WRITE_RATE, WritePacer, shared_pacer
 from drivemr.stores.drive.session import DriveSession
 from drivemr.stores.drive.transfer import download_to, resumable_upload
-from drivemr.stores.drive.translate import ROOT_NOT_VISIBLE, SAME_ACCOUNT_HELP, http_status
+from drivemr.stores.drive.translate import (
+    ROOT_NOT_VISIBLE,
+    SAME_ACCOUNT_HELP,
+    http_status,
+    with_hint,
+)
 from drivemr.stores.retry import RetryPolicy, content_digest, own_earlier_create
 
-__all__ = ["ENDPOINT_ENV", "DriveStore"]
+__all__ = ["ENDPOINT_ENV", "TOKEN_ENV", "DriveStore"]
 
 T = TypeVar("T")
 
 ENDPOINT_ENV = "DRIVEMR_DRIVE_ENDPOINT"
-"""Base URL of a Drive-compatible server (the fake); no credentials are used then."""
+"""Base URL of a Drive-compatible server (the fake); no sign-in is used then."""
+TOKEN_ENV = "DRIVEMR_DRIVE_TOKEN"
+"""With :data:`ENDPOINT_ENV`: the bearer token sent to that server (the fake's account)."""
 
 
 class _instance_or_class:
@@ -92,6 +100,7 @@ _OPTION_NAMES = (
     "pacer",
     "policy",
     "http_factory",
+    "shared_drive",
 )
 
 
@@ -123,6 +132,7 @@ class DriveStore(Store):
         page_size: int = 1000,
         changes_page_size: int = 1000,
         http_factory: Callable[[], Any] | None = None,
+        shared_drive: str | bool = True,
     ) -> None:
         self.root_id = root_id or ROOT
         self.url = url or f"{SCHEME}{root_id or ''}"
@@ -131,6 +141,11 @@ class DriveStore(Store):
             from drivemr.auth import load_credentials
 
             credentials = load_credentials(config_dir=config_dir)
+        elif self.endpoint is not None and credentials is None and os.environ.get(TOKEN_ENV):
+            from google.oauth2.credentials import Credentials
+
+            # A fixed bearer token, never refreshed: the fake names its account by it.
+            credentials = Credentials(token=os.environ[TOKEN_ENV].strip())
         if pacer is None and write_rate:
             pacer = shared_pacer(self.endpoint or "google", float(write_rate), write_burst)
         if policy is None:
@@ -141,6 +156,10 @@ class DriveStore(Store):
                 backoff_max=float(backoff_max),
                 sleep=sleep,
             )
+        # shared_drive: True = ask Drive which drive the root is in (once); False = My
+        # Drive; a string = that shared drive's id.
+        self._drive_id: str | None = shared_drive if isinstance(shared_drive, str) else None
+        self._drive_known = shared_drive is not True
         self.page_size = max(1, min(1000, int(page_size)))
         self.changes_page_size = max(1, min(1000, int(changes_page_size)))
         self.session = DriveSession(
@@ -282,8 +301,9 @@ class DriveStore(Store):
             md5, size = content_digest(data, None)
         attempts = [0]
         try:
-            if source is not None:
-                with open(source, "rb") as fh:
+            if source is not None or (data is not None and len(data) > MULTIPART_LIMIT):
+                # Google's guidance: multipart up to 5 MB, resumable above.
+                with open(source, "rb") if source is not None else io.BytesIO(data or b"") as fh:
                     result = resumable_upload(
                         self._call,
                         what,
@@ -328,13 +348,14 @@ class DriveStore(Store):
             raise hinted from exc
         except PermanentStoreError as exc:
             if http_status(exc) == 400:
-                raise PermanentStoreError(f"{exc}. {SAME_ACCOUNT_HELP}") from exc
+                cls = UnusableId if "not usable" in str(exc) else PermanentStoreError
+                raise cls(with_hint(exc, SAME_ACCOUNT_HELP)) from exc
             raise
         return file_info(result)
 
     def list(self, parent: str) -> list[FileInfo]:
         pid = self._resolve(parent)
-        found = list_children(self._call, pid, self.page_size)
+        found = list_children(self._call, pid, self.page_size, self.shared_drive_id())
         # An empty answer must not hide a missing folder: confirm it exists.
         if not found and not self.get(pid).is_folder:
             raise PermanentStoreError(f"list {pid}: not a folder")
@@ -363,7 +384,7 @@ class DriveStore(Store):
         """A missing *root* is almost always a sign-in mismatch: say so."""
         if folder_id != self.root_id or self.root_id == ROOT:
             return exc
-        return NotFound(f"{exc}. {ROOT_NOT_VISIBLE}")
+        return NotFound(with_hint(exc, ROOT_NOT_VISIBLE))
 
     def read(self, file_id: str, *, max_bytes: int | None = None) -> bytes:
         fid = self._resolve(file_id)
@@ -436,11 +457,53 @@ class DriveStore(Store):
         except NotFound:
             return
 
+    def shared_drive_id(self) -> str | None:
+        """The id of the shared drive the root lives in, or None (My Drive). Asked once:
+        a root never moves between drives (Drive does not move folders across drives)."""
+        if self._drive_known:
+            return self._drive_id
+        if self.root_id == ROOT:
+            drive_id = None
+        else:
+            try:
+                got = self._call(
+                    f"get {self.root_id}",
+                    "read",
+                    lambda svc: (
+                        svc.files()
+                        .get(fileId=self.root_id, fields="id,driveId", supportsAllDrives=True)
+                        .execute()
+                    ),
+                )
+            except NotFound as exc:
+                raise self._root_hint(exc, self.root_id) from exc
+            value = got.get("driveId") if isinstance(got, dict) else None
+            drive_id = value if isinstance(value, str) and value else None
+        self._drive_id, self._drive_known = drive_id, True
+        return drive_id
+
+    def account_id(self) -> str:
+        """This sign-in's Drive ``permissionId`` (stable, and no e-mail address in it)."""
+        got = self._call(
+            "who am I",
+            "read",
+            lambda svc: svc.about().get(fields="user(permissionId)").execute(),
+        )
+        user = got.get("user") if isinstance(got, dict) else None
+        value = user.get("permissionId") if isinstance(user, dict) else None
+        if not isinstance(value, str) or not value or len(value) > 100:
+            raise PermanentStoreError("who am I: Drive returned no permissionId for this sign-in")
+        return value
+
     def changes_cursor(self) -> str:
+        """A start token of the right change log: the shared drive's own log when the root
+        is in a shared drive (its changes never reach the users' logs), else the user's."""
+        drive_id = self.shared_drive_id()
+        extra: dict[str, Any] = {"driveId": drive_id} if drive_id else {}
         result = self._call(
             "changes cursor",
             "read",
-            lambda svc: svc.changes().getStartPageToken(supportsAllDrives=True).execute(),
+            lambda svc: svc.changes().getStartPageToken(supportsAllDrives=True, **extra).execute(),
         )
         token = result.get("startPageToken")
         if not token:
@@ -450,7 +513,9 @@ class DriveStore(Store):
     def poll_changes(self, cursor: str) -> Changes:
         """Folders that changed since ``cursor`` (see :func:`.feeds.changes_since`)."""
         try:
-            new_cursor, folders = changes_since(self._call, cursor, self.changes_page_size)
+            new_cursor, folders = changes_since(
+                self._call, cursor, self.changes_page_size, self.shared_drive_id()
+            )
         except PermanentStoreError as exc:
             if http_status(exc) in (400, 404, 410):  # a cursor Drive no longer knows
                 return Changes(self.changes_cursor(), None)

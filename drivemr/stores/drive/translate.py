@@ -31,12 +31,16 @@ from drivemr.errors import (
 from drivemr.stores.retry import parse_retry_after
 
 __all__ = [
+    "DELETE_ROLE_HELP",
+    "ITEM_LIMIT_HELP",
     "ROOT_NOT_VISIBLE",
     "SAME_ACCOUNT_HELP",
     "SERVICE_ACCOUNT_HELP",
     "USER_QUOTA_HELP",
     "http_status",
+    "reasons_of",
     "translate",
+    "with_hint",
 ]
 
 _TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -59,12 +63,12 @@ _TRANSIENT_ERRNO_NAMES = frozenset(
 
 SAME_ACCOUNT_HELP = (
     "Drive refused a minted file id. Ids minted by one Google account are not usable by "
-    "another: sign in on every worker with the same Google account and the same OAuth "
-    "client (`drivemr auth login --client-secrets FILE`), "
-    "or keep the shared root in a shared drive (`drivemr init --store drive:// "
-    "--shared-drive ID`). Workers signed in with different accounts also need the full "
-    "`drive` scope (`drivemr auth login --scope drive`), because `drive.file` only reaches "
-    "files this app created for that same account."
+    "another here: sign in on every PC that submits or works with the same Google account "
+    "(or the same service account) and the same OAuth client "
+    "(`drivemr auth login --client-secrets FILE`); a service account needs the root in a "
+    "shared drive (`drivemr init --store drive:// --shared-drive ID`). Workers signed in "
+    "with different accounts also need the full `drive` scope (`drivemr auth login --scope "
+    "drive`), and `drivemr doctor --second-account` tells whether their ids cross."
 )
 ROOT_NOT_VISIBLE = (
     "The drivemr root folder is not visible to this sign-in. Check the drive:// URL, and "
@@ -84,6 +88,37 @@ USER_QUOTA_HELP = (
     "(With a service account this error means it has no storage of its own: "
     "service accounts can only write into a shared drive.)"
 )
+
+
+def with_hint(text: object, hint: str) -> str:
+    """``text`` followed by ``hint`` as a new sentence: one period between them, never two
+    (Drive's messages often end with a period already)."""
+    head = str(text).rstrip()
+    while head.endswith("."):
+        head = head[:-1].rstrip()
+    return f"{head}. {hint}"
+
+
+ITEM_LIMIT_HELP = (
+    "The shared drive holds as many items as Drive allows (about 400,000). Remove finished "
+    "jobs with `drivemr clean --older-than 30d` (try `--dry-run` first), or move the root to "
+    "another shared drive."
+)
+DELETE_ROLE_HELP = (
+    "This account may not delete it: in a shared drive, deleting needs the Content manager "
+    "(fileOrganizer) or Manager (organizer) role, and in My Drive only the owner deletes. "
+    "Ask a manager of the shared drive to raise this account's role, or run the clean-up "
+    "as an account that has it."
+)
+
+
+def reasons_of(exc: BaseException | None) -> set[str]:
+    """Drive's error reasons behind a translated error (empty when there are none)."""
+    while exc is not None:
+        if isinstance(exc, HttpError):
+            return _error_details(exc)[2]
+        exc = exc.__cause__
+    return set()
 
 
 class _QuietForbidden(logging.Filter):
@@ -167,7 +202,14 @@ def translate(exc: BaseException, what: str, *, service_account: bool = False) -
             return AuthError(f"{text} (sign in again with `drivemr auth login`)")
         if status == 403 and "storageQuotaExceeded" in reasons:
             hint = SERVICE_ACCOUNT_HELP if service_account else USER_QUOTA_HELP
-            return PermanentStoreError(f"{text}. {hint}")
+            return PermanentStoreError(with_hint(text, hint))
+        if status == 403 and reasons & {
+            "teamDriveFileLimitExceeded",
+            "numChildrenInNonRootLimitExceeded",
+        }:
+            return PermanentStoreError(with_hint(text, ITEM_LIMIT_HELP))
+        if status == 403 and "insufficientFilePermissions" in reasons and what.startswith("delete"):
+            return PermanentStoreError(with_hint(text, DELETE_ROLE_HELP))
         return PermanentStoreError(text)
     if isinstance(exc, httplib2.ServerNotFoundError):
         return PermanentStoreError(f"{what}: {exc} (is this PC offline, or the endpoint wrong?)")

@@ -1,5 +1,6 @@
-"""A cluster for chaos tests: one store (a folder, or a fresh root on a fake Drive) and
-real worker processes on it, plus in-process workers in threads, and their logs.
+"""A cluster for chaos tests: one store (a folder, a fresh root on a fake Drive, or a fresh
+prefix on a loopback S3 server) and real worker processes on it, plus in-process workers in
+threads, and their logs.
 """
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -69,7 +71,8 @@ class WorkerProc:
 
 
 class Cluster:
-    """One store (a folder, or a fresh root on a fake Drive) and worker processes on it.
+    """One store (a folder, a fresh root on a fake Drive, or a fresh prefix on a loopback S3
+    server) and worker processes on it.
 
     The caller provides ``DRIVEMR_CONFIG_DIR`` (an isolated one: the signing key lives there)."""
 
@@ -116,6 +119,17 @@ class Cluster:
             with bare:
                 self.url = bare.create_root(name=f"chaos-{base.name}")
             self.store = self.drive_client()
+        elif kind == "s3":  # moto's S3 server on loopback (fake: a running LoopbackS3)
+            from drivemr.testing.s3server import LoopbackS3
+
+            if self.fake is None:
+                # A bucket of its own: moto's state is per process, and its listings cost
+                # time in proportion to the whole bucket, whatever the prefix.
+                self.fake = LoopbackS3(f"drivemr-chaos-{secrets.token_hex(4)}").start()
+                self._own_fake = True
+            self.env.update(self.fake.env)
+            self.url = f"s3://{self.fake.bucket}/chaos-{base.name}-{os.getpid()}"
+            self.store = self.client()
         else:
             raise ValueError(f"unknown store kind {kind!r}")
 
@@ -132,7 +146,18 @@ class Cluster:
             from drivemr.stores.folder import FolderStore
 
             return FolderStore(self.base / "store")
+        if self.kind == "s3":
+            return self.s3_client()
         return self.drive_client()
+
+    def s3_prefix(self) -> str:
+        """The S3 cluster's key prefix in the loopback server's bucket."""
+        return self.url.split("/", 3)[3]
+
+    def s3_client(self, **options: Any) -> Any:
+        """A client of the S3 cluster's store, retries included (``options``: of
+        :class:`~drivemr.stores.s3.RetryingS3Store`, e.g. ``policy``, ``observe``)."""
+        return self.fake.store(self.s3_prefix(), **options)
 
     # -- jobs --
 

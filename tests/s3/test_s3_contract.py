@@ -1,0 +1,27 @@
+"""The store contract suite against the S3 store on a real S3 API server (moto)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from store_contract import StoreContract
+
+
+class TestS3StoreContract(StoreContract):
+    @pytest.fixture
+    def store(self, make_s3_store: Callable[..., Any]) -> Any:
+        return make_s3_store()
+
+    @pytest.fixture
+    def store_factory(self, make_s3_store: Callable[..., Any]) -> Callable[[], Any]:
+        return make_s3_store
+
+    @pytest.fixture
+    def store_url(self, s3_url: str) -> str:
+        return s3_url
+
+    @pytest.fixture
+    def store_env(self, s3_server: dict[str, str]) -> dict[str, str]:
+        return s3_server
