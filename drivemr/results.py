@@ -259,8 +259,11 @@ def _item_entries(
     body: Mapping[str, Any], task: Task, state: str, what: str
 ) -> tuple[ItemEntry, ...]:
     """A packed task's item entries: exactly its items, in item order, each ended; a
-    ``done`` pack has every item done."""
+    ``done`` pack has every item done. A pack that failed as a whole (its inputs did not
+    fetch, its worker failed it) has none: every item shares its failure."""
     raw = body.get("items")
+    if state == "failed" and raw is None:
+        return ()
     if not isinstance(raw, list) or len(raw) != len(task.pack):
         raise UntrustedFile(f"{what}: a packed result without one entry per item")
     entries = []

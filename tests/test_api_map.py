@@ -217,3 +217,42 @@ def test_example_script_runs(tmp_path: Path) -> None:
     assert "20 squares computed by 2 workers" in proc.stdout
     assert "the sum is 2470" in proc.stdout
     assert "20/20 done" in proc.stderr  # progress=True
+
+
+def test_map_packs_items_and_keeps_item_order(
+    folder_store: FolderStore, workers: WorkerProcs
+) -> None:
+    workers.start("w", "--exit-when-idle")
+    client = Client(folder_store)
+    items = list(range(10))
+    assert client.map(mapfuncs.square, items, items_per_task=3, poll=0.05) == [
+        mapfuncs.square(x) for x in items
+    ]
+    st = client.jobs()[0]
+    assert isinstance(st, JobStatus) and st.packs == 4 and st.counts["done"] == 10
+    job = client.job(st.job).definition
+    assert [t.id for t in job.tasks] == ["p0000", "p0001", "p0002", "p0003"]
+    assert [i.id for i in job.items] == [f"t{n:04d}" for n in range(10)]
+
+
+def test_map_failures_in_packs_name_each_failed_item(
+    folder_store: FolderStore, workers: WorkerProcs
+) -> None:
+    workers.start("w", "--exit-when-idle")
+    with pytest.raises(MapError) as info:
+        Client(folder_store).map(
+            mapfuncs.picky, list(range(20)), max_attempts=1, items_per_task=5, poll=0.05
+        )
+    err = info.value
+    assert err.total == 20
+    assert [(f.index, f.task, f.item_json) for f in err.failures] == [
+        (7, "t0007", "7"),
+        (17, "t0017", "17"),
+    ]
+    assert [f.error for f in err.failures] == [f"ValueError: bad item {n}" for n in (7, 17)]
+
+
+def test_map_refuses_a_bad_items_per_task(folder_store: FolderStore) -> None:
+    with pytest.raises(MapInputError, match="items_per_task"):
+        Client(folder_store).map(mapfuncs.square, [1], items_per_task=0)
+    assert store_is_empty(folder_store)

@@ -31,6 +31,7 @@ from drivemr.protocol import (
     PACKED_FORMAT,
     Job,
     JobFormatError,
+    find_job,
     job_from_doc,
     load_view,
     submit,
@@ -521,7 +522,7 @@ def test_a_tampered_archive_in_the_store_fails_its_pack(
     run_to_end(store, tmp_path, "w")
     view = load_view(store, job)
     assert {t: r.state for t, r in view.results.items()} == {"p0000": "done", "p0001": "failed"}
-    assert "digest" in read_manifest(store, job.tasks[1])["error"]
+    assert "sha256" in read_manifest(store, job.tasks[1])["error"]
 
 
 # --------------------------------------------------------------------------- processes
@@ -617,8 +618,8 @@ def test_status_logs_joblog_and_report_show_items(
     assert "six is broken" in logs
     rows = {r[0]: r for r in joblog_rows(folder_store, job.id)}
     assert sorted(rows) == [f"t{n:04d}" for n in range(8)]
-    assert rows["t0006"][4] == "4" and rows["t0006"][6] == "2"  # exit 4, two attempts
-    assert rows["t0002"][6] == "2" and rows["t0001"][6] == "1"  # retried inside the pack
+    assert rows["t0006"][5] == "4" and rows["t0006"][7] == "2"  # exit 4, two attempts
+    assert rows["t0002"][7] == "2" and rows["t0001"][7] == "1"  # retried inside the pack
     s = summarize(collect(folder_store, job.id))
     assert (s["tasks"], s["packs"], s["done"], s["failed"], s["retries"]) == (8, 2, 7, 1, 3)
     page = tmp_path / "report.html"
@@ -675,3 +676,124 @@ def test_many_packs_share_a_few_archives(write_job: Callable[..., Path], tmp_pat
     packed = final_result(tmp_path, spec, "grouped")
     one = final_result(tmp_path, dataclasses.replace(spec, items_per_task=1), "one")
     assert packed == one
+
+
+# --------------------------------------------------------------------------- rounds, results
+
+MENDABLE = """
+import os, sys
+item, marks = sys.argv[1], sys.argv[2]
+if os.path.exists(os.path.join(marks, "broken-" + item)):
+    sys.exit(4)  # broken until the test mends it
+open("out.txt", "w").write(str(int(item) ** 2))
+"""
+
+
+def mendable_job(write_job: Callable[..., Path], marks: Path) -> JobSpec:
+    return load_job(
+        write_job(
+            f"""
+            name = "mendable"
+            [map]
+            command = ["python", "-c", {json.dumps(MENDABLE)}, "{{item}}", {json.dumps(str(marks))}]
+            items = {{range = [0, 8]}}
+            outputs = ["out.txt"]
+            max_attempts = 1
+            items_per_task = 4
+            """
+        )
+    )
+
+
+def test_results_retry_and_results_again_over_a_packed_job(
+    write_job: Callable[..., Path], tmp_path: Path
+) -> None:
+    from drivemr.errors import DrivemrError
+    from drivemr.results import fetch_results
+    from drivemr.rounds import retry_job
+    from drivemr.status import job_status
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    (marks / "broken-6").touch()
+    clock = StepClock()
+    store = MemoryStore(clock)
+    job = submit(store, mendable_job(write_job, marks))
+    w = make_worker(store, tmp_path, "a", clock)
+    run_steps([w], clock)
+    # drivemr results of a failed pack: its done items, one folder each, the failed one not
+    out = tmp_path / "out1"
+    fetch_results(store, job.id, out)
+    assert sorted(p.name for p in out.iterdir()) == [f"t{n:04d}" for n in range(8) if n != 6]
+    assert (out / "t0005" / "out.txt").read_text() == "25"
+    with pytest.raises(DrivemrError, match="item t0006 .* no successful result"):
+        fetch_results(store, job.id, tmp_path / "out2", task="t0006")
+    fetch_results(store, job.id, tmp_path / "out3", task="t0007")
+    assert [p.name for p in (tmp_path / "out3").iterdir()] == ["t0007"]
+    with pytest.raises(DrivemrError, match="has no item 't0099'"):
+        fetch_results(store, job.id, tmp_path / "out4", task="t0099")
+    # retry by item id re-runs the pack holding it, and --failed finds the same pack
+    (marks / "broken-6").unlink()
+    rnd = retry_job(store, job.id, ["t0006"])
+    assert list(rnd.tasks) == ["p0001"]
+    run_steps([w], clock)
+    folder, again = find_job(store, job.id)
+    st = job_status(store, folder, again)
+    assert st.state == "done" and st.round == 1 and st.counts["done"] == 8
+    assert {t.task: (t.pack, t.round) for t in st.tasks}["t0006"] == ("p0001", 1)
+    assert {t.task: t.round for t in st.tasks}["t0000"] == 0  # p0000's result was kept
+    out = tmp_path / "out5"
+    fetch_results(store, job.id, out)
+    assert sorted(p.name for p in out.iterdir()) == [f"t{n:04d}" for n in range(8)]
+    assert (out / "t0006" / "out.txt").read_text() == "36"
+    with pytest.raises(DrivemrError, match="no failed task"):
+        retry_job(store, job.id, failed=True)
+
+
+def test_retry_failed_re_runs_the_packs_holding_failed_items(
+    write_job: Callable[..., Path], tmp_path: Path
+) -> None:
+    from drivemr.rounds import retry_job
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    (marks / "broken-1").touch()
+    clock = StepClock()
+    store = MemoryStore(clock)
+    job = submit(store, mendable_job(write_job, marks))
+    w = make_worker(store, tmp_path, "a", clock)
+    run_steps([w], clock)
+    (marks / "broken-1").unlink()
+    assert list(retry_job(store, job.id, failed=True).tasks) == ["p0000"]
+    run_steps([w], clock)
+    view = load_view(store, find_job(store, job.id)[1])
+    assert {t: r.state for t, r in view.results.items()} == {"p0000": "done", "p0001": "done"}
+
+
+def test_a_packed_result_whose_items_do_not_match_its_pack_is_refused(
+    write_job: Callable[..., Path], tmp_path: Path
+) -> None:
+    from drivemr.results import manifest_from_body
+    from drivemr.sealed import UntrustedFile
+
+    store = MemoryStore(StepClock())
+    job = submit(store, mendable_job(write_job, tmp_path))
+    task = job.tasks[0]
+    entry = {"state": "done", "attempts": 1, "exit_code": 0, "duration": 0.1, "outputs": []}
+    good = [{"id": i.id, **entry} for i in task.pack]
+    body = {"state": "done", "attempt": 1, "outputs": [], "items": good}
+    m = manifest_from_body(body, job_id=job.id, task=task, slot_id="s", signer="x")
+    assert [e.id for e in m.items] == ["t0000", "t0001", "t0002", "t0003"]
+    bad_bodies = [
+        {**body, "items": good[:3]},  # an item missing
+        {**body, "items": good[::-1]},  # out of item order
+        {**body, "items": [*good[:3], {**good[3], "state": "failed"}]},  # done with a failure
+        {**body, "items": [*good[:3], {**good[3], "attempts": -1}]},
+        {**body, "items": [*good[:3], {**good[3], "outputs": "x"}]},
+        {"state": "done", "attempt": 1, "outputs": []},  # a done pack without entries
+    ]
+    for bad in bad_bodies:
+        with pytest.raises(UntrustedFile):
+            manifest_from_body(bad, job_id=job.id, task=task, slot_id="s", signer="x")
+    whole = {"state": "failed", "attempt": 1, "outputs": [], "error": "inputs"}
+    assert manifest_from_body(whole, job_id=job.id, task=task, slot_id="s", signer="x").items == ()

@@ -52,6 +52,7 @@ def job_text(control: Path) -> str:
         items = {{range = [1, {ITEMS + 1}]}}
         outputs = ["out.txt"]
         max_attempts = 1
+        items_per_task = 1  # one item per task: a retry re-runs exactly the failed items
         env = {{EXECLOG = {env[0]}, CONTROL = {env[1]}}}
         [reduce]
         command = ["python", "{{files}}/reduce.py", "{{results}}"]
