@@ -726,7 +726,7 @@ def test_results_retry_and_results_again_over_a_packed_job(
     fetch_results(store, job.id, out)
     assert sorted(p.name for p in out.iterdir()) == [f"t{n:04d}" for n in range(8) if n != 6]
     assert (out / "t0005" / "out.txt").read_text() == "25"
-    with pytest.raises(DrivemrError, match="item t0006 .* no successful result"):
+    with pytest.raises(DrivemrError, match=r"item t0006 .* no successful result"):
         fetch_results(store, job.id, tmp_path / "out2", task="t0006")
     fetch_results(store, job.id, tmp_path / "out3", task="t0007")
     assert [p.name for p in (tmp_path / "out3").iterdir()] == ["t0007"]
