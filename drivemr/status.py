@@ -276,7 +276,7 @@ def job_status(
     root_entries = store.list(store.root_id) if root is None else root
     live = _Liveness(store, trust, job, root_entries, lease)
     reader = reader_for(trust)
-    view = load_view(store, job, reader=reader)
+    view = load_view(store, job, trust, reader=reader)
     tasks: list[TaskState] = []
     for t in job.tasks:
         whole = _blocked(store, trust, job, view, t.id) or _task_state(job, view, t.id, live)
