@@ -24,6 +24,7 @@ from drivemr import __version__
 from drivemr import config as cfg
 from drivemr.errors import AuthError, DrivemrError, SecurityError
 from drivemr.protocol import REDUCE, check_worker_id, default_worker_id, find_job, load_view
+from drivemr.safetext import safe, safe_multiline
 from drivemr.status import STATES
 from drivemr.stores import open_store, store_kind
 from drivemr.stores.base import Store
@@ -71,7 +72,7 @@ class DrivemrGroup(click.Group):
             click.echo(auth_message(exc), err=True)
             sys.exit(EXIT_AUTH)
         except DrivemrError as exc:
-            click.echo(f"drivemr: {exc}", err=True)
+            click.echo(f"drivemr: {safe_multiline(exc, max_len=4000)}", err=True)
             sys.exit(EXIT_FAILED)
 
 
@@ -451,14 +452,14 @@ def status(
         click.echo(f"no jobs in {store.url}")
     for s in statuses:
         if isinstance(s, tuple):
-            click.echo(f"{s[0]}: unreadable ({s[1]})")
+            click.echo(f"{safe(s[0])}: unreadable ({safe(s[1], max_len=500)})")
         else:
             _print_job(s, detail=False)
 
 
 def _clip(text: str, width: int) -> str:
     """One line of at most ``width`` characters, the end kept (file names differ there)."""
-    text = text.replace("\n", " ").replace("\t", " ")
+    text = safe(text.replace("\n", " ").replace("\t", " "), max_len=4 * width)
     return text if len(text) <= width else "…" + text[-(width - 1) :]
 
 
@@ -467,10 +468,10 @@ def _print_job(st: Any, *, detail: bool) -> None:
     red = f", reduce {st.reduce.state}" if st.reduce else ""
     extra = "".join(f", {c[k]} {k}" for k in ("lost", "cancelled") if c.get(k))
     click.echo(
-        f"{st.job}  {st.state:9}  {c['done']} done, {c['running']} running, {c['failed']} failed, {c['pending']} pending{extra}{red}"
+        f"{safe(st.job)}  {st.state:9}  {c['done']} done, {c['running']} running, {c['failed']} failed, {c['pending']} pending{extra}{red}"
     )
     for worker_id, reason in st.rejected_by.items():
-        click.echo(f"  rejected by {worker_id}: {reason}")
+        click.echo(f"  rejected by {safe(worker_id)}: {safe(reason, max_len=300)}")
     if not detail:
         return
     rows = [*st.tasks, *([st.reduce] if st.reduce else [])]
@@ -483,11 +484,12 @@ def _print_job(st: Any, *, detail: bool) -> None:
         dur = "" if t.duration is None else f"{t.duration:.2f}"
         item = _clip(t.item or "", width)
         click.echo(
-            f"  {t.task:8} {t.state:9} {t.attempts:>5} {code:>5} {dur:>8}  {item:{width}}  {t.worker or ''}"
+            f"  {safe(t.task):8} {t.state:9} {t.attempts:>5} {code:>5} {dur:>8}  {item:{width}}  "
+            f"{safe(t.worker or '')}"
         )
     if st.failed_tasks:
         click.echo(
-            f"  failed: {', '.join(st.failed_tasks[:20])}  (see: {suggest(f'drivemr logs {st.job} TASK')})"
+            f"  failed: {safe(', '.join(st.failed_tasks[:20]), max_len=400)}  (see: {suggest(f'drivemr logs {st.job} TASK')})"
         )
 
 

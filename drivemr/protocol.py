@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
 import platform
 import re
 import secrets
@@ -42,6 +43,8 @@ from drivemr.errors import (
 from drivemr.fileio import sha256_file
 from drivemr.limits import load_json_limited
 from drivemr.safepaths import check_output_glob, check_relative_path
+from drivemr.safetext import safe
+from drivemr.sealed import WarnOnce
 from drivemr.spec import JobSpec, StageSpec, store_name
 from drivemr.stores.base import FileInfo, Store
 
@@ -58,11 +61,34 @@ INLINE_OUTPUT_LIMIT = 256 * 1024
 """Outputs up to this many bytes (all together) ride inside the result manifest, so a task
 with small outputs costs exactly two writes: its claim and its result."""
 
-_WORKER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_WORKER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# Numbers in names are bounded by the patterns themselves: a name with a 5,000-digit
+# attempt number or a 400-digit duration simply does not parse (and is skipped), instead
+# of raising out of int() or out of a float division.
+MAX_GEN_DIGITS = 9
+MAX_EXIT_DIGITS = 10
+MAX_MS_DIGITS = 15
 _RESULT_NAME = re.compile(
-    r"^(?P<task>[A-Za-z0-9]+)\.(?P<state>done|failed)\.g(?P<gen>\d+)\.x(?P<exit>-?\d+|n)\.d(?P<ms>\d+)$"
+    r"(?P<task>[A-Za-z0-9]{1,64})\.(?P<state>done|failed)"
+    rf"\.g(?P<gen>\d{{1,{MAX_GEN_DIGITS}}})\.x(?P<exit>-?\d{{1,{MAX_EXIT_DIGITS}}}|n)"
+    rf"\.d(?P<ms>\d{{1,{MAX_MS_DIGITS}}})"
 )
-_CLAIM_NAME = re.compile(r"^(?P<task>[A-Za-z0-9]+)\.g(?P<gen>\d+)\.(?P<worker>.+)$")
+_CLAIM_NAME = re.compile(
+    rf"(?P<task>[A-Za-z0-9]{{1,64}})\.g(?P<gen>\d{{1,{MAX_GEN_DIGITS}}})"
+    r"\.(?P<worker>[A-Za-z0-9][A-Za-z0-9._-]{0,63})"
+)
+
+
+_skipped = WarnOnce(logging.getLogger("drivemr.store").warning, capacity=1024)
+"""Names in a job's folders that do not parse are skipped and reported once each (the
+oldest are forgotten first, so a flood of junk names costs bounded memory)."""
+
+
+def _skip(job: str, folder: str, name: str) -> None:
+    _skipped(
+        f"{job}/{folder}/{name[:300]}",
+        f"job {safe(job)}: skipping {folder}/{safe(name)}: not a name drivemr writes",
+    )
 
 
 class JobFormatError(DrivemrError):
@@ -70,7 +96,7 @@ class JobFormatError(DrivemrError):
 
 
 def check_worker_id(worker_id: str) -> str:
-    if not _WORKER_ID.match(worker_id):
+    if not _WORKER_ID.fullmatch(worker_id):
         raise DrivemrError(
             f"invalid worker id {worker_id!r}: use 1-64 characters from A-Z a-z 0-9 . _ -"
         )
@@ -94,7 +120,9 @@ def claim_name(task: str, gen: int, worker: str) -> str:
 
 
 def parse_claim_name(name: str) -> tuple[str, int, str] | None:
-    m = _CLAIM_NAME.match(name)
+    """(task, attempt, worker) from a claim's name; None for any name that does not parse
+    (total: never raises, whatever the store holds)."""
+    m = _CLAIM_NAME.fullmatch(name) if isinstance(name, str) else None
     return (m["task"], int(m["gen"]), m["worker"]) if m else None
 
 
@@ -116,7 +144,8 @@ class ResultRef:
 
 
 def parse_result(info: FileInfo) -> ResultRef | None:
-    m = _RESULT_NAME.match(info.name)
+    """What a result's name says; None for any name that does not parse (never raises)."""
+    m = _RESULT_NAME.fullmatch(info.name) if isinstance(info.name, str) else None
     if not m:
         return None
     code = None if m["exit"] == "n" else int(m["exit"])
@@ -491,11 +520,15 @@ def load_view(store: Store, job: Job) -> JobView:
         parsed = parse_claim_name(info.name)
         if parsed:
             view.add_claim(ClaimRef(parsed[0], parsed[1], parsed[2], info))
+        else:
+            _skip(job.id, "claims", info.name)
     valid_results = {t.result_id: t.id for t in job.tasks}
     if job.reduce_task:
         valid_results[job.reduce_task.result_id] = REDUCE
     for info in store.list(job.folders["results"]):
         ref = parse_result(info)
+        if ref is None:
+            _skip(job.id, "results", info.name)
         # Only a file created under the task's minted result id counts: it is the single
         # commit point, so a stray or forged name never finishes a task.
         if ref and valid_results.get(info.id) == ref.task:
@@ -603,6 +636,8 @@ def heartbeats(entries: Iterable[FileInfo]) -> dict[str, Heartbeat]:
         if e.is_folder or not (e.name.startswith(WORKER_PREFIX) and e.name.endswith(WORKER_SUFFIX)):
             continue
         worker = e.name[len(WORKER_PREFIX) : -len(WORKER_SUFFIX)]
+        if not _WORKER_ID.fullmatch(worker):
+            continue  # not a name a worker writes (e.g. escape sequences): never shown
         if worker not in found or e.modified > found[worker].file.modified:
             found[worker] = Heartbeat(worker, e)
     return found

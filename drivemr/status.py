@@ -32,6 +32,7 @@ from drivemr.protocol import (
     parse_json,
     read_job,
 )
+from drivemr.safetext import safe
 from drivemr.stores.base import FileInfo, Store
 
 STATES = ("pending", "running", "done", "failed", "lost", "cancelled")
@@ -205,18 +206,28 @@ def job_status(
     rejected = {}
     for entry in store.list(job.folder):
         if entry.name.startswith("rejected."):
-            rejected[entry.name[len("rejected.") :]] = _read_reason(store, entry)
+            if len(rejected) >= MAX_REJECTION_NOTES:
+                break  # bounded: a flood of notes costs a fixed number of reads
+            rejected[safe(entry.name[len("rejected.") :], max_len=80)] = _read_reason(store, entry)
     return JobStatus(job.id, job.name, job.created, state, counts, tasks, reduce_state, rejected)
 
 
-def _read_reason(store: Store, entry: FileInfo) -> str:
-    import json
+MAX_REJECTION_NOTES = 50
+"""Rejection notes read per job by ``status``: one per worker is expected."""
 
+
+def _read_reason(store: Store, entry: FileInfo) -> str:
+    """A rejection note's reason, parsed within limits (a deeply nested or huge note is
+    "?", never a crash) and made safe to print."""
     try:
-        doc = json.loads(store.read(entry.id, max_bytes=64 * 1024))
-        return str(doc.get("reason", "?"))
-    except (DrivemrError, ValueError, AttributeError):
+        doc = parse_json(
+            store.read(entry.id, max_bytes=64 * 1024), "rejection note", max_bytes=64 * 1024
+        )
+    except DrivemrError:
         return "?"
+    if not isinstance(doc, dict):
+        return "?"
+    return safe(doc.get("reason", "?"), max_len=300)
 
 
 LIVE_READ_AGE = 86400.0
