@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -294,6 +295,13 @@ def _wait(store: Store, job_id: str, poll: float = 0.5) -> int:
     is_flag=True,
     help="Run jobs without checking signatures. Dangerous.",
 )
+@click.option(
+    "--pass-env",
+    "pass_env",
+    multiple=True,
+    metavar="NAME",
+    help="Give tasks this variable although it is on the secrets deny-list (repeatable).",
+)
 def worker(
     store_url: str | None,
     slots: int | None,
@@ -309,6 +317,7 @@ def worker(
     jobs: tuple[str, ...],
     no_reduce: bool,
     insecure_accept_unsigned: bool,
+    pass_env: tuple[str, ...],
 ) -> None:
     """Claim and run tasks from the store until stopped (Ctrl-C drains, a second Ctrl-C kills)."""
     store = _open(store_url, write_rate=write_rate)
@@ -326,6 +335,7 @@ def worker(
         jobs=frozenset(jobs) or None,
         run_reduce=not no_reduce,
         verify=_verifier(insecure_accept_unsigned),
+        pass_env=pass_env,
     )
     _install_signal_handlers(w.request_stop)
     log.info("worker %s serving %s with %d slot(s)", w.id, store.url, w.config.slots)
@@ -357,8 +367,18 @@ def build_worker(store: Store, **kw: Any) -> Any:
         run_reduce=kw.get("run_reduce", True),
         when_idle=bool(kw.get("when_idle")),
         idle_threshold=float(cfg.value("idle_threshold", kw.get("idle_threshold"))),
+        pass_env=parse_pass_env(cfg.value("pass_env", ",".join(kw.get("pass_env") or ()) or None)),
     )
     return Worker(store, config, verify=kw.get("verify"))
+
+
+def parse_pass_env(text: str) -> frozenset[str]:
+    """``pass_env`` from flags or the config: names separated by commas or spaces."""
+    names = frozenset(n for n in re.split(r"[,\s]+", text or "") if n)
+    bad = sorted(n for n in names if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", n))
+    if bad:
+        raise DrivemrError(f"pass_env: {', '.join(bad)} is not an environment variable name")
+    return names
 
 
 def _install_signal_handlers(stop: Callable[[], None]) -> None:

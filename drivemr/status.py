@@ -203,7 +203,7 @@ def job_status(
         state = "running"
     else:
         state = "pending"
-    rejected = {}
+    rejected: dict[str, str] = {}
     for entry in store.list(job.folder):
         if entry.name.startswith("rejected."):
             if len(rejected) >= MAX_REJECTION_NOTES:
