@@ -364,11 +364,26 @@ def read_job(store: Store, job_folder: FileInfo) -> Job:
     if not isinstance(doc, dict):
         raise JobFormatError("job.json is not an object")
     job = job_from_doc(doc, job_folder.id)
+    check_store_binding(doc, store)
     if job_folder.name != JOB_PREFIX + job.id:
         raise SecurityError(
             f"job.json names job {job.id!r} but sits in folder {job_folder.name!r} (a copied or replayed job)"
         )
     return job
+
+
+def check_store_binding(doc: Mapping[str, Any], store: Store) -> None:
+    """A job names (and signs) the store it was posted to: in any other store it is a copy,
+    refused. Jobs posted before stores had an identity carry none and are read as before
+    (the workers' memory of finished jobs still keeps them from running twice)."""
+    bound = doc.get("store")
+    if bound is None:
+        return
+    if not isinstance(bound, str) or bound != store.identity:
+        raise SecurityError(
+            f"job {safe(doc.get('id'))} was posted to another store ({safe(bound, max_len=80)},"
+            f" this one is {store.identity}); a signed job copied into another store is never run"
+        )
 
 
 # --------------------------------------------------------------------------- submit
@@ -398,6 +413,7 @@ def build_job_doc(
     pool: IdPool,
     file_ids: Mapping[str, StoredFile],
     folders: Mapping[str, str],
+    store_identity: str | None = None,
 ) -> dict[str, Any]:
     map_stage = Stage.from_spec(spec.map)
     tasks_doc = []
@@ -417,6 +433,7 @@ def build_job_doc(
     return {
         "format": FORMAT,
         "id": job_id,
+        "store": store_identity,
         "name": spec.name,
         "created": time.time(),
         "submitted_by": f"{getpass.getuser()}@{platform.node()}",
@@ -470,7 +487,7 @@ def submit(
             stored[name] = StoredFile(name, fid, sha256_file(path), path.stat().st_size)
             if progress and (n + 1) % 100 == 0:
                 progress(f"uploaded {n + 1}/{len(uploads)} files")
-        doc = build_job_doc(spec, job_id, pool, stored, folders)
+        doc = build_job_doc(spec, job_id, pool, stored, folders, store.identity)
         if sign is not None:
             doc = sign(doc)
         job = job_from_doc(doc, job_folder.id)  # what workers will read, checked first

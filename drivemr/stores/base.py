@@ -130,6 +130,19 @@ class Store(abc.ABC):
     def poll_changes(self, cursor: str) -> Changes:
         """Folders that changed since ``cursor``, and the cursor to use next time."""
 
+    @property
+    def identity(self) -> str:
+        """This store's identity: a string that names *this* store and no other.
+
+        Guarantee: two opens of the same store (from any PC, any time) give the same
+        identity, and a different store (another folder, another Drive folder, a copy of
+        this one made by copying its files) gives a different one. drivemr signs it into
+        every job, so a signed job runs only in the store it was posted to: a job folder
+        copied into another store is refused there. Stores override this; the default
+        (the URL) is only a fallback for stores that have nothing better.
+        """
+        return f"url:{self.url}"
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. The store must not be used afterwards."""
 

@@ -47,6 +47,7 @@ class MemoryStore(Store):
     def __init__(self, clock: StoreClock | None = None, *, url: str = "memory://") -> None:
         self.url = url
         self.root_id = ROOT
+        self._identity = f"memory:{secrets.token_hex(16)}"  # each instance is its own store
         self._clock = clock
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
@@ -56,6 +57,10 @@ class MemoryStore(Store):
         self._changed: dict[str, int] = {}  # folder id -> version of its last change
         self.calls: dict[str, int] = {}
         """How many times each primitive was called (tests count writes with it)."""
+
+    @property
+    def identity(self) -> str:
+        return self._identity
 
     # -- time and bookkeeping (callers hold the lock) --
 

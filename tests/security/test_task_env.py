@@ -134,7 +134,7 @@ def test_config_and_keys_directories_writable_by_others_are_refused(tmp_path: Pa
     cfg = tmp_path / "cfg"
     signing.load_or_create_signing_key(cfg)
     cfg.chmod(0o777)
-    with pytest.raises(SecurityError, match="config directory .* writable by group or others"):
+    with pytest.raises(SecurityError, match=r"config directory .* writable by group or others"):
         signing.load_signing_key(cfg)
     with pytest.raises(SecurityError, match="config directory"):
         signing.load_trusted(cfg)

@@ -365,6 +365,18 @@ class DriveStore(Store):
             return exc
         return NotFound(f"{exc}. {ROOT_NOT_VISIBLE}")
 
+    @property
+    def identity(self) -> str:
+        """``drive:<root folder id>``: Drive ids are global and never reused, so a copy of
+        the folder (even with every file copied) is another store. An alias root (``root``,
+        My Drive) is resolved to its real id once."""
+        cached: str | None = self.__dict__.get("_identity")
+        if cached is None:
+            real = self.root_id if self.root_id != ROOT else self.get(ROOT).id
+            cached = f"drive:{real}"
+            self.__dict__["_identity"] = cached
+        return cached
+
     def read(self, file_id: str, *, max_bytes: int | None = None) -> bytes:
         fid = self._resolve(file_id)
         what = f"read {fid}"

@@ -98,6 +98,10 @@ class FaultyStore(Store):
         self._maybe_fail("read")
         return self.inner.read(file_id, max_bytes=max_bytes)
 
+    @property
+    def identity(self) -> str:
+        return self.inner.identity
+
     def download(self, file_id: str, dest: Path) -> None:
         self._maybe_fail("download")
         self.inner.download(file_id, dest)
