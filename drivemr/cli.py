@@ -23,7 +23,7 @@ import click
 
 from drivemr import __version__
 from drivemr import config as cfg
-from drivemr.errors import AuthError, DrivemrError, SecurityError
+from drivemr.errors import AuthError, DrivemrError
 from drivemr.protocol import REDUCE, check_worker_id, default_worker_id, find_job, load_view
 from drivemr.safetext import safe, safe_multiline
 from drivemr.status import STATES
@@ -205,15 +205,13 @@ def _verifier(insecure: bool) -> Callable[[Any], None]:
         )
 
     def verify(job: Any) -> None:
-        if insecure:
-            return
-        trusted = signing.load_trusted(signing.config_dir())
-        try:
-            signing.verify_document(job.doc, trusted, expected_job_id=job.id)
-        except SecurityError as exc:
-            raise SecurityError(f"{exc}") from exc
+        return
 
-    return verify
+    if insecure:
+        return verify
+    from drivemr.jobtrust import SignatureVerifier
+
+    return SignatureVerifier(signing.config_dir())
 
 
 # ---------------------------------------------------------------------------- submit

@@ -336,9 +336,13 @@ def parse_json(
         raise JobFormatError(str(exc)) from exc
 
 
-def read_job(store: Store, job_folder: FileInfo) -> Job:
+def read_job(
+    store: Store, job_folder: FileInfo, *, precheck: Callable[[bytes], None] | None = None
+) -> Job:
     """Load and parse the job.json in ``job_folder``. NotFound if the job is not published
-    yet (no job.json listed); UnreadableJob if job.json is listed but cannot be read."""
+    yet (no job.json listed); UnreadableJob if job.json is listed but cannot be read.
+    ``precheck`` sees the raw bytes before they are parsed (a worker's signature check,
+    drivemr.jobtrust: an unsigned 64 MiB job.json is refused unparsed)."""
     children = store.list(job_folder.id)
     specs = [c for c in children if c.name == "job.json" and not c.is_folder]
     if not specs:
@@ -355,6 +359,8 @@ def read_job(store: Store, job_folder: FileInfo) -> Job:
         raise UnreadableJob(
             f"{job_folder.name}: job.json (id {spec.id}) is listed but cannot be read: {exc}"
         ) from exc
+    if precheck is not None:
+        precheck(data)
     doc = parse_json(
         data,
         "job.json",
@@ -491,8 +497,9 @@ def submit(
         if sign is not None:
             doc = sign(doc)
         job = job_from_doc(doc, job_folder.id)  # what workers will read, checked first
-        data = json.dumps(doc, separators=(",", ":")).encode()
-        store.create(folder_id, "job.json", pool.one(), data)
+        from drivemr.jobtrust import job_bytes
+
+        store.create(folder_id, "job.json", pool.one(), job_bytes(doc))
     except BaseException:
         try:
             store.delete(folder_id)

@@ -27,6 +27,7 @@ from drivemr.protocol import (
 )
 from drivemr.stores.base import FileInfo
 from drivemr.worker.config import JobVerifier
+from drivemr.worker.history import JobHistory
 from drivemr.worker.liveness import Lease, OtherWorkers
 from drivemr.worker.plan import plan_tasks
 from drivemr.worker.state import ActiveJob, Assignment, Shared
@@ -77,6 +78,8 @@ class Watcher:
         self.others = others
         self.verify = verify
         self.seen = SeenJobs(shared.workdir / "seen-jobs.tsv")
+        self.history = JobHistory(shared.workdir)
+        """Jobs this worker saw end (never run again) and refused (not re-read), on disk."""
         self.rejected: dict[str, str] = {}
         """Job id -> why this worker refused it."""
         self._rejected_folders: set[str] = set()
@@ -169,7 +172,17 @@ class Watcher:
             if self.seen.is_replay(job_id, folder.id):
                 self._reject_replay(job_id, folder)
                 continue
+            if self.history.is_finished(job_id):
+                shared.done_jobs.add(job_id)  # it ended here once: never run again (a wipe)
+                continue
+            if self.history.refused(folder.id, self._trust()) is not None:
+                self._rejected_folders.add(folder.id)  # refused before a restart
+                continue
             self._adopt_job(job_id, folder)
+
+    def _trust(self) -> str:
+        fingerprint = getattr(self.verify, "fingerprint", None)
+        return fingerprint() if callable(fingerprint) else "-"
 
     def _reject_replay(self, job_id: str, folder: FileInfo) -> None:
         """A job id is used once: the same signed job posted again is a replay, never run."""
@@ -183,21 +196,28 @@ class Watcher:
     def _adopt_job(self, job_id: str, folder: FileInfo) -> None:
         shared = self.shared
         try:
-            job = read_job(shared.store, folder)
+            job = read_job(shared.store, folder, precheck=getattr(self.verify, "precheck", None))
             if self.verify is not None:
                 self.verify(job)
+            if self.history.too_old(job.id, job.created):
+                raise SecurityError(
+                    f"job {job.id} is older than every job this worker remembers finishing;"
+                    " it may be one it ran before, so it is not run again"
+                )
         except NotFound:
             return  # job.json not published yet: the submitter is still uploading
         except (SecurityError, JobFormatError) as exc:
             self.rejected[job_id] = str(exc)
             self._rejected_folders.add(folder.id)
             log.error("job %s rejected: %s", job_id, exc)
+            self.history.remember_refused(folder.id, self._trust(), str(exc))
             self._record_rejection(folder, str(exc))
             return
         self.seen.remember(job_id, folder.id)
         view = load_view(shared.store, job)
         if view.finished or view.cancelled:
             shared.done_jobs.add(job_id)
+            self.history.remember_finished(job_id, job.created)
             return
         active = ActiveJob(job, view, collections.deque(), set())
         self.replan(active)
@@ -293,6 +313,7 @@ class Watcher:
         with shared.lock:
             shared.jobs.pop(active.job.id, None)
             shared.done_jobs.add(active.job.id)
+        self.history.remember_finished(active.job.id, active.job.created)
 
     def _finish(self, active: ActiveJob) -> None:
         shared = self.shared
@@ -301,6 +322,7 @@ class Watcher:
                 return
             shared.jobs.pop(active.job.id, None)
             shared.done_jobs.add(active.job.id)
+        self.history.remember_finished(active.job.id, active.job.created)
         if active.view.finished:
             return  # another worker marked it (a second create would cost a write for a 409)
         try:
