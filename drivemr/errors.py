@@ -64,6 +64,11 @@ class AlreadyExists(PermanentStoreError):
     """A create-once with an id that is already taken (Drive's 409)."""
 
 
+class TooLarge(PermanentStoreError):
+    """A read or download stopped at its limit: the file is larger than it may be (a
+    shipped file swapped for a bigger one, an oversize document)."""
+
+
 class AuthError(PermanentStoreError):
     """Credentials are missing, expired or revoked; the user must sign in again."""
 

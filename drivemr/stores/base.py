@@ -111,8 +111,10 @@ class Store(abc.ABC):
         when the file is larger than ``max_bytes``."""
 
     @abc.abstractmethod
-    def download(self, file_id: str, dest: Path) -> None:
-        """Write a file's content to ``dest`` (atomically: complete or absent)."""
+    def download(self, file_id: str, dest: Path, *, max_bytes: int | None = None) -> None:
+        """Write a file's content to ``dest`` (atomically: complete or absent). With
+        ``max_bytes`` the transfer stops soon after that many bytes (at most one transfer
+        chunk later) and raises :class:`TooLarge`, leaving nothing at ``dest``."""
 
     @abc.abstractmethod
     def update(self, file_id: str, data: bytes) -> FileInfo:

@@ -50,6 +50,7 @@ from drivemr.errors import (
     NotFound,
     PermanentStoreError,
     StoreError,
+    TooLarge,
     TransientStoreError,
 )
 from drivemr.stores.base import ROOT, Changes, FileInfo, Store
@@ -850,13 +851,21 @@ class FolderStore(Store):
             raise PermanentStoreError(f"read {file_id}: larger than the limit of {max_bytes} bytes")
         return data
 
-    def download(self, file_id: str, dest: Path) -> None:
+    def download(self, file_id: str, dest: Path, *, max_bytes: int | None = None) -> None:
         dest = Path(dest)
         tmp = dest.with_name(f".{dest.name}.part-{secrets.token_hex(4)}")
         with self._open_by_id(file_id, "download") as fd:
             try:
                 with open(tmp, "wb") as out:
+                    written = 0
                     for block in iter(lambda: os.read(fd, 1 << 20), b""):
+                        written += len(block)
+                        if max_bytes is not None and written > max_bytes:
+                            out.close()
+                            tmp.unlink(missing_ok=True)
+                            raise TooLarge(
+                                f"download {file_id}: larger than the limit of {max_bytes} bytes"
+                            )
                         out.write(block)
                 os.replace(tmp, dest)
             except OSError as exc:

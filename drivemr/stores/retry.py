@@ -307,8 +307,8 @@ class RetryingStore(Store):
             self._identity = self._call("identity", lambda: self.inner.identity)
         return self._identity
 
-    def download(self, file_id: str, dest: Path) -> None:
-        self._call("download", lambda: self.inner.download(file_id, dest))
+    def download(self, file_id: str, dest: Path, *, max_bytes: int | None = None) -> None:
+        self._call("download", lambda: self.inner.download(file_id, dest, max_bytes=max_bytes))
 
     def update(self, file_id: str, data: bytes) -> FileInfo:
         return self._call("update", lambda: self.inner.update(file_id, data))

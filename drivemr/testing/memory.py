@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
-from drivemr.errors import AlreadyExists, NotFound, PermanentStoreError, StoreError
+from drivemr.errors import AlreadyExists, NotFound, PermanentStoreError, StoreError, TooLarge
 from drivemr.stores.base import ROOT, Changes, FileInfo, Store
 
 
@@ -149,8 +149,10 @@ class MemoryStore(Store):
                 raise StoreError(f"{file_id} is larger than {max_bytes} bytes")
             return entry.data
 
-    def download(self, file_id: str, dest: Path) -> None:
+    def download(self, file_id: str, dest: Path, *, max_bytes: int | None = None) -> None:
         data = self.read(file_id)
+        if max_bytes is not None and len(data) > max_bytes:
+            raise TooLarge(f"download {file_id}: larger than the limit of {max_bytes} bytes")
         dest = Path(dest)
         tmp = dest.with_name(f".{dest.name}.part-{secrets.token_hex(4)}")
         try:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from drivemr import taskenv
-from drivemr.errors import AuthError, SecurityError
+from drivemr.errors import AuthError, SecurityError, TooLarge
 from drivemr.fileio import sha256_file
 from drivemr.protocol import REDUCE, Job, StoredFile
 from drivemr.results import download_outputs
@@ -186,7 +186,14 @@ def ensure_job_files(shared: Shared, active: ActiveJob) -> Path:
 def fetch(shared: Shared, f: StoredFile, target: Path) -> None:
     """Download a shipped file and check it against its digest in job.json."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    shared.store.download(f.id, target)
+    try:
+        # Stop at the signed size: a file swapped for a bigger one costs one chunk, not
+        # its whole size in bandwidth and disk, before it is refused.
+        shared.store.download(f.id, target, max_bytes=max(0, f.size))
+    except TooLarge as exc:
+        raise SecurityError(
+            f"shipped file {f.name} is larger than the {f.size} bytes job.json says ({exc})"
+        ) from exc
     if sha256_file(target) != f.sha256:
         target.unlink(missing_ok=True)
         raise SecurityError(f"shipped file {f.name} does not match its digest in job.json")

@@ -398,8 +398,8 @@ class DriveStore(Store):
             raise PermanentStoreError(f"{what}: larger than the limit of {max_bytes} bytes")
         return content
 
-    def download(self, file_id: str, dest: Path) -> None:
-        download_to(self._call, self._resolve(file_id), Path(dest))
+    def download(self, file_id: str, dest: Path, *, max_bytes: int | None = None) -> None:
+        download_to(self._call, self._resolve(file_id), Path(dest), max_bytes=max_bytes)
 
     def update(self, file_id: str, data: bytes) -> FileInfo:
         fid = self._resolve(file_id)
