@@ -39,9 +39,10 @@ __all__ = [
     "raw_signature_ok",
 ]
 
-MAX_UNVERIFIED_JOB_BYTES = 2 * 1024 * 1024
+MAX_UNVERIFIED_JOB_BYTES = 1024 * 1024
 """A job.json without a signature over its bytes is parsed only up to this size (about
-10,000 tasks): parsing it costs at most a few tens of MB, once."""
+5,000 tasks; jobs posted by earlier versions, or unsigned): the worst such document costs
+about 60 MiB of memory to parse, once (a 64 MiB one cost gigabytes)."""
 
 _SIG_KEY = b',"signature":'
 _MAX_SIG_BLOCK = 4096
