@@ -34,6 +34,7 @@ from drivemr.protocol import (
     read_job,
 )
 from drivemr.safetext import safe, safe_multiline
+from drivemr.status import declared_lease
 from drivemr.stores.base import Store
 
 JOBLOG_HEADER = (
@@ -250,8 +251,7 @@ def worker_rows(store: Store) -> list[dict[str, Any]]:
             row["running"] = (
                 [r for r in running if isinstance(r, dict)] if isinstance(running, list) else []
             )
-            lease = doc.get("lease")
-            lease = float(lease) if isinstance(lease, (int, float)) else _lease()
+            lease = declared_lease(doc.get("lease"), _lease())
             row["alive"] = age <= lease and doc.get("state") != "stopped"
         rows.append(row)
     return rows

@@ -159,11 +159,22 @@ def _read_all(
 
 
 def _num(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    """A finite number from a store document, else None (total: a 400-digit integer would
+    overflow float(), and times that large are not times)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) and abs(number) < 1e12 else None
 
 
 def _int(value: Any) -> int | None:
-    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+    """A plain integer of sane size (an exit code, an attempt number), else None."""
+    if isinstance(value, bool) or not isinstance(value, int) or abs(value) >= 2**63:
+        return None
+    return value
 
 
 def _text(value: Any) -> str:

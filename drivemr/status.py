@@ -9,6 +9,7 @@ until the lease runs out.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -230,6 +231,18 @@ def _read_reason(store: Store, entry: FileInfo) -> str:
     return safe(doc.get("reason", "?"), max_len=300)
 
 
+def declared_lease(value: object, default: float) -> float:
+    """A lease a heartbeat declares, if it is a plain finite number; else ``default``
+    (a 400-digit integer would overflow float(), a bool is not a lease)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return default
+    try:
+        number = float(value)
+    except OverflowError:
+        return default
+    return number if math.isfinite(number) else default
+
+
 LIVE_READ_AGE = 86400.0
 """Heartbeats older than this are not read when looking for live workers (they are dead
 under any sane lease), so the cost stays bounded by the workers of the last day."""
@@ -251,12 +264,7 @@ def live_workers(store: Store, *, lease: float = 300.0) -> list[str]:
             continue
         if not isinstance(doc, dict) or doc.get("state") == "stopped":
             continue
-        declared = doc.get("lease")
-        limit = (
-            float(declared)
-            if isinstance(declared, (int, float)) and not isinstance(declared, bool)
-            else lease
-        )
+        limit = declared_lease(doc.get("lease"), lease)
         if age <= limit:
             alive.append(worker)
     return alive
