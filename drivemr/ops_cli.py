@@ -154,7 +154,7 @@ def _attempt_index(record: Any) -> None:
 @click.option(
     "--only",
     type=click.Choice(["stdout", "stderr"]),
-    help="Print just that stream, raw (for pipes).",
+    help="Print just that stream (for pipes; control characters escaped, as everywhere).",
 )
 @click.option("--poll", type=float, default=1.0, show_default=True, hidden=True)
 def logs(
