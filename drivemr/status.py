@@ -228,7 +228,9 @@ def _read_reason(store: Store, entry: FileInfo) -> str:
         return "?"
     if not isinstance(doc, dict):
         return "?"
-    return safe(doc.get("reason", "?"), max_len=300)
+    from drivemr.jobtrust import public_reason
+
+    return safe(public_reason(str(doc.get("reason", "?"))[:2000]), max_len=300)
 
 
 def declared_lease(value: object, default: float) -> float:

@@ -16,6 +16,7 @@ import logging
 from pathlib import Path
 
 from drivemr.errors import AuthError, DrivemrError, NotFound, SecurityError
+from drivemr.jobtrust import public_reason
 from drivemr.protocol import (
     JobFormatError,
     heartbeats,
@@ -230,6 +231,7 @@ class Watcher:
         shared = self.shared
         try:
             (fid,) = shared.store.mint_ids(1)
+            reason = public_reason(reason)  # what happened, never a command to run
             note = json.dumps({"worker": shared.id, "reason": reason, "time": shared.clock.time()})
             shared.store.create(folder.id, f"rejected.{shared.id}", fid, note.encode())
         except DrivemrError as exc:
