@@ -16,9 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from helpers import WorkerProcs
 
 from drivemr import signing
+from drivemr.errors import StoreError
 from drivemr.protocol import find_job, read_job, submit
 from drivemr.spec import load_job
 from drivemr.status import status_of
@@ -123,3 +125,18 @@ def test_replay_by_copy_into_another_store_never_runs(
     else:
         raise AssertionError("the copied job was read as a job of the other store")
     assert find_job(folder_store, job.id)[1].id == job.id
+
+
+def test_store_identity_is_stable_and_distinct(tmp_path: Path, make_drive_store: Any) -> None:
+    a = FolderStore(tmp_path / "a", create=True)
+    assert a.identity == FolderStore(tmp_path / "a").identity
+    assert a.identity != FolderStore(tmp_path / "b", create=True).identity
+    # A store made before stores had an identity gets one, once, at its first open.
+    (tmp_path / "a" / STORE_ID).unlink()
+    first = FolderStore(tmp_path / "a").identity
+    assert first != a.identity and FolderStore(tmp_path / "a").identity == first
+    (tmp_path / "a" / STORE_ID).write_bytes(b"not hex!\n")
+    with pytest.raises(StoreError, match="damaged"):
+        _ = FolderStore(tmp_path / "a").identity
+    drive = make_drive_store()
+    assert drive.identity == f"drive:{drive.root_id}" == make_drive_store().identity
