@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from drivemr import signing
-from drivemr.cli import main
+from drivemr.cli import _verifier, main
 from drivemr.protocol import JOB_PREFIX, find_job, submit
 from drivemr.spec import load_job
 from drivemr.stores.folder import FolderStore
@@ -142,3 +142,23 @@ def test_job_history_is_bounded_and_refuses_what_it_forgot(tmp_path: Path) -> No
     assert len((tmp_path / "job-history.tsv").read_text().splitlines()) < 40
     (tmp_path / "job-history.tsv").write_bytes(b"F\tx\tnot-a-number\n\x00\xff\nR\tonly\n")
     assert not JobHistory(tmp_path).is_finished("x")  # damaged lines: skipped
+
+
+def test_a_job_signed_by_a_strangers_key_leaves_no_command_in_the_store(
+    folder_store: FolderStore, write_job: Callable[..., Path], tmp_path: Path
+) -> None:
+    stranger = tmp_path / "stranger"
+    stranger.mkdir(mode=0o700)
+    job = _job(folder_store, write_job, stranger)
+    worker = Worker(
+        folder_store,
+        WorkerConfig("honest", 1, tmp_path / "w", lease=5, poll_interval=0.05, exit_when_idle=True),
+        verify=_verifier(False),
+    )
+    assert worker.run() == 0
+    assert "drivemr keys trust" in worker.watcher.rejected[job.id]  # the worker's own log
+    (note,) = [e for e in folder_store.list(job.folder) if e.name.startswith("rejected.")]
+    text = folder_store.read(note.id).decode()
+    assert "does not trust" in text and "keys trust" not in text and "drivemr-ed25519" not in text
+    out = CliRunner().invoke(main, ["status", job.id, "--store", folder_store.url]).output
+    assert "rejected by honest" in out and "keys trust" not in out
