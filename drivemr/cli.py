@@ -258,7 +258,11 @@ def _wait(store: Store, job_id: str, poll: float = 0.5) -> int:
 @click.option(
     "--workdir", type=click.Path(file_okay=False, path_type=Path), help="Where tasks run."
 )
-@click.option("--worker-id", help="Name of this worker (default: host name plus a random suffix).")
+@click.option(
+    "--worker-id",
+    help="Name of this worker (default: the one kept in --workdir, made from the host name"
+    " the first time).",
+)
 @click.option(
     "--lease", type=float, help="Seconds without a heartbeat before claims are reclaimed (300)."
 )
@@ -334,9 +338,11 @@ def worker(
         run_reduce=not no_reduce,
         verify=_verifier(insecure_accept_unsigned),
         pass_env=pass_env,
+        keep_id=True,
     )
     _install_signal_handlers(w.request_stop)
     log.info("worker %s serving %s with %d slot(s)", w.id, store.url, w.config.slots)
+    _log_trust(w.shared.trust)
     code = w.run()
     if isinstance(w.fatal, AuthError):
         click.echo(auth_message(w.fatal), err=True)
@@ -351,8 +357,16 @@ def build_worker(store: Store, **kw: Any) -> Any:
     poll = float(cfg.value("poll_interval", kw.get("poll_interval")))
     if not poll:
         poll = 5.0 if store.url.startswith("drive://") else 0.5
+    identity = None
+    if kw.get("keep_id"):
+        from drivemr.worker.identity import resolve_identity
+
+        identity = resolve_identity(Path(workdir), kw.get("worker_id"))
+        worker_id = identity.worker_id
+    else:
+        worker_id = check_worker_id(kw.get("worker_id") or default_worker_id())
     config = WorkerConfig(
-        worker_id=check_worker_id(kw.get("worker_id") or default_worker_id()),
+        worker_id=worker_id,
         slots=slots,
         workdir=Path(workdir),
         lease=float(cfg.value("lease", kw.get("lease"))),
@@ -367,7 +381,26 @@ def build_worker(store: Store, **kw: Any) -> Any:
         idle_threshold=float(cfg.value("idle_threshold", kw.get("idle_threshold"))),
         pass_env=parse_pass_env(cfg.value("pass_env", ",".join(kw.get("pass_env") or ()) or None)),
     )
-    return Worker(store, config, verify=kw.get("verify"))
+    w = Worker(store, config, verify=kw.get("verify"))
+    w.identity = identity  # holds the working folder's id lock for the worker's life
+    return w
+
+
+def _log_trust(trust: Any) -> None:
+    """Say at start-up which key seals this worker's files and which keys it believes."""
+    others = [k for k in trust.keys().values() if k.key_id != trust.me.key_id]
+    log.info(
+        "this PC's key %s seals this worker's claims, heartbeats and markers; it believes %s",
+        trust.me.key_id,
+        "only itself (one PC: nothing to set up)"
+        if not others
+        else f"itself and {len(others)} trusted key(s): {', '.join(k.name for k in others)}",
+    )
+    log.info(
+        "for a cluster, every PC must trust every other PC's key, once: run `drivemr keys show`"
+        " here and `drivemr keys trust <that line> --name NAME` on each other PC (and the"
+        " reverse); workers re-read the trusted list without a restart"
+    )
 
 
 def parse_pass_env(text: str) -> frozenset[str]:
@@ -484,25 +517,42 @@ def _clip(text: str, width: int) -> str:
 def _print_job(st: Any, *, detail: bool) -> None:
     c = st.counts
     red = f", reduce {st.reduce.state}" if st.reduce else ""
-    extra = "".join(f", {c[k]} {k}" for k in ("lost", "cancelled") if c.get(k))
+    rnd = f", round {st.round}" if st.round else ""
+    extra = "".join(f", {c[k]} {k}" for k in ("lost", "cancelled", "blocked") if c.get(k))
     click.echo(
-        f"{safe(st.job)}  {st.state:9}  {c['done']} done, {c['running']} running, {c['failed']} failed, {c['pending']} pending{extra}{red}"
+        f"{safe(st.job)}  {st.state:9}  {c['done']} done, {c['running']} running, {c['failed']} failed, {c['pending']} pending{extra}{red}{rnd}"
     )
+    if c.get("blocked"):
+        click.echo(
+            f"  {c['blocked']} task(s) blocked by untrusted files: every claim id of each holds a"
+            " file no trusted key sealed (forged, or a PC this one does not trust: see"
+            " docs/security.md, 'Who can forge what')"
+        )
     for worker_id, reason in st.rejected_by.items():
         click.echo(f"  rejected by {safe(worker_id)}: {safe(reason, max_len=300)}")
     if not detail:
         return
+    for r in st.rounds:
+        what = ", ".join(safe(t, max_len=40) for t in r["tasks"][:10])
+        what += " ..." if len(r["tasks"]) > 10 else ""
+        new_reduce = " with a new reduce" if r["new_reduce"] else ""
+        click.echo(
+            f"  round {r['round']}: re-ran {len(r['tasks'])} task(s){new_reduce}"
+            f"{': ' + what if what else ''} (by {safe(r['by'])})"
+        )
     rows = [*st.tasks, *([st.reduce] if st.reduce else [])]
     width = min(30, max([5, *(len(t.item or "") for t in rows)]))
+    rcol = f" {'round':>5}" if st.round else ""
     click.echo(
-        f"  {'task':8} {'state':9} {'tries':>5} {'exit':>5} {'secs':>8}  {'input':{width}}  worker"
+        f"  {'task':8} {'state':9} {'tries':>5} {'exit':>5} {'secs':>8}{rcol}  {'input':{width}}  worker"
     )
     for t in rows:
         code = "" if t.exit_code is None else str(t.exit_code)
         dur = "" if t.duration is None else f"{t.duration:.2f}"
         item = _clip(t.item or "", width)
+        rv = f" {t.round:>5}" if st.round else ""
         click.echo(
-            f"  {safe(t.task):8} {t.state:9} {t.attempts:>5} {code:>5} {dur:>8}  {item:{width}}  "
+            f"  {safe(t.task):8} {t.state:9} {t.attempts:>5} {code:>5} {dur:>8}{rv}  {item:{width}}  "
             f"{safe(t.worker or '')}"
         )
     if st.failed_tasks:
@@ -565,15 +615,84 @@ def fetch_or_reduce(
         view = load_view(store, job)
         if REDUCE not in view.results:
             raise DrivemrError(f"job {job.id}: the reduce did not produce a result")
-    from drivemr.results import download_outputs
+    from drivemr.results import default_reader, materialise_outputs
 
-    manifest_state = view.results[REDUCE].state
-    paths = download_outputs(store, job, job.reduce_task, target)
-    if manifest_state != "done":
+    # The reduce's result is opened again (never trusted from the listing) and its outputs
+    # are checked against their sealed sizes and digests as they arrive.
+    reader = default_reader()
+    manifest = reader.manifest(store, job, job.reduce_task, view.results[REDUCE])
+    paths = materialise_outputs(store, manifest, target)
+    if manifest.state != "done":
         raise DrivemrError(
             f"job {job.id}: the reduce failed; see {suggest(f'drivemr logs {job.id} reduce')}"
         )
     return paths
+
+
+# ---------------------------------------------------------------------------- recovering
+
+
+@main.command()
+@click.argument("job_id")
+@click.argument("tasks", nargs=-1)
+@store_option
+@click.option("--failed", is_flag=True, help="Re-run every task that failed.")
+@click.option(
+    "--reduce-from",
+    "reduce_from",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    metavar="JOBFILE",
+    help="Re-run the reduce with the [reduce] section and shipped files of JOBFILE "
+    "(its map part must be unchanged).",
+)
+@click.option(
+    "--wait", is_flag=True, help="Follow the job until it ends; exit 0 only if it all succeeded."
+)
+def retry(
+    job_id: str,
+    tasks: tuple[str, ...],
+    store_url: str | None,
+    failed: bool,
+    reduce_from: Path | None,
+    wait: bool,
+) -> None:
+    """Re-run TASKS (or every --failed one, or the reduce --reduce-from an edited job file)
+    of a finished job as a new signed round, keeping every successful result; the reduce
+    runs again. Workers pick the round up by themselves."""
+    from drivemr.rounds import retry_job
+
+    if not (tasks or failed or reduce_from):
+        raise click.UsageError("name the TASKS to retry, or pass --failed or --reduce-from")
+    store = _open(store_url)
+    rnd = retry_job(store, job_id, list(tasks), failed=failed, reduce_from=reduce_from)
+    what = f"{len(rnd.tasks)} task(s)" if rnd.tasks else "no map task"
+    red = (" and a new reduce" if rnd.reduce else " and the reduce") if rnd.reduce_task else ""
+    click.echo(f"round {rnd.number} of {safe(rnd.job)}: re-running {what}{red}", err=True)
+    if wait:
+        sys.exit(_wait(store, rnd.job))
+
+
+@main.command()
+@click.argument("job_id")
+@store_option
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to put the outputs (default: JOB-results).",
+)
+@click.option("--task", help="Only this task's outputs.")
+def results(job_id: str, store_url: str | None, out_dir: Path | None, task: str | None) -> None:
+    """Download every successful task's outputs (one folder per task, the {results} layout
+    a reduce sees), sha256-checked, whatever state the job is in."""
+    from drivemr.results import fetch_results
+
+    store = _open(store_url)
+    target = out_dir or Path(f"{job_id}-results")
+    paths = fetch_results(store, job_id, target, task)
+    for p in paths:
+        click.echo(str(p))
+    click.echo(f"{len(paths)} file(s) in {target}", err=True)
 
 
 # ---------------------------------------------------------------------------- init and demo

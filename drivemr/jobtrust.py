@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,6 @@ __all__ = [
     "MAX_UNVERIFIED_JOB_BYTES",
     "SignatureVerifier",
     "job_bytes",
-    "public_reason",
     "raw_signature_ok",
 ]
 
@@ -119,17 +117,3 @@ class SignatureVerifier:
         except SecurityError:
             return "unreadable"
         return hashlib.sha256(",".join(ids).encode()).hexdigest()[:16]
-
-
-_INSTRUCTION = re.compile(
-    r"(?i)[.;]?\s*(if you trust|run on this worker|run:|drivemr\s+keys\s+trust).*", re.S
-)
-
-
-def public_reason(reason: str) -> str:
-    """A refusal as it may be shown to others (a rejection note, ``status``): what happened,
-    never a command. A worker's own log says how to trust a key; a note in the store must
-    not, or a job signed by an attacker's key would make honest workers tell the operator to
-    trust it (and a forged note could say the same)."""
-    text = _INSTRUCTION.sub("", reason).strip()
-    return text or "refused"

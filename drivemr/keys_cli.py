@@ -21,7 +21,12 @@ def _fail(exc: SecurityError) -> click.ClickException:
 
 @click.group("keys")
 def keys() -> None:
-    """Signing keys: workers run only jobs signed by a key they trust."""
+    """Keys: each PC's key signs its jobs and seals its worker's claims, heartbeats and
+    markers; workers run only jobs, and believe only files, sealed by a key they trust.
+
+    One PC needs nothing (it trusts itself). A cluster: on each PC run `keys show`, and
+    on every other PC `keys trust <that line> --name NAME`, once. Running workers re-read
+    the trusted list without a restart."""
 
 
 @keys.command("generate")
@@ -33,7 +38,10 @@ def generate_cmd(force: bool) -> None:
     except SecurityError as exc:
         raise _fail(exc) from exc
     click.echo(f"signing key {info.key_id} written to {signing.signing_key_path()}")
-    click.echo("to let another PC's worker run your jobs, run this on that PC:")
+    click.echo(
+        "to let another PC's worker run your jobs and believe this PC's workers, run this on"
+        " that PC:"
+    )
     click.echo(f"  drivemr keys trust {info.line} --name NAME")
 
 
@@ -50,12 +58,14 @@ def show_cmd() -> None:
 @click.argument("pubkey")
 @click.option("--name", default=None, help="Local name for the key (default: key-<id>).")
 def trust_cmd(pubkey: str, name: str | None) -> None:
-    """Run jobs signed by PUBKEY (drivemr-ed25519:<base64>, from 'keys show')."""
+    """Trust PUBKEY (drivemr-ed25519:<base64>, from 'keys show' on another PC): run its
+    jobs and believe its workers' claims, heartbeats and markers."""
     try:
         info = signing.trust_key(signing.config_dir(), pubkey, name)
     except SecurityError as exc:
         raise _fail(exc) from exc
     click.echo(f"trusted {info.name} ({info.key_id})")
+    click.echo("running workers on this PC pick the change up within a few seconds")
 
 
 @keys.command("list")

@@ -6,6 +6,7 @@ workers as part of the protocol, so they work from any PC that can see the share
 
 from __future__ import annotations
 
+import getpass
 import json
 import shlex
 import sys
@@ -21,25 +22,23 @@ from drivemr.durations import format_duration
 from drivemr.errors import DrivemrError
 from drivemr.protocol import (
     JOB_PREFIX,
-    MAX_HEARTBEAT_BYTES,
     Job,
     find_job,
-    heartbeats,
+    heartbeat_files,
     job_complete,
     job_succeeded,
     list_jobs,
     load_view,
     mark,
-    parse_json,
     read_job,
 )
 from drivemr.safetext import safe, safe_multiline
-from drivemr.status import declared_lease
 from drivemr.stores.base import Store
 
 JOBLOG_HEADER = (
     "Task",
     "Host",
+    "Worker",
     "Starttime",
     "JobRuntime",
     "Exitval",
@@ -71,20 +70,38 @@ def _dump(doc: Any) -> None:
 @store_option
 def cancel(job_id: str, store_url: str | None) -> None:
     """Cancel JOB: workers stop claiming its tasks and kill its running attempts."""
+    from drivemr.trust import Trust
+
     store = _open(store_url)
     _folder, job = find_job(store, job_id)
-    view = load_view(store, job)
+    trust = Trust.for_this_pc()  # the marker is sealed: workers obey only a trusted key's
+    view = load_view(store, job, trust)
     if view.cancelled:
-        click.echo(f"job {job.id} was already cancelled")
+        click.echo(f"job {safe(job.id)} was already cancelled")
         return
     if job_complete(job, view):
         state = "done" if job_succeeded(job, view) else "failed"
-        click.echo(f"drivemr: job {job.id} already finished ({state}); nothing to cancel", err=True)
+        click.echo(
+            f"drivemr: job {safe(job.id)} already finished ({state}); nothing to cancel", err=True
+        )
         sys.exit(EXIT_FAILED)
-    mark(store, job, "cancel")
+    if not mark(store, job, "cancel", trust, by=getpass.getuser()):
+        click.echo(
+            f"drivemr: job {job.id}: its cancel marker id already holds a file that no trusted"
+            " key sealed (forged); workers ignore it, and the job cannot be cancelled through"
+            " the store. Stop the workers serving it (or use --job on the others).",
+            err=True,
+        )
+        sys.exit(EXIT_FAILED)
     click.echo(
         f"job {job.id} cancelled: workers stop claiming its tasks and kill its running "
         "attempts at their next poll"
+    )
+    assert trust.me is not None
+    click.echo(
+        f"(the cancel is sealed with this PC's key {trust.me.key_id}: workers on PCs that do"
+        " not trust it ignore it; see `drivemr keys`)",
+        err=True,
     )
 
 
@@ -101,7 +118,11 @@ def _print_attempt(job: Job, a: Any, of: int | None, only: str | None) -> None:
     code = "-" if a.exit_code is None else str(a.exit_code)
     where = safe(a.worker or "") + (f" on {safe(a.host)}" if a.host else "")
     total = "" if of is None else f" of {of}"
-    click.echo(f"== {job.id} {a.task} attempt {a.attempt}{total}: {a.outcome} (exit code {code})")
+    rnd = f" (round {a.round})" if a.round else ""
+    click.echo(
+        f"== {safe(job.id)} {safe(a.task)} attempt {a.attempt}{total}{rnd}: {safe(a.outcome)}"
+        f" (exit code {code})"
+    )
     took = "" if a.duration is None else f", took {a.duration:.2f} s"
     click.echo(f"   worker {where or '?'}, started {_when(a.start)}{took}")
     if a.error and a.outcome != "done":
@@ -124,12 +145,15 @@ def _print_attempt(job: Job, a: Any, of: int | None, only: str | None) -> None:
 
 
 def _attempt_index(record: Any) -> None:
-    click.echo(f"{'task':8} {'try':>3} {'outcome':9} {'exit':>5} {'secs':>8}  worker")
+    rounds = record.job.round > 0
+    rcol = f" {'round':>5}" if rounds else ""
+    click.echo(f"{'task':8} {'try':>3}{rcol} {'outcome':9} {'exit':>5} {'secs':>8}  worker")
     for a in record.attempts:
         code = "" if a.exit_code is None else str(a.exit_code)
         secs = "" if a.duration is None else f"{a.duration:.2f}"
+        rv = f" {a.round:>5}" if rounds else ""
         click.echo(
-            f"{safe(a.task):8} {a.attempt:>3} {safe(a.outcome):9} {code:>5} {secs:>8}  "
+            f"{safe(a.task):8} {a.attempt:>3}{rv} {safe(a.outcome):9} {code:>5} {secs:>8}  "
             f"{safe(a.worker or '')}"
         )
     if not record.attempts:
@@ -181,7 +205,10 @@ def logs(
         _attempt_index(collect(store, job.id, manifests=False, lease=_lease()))
         return
     try:
-        allowed = len(job.task(task).claim_ids)
+        from drivemr.rounds import job_at_round
+
+        # attempts are numbered across the job's rounds
+        allowed = sum(len(job_at_round(job, n).task(task).claim_ids) for n in range(job.round + 1))
     except KeyError:
         raise DrivemrError(f"job {job.id} has no task {task!r}") from None
     if attempt_no is not None and attempt_no > allowed:
@@ -220,14 +247,19 @@ def logs(
 
 
 def worker_rows(store: Store) -> list[dict[str, Any]]:
-    """Every heartbeat in the store, read and judged (alive = fresh and not stopped)."""
-    beats = heartbeats(store.list(store.root_id))
-    now = max([time.time(), *(b.file.modified for b in beats.values())])
+    """Every heartbeat in the store, opened and judged: alive = sealed by a trusted key,
+    not older than the lease it declares (times never later than our clock), not stopped.
+    A heartbeat that does not open is shown as untrusted, with nothing it claims."""
+    from drivemr.trust import Trust, declared_lease, open_heartbeat
+
+    trust = Trust.reader()
+    now = time.time()
     rows = []
-    for worker, beat in sorted(beats.items()):
-        age = max(0.0, now - beat.file.modified)
+    for beat in sorted(heartbeat_files(store.list(store.root_id)), key=lambda b: b.worker):
+        modified = min(beat.file.modified, now)
+        age = max(0.0, now - modified)
         row: dict[str, Any] = {
-            "worker": worker,
+            "worker": safe(beat.worker, max_len=64),
             "host": None,
             "pid": None,
             "slots": None,
@@ -235,18 +267,22 @@ def worker_rows(store: Store) -> list[dict[str, Any]]:
             "state": None,
             "running": [],
             "version": None,
-            "last_seen": beat.file.modified,
+            "last_seen": modified,
             "age": round(age, 3),
             "alive": False,
         }
         try:
-            doc = parse_json(store.read(beat.file.id, max_bytes=MAX_HEARTBEAT_BYTES), "heartbeat")
+            sealed = open_heartbeat(trust, store, beat.worker, beat.file)
         except DrivemrError as exc:
-            doc = None
+            sealed = None
             row["error"] = str(exc)
-        if isinstance(doc, dict):
+        if sealed is None:
+            row.setdefault("error", "untrusted: not sealed by a trusted key")
+        else:
+            doc = sealed.body
             for key in ("host", "pid", "slots", "lease", "state", "version"):
-                row[key] = doc.get(key)
+                value = doc.get(key)
+                row[key] = safe(value, max_len=64) if isinstance(value, str) else value
             running = doc.get("running")
             row["running"] = (
                 [r for r in running if isinstance(r, dict)] if isinstance(running, list) else []
@@ -277,7 +313,7 @@ def workers(store_url: str | None, as_json: bool) -> None:
         elif r["state"] == "stopped":
             status = "stopped"
         else:
-            status = "lost (no heartbeat within its lease)" if "error" not in r else "unreadable"
+            status = safe(r.get("error", "lost (no heartbeat within its lease)"), max_len=200)
         slots = "" if r["slots"] is None else safe(r["slots"], max_len=8)
         click.echo(
             f"{safe(r['worker']):24} {safe(r['host'] or ''):20} {safe(slots):>5} {len(r['running']):>4} "
@@ -367,7 +403,7 @@ def joblog_rows(store: Store, job_id: str) -> list[tuple[str, ...]]:
     for task, a, attempts in final_attempts(record):
         cmd = _command(record.job, task)
         if a is None:
-            rows.append((task, "", "", "", "", "", str(attempts), cmd))
+            rows.append((task, "", "", "", "", "", "", str(attempts), cmd))
             continue
         if a.exit_code is not None and a.exit_code >= 0:
             exitval, signal = a.exit_code, 0
@@ -379,7 +415,8 @@ def joblog_rows(store: Store, job_id: str) -> list[tuple[str, ...]]:
         rows.append(
             (
                 task,
-                a.host or a.worker,
+                safe(a.host, max_len=64),
+                safe(a.worker, max_len=64),
                 "" if a.start is None else f"{a.start:.3f}",
                 "" if a.duration is None else f"{a.duration:.3f}",
                 str(exitval),

@@ -14,13 +14,14 @@ Layout in the store's root folder::
 
 Names carry facts (who claimed, how a task ended) so one by-parent listing answers
 "what is the state of this job" without downloading anything; names are never used as
-locks: every exclusive step is a create with a minted id.
+locks: every exclusive step is a create with a minted id. Only files at minted ids count,
+and what a reader acts on (a claim it would wait for or take over, a heartbeat, a marker,
+a rejection note) is opened first: sealed by a trusted key (see drivemr.trust).
 """
 
 from __future__ import annotations
 
 import getpass
-import json
 import logging
 import platform
 import re
@@ -29,7 +30,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drivemr.errors import (
     AlreadyExists,
@@ -47,16 +48,26 @@ from drivemr.safetext import safe
 from drivemr.sealed import WarnOnce
 from drivemr.spec import JobSpec, StageSpec, store_name
 from drivemr.stores.base import FileInfo, Store
+from drivemr.trust import Trust
+
+if TYPE_CHECKING:
+    from drivemr.results import ResultReader
 
 FORMAT = 1
 JOB_PREFIX = "job-"
 WORKER_PREFIX = "worker-"
 WORKER_SUFFIX = ".json"
 REDUCE = "reduce"
+ROUND_PREFIX = "round."
 MAX_JOB_BYTES = 64 * 1024 * 1024
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 MAX_HEARTBEAT_BYTES = 1024 * 1024
 MAX_JOB_ITEMS = 20 * 100_000 * 10  # room for 100 000 tasks of ~10 values each, times 2
+RESULT_SLOTS = 3
+"""Result ids minted per task: a committer creates its result in the first slot that does
+not hold a valid (sealed, trusted) result, so a file planted under a known id does not stop
+the real result from landing."""
+MAX_RESULT_SLOTS = 16
 INLINE_OUTPUT_LIMIT = 256 * 1024
 """Outputs up to this many bytes (all together) ride inside the result manifest, so a task
 with small outputs costs exactly two writes: its claim and its result."""
@@ -133,7 +144,8 @@ def result_name(task: str, state: str, gen: int, exit_code: int | None, duration
 
 @dataclass(frozen=True)
 class ResultRef:
-    """What a result's name tells without downloading it."""
+    """A task's result: from its name (:func:`parse_result`, a hint only) or, in a view,
+    from its opened seal (``drivemr.results.ResultReader``)."""
 
     task: str
     state: str
@@ -141,6 +153,8 @@ class ResultRef:
     exit_code: int | None
     duration: float
     file: FileInfo
+    slot: int = 0
+    """Index of the result id it was created under in ``Task.result_ids``."""
 
 
 def parse_result(info: FileInfo) -> ResultRef | None:
@@ -204,9 +218,17 @@ class Task:
     index: int
     id: str
     claim_ids: tuple[str, ...]
-    result_id: str
+    result_ids: tuple[str, ...]
+    """The task's result slots, in order (format-1 jobs: one)."""
     item: str | None = None
     input: StoredFile | None = None
+    round: int = 0
+    """The round of the job that issued these ids (0: job.json; see drivemr.rounds)."""
+
+    @property
+    def result_id(self) -> str:
+        """The first result slot."""
+        return self.result_ids[0]
 
 
 @dataclass(frozen=True)
@@ -223,6 +245,17 @@ class Job:
     reduce_task: Task | None
     markers: Mapping[str, str]
     doc: Mapping[str, Any] = field(repr=False, compare=False)
+    round: int = 0
+    """The latest round applied (0: the job as submitted)."""
+    rounds: tuple[Any, ...] = field(default=(), repr=False, compare=False)
+    """The rounds applied, oldest first (``drivemr.rounds.Round``)."""
+    base: Job | None = field(default=None, repr=False, compare=False)
+    """The job as job.json says, before any round (None: this is it)."""
+
+    @property
+    def all_tasks(self) -> tuple[Task, ...]:
+        """The map tasks, then the reduce task if any."""
+        return self.tasks + ((self.reduce_task,) if self.reduce_task else ())
 
     def stage_of(self, task: Task) -> Stage:
         if task.id == REDUCE:
@@ -237,6 +270,17 @@ class Job:
         if index is None:
             raise KeyError(task_id)
         return self.tasks[index]
+
+    def claim_slot(self, file_id: str) -> tuple[str, int] | None:
+        """(task id, attempt) whose minted claim id ``file_id`` is, or None."""
+        cached: dict[str, tuple[str, int]] | None = self.__dict__.get("_claim_cache")
+        if cached is None:
+            cached = {}
+            for t in (*self.tasks, *((self.reduce_task,) if self.reduce_task else ())):
+                for gen, cid in enumerate(t.claim_ids):
+                    cached.setdefault(cid, (t.id, gen))
+            object.__setattr__(self, "_claim_cache", cached)
+        return cached.get(file_id)
 
     @property
     def _index(self) -> dict[str, int]:
@@ -253,6 +297,22 @@ def _stored_file(doc: Any, where: str) -> StoredFile:
         return StoredFile(name, str(doc["id"]), str(doc["sha256"]), int(doc["size"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise JobFormatError(f"{where}: malformed file entry ({exc})") from exc
+
+
+def id_list(value: Any, what: str, *, limit: int) -> tuple[str, ...]:
+    """A non-empty, bounded list of ids from a job or round document."""
+    if not isinstance(value, list) or not 1 <= len(value) <= limit:
+        raise ValueError(f"{what} must be a list of 1 to {limit} ids")
+    if not all(isinstance(v, str) and 0 < len(v) <= 200 for v in value):
+        raise ValueError(f"{what} must hold ids (strings)")
+    return tuple(value)
+
+
+def result_slots(doc: Mapping[str, Any], what: str) -> tuple[str, ...]:
+    """``results: [...]``, or a format-1 ``result`` as one slot."""
+    if "results" in doc:
+        return id_list(doc["results"], f"{what} results", limit=MAX_RESULT_SLOTS)
+    return (str(doc["result"]),)
 
 
 def _stage(doc: Any, where: str) -> Stage:
@@ -290,7 +350,7 @@ def job_from_doc(doc: Mapping[str, Any], folder: str) -> Job:
                     index=index,
                     id=str(t["id"]),
                     claim_ids=claims,
-                    result_id=str(t["result"]),
+                    result_ids=result_slots(t, f"task {t.get('id')}"),
                     item=None if t.get("item") is None else str(t["item"]),
                     input=None if t.get("input") is None else _stored_file(t["input"], "input"),
                 )
@@ -300,7 +360,7 @@ def job_from_doc(doc: Mapping[str, Any], folder: str) -> Job:
         if reduce_doc is not None:
             rt = doc["reduce_task"]
             reduce_task = Task(
-                len(tasks), REDUCE, tuple(str(c) for c in rt["claims"]), str(rt["result"])
+                len(tasks), REDUCE, tuple(str(c) for c in rt["claims"]), result_slots(rt, REDUCE)
             )
         folders = {str(k): str(v) for k, v in doc["folders"].items()}
         for needed in ("files", "claims", "results", "outputs", "logs"):
@@ -337,12 +397,19 @@ def parse_json(
 
 
 def read_job(
-    store: Store, job_folder: FileInfo, *, precheck: Callable[[bytes], None] | None = None
+    store: Store,
+    job_folder: FileInfo,
+    *,
+    rounds: bool = True,
+    trusted: Trust | Mapping[str, Any] | None = None,
+    precheck: Callable[[bytes], None] | None = None,
 ) -> Job:
-    """Load and parse the job.json in ``job_folder``. NotFound if the job is not published
-    yet (no job.json listed); UnreadableJob if job.json is listed but cannot be read.
-    ``precheck`` sees the raw bytes before they are parsed (a worker's signature check,
-    drivemr.jobtrust: an unsigned 64 MiB job.json is refused unparsed)."""
+    """Load and parse the job.json in ``job_folder``, with its signed rounds applied
+    (``rounds=False``: as submitted). NotFound if the job is not published yet (no
+    job.json listed); UnreadableJob if job.json is listed but cannot be read.
+    ``precheck`` sees job.json's raw bytes before they are parsed (a worker's signature
+    check, drivemr.jobtrust: an unsigned 64 MiB job.json is refused unparsed); rounds are
+    separate signed documents, opened after it by ``apply_rounds`` with ``trusted``."""
     children = store.list(job_folder.id)
     specs = [c for c in children if c.name == "job.json" and not c.is_folder]
     if not specs:
@@ -380,6 +447,10 @@ def read_job(
         raise SecurityError(
             f"job.json names job {job.id!r} but sits in folder {job_folder.name!r} (a copied or replayed job)"
         )
+    if rounds and any(c.name.startswith(ROUND_PREFIX) for c in children):
+        from drivemr.rounds import apply_rounds
+
+        job = apply_rounds(store, job, children, trusted)
     return job
 
 
@@ -432,7 +503,7 @@ def build_job_doc(
         entry: dict[str, Any] = {
             "id": task.id,
             "claims": pool.take(map_stage.max_attempts),
-            "result": pool.one(),
+            "results": pool.take(RESULT_SLOTS),
         }
         if task.item is not None:
             entry["item"] = task.item
@@ -458,7 +529,7 @@ def build_job_doc(
         "tasks": tasks_doc,
         "reduce": reduce_stage.to_doc() if reduce_stage else None,
         "reduce_task": (
-            {"claims": pool.take(reduce_stage.max_attempts), "result": pool.one()}
+            {"claims": pool.take(reduce_stage.max_attempts), "results": pool.take(RESULT_SLOTS)}
             if reduce_stage
             else None
         ),
@@ -543,29 +614,74 @@ class JobView:
         return sum(1 for t in self.results if t != REDUCE)
 
 
-def load_view(store: Store, job: Job) -> JobView:
+def load_view(
+    store: Store, job: Job, trust: Trust | None = None, *, reader: ResultReader | None = None
+) -> JobView:
+    """Claims, results and markers of ``job`` (at its latest round), from three listings.
+
+    Only files created under the ids the job (or its round) minted count (a claim at its
+    claim id, a result at one of its result slots), so the claims and results of earlier
+    rounds, stray names and junk never change what a task looks like; a claim's attempt
+    comes from its id, its worker from its name (checked against the sealed body when a
+    reader acts on the claim). A result counts only once its seal opens (``reader``; by
+    default one built on ``trust``, or on this PC's reader Trust): the task's result is the
+    first valid one in slot order. With ``trust``, a cancel or finished marker counts only
+    when it opens (sealed by a trusted key, for this job and round); without it (callers
+    that only display) its presence does."""
+    if reader is None:
+        from drivemr.results import default_reader, reader_for
+
+        reader = default_reader() if trust is None else reader_for(trust)
     view = JobView()
     for info in store.list(job.folders["claims"]):
+        slot = job.claim_slot(info.id)
         parsed = parse_claim_name(info.name)
-        if parsed:
-            view.add_claim(ClaimRef(parsed[0], parsed[1], parsed[2], info))
-        else:
+        if parsed is None:
             _skip(job.id, "claims", info.name)
-    valid_results = {t.result_id: t.id for t in job.tasks}
-    if job.reduce_task:
-        valid_results[job.reduce_task.result_id] = REDUCE
+        if slot is None or info.is_folder:
+            continue
+        worker = parsed[2] if parsed and parsed[:2] == slot else "?"
+        view.add_claim(ClaimRef(slot[0], slot[1], worker, info))
+    by_slot = {rid: (t, k) for t in job.all_tasks for k, rid in enumerate(t.result_ids)}
+    found: dict[str, list[tuple[int, FileInfo]]] = {}
     for info in store.list(job.folders["results"]):
-        ref = parse_result(info)
-        if ref is None:
+        hit = by_slot.get(info.id)
+        if parse_result(info) is None:
             _skip(job.id, "results", info.name)
-        # Only a file created under the task's minted result id counts: it is the single
-        # commit point, so a stray or forged name never finishes a task.
-        if ref and valid_results.get(info.id) == ref.task:
-            view.results[ref.task] = ref
-    markers = {info.id for info in store.list(job.folder)}
-    view.cancelled = job.markers.get("cancel") in markers
-    view.finished = job.markers.get("finished") in markers
+        if hit is not None and not info.is_folder:
+            found.setdefault(hit[0].id, []).append((hit[1], info))
+    checked = reader.check_many(
+        store, job, [(job.task(t), k, info) for t, entries in found.items() for k, info in entries]
+    )
+    for tid, entries in found.items():
+        for _k, info in sorted(entries, key=lambda e: e[0]):
+            ref = checked.get(info.id)
+            if ref is not None:
+                view.results[tid] = ref
+                break
+    markers = {info.id: info for info in store.list(job.folder)}
+    for marker in ("cancel", "finished"):
+        found_marker = markers.get(job.markers.get(marker, ""))
+        present = found_marker is not None and (
+            trust is None or open_marker(trust, store, job, found_marker)
+        )
+        setattr(view, "cancelled" if marker == "cancel" else "finished", present)
     return view
+
+
+def open_marker(trust: Trust, store: Store, job: Job, info: FileInfo) -> bool:
+    """Whether a marker file is a trusted seal of that marker for this job."""
+    for marker, mid in job.markers.items():
+        if mid == info.id:
+            sealed = trust.read(
+                store,
+                info,
+                "marker",
+                expect=_marker_binding(job, marker),
+                what=f"{marker} marker of job {job.id}",
+            )
+            return sealed is not None
+    return False
 
 
 def job_complete(job: Job, view: JobView) -> bool:
@@ -617,12 +733,21 @@ def nothing_left(
     )
 
 
-def mark(store: Store, job: Job, marker: str) -> bool:
-    """Create a marker once; False if it already existed."""
+def _marker_binding(job: Job, marker: str) -> dict[str, Any]:
+    """What a marker is bound to: its job and kind, and (for a round's own ``finished``
+    marker) the round, so a sealed marker of an earlier round copied to a later round's id
+    does not open there. A cancel marker is the job's, whatever the round."""
+    body: dict[str, Any] = {"job": job.id, "marker": marker}
+    if marker == "finished" and job.round > 0:
+        body["round"] = job.round
+    return body
+
+
+def mark(store: Store, job: Job, marker: str, trust: Trust, *, by: str = "") -> bool:
+    """Create a marker once, sealed with this PC's key; False if it already existed."""
+    body = {**_marker_binding(job, marker), "by": by, "at": time.time()}
     try:
-        store.create(
-            job.folder, marker, job.markers[marker], json.dumps({"at": time.time()}).encode()
-        )
+        store.create(job.folder, marker, job.markers[marker], trust.seal("marker", body))
     except AlreadyExists:
         return False
     return True
@@ -699,6 +824,17 @@ MAX_DUPLICATE_FOLDERS = 20
 class Heartbeat:
     worker: str
     file: FileInfo
+
+
+def heartbeat_files(entries: Iterable[FileInfo]) -> list[Heartbeat]:
+    """Every heartbeat-named file of a root listing (a worker may have several: old lives,
+    or files planted beside its own, which readers open and judge one by one)."""
+    out = []
+    for e in entries:
+        if e.is_folder or not (e.name.startswith(WORKER_PREFIX) and e.name.endswith(WORKER_SUFFIX)):
+            continue
+        out.append(Heartbeat(e.name[len(WORKER_PREFIX) : -len(WORKER_SUFFIX)], e))
+    return out
 
 
 def heartbeats(entries: Iterable[FileInfo]) -> dict[str, Heartbeat]:

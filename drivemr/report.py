@@ -18,13 +18,12 @@ import re
 import time
 from collections.abc import Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from drivemr.durations import format_duration
 from drivemr.errors import DrivemrError
 from drivemr.protocol import (
-    MAX_HEARTBEAT_BYTES,
     MAX_MANIFEST_BYTES,
     REDUCE,
     ClaimRef,
@@ -33,13 +32,16 @@ from drivemr.protocol import (
     ResultRef,
     claim_is_dead,
     find_job,
-    heartbeats,
+    heartbeat_files,
     load_view,
     parse_json,
 )
+from drivemr.results import reader_for
+from drivemr.rounds import job_at_round
 from drivemr.safetext import safe_multiline
 from drivemr.status import last_sign_of_life
 from drivemr.stores.base import FileInfo, Store
+from drivemr.trust import open_claim, open_heartbeat
 
 OUTCOMES = ("done", "failed", "timed out", "lost", "running", "cancelled")
 COLOURS = {
@@ -61,7 +63,9 @@ def _h(text: object, quote: bool = True) -> str:
     return html.escape(safe_multiline(text), quote=quote)
 
 
-_LOG_NAME = re.compile(r"(?P<task>[A-Za-z0-9]{1,64})\.g(?P<gen>\d{1,9})\.log")
+_LOG_NAME = re.compile(
+    r"(?P<task>[A-Za-z0-9]{1,64})(?:\.r(?P<round>\d{1,6}))?\.g(?P<gen>\d{1,6})\.log"
+)
 _READERS = 8
 
 
@@ -86,6 +90,9 @@ class AttemptRecord:
     source: str = "claim"
     """Where the facts come from: "result" (its manifest), "name" (only its result's name),
     "log" (an attempt log) or "claim" (nothing but the claim)."""
+    round: int = 0
+    """The round of the job the attempt belongs to (0: as submitted; see drivemr.rounds).
+    ``attempt`` counts the task's attempts across every round."""
 
     @property
     def duration(self) -> float | None:
@@ -109,6 +116,7 @@ class AttemptRecord:
             "duration": self.duration,
             "exit_code": self.exit_code,
             "error": self.error,
+            "round": self.round,
         }
         if output:
             doc["stdout"] = self.stdout
@@ -195,68 +203,106 @@ def collect(
     ``manifests=False`` takes a committed attempt's facts from its result's name (state, exit
     code, duration; no times or output) and costs no reads; ``logs=False`` skips the logs of
     earlier failed attempts (they then count as lost)."""
+    from drivemr.status import trusted_beats
+    from drivemr.trust import Trust
+
+    trust = Trust.reader()
     _folder, job = find_job(store, job_id)
     root = store.list(store.root_id)
-    beats = heartbeats(root)
-    now = max([time.time(), *(b.file.modified for b in beats.values())])
-    view = load_view(store, job)
+    now = time.time()
+    beats, leases, stopped = trusted_beats(store, trust, root, now, lease)
+    reader = reader_for(trust)
+    view = load_view(store, job, trust, reader=reader)
     wanted = [t.id for t in job.tasks] + ([REDUCE] if job.reduce_task else [])
     if tasks is not None:
         chosen = set(tasks)
         wanted = [t for t in wanted if t in chosen]
 
-    log_files: dict[tuple[str, int], FileInfo] = {}
+    log_files: dict[tuple[str, int, int], FileInfo] = {}
     if logs:
         for info in store.list(job.folders["logs"]):
             m = _LOG_NAME.fullmatch(info.name)
             if not m or info.is_folder:
                 continue
-            key = (m["task"], int(m["gen"]))
+            key = (m["task"], int(m["round"] or 0), int(m["gen"]))
             if key not in log_files or info.created < log_files[key].created:
                 log_files[key] = info
+    # Earlier rounds: each task's attempts in every round that ran it (drivemr.rounds).
+    history: list[tuple[int, Job, JobView]] = []
+    for number in range(job.round):
+        old = job_at_round(job, number)
+        history.append((number, old, load_view(store, old, trust, reader=reader)))
+    history.append((job.round, job, view))
     cancelled_at = None
     if view.cancelled:
         for info in store.list(job.folder):
             if info.id == job.markers.get("cancel"):
-                cancelled_at = info.modified
+                cancelled_at = min(info.modified, now)
 
-    claim_workers = {c.worker for gens in view.claims.values() for c in gens.values()}
-    beat_docs = _read_all(
-        store,
-        [b.file.id for w, b in beats.items() if w in claim_workers],
-        MAX_HEARTBEAT_BYTES,
-        "heartbeat",
-    )
+    # The host each worker's (trusted) heartbeat names: the PC's host name, equal for
+    # workers on one PC (the Worker column tells them apart).
     hosts: dict[str, str] = {}
-    stopped: set[str] = set()
-    for w, b in beats.items():
-        doc = beat_docs.get(b.file.id)
-        if doc:
-            hosts[w] = _text(doc.get("host"))
-            if doc.get("state") == "stopped":
-                stopped.add(w)
+    for beat in heartbeat_files(root):
+        if beat.worker in beats:
+            sealed = open_heartbeat(trust, store, beat.worker, beat.file)
+            if sealed is not None:
+                hosts[beat.worker] = _text(sealed.body.get("host"))
 
-    result_ids = [view.results[t].file.id for t in wanted if t in view.results] if manifests else []
-    docs = _read_all(store, result_ids, MAX_MANIFEST_BYTES, "result manifest")
+    docs: dict[str, dict[str, Any] | None] = {}
+    if manifests:  # opened by the views already (cached); only sealed results are shown
+        for _n, old, v in history:
+            for t in wanted:
+                ref = v.results.get(t)
+                if ref is not None:
+                    manifest = reader.verified(store, old, old.task(t), ref.file)
+                    docs[ref.file.id] = None if manifest is None else dict(manifest.body)
     wanted_set = set(wanted)
     log_docs = _read_all(
         store,
-        [f.id for (t, _g), f in log_files.items() if t in wanted_set],
+        [f.id for (t, _r, _g), f in log_files.items() if t in wanted_set],
         MAX_MANIFEST_BYTES,
         "attempt log",
     )
 
     def alive(claim: ClaimRef) -> bool:
-        return not claim_is_dead(claim, beats, now, lease, lambda hb: hb.worker in stopped)
+        worker_lease = leases.get(claim.worker, lease)
+        clamped = replace(claim, file=replace(claim.file, modified=min(claim.file.modified, now)))
+        if claim_is_dead(clamped, beats, now, worker_lease, lambda hb: hb.worker in stopped):
+            return False
+        # Shown as running only when the claim opens (a forged claim runs nothing).
+        opened = open_claim(trust, store, job.id, claim.task, claim.gen, claim.worker, claim.file)
+        return opened is not None
 
     def last_sign(claim: ClaimRef) -> float:
         return last_sign_of_life(claim, beats, now)
 
+    def superseded(claim: ClaimRef) -> bool:
+        return False  # an earlier round's attempt without a result is over
+
     record = JobRecord(job, view, [], hosts, now, cancelled_at)
     for task in wanted:
-        record.attempts += _task_attempts(
-            task, view, log_files, docs, log_docs, hosts, alive, last_sign, record
-        )
+        done = 0
+        for number, old, v in history:
+            if old.task(task).round != number:
+                continue  # not run in this round: its result was kept
+            logs_here = {(t, g): f for (t, r, g), f in log_files.items() if r == number}
+            latest = number == job.round
+            found = _task_attempts(
+                task,
+                v,
+                logs_here,
+                docs,
+                log_docs,
+                hosts,
+                alive if latest else superseded,
+                last_sign,
+                record,
+            )
+            for a in found:
+                a.round = number
+                a.attempt += done
+            done += len(found)
+            record.attempts += found
     return record
 
 
@@ -707,11 +753,15 @@ def write_report(store: Store, job_id: str, path: Any, *, lease: float = 300.0) 
 
 
 def final_attempts(record: JobRecord) -> Iterable[tuple[str, AttemptRecord | None, int]]:
-    """Per task: its committed attempt (or None) and how many attempts it had."""
+    """Per task and round that ran it (oldest first, as GNU parallel appends a line per
+    re-run): its committed attempt (or None) and how many attempts it had."""
     for task in record.task_ids:
         attempts = record.of(task)
-        committed = next((a for a in attempts if a.source in ("result", "name")), None)
-        yield task, committed, len(attempts)
+        rounds = sorted({a.round for a in attempts}) or [0]
+        for number in rounds:
+            here = [a for a in attempts if a.round == number]
+            committed = next((a for a in here if a.source in ("result", "name")), None)
+            yield task, committed, len(here)
 
 
 def failure_reason(a: AttemptRecord, timeout: float | None = None) -> str:
@@ -736,8 +786,11 @@ def failure_reasons(
     if not tasks:
         return {}
     record = collect(store, job_id, tasks=tasks, lease=lease, logs=False)
-    out: dict[str, str] = {}
+    latest: dict[str, AttemptRecord | None] = {}
     for task, committed, _n in final_attempts(record):
+        latest[task] = committed  # rounds come oldest first: the last one counts
+    out: dict[str, str] = {}
+    for task, committed in latest.items():
         if committed is not None and committed.outcome != "done":
             timeout = record.job.stage_of(record.job.task(task)).timeout
             out[task] = failure_reason(committed, timeout)

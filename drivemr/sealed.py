@@ -84,6 +84,7 @@ def open_sealed(
     expect: Mapping[str, Any] | None = None,
     what: str = "file",
     max_bytes: int = MAX_SMALL_BYTES,
+    max_items: int = 10_000,
 ) -> Sealed:
     """Open a sealed document, or raise :class:`UntrustedFile` saying why in one line.
 
@@ -91,7 +92,7 @@ def open_sealed(
     attempt the file was found under), so a genuine file copied elsewhere does not open.
     """
     try:
-        doc = load_json_limited(data, max_bytes=max_bytes, max_items=10_000, what=what)
+        doc = load_json_limited(data, max_bytes=max_bytes, max_items=max_items, what=what)
     except SecurityError as exc:
         raise UntrustedFile(str(exc)) from None
     if not isinstance(doc, dict) or doc.get("sealed") != FORMAT:

@@ -1,23 +1,25 @@
 """What a job looks like from the store: counts, each task's state, the reduce.
 
 Built from four by-parent listings (root, claims, results, job folder); claim and result
-names carry most facts status needs. The one thing a name cannot tell is whether a worker
-said it stopped: the heartbeat of a worker holding an unfinished claim is read (once per
-worker) so an attempt killed with its worker shows as ``lost`` at once, not ``running``
-until the lease runs out.
+names carry most facts status needs. What a writer without a trusted key could fake is
+opened first (see drivemr.trust): heartbeats (who is alive, by the lease each declared,
+with store times never later than our own clock), cancel and finished markers, rejection
+notes (rendered from a reason code, never from their text) and, for a task whose every
+claim id is taken, its claims: a task held only by untrusted claims is *blocked*. An
+attempt whose worker said it stopped, or went silent past its lease, shows as ``lost`` at
+once (its time stops at the worker's last sign of life), not ``running`` until a reclaim.
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from drivemr.errors import DrivemrError
 from drivemr.protocol import (
-    MAX_HEARTBEAT_BYTES,
     REDUCE,
     ClaimRef,
     Heartbeat,
@@ -25,20 +27,21 @@ from drivemr.protocol import (
     JobView,
     claim_is_dead,
     find_job,
-    heartbeats,
+    heartbeat_files,
     job_complete,
     job_succeeded,
     list_jobs,
     load_view,
-    parse_json,
     read_job,
 )
 from drivemr.safetext import safe
 from drivemr.stores.base import FileInfo, Store
+from drivemr.trust import Trust, declared_lease, open_claim, open_heartbeat, open_note, render_note
 
-STATES = ("pending", "running", "done", "failed", "lost", "cancelled")
+STATES = ("pending", "running", "done", "failed", "lost", "cancelled", "blocked")
 """A task's state: ``lost`` is an attempt whose worker stopped or went silent past the lease
-(a new attempt will be claimed), ``cancelled`` an unfinished task of a cancelled job."""
+(a new attempt will be claimed), ``cancelled`` an unfinished task of a cancelled job,
+``blocked`` a task whose every claim id holds a file no trusted key sealed."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,8 @@ class TaskState:
     its worker's last sign of life."""
     item: str | None = None
     """The task's input file or item (what it works on), if any."""
+    round: int = 0
+    """The round of the job whose attempts these are (its latest; see drivemr.rounds)."""
 
 
 @dataclass(frozen=True)
@@ -61,11 +66,16 @@ class JobStatus:
     name: str
     created: float
     state: str
-    """pending, running, done, failed or cancelled."""
+    """pending, running, done, failed, cancelled or blocked (every unfinished task is
+    blocked by untrusted files)."""
     counts: dict[str, int]
     tasks: list[TaskState]
     reduce: TaskState | None
     rejected_by: dict[str, str]
+    round: int = 0
+    """The job's latest round (0: never retried; see drivemr.rounds)."""
+    rounds: tuple[dict[str, Any], ...] = ()
+    """What each round re-ran (``Round.summary()``), oldest first."""
 
     def to_json(self, *, with_tasks: bool = True) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -76,6 +86,8 @@ class JobStatus:
             "counts": self.counts,
             "reduce": asdict(self.reduce) if self.reduce else None,
             "rejected_by": self.rejected_by,
+            "round": self.round,
+            "rounds": list(self.rounds),
         }
         if with_tasks:
             doc["tasks"] = [asdict(t) for t in self.tasks]
@@ -97,41 +109,35 @@ def task_label(job: Job, task_id: str) -> str | None:
     return task.input.name if task.input is not None else task.item
 
 
-_STOPPED: dict[tuple[str, str, float], bool] = {}
-"""Whether a heartbeat version (store, file id, modified time) says its worker stopped:
-heartbeats change every lease/3, so a watch that polls twice a second reads each once."""
-_STOPPED_MAX = 4096
-
-
 class _Liveness:
-    """Judges unfinished claims on the store's clock: alive, or lost (worker stopped or
-    silent past the lease), and when each worker last showed a sign of life."""
+    """Judges unfinished claims: a claim that does not open runs nothing; an open one is
+    alive, or lost (its worker stopped, or went silent past the lease it declared), with
+    every store time clamped to our own clock."""
 
-    def __init__(self, store: Store, root: list[FileInfo], lease: float) -> None:
-        self.store = store
-        self.beats = heartbeats(root)
-        self.now = max([time.time(), *(b.file.modified for b in self.beats.values())])
-        self.lease = lease
+    def __init__(
+        self, store: Store, trust: Trust, job: Job, root: list[FileInfo], lease: float
+    ) -> None:
+        self.store, self.trust, self.job, self.lease = store, trust, job, lease
+        self.now = time.time()
+        self.beats, self.leases, self.stopped = trusted_beats(store, trust, root, self.now, lease)
 
-    def stopped(self, beat: Heartbeat) -> bool:
-        key = (self.store.url, beat.file.id, beat.file.modified)
-        if key not in _STOPPED:
-            try:
-                doc = parse_json(
-                    self.store.read(beat.file.id, max_bytes=MAX_HEARTBEAT_BYTES), "heartbeat"
-                )
-            except DrivemrError:
-                return False  # unreadable now: judged by its age alone, read again next time
-            if len(_STOPPED) >= _STOPPED_MAX:
-                _STOPPED.clear()
-            _STOPPED[key] = isinstance(doc, dict) and doc.get("state") == "stopped"
-        return _STOPPED[key]
+    def _clamped(self, claim: ClaimRef) -> ClaimRef:
+        return replace(claim, file=replace(claim.file, modified=min(claim.file.modified, self.now)))
+
+    def opens(self, claim: ClaimRef) -> bool:
+        opened = open_claim(
+            self.trust, self.store, self.job.id, claim.task, claim.gen, claim.worker, claim.file
+        )
+        return opened is not None
 
     def alive(self, claim: ClaimRef) -> bool:
-        return not claim_is_dead(claim, self.beats, self.now, self.lease, self.stopped)
+        lease = self.leases.get(claim.worker, self.lease)
+        return not claim_is_dead(
+            self._clamped(claim), self.beats, self.now, lease, lambda hb: hb.worker in self.stopped
+        )
 
     def last_sign(self, claim: ClaimRef) -> float:
-        return last_sign_of_life(claim, self.beats, self.now)
+        return last_sign_of_life(self._clamped(claim), self.beats, self.now)
 
 
 def last_sign_of_life(claim: ClaimRef, beats: Mapping[str, Heartbeat], now: float) -> float:
@@ -143,6 +149,11 @@ def last_sign_of_life(claim: ClaimRef, beats: Mapping[str, Heartbeat], now: floa
 
 
 def _task_state(job: Job, view: JobView, task_id: str, live: _Liveness) -> TaskState:
+    state = _state_of(job, view, task_id, live)
+    return dataclasses.replace(state, round=job.task(task_id).round)
+
+
+def _state_of(job: Job, view: JobView, task_id: str, live: _Liveness) -> TaskState:
     claims = view.claims.get(task_id, {})
     top = claims[max(claims)] if claims else None
     result = view.results.get(task_id)
@@ -163,7 +174,10 @@ def _task_state(job: Job, view: JobView, task_id: str, live: _Liveness) -> TaskS
     if top is None:
         state = "cancelled" if view.cancelled else "pending"
         return TaskState(task_id, state, 0, None, None, None, label)
-    started = top.file.modified
+    if not live.opens(top):  # a forged claim: nothing runs there
+        state = "cancelled" if view.cancelled else "pending"
+        return TaskState(task_id, state, len(claims), None, None, None, label)
+    started = min(top.file.modified, live.now)
     if view.cancelled:
         # Workers kill a cancelled job's attempts at their next poll: never "running".
         return TaskState(task_id, "cancelled", len(claims), top.worker, None, None, label)
@@ -181,17 +195,24 @@ def job_status(
     *,
     root: list[FileInfo] | None = None,
     lease: float = 300.0,
+    trust: Trust | None = None,
 ) -> JobStatus:
+    trust = trust or Trust.reader()
     root_entries = store.list(store.root_id) if root is None else root
-    live = _Liveness(store, root_entries, lease)
-    view = load_view(store, job)
-    tasks = [_task_state(job, view, t.id, live) for t in job.tasks]
+    live = _Liveness(store, trust, job, root_entries, lease)
+    view = load_view(store, job, trust)
+    tasks = [
+        _blocked(store, trust, job, view, t.id) or _task_state(job, view, t.id, live)
+        for t in job.tasks
+    ]
     counts = {s: 0 for s in STATES}
     for t in tasks:
         counts[t.state] += 1
     reduce_state = _task_state(job, view, REDUCE, live) if job.reduce_task else None
     if view.cancelled:
         state = "cancelled"
+    elif counts["blocked"] and not counts["running"] and counts["pending"] == 0:
+        state = "blocked"
     elif job_complete(job, view):
         state = "done" if job_succeeded(job, view) else "failed"
     elif (
@@ -206,43 +227,75 @@ def job_status(
         state = "pending"
     rejected: dict[str, str] = {}
     for entry in store.list(job.folder):
-        if entry.name.startswith("rejected."):
+        if entry.name.startswith("rejected.") and not entry.is_folder:
             if len(rejected) >= MAX_REJECTION_NOTES:
                 break  # bounded: a flood of notes costs a fixed number of reads
-            rejected[safe(entry.name[len("rejected.") :], max_len=80)] = _read_reason(store, entry)
-    return JobStatus(job.id, job.name, job.created, state, counts, tasks, reduce_state, rejected)
+            note = open_note(trust, store, job.id, entry)
+            if note is not None:  # an untrusted note is reported once and not shown
+                worker = note.body.get("worker")
+                rejected[safe(worker if isinstance(worker, str) else "?", max_len=64)] = (
+                    render_note(note)
+                )
+    rounds = tuple(r.summary() for r in job.rounds)
+    return JobStatus(
+        job.id,
+        job.name,
+        job.created,
+        state,
+        counts,
+        tasks,
+        reduce_state,
+        rejected,
+        job.round,
+        rounds,
+    )
 
 
 MAX_REJECTION_NOTES = 50
-"""Rejection notes read per job by ``status``: one per worker is expected."""
+"""Rejection notes opened per job by ``status``: one per worker is expected."""
 
 
-def _read_reason(store: Store, entry: FileInfo) -> str:
-    """A rejection note's reason, parsed within limits (a deeply nested or huge note is
-    "?", never a crash) and made safe to print."""
-    try:
-        doc = parse_json(
-            store.read(entry.id, max_bytes=64 * 1024), "rejection note", max_bytes=64 * 1024
-        )
-    except DrivemrError:
-        return "?"
-    if not isinstance(doc, dict):
-        return "?"
-    from drivemr.jobtrust import public_reason
+def trusted_beats(
+    store: Store, trust: Trust, root: list[FileInfo], now: float, lease: float
+) -> tuple[dict[str, Heartbeat], dict[str, float], set[str]]:
+    """The heartbeats that open, with their times clamped to ``now`` (a heartbeat dated in
+    the future is as fresh as now, never fresher), each worker's declared lease, and the
+    workers that said they stopped."""
+    beats: dict[str, Heartbeat] = {}
+    leases: dict[str, float] = {}
+    stopped: set[str] = set()
+    for beat in heartbeat_files(root):
+        sealed = open_heartbeat(trust, store, beat.worker, beat.file)
+        if sealed is None:
+            continue
+        clamped = replace(beat.file, modified=min(beat.file.modified, now))
+        old = beats.get(beat.worker)
+        if old is not None and old.file.modified >= clamped.modified:
+            continue
+        beats[beat.worker] = Heartbeat(beat.worker, clamped)
+        leases[beat.worker] = declared_lease(sealed.body.get("lease"), lease)
+        if sealed.body.get("state") == "stopped":
+            stopped.add(beat.worker)
+        else:
+            stopped.discard(beat.worker)
+    return beats, leases, stopped
 
-    return safe(public_reason(str(doc.get("reason", "?"))[:2000]), max_len=300)
 
-
-def declared_lease(value: object, default: float) -> float:
-    """A lease a heartbeat declares, if it is a plain finite number; else ``default``
-    (a 400-digit integer would overflow float(), a bool is not a lease)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return default
-    try:
-        number = float(value)
-    except OverflowError:
-        return default
-    return number if math.isfinite(number) else default
+def _blocked(store: Store, trust: Trust, job: Job, view: JobView, task_id: str) -> TaskState | None:
+    """A task without a result whose every claim id is taken, some by a file no trusted key
+    sealed: blocked by untrusted files (workers never fail it)."""
+    claims = view.claims.get(task_id, {})
+    task = job.task(task_id)
+    if task_id in view.results or len(claims) < len(task.claim_ids):
+        return None
+    untrusted = [
+        ref
+        for gen, ref in claims.items()
+        if open_claim(trust, store, job.id, task_id, gen, ref.worker, ref.file) is None
+    ]
+    if not untrusted:
+        return None
+    return TaskState(task_id, "blocked", len(claims), None, None, None)
 
 
 LIVE_READ_AGE = 86400.0
@@ -250,26 +303,18 @@ LIVE_READ_AGE = 86400.0
 under any sane lease), so the cost stays bounded by the workers of the last day."""
 
 
-def live_workers(store: Store, *, lease: float = 300.0) -> list[str]:
-    """Workers whose heartbeat is fresh within the lease it declares (else ``lease``) and
-    that did not say they stopped, judged on the store's clock."""
-    beats = heartbeats(store.list(store.root_id))
-    now = max([time.time(), *(b.file.modified for b in beats.values())])
-    alive = []
-    for worker, beat in sorted(beats.items()):
-        age = now - beat.file.modified
-        if age > LIVE_READ_AGE:
-            continue
-        try:
-            doc = parse_json(store.read(beat.file.id, max_bytes=MAX_HEARTBEAT_BYTES), "heartbeat")
-        except DrivemrError:
-            continue
-        if not isinstance(doc, dict) or doc.get("state") == "stopped":
-            continue
-        limit = declared_lease(doc.get("lease"), lease)
-        if age <= limit:
-            alive.append(worker)
-    return alive
+def live_workers(store: Store, *, lease: float = 300.0, trust: Trust | None = None) -> list[str]:
+    """Workers whose sealed heartbeat opens, is fresh within the lease it declares (else
+    ``lease``), store times clamped to our own clock, and that did not say they stopped."""
+    now = time.time()
+    root = store.list(store.root_id)
+    recent = [f for f in root if not f.is_folder and now - min(f.modified, now) <= LIVE_READ_AGE]
+    beats, leases, stopped = trusted_beats(store, trust or Trust.reader(), recent, now, lease)
+    return sorted(
+        worker
+        for worker, beat in beats.items()
+        if worker not in stopped and now - beat.file.modified <= leases.get(worker, lease)
+    )
 
 
 def status_of(store: Store, job_id: str, *, lease: float = 300.0) -> JobStatus:

@@ -80,6 +80,7 @@ def test_submit_status_and_reduce(
         "failed": 0,
         "lost": 0,
         "cancelled": 0,
+        "blocked": 0,
     }
     assert {"task", "state", "attempts", "worker", "exit_code"} <= set(doc["tasks"][0])
     assert doc["reduce"]["state"] == "pending"

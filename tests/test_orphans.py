@@ -149,7 +149,7 @@ def test_killed_worker_takes_its_tasks_with_it(
     assert _alive(writer)
     # The worker's own pid, from its heartbeat (a venv's launcher on Windows is not it).
     beat = heartbeats(folder_store.list(folder_store.root_id))["victim"]
-    worker = psutil.Process(json.loads(folder_store.read(beat.file.id))["pid"])
+    worker = psutil.Process(json.loads(folder_store.read(beat.file.id))["body"]["pid"])  # sealed
     worker.kill()  # SIGKILL, or TerminateProcess on Windows: no code of the worker runs
     killed_at = time.monotonic()
     worker.wait(timeout=30)

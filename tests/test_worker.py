@@ -301,6 +301,7 @@ def test_three_worker_processes_thirty_tasks_and_a_reduce(
         "failed": 0,
         "lost": 0,
         "cancelled": 0,
+        "blocked": 0,
     }
     results = folder_store.list(find_job(folder_store, job_id)[1].folders["results"])
     assert len(results) == 31  # exactly one result per task, plus the reduce

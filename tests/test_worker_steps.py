@@ -305,7 +305,7 @@ def test_a_cancelled_job_s_claimed_attempt_is_never_committed(
     job = post(2)
     a = make_worker(store, tmp_path, "a", clock)
     a.step(run=False)
-    assert mark(store, job, "cancel")
+    assert mark(store, job, "cancel", a.shared.trust)
     clock.now += 1.0
     a.step()  # the change feed shows the marker: the claimed attempt is abandoned
     assert results_of(store, job) == [] and a.stats["commits"] == 0

@@ -4,7 +4,13 @@ To run task *t* for the *g*-th time a worker creates ``claims/<t>.g<g>.<worker>`
 the minted id ``claim_ids[t][g]``; exactly one worker succeeds. The order is: retries
 that are due, then the claims of dead workers (our own past life's first), then
 never-claimed tasks along our run, then dead claims found elsewhere. A task whose every
-attempt died is handed to the commit as failed. The loop fills free slots; a slot that
+attempt died is handed to the commit as failed.
+
+Claims are sealed with this PC's key (see drivemr.trust). A file at a minted claim id that
+does not open (forged, junk, from an untrusted PC) *burns* that attempt id: it is no sign
+of life and no failure, and the next free attempt id is claimed at once. A task whose every
+remaining id is burned is *blocked by untrusted files*, never failed. The loop fills free
+slots; a slot that
 just finished claims its own next task when the plain case allows (see
 :meth:`Claimer.claim_for_slot`), which saves two thread switches per short task.
 
@@ -14,7 +20,6 @@ Next: a claimed attempt runs in a slot (slot.py), then commits (commit.py).
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 import platform
@@ -25,18 +30,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from drivemr.errors import AlreadyExists, AuthError, DrivemrError
-from drivemr.protocol import (
-    MAX_HEARTBEAT_BYTES,
-    REDUCE,
-    ClaimRef,
-    Task,
-    claim_name,
-    parse_claim_name,
-    parse_json,
-)
+from drivemr.protocol import REDUCE, ClaimRef, Task, claim_name, parse_claim_name
+from drivemr.sealed import Sealed
+from drivemr.trust import claim_body, open_claim
 from drivemr.worker.commit import Committer
 from drivemr.worker.liveness import Lease, OtherWorkers
-from drivemr.worker.plan import due_retry, next_attempt, next_pending, takeover_order
+from drivemr.worker.plan import due_retry, next_pending, takeover_order
 from drivemr.worker.state import ActiveJob, Assignment, Retry, Shared
 
 log = logging.getLogger("drivemr.worker")
@@ -206,17 +205,28 @@ class Claimer:
         return Candidate(active, active.job.task(step.task), 0)
 
     def _take_over(self, active: ActiveJob, tid: str) -> Candidate | None:
-        """The next attempt of a task claimed elsewhere, if that claim is dead."""
+        """The next attempt of a task claimed elsewhere, if its top trusted claim is dead
+        (or it has none: every claim of it is burned)."""
         if tid in active.view.results or self.shared.is_running(active.job.id, tid):
             active.elsewhere.discard(tid)
             return None
-        top = active.view.top_claim(tid)
-        if top is None or not self._dead(active, top):
+        if tid in active.blocked:
             return None
+        found = self._top_trusted(active, tid)
+        if found is not None and not self._dead(active, *found):
+            return None
+        top = None if found is None else found[0]
         active.elsewhere.discard(tid)
         task = active.job.task(tid)
-        attempt = next_attempt(top, task.claim_ids)
-        if attempt is not None:
+        attempt = self._free_attempt(active, task, 0 if top is None else top.gen + 1)
+        if attempt is None:
+            if top is not None and not active.burned.get(tid):
+                return Candidate(active, task, None, top)  # every attempt died: failed
+            self._block(active, tid)
+            return None
+        if top is not None:
+            if top.worker != self.shared.id:
+                self.others.report_takeover(top.worker)
             log.info(
                 "%s/%s: worker %s is gone; reclaiming (attempt %d)",
                 active.job.id, tid, top.worker, attempt + 1,
@@ -224,11 +234,54 @@ class Claimer:
             self.shared.stats["reclaims"] += 1
         return Candidate(active, task, attempt, top)
 
-    def _dead(self, active: ActiveJob, claim: ClaimRef) -> bool:
+    def _top_trusted(self, active: ActiveJob, tid: str) -> tuple[ClaimRef, Sealed] | None:
+        """The task's latest claim that opens; the untrusted ones above it are burned."""
+        shared = self.shared
+        for gen, ref in sorted(active.view.claims.get(tid, {}).items(), reverse=True):
+            if gen in active.burned.get(tid, ()):
+                continue
+            sealed = open_claim(
+                shared.trust, shared.store, active.job.id, tid, gen, ref.worker, ref.file
+            )
+            if sealed is not None:
+                return ref, sealed
+            self._burn(active, tid, gen)
+        return None
+
+    def _burn(self, active: ActiveJob, tid: str, gen: int) -> None:
+        burned = active.burned.setdefault(tid, set())
+        if gen not in burned:
+            burned.add(gen)
+            self.shared.stats["claims_burned"] += 1
+
+    def _free_attempt(self, active: ActiveJob, task: Task, start: int) -> int | None:
+        """The first attempt from ``start`` whose claim id holds nothing we know of."""
+        taken = active.view.claims.get(task.id, {})
+        for gen in range(start, len(task.claim_ids)):
+            if gen not in taken:
+                return gen
+        return None
+
+    def _block(self, active: ActiveJob, tid: str) -> None:
+        """Every remaining claim id of the task holds an untrusted file: blocked, not failed."""
+        if tid in active.blocked:
+            return
+        active.blocked.add(tid)
+        active.given_up.add(tid)
+        active.elsewhere.discard(tid)
+        self.shared.stats["blocked"] += 1
+        log.warning(
+            "%s/%s: blocked by untrusted files: every remaining claim id of the task holds a"
+            " file no trusted key sealed (forged, or from a PC this one does not trust); the"
+            " task is not failed. See docs/security.md, 'Who can forge what'.",
+            active.job.id, tid,
+        )  # fmt: skip
+
+    def _dead(self, active: ActiveJob, claim: ClaimRef, sealed: Sealed) -> bool:
         if claim.worker == self.shared.id:  # ours, but not running or retrying: a past life's
             running = self.shared.is_running(active.job.id, claim.task)
             return not running and claim.task not in active.retries
-        return self.others.claim_dead(claim)
+        return self.others.claim_dead(claim, sealed.body.get("life"))
 
     # -- the claim itself --
 
@@ -249,6 +302,19 @@ class Claimer:
         return None
 
     def _create_claim(self, active: ActiveJob, task: Task, attempt: int) -> Claimed | None:
+        """Create the claim; an attempt id held by an untrusted file is burned and the next
+        free one tried at once (no lease wait), until one is ours or someone else's."""
+        while True:
+            outcome = self._try_create(active, task, attempt)
+            if outcome != "burned":
+                return outcome if isinstance(outcome, tuple) else None
+            nxt = self._free_attempt(active, task, attempt + 1)
+            if nxt is None:
+                self._block(active, task.id)
+                return None
+            attempt = nxt
+
+    def _try_create(self, active: ActiveJob, task: Task, attempt: int) -> Claimed | str:
         shared = self.shared
         store = shared.store
         # A claim whose create failed without an answer is retried with the same nonce, so a
@@ -257,36 +323,42 @@ class Claimer:
         earlier = active.nonces.pop((task.id, attempt), None)
         nonce = earlier or f"{self._nonce_prefix}{next(self._nonces)}"
         active.nonces[(task.id, attempt)] = nonce
-        body = json.dumps(
-            {
-                "worker": shared.id,
-                "nonce": nonce,
-                "host": self._host,
-                "pid": self._pid,
-                "time": shared.clock.time(),
-            }
-        ).encode()
+        body = claim_body(
+            active.job.id,
+            task.id,
+            attempt,
+            shared.id,
+            life=self.lease.life,
+            nonce=nonce,
+            host=self._host,
+            pid=self._pid,
+            time=shared.clock.time(),
+        )
         name = claim_name(task.id, attempt, shared.id)
         claim_id = task.claim_ids[attempt]
         try:
-            info = store.create(active.job.folders["claims"], name, claim_id, body)
+            info = store.create(
+                active.job.folders["claims"], name, claim_id, shared.trust.seal("claim", body)
+            )
         except AlreadyExists:
             info = store.get(claim_id)
-            theirs = None
-            if earlier:
-                theirs = parse_json(store.read(claim_id, max_bytes=MAX_HEARTBEAT_BYTES), "claim")
-            if not (isinstance(theirs, dict) and theirs.get("nonce") == nonce):
+            parsed = parse_claim_name(info.name)
+            worker = parsed[2] if parsed and parsed[:2] == (task.id, attempt) else "?"
+            theirs = open_claim(shared.trust, store, active.job.id, task.id, attempt, worker, info)
+            active.view.add_claim(ClaimRef(task.id, attempt, worker, info))
+            if theirs is None:
                 active.nonces.pop((task.id, attempt), None)
-                parsed = parse_claim_name(info.name)
-                worker = parsed[2] if parsed else "?"
-                active.view.add_claim(ClaimRef(task.id, attempt, worker, info))
+                self._burn(active, task.id, attempt)
+                return "burned"
+            if not (worker == shared.id and theirs.body.get("nonce") == nonce):
+                active.nonces.pop((task.id, attempt), None)
                 active.elsewhere.add(task.id)
                 shared.stats["claims_lost"] += 1
                 # We are in another worker's run of tasks: one listing (reads only) tells us
                 # all of it, where every further blind try would cost a write.
                 active.pending.clear()
                 shared.dirty.reload.add(active.job.id)
-                return None
+                return "lost"
         active.nonces.pop((task.id, attempt), None)
         shared.stats["claims"] += 1
         if attempt == 0 and task.id != REDUCE:

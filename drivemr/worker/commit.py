@@ -1,7 +1,9 @@
 """Commit: conclude a finished attempt, retry it, or record the task's one result.
 
-A finished attempt creates the task's result under its minted ``result_id``: exactly one
-result per task exists, however many attempts ran. Outputs up to INLINE_OUTPUT_LIMIT ride
+A finished attempt creates the task's result, sealed with this PC's key, in the first of
+its minted result slots that does not hold a valid result (a file planted under a slot id
+is skipped, so the real result still lands): the first valid slot is the task's one result,
+however many attempts ran. Outputs up to INLINE_OUTPUT_LIMIT ride
 inside the manifest (a task costs two writes: claim and result); larger ones are uploaded
 first and referenced by id. Before committing, a worker whose heartbeat is late renews it
 and checks its claim survived (the lease re-check): a result must never land for a claim
@@ -12,16 +14,25 @@ worker at the next attempt after a backoff; with none left, the failure is the r
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import logging
 import platform
 from pathlib import Path
 from typing import Any
 
-from drivemr.errors import AlreadyExists, DrivemrError, NotFound
-from drivemr.protocol import INLINE_OUTPUT_LIMIT, REDUCE, ClaimRef, Task, parse_result, result_name
+from drivemr.errors import AlreadyExists, DrivemrError
+from drivemr.fileio import sha256_file
+from drivemr.protocol import (
+    INLINE_OUTPUT_LIMIT,
+    REDUCE,
+    ClaimRef,
+    ResultRef,
+    Task,
+    result_name,
+)
+from drivemr.results import manifest_from_body, seal_result
 from drivemr.runner import AttemptOutcome, OutputFile
+from drivemr.stores.base import FileInfo
 from drivemr.worker.config import QUIET_TASK_SECONDS
 from drivemr.worker.liveness import Lease
 from drivemr.worker.state import ActiveJob, Assignment, Retry, Shared
@@ -122,9 +133,10 @@ class Committer:
             "stdout": stdout,
             "stderr": stderr,
         }
+        rnd = f".r{a.task.round}" if a.task.round else ""
         self.shared.store.create(
             a.job.folders["logs"],
-            f"{a.task.id}.g{a.attempt}.log",
+            f"{a.task.id}{rnd}.g{a.attempt}.log",
             self.shared.pool.one(),
             json.dumps(doc).encode(),
         )
@@ -146,8 +158,9 @@ class Committer:
         outputs = []
         for k, (name, path) in enumerate(sorted(files.items())):
             data = path.read_bytes() if total <= INLINE_OUTPUT_LIMIT else None
-            md5 = hashlib.md5(data if data is not None else path.read_bytes()).hexdigest()
-            entry: dict[str, Any] = {"name": name, "size": path.stat().st_size, "md5": md5}
+            size = path.stat().st_size
+            digest = sha256_file(path)  # streams: outputs may be large
+            entry: dict[str, Any] = {"name": name, "size": size, "sha256": digest}
             if data is not None:
                 entry["data"] = base64.b64encode(data).decode()
             else:
@@ -195,9 +208,9 @@ class Committer:
             a.abandon = a.abandon or "claim lapsed"
             return
         manifest = {
-            "format": 1,
             "job": a.job.id,
             "task": a.task.id,
+            "round": a.task.round,
             "state": state,
             "attempt": a.attempt + 1,
             "worker": shared.id,
@@ -213,19 +226,10 @@ class Committer:
             "stderr": stderr,
         }
         name = result_name(a.task.id, state, a.attempt, outcome.exit_code, outcome.duration)
-        try:
-            info = shared.store.create(
-                a.job.folders["results"], name, a.task.result_id, json.dumps(manifest).encode()
-            )
-        except AlreadyExists:
-            log.info(
-                "%s/%s: another attempt committed first; ours is discarded", a.job.id, a.task.id
-            )
-            with shared.lock:
-                shared.stats["commits_lost"] += 1
-            self._learn_result(active, a.task)
+        committed = self._create_result(a, active, name, manifest)
+        if committed is None:
             return
-        ref = parse_result(info)
+        ref, _info = committed
         quiet = state == "done" and outcome.duration < QUIET_TASK_SECONDS
         with shared.lock:  # slots commit at once: counters too under the lock
             shared.stats["commits"] += 1
@@ -251,24 +255,57 @@ class Committer:
                 a.job.id, a.task.id, state, a.attempt + 1, outcome.describe(),
             )  # fmt: skip
 
-    def _learn_result(self, active: ActiveJob, task: Task) -> None:
-        """Our commit lost the race: record the winner's result so the task is never retried."""
+    def _create_result(
+        self, a: Assignment, active: ActiveJob, name: str, manifest: dict[str, Any]
+    ) -> tuple[ResultRef, FileInfo] | None:
+        """Create the sealed result in the first slot without a valid result: (ref, file),
+        or None when another attempt's valid result came first (or no slot is left)."""
         shared = self.shared
-        try:
-            ref = parse_result(shared.store.get(task.result_id))
-        except NotFound:
-            ref = None
+        for k, slot_id in enumerate(a.task.result_ids):
+            data = seal_result(shared.trust, {**manifest, "slot": slot_id})
+            try:
+                info = shared.store.create(a.job.folders["results"], name, slot_id, data)
+            except AlreadyExists:
+                found = self._valid_at(a, slot_id)
+                if found is None:
+                    continue  # a planted or damaged file: on to the next slot
+                log.info(
+                    "%s/%s: another attempt committed first; ours is discarded",
+                    a.job.id, a.task.id,
+                )  # fmt: skip
+                with shared.lock:
+                    shared.stats["commits_lost"] += 1
+                    active.view.results[a.task.id] = found
+                shared.dirty.reload.add(a.job.id)
+                return None
+            # Sealed here a moment ago: read back from the body, without a signature check.
+            body = {**manifest, "slot": slot_id}
+            m = manifest_from_body(
+                body, job_id=a.job.id, task=a.task, slot_id=slot_id, signer="self"
+            )
+            shared.results.remember(m, info)
+            return m.ref(info, k), info
+        log.error(
+            "%s/%s: every result slot holds a file that is not a valid result; giving up on it",
+            a.job.id, a.task.id,
+        )  # fmt: skip
         with shared.lock:
-            if ref is not None:
-                active.view.results[task.id] = ref
-            else:
-                log.error(
-                    "%s/%s: its result id is taken but no result is visible; giving up on it",
-                    active.job.id,
-                    task.id,
-                )
-                active.given_up.add(task.id)
-        shared.dirty.reload.add(active.job.id)
+            active.given_up.add(a.task.id)
+        shared.dirty.reload.add(a.job.id)
+        return None
+
+    def _valid_at(self, a: Assignment, slot_id: str) -> ResultRef | None:
+        """The valid result in ``slot_id`` (get-by-id: a consistent read), or None."""
+        shared = self.shared
+        for k, sid in enumerate(a.task.result_ids):
+            if sid != slot_id:
+                continue
+            try:
+                info = shared.store.get(slot_id)
+            except DrivemrError:
+                return None
+            return shared.results.check(shared.store, a.job, a.task, k, info)
+        return None
 
 
 def is_within(base: Path, path: Path) -> bool:

@@ -26,6 +26,7 @@ from drivemr.errors import AuthError, DrivemrError
 from drivemr.protocol import nothing_left
 from drivemr.stores.base import Store
 from drivemr.taskenv import Redactor
+from drivemr.trust import Trust
 from drivemr.worker.claim import Claimed, Claimer
 from drivemr.worker.commit import Committer
 from drivemr.worker.config import SUMMARY_SECONDS, Clock, JobVerifier, SystemClock, WorkerConfig
@@ -48,12 +49,17 @@ class Worker:
         verify: JobVerifier | None = None,
         clock: Clock | None = None,
         idle: Any = None,
+        trust: Trust | None = None,
     ) -> None:
+        """``trust``: this PC's key (seals claims, heartbeats, markers, notes and results)
+        and trusted keys (default: the config directory's, creating the key on first use,
+        as the first submit does)."""
         if idle is None and config.when_idle:
             from drivemr.idle import IdleMonitor
 
             idle = IdleMonitor(config.idle_threshold, interval=max(1.0, config.poll_interval))
-        self.shared = shared = Shared(store, config, clock or SystemClock())
+        trust = trust or Trust.for_this_pc()
+        self.shared = shared = Shared(store, config, clock or SystemClock(), trust)
         self.store, self.config, self.clock, self.id = store, config, shared.clock, shared.id
         self.workdir = shared.workdir
         self.lease = Lease(shared, lambda: "paused" if self.claimer.paused else "running")
@@ -68,6 +74,8 @@ class Worker:
         self._inline_slot: Slot | None = None
         self._summary = (0.0, 0)  # (monotonic time, quick tasks counted) of the last summary
         self._next_beat = 0.0  # step(): when the next scheduled heartbeat is due
+        self.identity: Any = None
+        """Set by the CLI: the working folder's worker-id lock, held for our life."""
 
     # -- what callers and tests read --
 

@@ -5,12 +5,14 @@ claims, results and marker (a *replay by wipe*) and the signed job.json would lo
 again; a hostile job.json refused once would be downloaded and refused again after every
 restart. So a worker keeps its own record, in its working folder:
 
-* **finished jobs**: each job id it saw finished or cancelled, with the job's *signed*
-  creation time. Such a job is never run again by this worker, whatever the store says. The
-  list is bounded (:data:`MAX_FINISHED`); when it is full the oldest entries are dropped and
-  their creation time becomes a *floor*: a job created at or before the floor that is not
-  remembered is refused too (it is older than everything this worker still remembers, so it
-  may be one it forgot).
+* **finished jobs**: each job id it saw finished or cancelled, with the round it ended at
+  (``drivemr.rounds``: 0 is the job as submitted) and the *signed* time of that round (or
+  of job.json). Such a job is never run again by this worker at that round or an earlier
+  one, whatever the store says; a newer signed round (``drivemr retry``) re-opens it
+  legitimately. The list is bounded (:data:`MAX_FINISHED`); when it is full the
+  oldest entries are dropped and their time becomes a *floor*: a job (or round) signed at
+  or before the floor that is not remembered is refused too (it is older than everything
+  this worker still remembers, so it may be one it forgot).
 * **refused job folders**: folder id, why, and the trust it was judged under (a fingerprint
   of the trusted keys), so trusting a new key lets a refused job be judged again. Bounded
   (:data:`MAX_REFUSED`), oldest dropped first.
@@ -51,7 +53,8 @@ class JobHistory:
         self.path = Path(workdir) / FILE_NAME
         self.max_finished = max_finished
         self.max_refused = max_refused
-        self._finished: OrderedDict[str, float] = OrderedDict()
+        self._finished: OrderedDict[str, tuple[float, int]] = OrderedDict()
+        """job id -> (signed time, round) it was last seen ending at."""
         self._refused: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self.floor = -math.inf
         """Jobs created at or before this (and not remembered) are refused."""
@@ -79,8 +82,9 @@ class JobHistory:
             self._lines += 1
             fields = raw.split("\t")
             try:
-                if fields[0] == "F" and len(fields) == 3:
-                    self._add_finished(fields[1], float(fields[2]))
+                if fields[0] == "F" and len(fields) in (3, 4):
+                    rnd = int(fields[3]) if len(fields) == 4 and len(fields[3]) <= 6 else 0
+                    self._add_finished(fields[1], float(fields[2]), rnd)
                 elif fields[0] == "O" and len(fields) == 2:
                     self.floor = max(self.floor, float(fields[1]))
                 elif fields[0] == "R" and len(fields) == 4:
@@ -88,16 +92,22 @@ class JobHistory:
             except (ValueError, OverflowError):
                 continue  # a damaged line: skipped
 
-    def is_finished(self, job_id: str) -> bool:
+    def is_finished(self, job_id: str, round: int = 0) -> bool:
+        """Seen ending at ``round`` or a later one (so not to be run at ``round``)."""
         with self._lock:
             self._load()
-            return job_id in self._finished
+            entry = self._finished.get(job_id)
+            return entry is not None and entry[1] >= round
 
-    def too_old(self, job_id: str, created: float) -> bool:
-        """Created at or before the floor and not remembered: maybe a job we forgot."""
+    def too_old(self, job_id: str, created: float, round: int = 0) -> bool:
+        """Signed at or before the floor and not remembered: maybe a job (or a round of
+        one) we forgot. ``created``: the signed time of the job's latest round."""
         with self._lock:
             self._load()
-            return job_id not in self._finished and created <= self.floor
+            entry = self._finished.get(job_id)
+            if entry is not None and entry[1] < round:
+                return False  # a newer round of a job we remember: judged by what we remember
+            return entry is None and created <= self.floor
 
     def refused(self, folder_id: str, trust: str) -> str | None:
         """Why the folder was refused under this trust, or None."""
@@ -113,16 +123,18 @@ class JobHistory:
 
     # -- remembering --
 
-    def remember_finished(self, job_id: str, created: float) -> None:
+    def remember_finished(self, job_id: str, created: float, round: int = 0) -> None:
+        """``job_id`` ended at ``round``, whose signed time is ``created``."""
         if not math.isfinite(created):
             created = 0.0
         with self._lock:
             self._load()
-            if job_id in self._finished:
+            entry = self._finished.get(job_id)
+            if entry is not None and entry[1] >= round:
                 return
             floor = self.floor
-            self._add_finished(_clean(job_id, 200), created)
-            lines = [f"F\t{_clean(job_id, 200)}\t{created!r}"]
+            self._add_finished(_clean(job_id, 200), created, round)
+            lines = [f"F\t{_clean(job_id, 200)}\t{created!r}\t{round}"]
             if self.floor != floor:
                 lines.append(f"O\t{self.floor!r}")
             self._append(lines)
@@ -136,12 +148,15 @@ class JobHistory:
             self._add_refused(fid, tr, why)
             self._append([f"R\t{fid}\t{tr}\t{why}"])
 
-    def _add_finished(self, job_id: str, created: float) -> None:
-        self._finished[job_id] = created
+    def _add_finished(self, job_id: str, created: float, round: int = 0) -> None:
+        old = self._finished.get(job_id)
+        if old is not None and old[1] > round:
+            return
+        self._finished[job_id] = (created, round)
         while len(self._finished) > self.max_finished:
-            # Forget the oldest-created; everything created up to it is refused from now on.
-            oldest = min(self._finished, key=self._finished.__getitem__)
-            self.floor = max(self.floor, self._finished.pop(oldest))
+            # Forget the oldest-signed; everything signed up to it is refused from now on.
+            oldest = min(self._finished, key=lambda j: self._finished[j][0])
+            self.floor = max(self.floor, self._finished.pop(oldest)[0])
 
     def _add_refused(self, folder_id: str, trust: str, reason: str) -> None:
         self._refused[folder_id] = (trust, reason)
@@ -162,7 +177,7 @@ class JobHistory:
 
     def _rewrite(self) -> None:
         lines = [f"O\t{self.floor!r}"] if self.floor != -math.inf else []
-        lines += [f"F\t{j}\t{c!r}" for j, c in self._finished.items()]
+        lines += [f"F\t{j}\t{c!r}\t{r}" for j, (c, r) in self._finished.items()]
         lines += [f"R\t{f}\t{t}\t{r}" for f, (t, r) in self._refused.items()]
         atomic_write(self.path, "".join(line + "\n" for line in lines).encode())
         self._lines = len(lines)

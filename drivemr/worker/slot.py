@@ -21,10 +21,10 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from drivemr import taskenv
-from drivemr.errors import AuthError, SecurityError, TooLarge
+from drivemr.errors import AuthError
 from drivemr.fileio import sha256_file
-from drivemr.protocol import REDUCE, Job, StoredFile
-from drivemr.results import download_outputs
+from drivemr.protocol import REDUCE, StoredFile
+from drivemr.results import download_checked, stage_results
 from drivemr.runner import AttemptOutcome, OutputFile
 from drivemr.safepaths import safe_join
 from drivemr.spec import expand
@@ -126,14 +126,14 @@ class Slot:
         if a.task.input is not None:
             fetch(self.shared, a.task.input, safe_join(task_dir, a.task.input.name))
         if a.task.id == REDUCE:
-            self._stage_results(a.job, task_dir / "results")
+            with self.shared.lock:
+                refs = dict(active.view.results)
+            # {results}: one folder per task, each result opened again and its outputs
+            # checked against their sealed sha256 as they arrive.
+            stage_results(
+                self.shared.store, a.job, refs, task_dir / "results", reader=self.shared.results
+            )
         return task_dir
-
-    def _stage_results(self, job: Job, results_dir: Path) -> None:
-        """{results}: one folder per task, in task order, holding that task's outputs."""
-        results_dir.mkdir()
-        for task in job.tasks:
-            download_outputs(self.shared.store, job, task, results_dir / task.id)
 
     # -- the attempt --
 
@@ -184,19 +184,16 @@ def ensure_job_files(shared: Shared, active: ActiveJob) -> Path:
 
 
 def fetch(shared: Shared, f: StoredFile, target: Path) -> None:
-    """Download a shipped file and check it against its digest in job.json."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        # Stop at the signed size: a file swapped for a bigger one costs one chunk, not
-        # its whole size in bandwidth and disk, before it is refused.
-        shared.store.download(f.id, target, max_bytes=max(0, f.size))
-    except TooLarge as exc:
-        raise SecurityError(
-            f"shipped file {f.name} is larger than the {f.size} bytes job.json says ({exc})"
-        ) from exc
-    if sha256_file(target) != f.sha256:
-        target.unlink(missing_ok=True)
-        raise SecurityError(f"shipped file {f.name} does not match its digest in job.json")
+    """Download a shipped file, no further than its signed size, and check its digest."""
+    download_checked(
+        shared.store,
+        f.id,
+        target,
+        size=f.size,
+        sha256=f.sha256,
+        what=f"shipped file {f.name}",
+        signed_in="job.json",
+    )
 
 
 def is_empty(folder: Path) -> bool:

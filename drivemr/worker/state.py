@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 from drivemr.protocol import IdPool, Job, JobView, Task
+from drivemr.results import ResultReader
 from drivemr.runner import Attempt
 from drivemr.stores.base import FileInfo, Store
+from drivemr.trust import Trust
 from drivemr.worker.config import Clock, WorkerConfig
 
 
@@ -74,6 +76,14 @@ class ActiveJob:
     urgent: set[str] = field(default_factory=set)
     """Tasks claimed by a worker known to be dead (or by our own past life): reclaimed
     before any never-claimed task, so a dead PC's work waits no longer than the lease."""
+    burned: dict[str, set[int]] = field(default_factory=dict)
+    """Task -> attempts whose minted claim id holds a file that does not open (forged or
+    junk): never a sign of life, never a failure; the next attempt id is used instead."""
+    blocked: set[str] = field(default_factory=set)
+    """Tasks whose every remaining claim id is burned: blocked by untrusted files (never
+    failed); also in ``given_up`` until the trusted list changes."""
+    trust_generation: int = 0
+    """The trusted list ``burned`` and ``blocked`` were judged with."""
 
 
 @dataclass
@@ -103,8 +113,12 @@ class Shared:
     ``jobs``, ``done_jobs``, ``running``, ``stats`` updates from slots, and each
     ActiveJob's view, retries and given_up; ``stopping`` and ``wake`` are the loop's."""
 
-    def __init__(self, store: Store, config: WorkerConfig, clock: Clock) -> None:
+    def __init__(self, store: Store, config: WorkerConfig, clock: Clock, trust: Trust) -> None:
         self.store = store
+        self.trust = trust
+        """This PC's key (seals what we write) and trusted keys (what we believe)."""
+        self.results = ResultReader(trust)
+        """Opens results against the same Trust (its keys, its once-only reports)."""
         self.config = config
         self.clock = clock
         self.id = config.worker_id

@@ -11,22 +11,25 @@ cancel and finish markers end them.
 from __future__ import annotations
 
 import collections
-import json
 import logging
 from pathlib import Path
 
 from drivemr.errors import AuthError, DrivemrError, NotFound, SecurityError
-from drivemr.jobtrust import public_reason
 from drivemr.protocol import (
+    ROUND_PREFIX,
+    Job,
     JobFormatError,
-    heartbeats,
+    heartbeat_files,
     job_complete,
     list_jobs,
     load_view,
     mark,
+    open_marker,
     read_job,
 )
+from drivemr.rounds import round_names
 from drivemr.stores.base import FileInfo
+from drivemr.trust import note_body, open_claim
 from drivemr.worker.config import JobVerifier
 from drivemr.worker.history import JobHistory
 from drivemr.worker.liveness import Lease, OtherWorkers
@@ -34,6 +37,11 @@ from drivemr.worker.plan import plan_tasks
 from drivemr.worker.state import ActiveJob, Assignment, Shared
 
 log = logging.getLogger("drivemr.worker")
+
+
+def signed_time(job: Job) -> float:
+    """When the job's latest signed document was made: job.json, or its latest round."""
+    return job.rounds[-1].created if job.rounds else job.created
 
 
 class SeenJobs:
@@ -84,9 +92,15 @@ class Watcher:
         self.rejected: dict[str, str] = {}
         """Job id -> why this worker refused it."""
         self._rejected_folders: set[str] = set()
+        self._round_files: dict[str, set[str]] = {}
+        """Job id -> ids of the round files already looked at while it was active."""
+        self._done_folders: dict[str, tuple[str, float]] = {}
+        """Folder id -> (job id, the folder's modified time when seen finished): a change
+        there may be a new round (drivemr.rounds), which re-opens the job."""
         self._cursor: str | None = None
         self._next_reconcile = 0.0
         self._next_poll = 0.0
+        self._trust_generation = shared.trust.generation
 
     def look(self) -> None:
         """One round of maintenance: the change feed (or a full reconcile), the root,
@@ -105,6 +119,12 @@ class Watcher:
                 changes = shared.store.poll_changes(self._cursor)
                 self._cursor = changes.cursor
                 self._note_changes(changes.folders)
+            shared.trust.keys()  # re-read the trusted list if it changed (a stat per second)
+            if shared.trust.generation != self._trust_generation:
+                # `drivemr keys trust` (or revoke) on this PC: what did not open may now.
+                self._trust_generation = shared.trust.generation
+                dirty.root = True
+                dirty.reload.update(shared.jobs)
             if dirty.root:
                 dirty.root = False
                 self._refresh_root()
@@ -144,6 +164,8 @@ class Watcher:
             return
         if shared.store.root_id in folders:
             dirty.root = True
+        for folder_id in folders & self._done_folders.keys():
+            self._reopen(self._done_folders[folder_id][0])
         with shared.lock:
             for job_id, active in shared.jobs.items():
                 f = active.job.folders
@@ -157,9 +179,12 @@ class Watcher:
     def _refresh_root(self) -> None:
         shared = self.shared
         entries = shared.store.list(shared.store.root_id)
-        self.others.beats = heartbeats(entries)
+        self.others.listed(heartbeat_files(entries))
         for folder in list_jobs(shared.store, entries):  # oldest first
             job_id = folder.name[len("job-") :]
+            done = self._done_folders.get(folder.id)
+            if done is not None and done[0] == job_id and folder.modified > done[1]:
+                self._reopen(job_id)  # its folder changed since: maybe a new round
             if (
                 job_id in shared.jobs
                 or job_id in shared.done_jobs
@@ -172,9 +197,6 @@ class Watcher:
                 continue
             if self.seen.is_replay(job_id, folder.id):
                 self._reject_replay(job_id, folder)
-                continue
-            if self.history.is_finished(job_id):
-                shared.done_jobs.add(job_id)  # it ended here once: never run again (a wipe)
                 continue
             if self.history.refused(folder.id, self._trust()) is not None:
                 self._rejected_folders.add(folder.id)  # refused before a restart
@@ -192,15 +214,22 @@ class Watcher:
         reason = f"job {job_id} was already posted in another folder: a replayed copy is never run"
         self._rejected_folders.add(folder.id)
         log.error("job %s (folder %s) rejected: %s", job_id, folder.id, reason)
-        self._record_rejection(folder, reason)
+        self._record_rejection(job_id, folder, SecurityError(reason))
 
     def _adopt_job(self, job_id: str, folder: FileInfo) -> None:
         shared = self.shared
+        doc: object = None
         try:
-            job = read_job(shared.store, folder, precheck=getattr(self.verify, "precheck", None))
+            job = read_job(
+                shared.store,
+                folder,
+                trusted=shared.trust,
+                precheck=getattr(self.verify, "precheck", None),
+            )
+            doc = job.doc
             if self.verify is not None:
                 self.verify(job)
-            if self.history.too_old(job.id, job.created):
+            if self.history.too_old(job.id, signed_time(job), job.round):
                 raise SecurityError(
                     f"job {job.id} is older than every job this worker remembers finishing;"
                     " it may be one it ran before, so it is not run again"
@@ -212,28 +241,39 @@ class Watcher:
             self._rejected_folders.add(folder.id)
             log.error("job %s rejected: %s", job_id, exc)
             self.history.remember_refused(folder.id, self._trust(), str(exc))
-            self._record_rejection(folder, str(exc))
+            self._record_rejection(job_id, folder, exc, doc)
             return
         self.seen.remember(job_id, folder.id)
-        view = load_view(shared.store, job)
+        if self.history.is_finished(job_id, job.round):
+            # It ended here once at this round: never run again, whatever the store says
+            # (a wipe of its claims, results and marker). A newer signed round re-opens it.
+            shared.done_jobs.add(job_id)
+            self._done_folders[folder.id] = (job_id, folder.modified)
+            return
+        view = load_view(shared.store, job, shared.trust, reader=shared.results)
         if view.finished or view.cancelled:
             shared.done_jobs.add(job_id)
-            self.history.remember_finished(job_id, job.created)
+            if not view.cancelled:
+                self._done_folders[folder.id] = (job_id, folder.modified)
+            self.history.remember_finished(job_id, signed_time(job), job.round)
             return
         active = ActiveJob(job, view, collections.deque(), set())
         self.replan(active)
         with shared.lock:
             shared.jobs[job_id] = active
-        log.info("job %s: %d task(s), %d done", job_id, len(job.tasks), view.map_results)
+        rnd = f" (round {job.round})" if job.round else ""
+        log.info("job %s%s: %d task(s), %d done", job_id, rnd, len(job.tasks), view.map_results)
 
-    def _record_rejection(self, folder: FileInfo, reason: str) -> None:
-        """Leave one note in the job's folder so `drivemr status` can show the rejection."""
+    def _record_rejection(
+        self, job_id: str, folder: FileInfo, exc: BaseException, job_doc: object = None
+    ) -> None:
+        """Leave one sealed note in the job's folder so `drivemr status` can show the
+        rejection: a reason code, not text (status renders the code; see trust.NOTE_CODES)."""
         shared = self.shared
         try:
             (fid,) = shared.store.mint_ids(1)
-            reason = public_reason(reason)  # what happened, never a command to run
-            note = json.dumps({"worker": shared.id, "reason": reason, "time": shared.clock.time()})
-            shared.store.create(folder.id, f"rejected.{shared.id}", fid, note.encode())
+            note = shared.trust.seal("note", note_body(job_id, shared.id, exc, job_doc))
+            shared.store.create(folder.id, f"rejected.{shared.id}", fid, note)
         except DrivemrError as exc:
             log.debug("could not record rejection: %s", exc)
 
@@ -246,7 +286,7 @@ class Watcher:
         if active is None:
             return
         listed_at = shared.clock.monotonic()
-        view = load_view(shared.store, active.job)
+        view = load_view(shared.store, active.job, shared.trust, reader=shared.results)
         with shared.lock:
             # Claims and results are never removed: keep what we learnt while listing.
             for gens in active.view.claims.values():
@@ -268,6 +308,12 @@ class Watcher:
         """Plan the job afresh from its view (see plan.plan_tasks)."""
         shared = self.shared
         job_id = active.job.id
+        if active.trust_generation != shared.trust.generation:
+            # The trusted list changed: files we did not believe may open now.
+            active.trust_generation = shared.trust.generation
+            active.burned.clear()
+            active.given_up -= active.blocked
+            active.blocked.clear()
         busy = {tid for jid, tid in list(shared.running) if jid == job_id}
         busy.update(active.retries)
         plan = plan_tasks(
@@ -290,21 +336,73 @@ class Watcher:
             active = self.shared.jobs.get(job_id)
         if active is None:
             return
-        names = {info.id for info in self.shared.store.list(active.job.folder)}
-        if active.job.markers.get("cancel") in names:
-            active.view.cancelled = True
-            self._cancel(active)
+        shared = self.shared
+        cancel = active.job.markers.get("cancel")
+        entries = shared.store.list(active.job.folder)
+        for info in entries:
+            if info.id == cancel and open_marker(shared.trust, shared.store, active.job, info):
+                active.view.cancelled = True
+                self._cancel(active)
+                return
+        if round_names(entries) > active.job.round:
+            self._new_round(active, entries)
 
     def _abandon_superseded(self, active: ActiveJob) -> None:
-        """Our attempts of the job that another worker took over, or whose task has a result."""
-        job_id, view = active.job.id, active.view
+        """Our attempts of the job that another worker took over (a trusted later claim: a
+        forged one takes nothing over), or whose task has a result."""
+        shared, job_id, view = self.shared, active.job.id, active.view
+        with shared.lock:
+            mine = [(a.task.id, a.attempt) for a in shared.running.values() if a.job.id == job_id]
+        doomed: set[tuple[str, int]] = set()
+        for tid, attempt in mine:
+            if tid in view.results:
+                doomed.add((tid, attempt))
+                continue
+            for gen, ref in sorted(view.claims.get(tid, {}).items()):
+                if gen > attempt and open_claim(
+                    shared.trust, shared.store, job_id, tid, gen, ref.worker, ref.file
+                ):
+                    doomed.add((tid, attempt))
+                    break
 
         def superseded(a: Assignment) -> bool:
-            top = view.top_claim(a.task.id)
-            newer = top is not None and top.gen > a.attempt
-            return a.job.id == job_id and (newer or a.task.id in view.results)
+            return a.job.id == job_id and (a.task.id, a.attempt) in doomed
 
-        self.shared.abandon("another worker took over this task", superseded)
+        if doomed:
+            shared.abandon("another worker took over this task", superseded)
+
+    def _new_round(self, active: ActiveJob, entries: list[FileInfo]) -> None:
+        """Round files appeared in an active job's folder: if one verifies, the attempts of
+        the round we run are not committed and the job is taken up afresh. Each file is
+        looked at once, so junk named like a round costs one read, never our attempts."""
+        shared, job_id = self.shared, active.job.id
+        seen = self._round_files.setdefault(job_id, set())
+        fresh = {e.id for e in entries if e.name.startswith(ROUND_PREFIX)} - seen
+        if not fresh:
+            return
+        seen.update(fresh)
+        folder = shared.store.get(active.job.folder)
+        job = read_job(
+            shared.store,
+            folder,
+            trusted=shared.trust,
+            precheck=getattr(self.verify, "precheck", None),
+        )
+        if job.round <= active.job.round:
+            return
+        log.info("job %s: round %d posted; taking the job up again", job_id, job.round)
+        shared.abandon("a new round of the job", lambda a: a.job.id == job_id)
+        with shared.lock:
+            shared.jobs.pop(job_id, None)
+        shared.dirty.root = True
+
+    def _reopen(self, job_id: str) -> None:
+        """A finished job's folder changed: read it again (a new round makes it active)."""
+        shared = self.shared
+        self._done_folders = {f: d for f, d in self._done_folders.items() if d[0] != job_id}
+        with shared.lock:
+            shared.done_jobs.discard(job_id)
+        shared.dirty.root = True
 
     # -- jobs going --
 
@@ -315,7 +413,7 @@ class Watcher:
         with shared.lock:
             shared.jobs.pop(active.job.id, None)
             shared.done_jobs.add(active.job.id)
-        self.history.remember_finished(active.job.id, active.job.created)
+        self.history.remember_finished(active.job.id, signed_time(active.job), active.job.round)
 
     def _finish(self, active: ActiveJob) -> None:
         shared = self.shared
@@ -324,11 +422,14 @@ class Watcher:
                 return
             shared.jobs.pop(active.job.id, None)
             shared.done_jobs.add(active.job.id)
-        self.history.remember_finished(active.job.id, active.job.created)
+        self.history.remember_finished(active.job.id, signed_time(active.job), active.job.round)
+        # Looked at again at the next root listing (and whenever its folder changes): a
+        # retry posts a new round there, which re-opens the job.
+        self._done_folders[active.job.folder] = (active.job.id, float("-inf"))
         if active.view.finished:
             return  # another worker marked it (a second create would cost a write for a 409)
         try:
-            if mark(shared.store, active.job, "finished"):
+            if mark(shared.store, active.job, "finished", shared.trust, by=shared.id):
                 log.info("job %s finished", active.job.id)
         except DrivemrError as exc:
             log.warning("could not mark job %s finished: %s", active.job.id, exc)

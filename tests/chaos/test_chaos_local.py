@@ -68,7 +68,7 @@ def test_clock_skew_of_ten_minutes_reclaims_no_live_claim(chaos_cluster: cc.Clus
         cc.wait_for(lambda: len(cc.executions(c.sidefx)) == 3, 60, "the holder to run every task")
         beat = next(e for e in c.store.list(c.store.root_id) if e.name == "worker-holder.json")
         assert (
-            abs(json.loads(c.store.read(beat.id))["time"] - (time.time() - 600)) < 60
+            abs(json.loads(c.store.read(beat.id))["body"]["time"] - (time.time() - 600)) < 60
         )  # the skew is real
         codes += cc.run_in_threads([observer], timeout=120)
     finally:

@@ -185,7 +185,7 @@ def test_crash_between_uploading_outputs_and_committing(
         manifest = read_manifest(c.store, task)
         (out,) = manifest["outputs"]
         data = c.store.read(out["id"])
-        assert hashlib.md5(data).hexdigest() == out["md5"] and len(data) == out["size"] > size
+        assert hashlib.sha256(data).hexdigest() == out["sha256"] and len(data) == out["size"] > size
         assert data.startswith(f"{task.id} attempt {manifest['attempt']}\n".encode())
         referenced.add(out["id"])
         if task.id == crashed_task:

@@ -275,6 +275,7 @@ def test_faults_quota_lost_acks_and_lagging_names_lose_and_duplicate_nothing(
         "failed": 0,
         "lost": 0,
         "cancelled": 0,
+        "blocked": 0,
     }
     assert doc["reduce"]["state"] == "done"
     out = reduce_to(e2e_drive_url, job_id, tmp_path / "out")
@@ -338,6 +339,7 @@ def test_status_json_and_reduce_behave_on_drive_exactly_as_on_a_folder(
             "failed": 0,
             "lost": 0,
             "cancelled": 0,
+            "blocked": 0,
         }
 
         for kind, url in stores.items():  # nothing to fetch or reduce yet: the same refusal

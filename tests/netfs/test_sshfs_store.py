@@ -165,7 +165,15 @@ def test_three_workers_on_two_mounts_one_killed(
     assert int(total) == sum(n * n for n in range(40))
     assert order == ",".join(str(n) for n in range(40))
     st = status_of(FolderStore(pc1), job_id)
-    assert st.counts == {"pending": 0, "running": 0, "done": 40, "failed": 0}
+    assert st.counts == {
+        "pending": 0,
+        "running": 0,
+        "done": 40,
+        "failed": 0,
+        "lost": 0,
+        "cancelled": 0,
+        "blocked": 0,
+    }
     assert len(FolderStore(pc1).list(results)) == 41  # one result per task, plus the reduce
     by = {read_manifest(store, task)["worker"] for task in job.tasks}
     assert "victim" in by and by - {"victim"}, by  # the victim worked, and others went on

@@ -11,6 +11,7 @@ import io
 import itertools
 import json
 import os
+import platform
 import re
 import shutil
 import struct
@@ -93,7 +94,13 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[FolderStore, Job
         retry_backoff=0.01,
         exit_when_idle=True,
     )
-    assert Worker(store, config).run() == 0
+    # Module-scoped: set up before the per-test config dir, so use the same one (its
+    # keys seal the results the tests then read).
+    config_dir = tmp_path_factory.getbasetemp() / "config"
+    config_dir.mkdir(exist_ok=True, mode=0o700)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DRIVEMR_CONFIG_DIR", str(config_dir))
+        assert Worker(store, config).run() == 0
     return store, job
 
 
@@ -149,6 +156,7 @@ def test_jobs_newest_first_with_counts(finished: tuple[FolderStore, Job], tmp_pa
             "failed": 2,
             "lost": 0,
             "cancelled": 0,
+            "blocked": 0,
         }
         code, out, _ = invoke("jobs", "--store", str(store.path))
         lines = out.splitlines()
@@ -165,18 +173,21 @@ def test_joblog_is_a_tsv_row_per_task(finished: tuple[FolderStore, Job]) -> None
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0].split("\t") == [
-        "Task", "Host", "Starttime", "JobRuntime", "Exitval", "Signal", "Attempts", "Command",
+        "Task", "Host", "Worker", "Starttime", "JobRuntime", "Exitval", "Signal", "Attempts",
+        "Command",
     ]  # fmt: skip
     rows = {r[0]: r for r in (line.split("\t") for line in lines[1:])}
     assert sorted(rows) == [t.id for t in job.tasks]
-    assert all(len(r) == 8 for r in rows.values())
+    assert all(len(r) == 9 for r in rows.values())
     ok = rows["t0001"]
-    assert ok[1] and float(ok[2]) > 1e9 and float(ok[3]) > 0
-    assert ok[4:7] == ["0", "0", "1"] and ok[7] == "python '{files}/task.py' ok1"
-    assert rows["t0000"][4:7] == ["0", "0", "2"]  # lost once, then done
-    assert rows["t0004"][4:7] == ["3", "0", "2"]  # always exit 3
-    assert rows["t0005"][4:7] == ["-1", "9", "2"]  # timed out: killed
-    assert float(rows["t0005"][3]) >= 1.4
+    # Host is the PC's host name (equal for workers on one PC); Worker tells them apart.
+    assert ok[1] == platform.node() and ok[2]
+    assert float(ok[3]) > 1e9 and float(ok[4]) > 0
+    assert ok[5:8] == ["0", "0", "1"] and ok[8] == "python '{files}/task.py' ok1"
+    assert rows["t0000"][5:8] == ["0", "0", "2"]  # lost once, then done
+    assert rows["t0004"][5:8] == ["3", "0", "2"]  # always exit 3
+    assert rows["t0005"][5:8] == ["-1", "9", "2"]  # timed out: killed
+    assert float(rows["t0005"][4]) >= 1.4
 
 
 def test_logs_of_a_failed_attempt(finished: tuple[FolderStore, Job]) -> None:

@@ -22,6 +22,7 @@ from drivemr.cli import main
 from drivemr.progress import follow
 from drivemr.protocol import find_job, heartbeat_name, load_view
 from drivemr.stores.folder import FolderStore
+from drivemr.trust import Trust
 
 SLEEPER = """
 import os, sys, time
@@ -147,9 +148,9 @@ def test_workers_lists_live_stopped_and_lost(
         "state": "running",
         "running": [],
     }
-    info = folder_store.create(
-        folder_store.root_id, heartbeat_name("dead"), fid, json.dumps(doc).encode()
-    )
+    doc.update(life="0123abcd", seq=1)
+    sealed = Trust.for_this_pc().seal("heartbeat", doc)  # this PC's key: a trusted beat
+    info = folder_store.create(folder_store.root_id, heartbeat_name("dead"), fid, sealed)
     old = time.time() - 60
     os.utime(folder_store.path / folder_store._rel(info.id), (old, old))
 

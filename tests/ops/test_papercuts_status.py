@@ -19,6 +19,7 @@ from drivemr.report import collect
 from drivemr.spec import load_job
 from drivemr.status import status_of
 from drivemr.stores.folder import FolderStore
+from drivemr.trust import Trust, claim_body
 
 JOB = """
 name = "cut"
@@ -41,17 +42,24 @@ def _age(store: FolderStore, file_id: str, seconds: float) -> None:
 
 def _claim(store: FolderStore, job: Job, worker: str, age: float) -> str:
     task = job.tasks[0]
+    body = claim_body(job.id, task.id, 0, worker, life="life-1", nonce="n")
     info = store.create(
-        job.folders["claims"], claim_name(task.id, 0, worker), task.claim_ids[0], b"{}"
+        job.folders["claims"],
+        claim_name(task.id, 0, worker),
+        task.claim_ids[0],
+        Trust.for_this_pc().seal("claim", body),
     )
     _age(store, info.id, age)
     return info.id
 
 
-def _beat(store: FolderStore, worker: str, state: str, age: float) -> str:
+def _beat(
+    store: FolderStore, worker: str, state: str, age: float, lease: float | None = 300.0
+) -> str:
     (fid,) = store.mint_ids(1)
-    doc = {"worker": worker, "state": state, "lease": 300.0, "running": []}
-    info = store.create(store.root_id, heartbeat_name(worker), fid, json.dumps(doc).encode())
+    doc = {"worker": worker, "life": "life-1", "seq": 1, "state": state, "lease": lease}
+    sealed = Trust.for_this_pc().seal("heartbeat", doc)
+    info = store.create(store.root_id, heartbeat_name(worker), fid, sealed)
     _age(store, info.id, age)
     return info.id
 
@@ -69,7 +77,7 @@ def test_cancelled_attempts_show_cancelled(tmp_path: Path) -> None:
     store, job = _setup(tmp_path)
     _claim(store, job, "w1", 20)
     _beat(store, "w1", "running", 1)  # the worker is alive, but the job was cancelled
-    mark(store, job, "cancel")
+    mark(store, job, "cancel", Trust.for_this_pc())
     st = status_of(store, job.id)
     assert [t.state for t in st.tasks] == ["cancelled", "cancelled"]
     assert st.state == "cancelled" and st.counts["running"] == 0
@@ -118,7 +126,7 @@ def test_logs_follow_says_output_arrives_when_the_attempt_ends(tmp_path: Path) -
     with subprocess.Popen(drivemr_cmd(*args), stderr=subprocess.PIPE, text=True) as proc:
         assert proc.stderr is not None
         first = proc.stderr.readline()
-        mark(store, job, "cancel")  # the task ends: --follow returns
+        mark(store, job, "cancel", Trust.for_this_pc())  # the task ends: --follow returns
         rest = proc.stderr.read()
         assert proc.wait() == 0, rest
     assert f"{task} attempt 1 is running on w1" in first
@@ -128,12 +136,25 @@ def test_logs_follow_says_output_arrives_when_the_attempt_ends(tmp_path: Path) -
 def test_status_judges_by_the_configured_lease(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A worker is judged by the lease its heartbeat declares; the configured lease is for
+    heartbeats that declare none."""
     store, job = _setup(tmp_path)
     _claim(store, job, "w1", 50)
-    _beat(store, "w1", "running", 40)
+    _beat(store, "w1", "running", 40, lease=None)
     args = ["status", job.id, "--store", str(store.path), "--json"]
     doc = json.loads(CliRunner().invoke(main, args).stdout)
     assert doc["tasks"][0]["state"] == "running"  # within the default 300 s lease
     monkeypatch.setenv("DRIVEMR_LEASE", "30")
     doc = json.loads(CliRunner().invoke(main, args).stdout)
     assert doc["tasks"][0]["state"] == "lost" and doc["counts"]["lost"] == 1
+
+
+def test_status_judges_a_worker_by_the_lease_it_declared(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, job = _setup(tmp_path)
+    _claim(store, job, "w1", 50)
+    _beat(store, "w1", "running", 40, lease=20.0)
+    args = ["status", job.id, "--store", str(store.path), "--json"]
+    doc = json.loads(CliRunner().invoke(main, args).stdout)
+    assert doc["tasks"][0]["state"] == "lost"  # silent for 40 s, past its declared 20 s

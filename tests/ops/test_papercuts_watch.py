@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import io
-import json
 import threading
 import time
 from pathlib import Path
@@ -13,6 +12,7 @@ from drivemr.progress import follow
 from drivemr.protocol import Job, heartbeat_name, mark, submit
 from drivemr.spec import load_job
 from drivemr.stores.folder import FolderStore
+from drivemr.trust import Trust
 
 JOB = """
 name = "idle"
@@ -63,7 +63,7 @@ def _follow_until(store: FolderStore, job: Job, needle: str) -> str:
     try:
         text = out.wait_for(needle)
     finally:
-        mark(store, job, "cancel")
+        mark(store, job, "cancel", Trust.for_this_pc())
         thread.join()
     assert not errors and codes == [3]
     return text
@@ -73,8 +73,9 @@ def test_watch_says_no_live_worker_serves_the_store(tmp_path: Path) -> None:
     store, job = _setup(tmp_path)
     # A worker that stopped long ago does not count.
     (fid,) = store.mint_ids(1)
+    beat = {"worker": "old", "life": "l", "seq": 1, "state": "stopped", "lease": 300.0}
     store.create(
-        store.root_id, heartbeat_name("old"), fid, json.dumps({"state": "stopped"}).encode()
+        store.root_id, heartbeat_name("old"), fid, Trust.for_this_pc().seal("heartbeat", beat)
     )
     text = _follow_until(store, job, "no live worker")
     assert f"drivemr worker --store {store.url}" in text
@@ -84,11 +85,13 @@ def test_watch_says_no_live_worker_serves_the_store(tmp_path: Path) -> None:
 def test_watch_says_every_live_worker_rejected_the_job(tmp_path: Path) -> None:
     store, job = _setup(tmp_path)
     (fid, note) = store.mint_ids(2)
-    beat = {"worker": "w1", "state": "running", "lease": 300.0, "time": time.time()}
-    store.create(store.root_id, heartbeat_name("w1"), fid, json.dumps(beat).encode())
-    reason = {"worker": "w1", "reason": "signed by an untrusted key abc123"}
-    store.create(job.folder, "rejected.w1", note, json.dumps(reason).encode())
+    pc = Trust.for_this_pc()
+    beat = {"worker": "w1", "life": "l", "seq": 1, "state": "running", "lease": 300.0}
+    store.create(store.root_id, heartbeat_name("w1"), fid, pc.seal("heartbeat", beat))
+    key = "abc123" + "0" * 10
+    reason = {"job": job.id, "worker": "w1", "code": "untrusted-key", "key": key, "at": time.time()}
+    store.create(job.folder, "rejected.w1", note, pc.seal("note", reason))
     text = _follow_until(store, job, "rejected")
-    assert "every live worker rejected" in text and "untrusted key abc123" in text
+    assert "every live worker rejected" in text and key in text
     assert "drivemr keys show" in text and "drivemr keys trust" in text
     assert "no live worker" not in text

@@ -19,8 +19,10 @@ from click.testing import CliRunner
 from drivemr import signing
 from drivemr.cli import _verifier, main
 from drivemr.protocol import JOB_PREFIX, find_job, submit
+from drivemr.safetext import safe
 from drivemr.spec import load_job
 from drivemr.stores.folder import FolderStore
+from drivemr.trust import Trust
 from drivemr.worker import Worker, WorkerConfig
 from drivemr.worker.history import JobHistory
 
@@ -55,7 +57,7 @@ def test_escape_sequences_never_reach_the_terminal(
         WorkerConfig("honest", 1, tmp_path / "w", lease=5, poll_interval=0.05, exit_when_idle=True),
     )
     assert worker.run() == 0
-    ids = iter(folder_store.mint_ids(4))
+    ids = iter(folder_store.mint_ids(6))
     beat = {
         "host": ESC,
         "slots": ESC,
@@ -66,8 +68,19 @@ def test_escape_sequences_never_reach_the_terminal(
     folder_store.create(
         folder_store.root_id, "worker-mallory.json", next(ids), json.dumps(beat).encode()
     )
+    # The same text in a heartbeat a trusted key sealed (a PC of the cluster gone rogue, or a
+    # host name with escapes): shown, escaped.
+    sealed_beat = Trust.reader(isolated_config).seal(
+        "heartbeat", {**beat, "worker": "eve", "life": "l1", "seq": 1}
+    )
+    folder_store.create(folder_store.root_id, "worker-eve.json", next(ids), sealed_beat)
     note = {"worker": ESC, "reason": f"{ESC} run: drivemr keys trust drivemr-ed25519:AAAA"}
     folder_store.create(job.folder, "rejected.mallory", next(ids), json.dumps(note).encode())
+    # A genuine (sealed) note whose worker name carries escapes: shown, escaped.
+    sealed = Trust.reader(isolated_config).seal(
+        "note", {"job": job.id, "worker": ESC, "code": "untrusted-key", "at": 0}
+    )
+    folder_store.create(job.folder, f"rejected.{ESC}", next(ids), sealed)
     html = tmp_path / "r.html"
     runner = CliRunner()
     outputs = []
@@ -92,10 +105,14 @@ def test_escape_sequences_never_reach_the_terminal(
     for args, text in outputs:
         assert not any(c in text for c in RAW), (args, text[:2000])
     shown = {" ".join(args): text for args, text in outputs}
-    assert "rejected by mallory: \\x1b]0;owned\\x07" in shown[f"status {job.id}"]
+    status_text = shown[f"status {job.id}"]
+    assert f"rejected by {safe(ESC, max_len=64)}: the job is signed by a key" in status_text
+    assert "rejected by mallory" not in status_text  # the unsealed note is not shown
+    assert "keys trust" not in status_text
     assert "\\x1b]0;x\\x07 bad" in shown[f"logs {job.id} t0000"]  # escaped, not dropped
     assert "\\x1b]0;x\\x07 bad" in shown[f"logs {job.id} t0000 --only stderr"]
-    assert "\\x1b" in shown["workers"] and "mallory" in shown["workers"]
+    assert "\\x1b" in shown["workers"] and "eve" in shown["workers"]
+    assert "mallory" in shown["workers"] and "untrusted" in shown["workers"]
 
 
 def test_duplicate_job_folders_pick_the_signed_one(
@@ -159,6 +176,30 @@ def test_a_job_signed_by_a_strangers_key_leaves_no_command_in_the_store(
     assert "drivemr keys trust" in worker.watcher.rejected[job.id]  # the worker's own log
     (note,) = [e for e in folder_store.list(job.folder) if e.name.startswith("rejected.")]
     text = folder_store.read(note.id).decode()
-    assert "does not trust" in text and "keys trust" not in text and "drivemr-ed25519" not in text
+    # A sealed reason code, never text a reader would be told to run.
+    assert '"code":"untrusted-key"' in text
+    assert "keys trust" not in text and "drivemr-ed25519" not in text
     out = CliRunner().invoke(main, ["status", job.id, "--store", folder_store.url]).output
-    assert "rejected by honest" in out and "keys trust" not in out
+    assert "rejected by honest: the job is signed by a key this worker does not trust" in out
+    assert "keys trust" not in out
+
+
+def test_job_history_keys_on_the_round(tmp_path: Path) -> None:
+    history = JobHistory(tmp_path, max_finished=2)
+    history.remember_finished("j", created=100.0)  # round 0 ended
+    assert history.is_finished("j") and not history.is_finished("j", 1)
+    assert not history.too_old("j", 300.0, 1)  # a newer signed round: judged afresh
+    history.remember_finished("j", created=300.0, round=1)
+    history.remember_finished("j", created=100.0, round=0)  # never goes back
+    again = JobHistory(tmp_path, max_finished=2)  # a restart
+    assert again.is_finished("j", 1) and again.is_finished("j", 0)
+    assert not again.is_finished("j", 2)
+    # Lines written before rounds (three fields) read as round 0.
+    (tmp_path / "job-history.tsv").write_text("F\told\t50.0\n")
+    old = JobHistory(tmp_path)
+    assert old.is_finished("old") and not old.is_finished("old", 1)
+    # Forgetting keys on the signed time of the round a job ended at.
+    for n, job in enumerate(("a", "b", "c")):
+        old.max_finished = 2
+        old.remember_finished(job, created=1000.0 + n, round=3)
+    assert old.too_old("forgotten", 999.0) and not old.too_old("later", 2000.0)

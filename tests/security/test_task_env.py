@@ -96,8 +96,10 @@ def test_secrets_do_not_reach_a_task(tmp_path: Path, monkeypatch: pytest.MonkeyP
     _, job = find_job(store, job.id)
     view = load_view(store, job)
     done = view.results[job.tasks[0].id]
-    manifest = json.loads(store.read(done.file.id))
-    blob = json.dumps(manifest)
+    from drivemr.results import read_manifest
+
+    manifest = read_manifest(store, job.tasks[0], job)  # the sealed body, once it opens
+    blob = store.read(done.file.id).decode()
     assert "aws-secret-value-123" not in blob and "[redacted $AWS_SECRET_ACCESS_KEY]" in blob
     env_doc = json.loads(_output(store, manifest, "env.json"))
     assert env_doc == {
