@@ -42,7 +42,7 @@ from drivemr.errors import (
     UnreadableJob,
 )
 from drivemr.fileio import sha256_file
-from drivemr.limits import load_json_limited
+from drivemr.limits import finite_number, load_json_limited
 from drivemr.safepaths import check_output_glob, check_relative_path
 from drivemr.safetext import safe
 from drivemr.sealed import WarnOnce
@@ -335,6 +335,13 @@ def _stage(doc: Any, where: str) -> Stage:
         raise JobFormatError(f"{where}: malformed stage ({exc})") from exc
 
 
+def _created(value: object) -> float:
+    number = finite_number(value)
+    if number is None:
+        raise ValueError("created: not a finite number")
+    return number
+
+
 def job_from_doc(doc: Mapping[str, Any], folder: str) -> Job:
     """Turn a job.json document into a :class:`Job`, refusing anything malformed."""
     try:
@@ -369,7 +376,7 @@ def job_from_doc(doc: Mapping[str, Any], folder: str) -> Job:
         return Job(
             id=str(doc["id"]),
             name=str(doc["name"]),
-            created=float(doc["created"]),
+            created=_created(doc["created"]),
             folder=folder,
             folders=folders,
             files=tuple(_stored_file(f, "files") for f in doc.get("files", [])),

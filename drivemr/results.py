@@ -23,7 +23,6 @@ import binascii
 import errno
 import hashlib
 import logging
-import math
 import os
 import re
 import secrets
@@ -46,6 +45,7 @@ from drivemr.errors import (
     TransientStoreError,
 )
 from drivemr.fileio import sha256_file
+from drivemr.limits import finite_number
 from drivemr.protocol import (
     MAX_MANIFEST_BYTES,
     REDUCE,
@@ -200,11 +200,8 @@ def manifest_from_body(
     attempt = _int(body.get("attempt"), f"{what}: attempt", low=1, high=len(task.claim_ids))
     code = body.get("exit_code")
     exit_code = None if code is None else _int(code, f"{what}: exit code", low=-(2**31), high=2**32)
-    duration = body.get("duration", 0.0)
-    if isinstance(duration, bool) or not isinstance(duration, (int, float)):
-        raise UntrustedFile(f"{what}: malformed duration")
-    duration = float(duration)
-    if not (math.isfinite(duration) and 0 <= duration < 10**9):
+    duration = finite_number(body.get("duration", 0.0))
+    if duration is None or not 0 <= duration < 10**9:
         raise UntrustedFile(f"{what}: malformed duration")
     raw = body.get("outputs", [])
     if not isinstance(raw, list) or len(raw) > MAX_OUTPUTS:

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from drivemr import signing
 from drivemr.errors import AuthError, NotFound, SecurityError, StoreError, TransientStoreError
+from drivemr.limits import finite_number
 from drivemr.safetext import safe
 from drivemr.sealed import Sealed, Sealer, UntrustedFile, WarnOnce, open_sealed
 from drivemr.signing import PublicKeyInfo
@@ -75,11 +76,8 @@ _HEX = re.compile(r"[0-9a-f]{1,64}")
 
 def declared_lease(value: object, default: float) -> float:
     """A heartbeat's declared lease in seconds, bounded; ``default`` when absent or bad."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        return default
-    try:
-        number = float(value)  # a 400-digit integer does not fit a float
-    except OverflowError:
+    number = finite_number(value)  # a 400-digit integer, NaN or a bool is no lease
+    if number is None:
         return default
     return min(MAX_DECLARED_LEASE, max(MIN_DECLARED_LEASE, number))
 
@@ -169,6 +167,8 @@ class Trust:
         where = str(signing._dir(config_dir))
         with _READERS_LOCK:
             trust = _READERS.get(where)
+            if trust is not None and trust.me is None and signing.signing_key_path(where).exists():
+                trust = None  # this PC made its key since (its first submit): trust it too
             if trust is None:
                 try:
                     key: Ed25519PrivateKey | None = signing.load_signing_key(where)[0]

@@ -173,3 +173,25 @@ def test_giant_numbers_on_drive_status_and_jobs_print_no_traceback(
         assert "Traceback" not in result.output and "\x1b" not in result.output
     out = runner.invoke(main, ["status", job.id, "--store", drive_store.url]).output
     assert "rejected by" not in out and "pending" in out  # the nested note does not open
+
+
+def test_giant_numbers_inside_documents_are_no_numbers() -> None:
+    from drivemr.limits import finite_number
+    from drivemr.protocol import JobFormatError, job_from_doc
+    from drivemr.trust import declared_lease
+
+    assert finite_number(10**400) is None and finite_number(True) is None
+    assert finite_number(float("nan")) is None and finite_number(2) == 2.0
+    assert declared_lease(10**400, 30.0) == 30.0 and declared_lease(1e9, 30.0) == 24 * 3600.0
+    doc = {
+        "format": 1,
+        "id": "j",
+        "name": "j",
+        "created": 10**400,
+        "folders": {k: k for k in ("job", "files", "claims", "results", "outputs", "logs")},
+        "markers": {"cancel": "c", "finished": "f"},
+        "map": {"command": ["true"], "max_attempts": 1},
+        "tasks": [{"id": "t0000", "claims": ["c0"], "result": "r0"}],
+    }
+    with pytest.raises(JobFormatError, match="created"):
+        job_from_doc(doc, "job")
