@@ -23,7 +23,6 @@ import binascii
 import errno
 import hashlib
 import logging
-import math
 import os
 import re
 import secrets
@@ -42,9 +41,11 @@ from drivemr.errors import (
     PermanentStoreError,
     SecurityError,
     StoreError,
+    TooLarge,
     TransientStoreError,
 )
 from drivemr.fileio import sha256_file
+from drivemr.limits import finite_number
 from drivemr.protocol import (
     MAX_MANIFEST_BYTES,
     REDUCE,
@@ -199,11 +200,8 @@ def manifest_from_body(
     attempt = _int(body.get("attempt"), f"{what}: attempt", low=1, high=len(task.claim_ids))
     code = body.get("exit_code")
     exit_code = None if code is None else _int(code, f"{what}: exit code", low=-(2**31), high=2**32)
-    duration = body.get("duration", 0.0)
-    if isinstance(duration, bool) or not isinstance(duration, (int, float)):
-        raise UntrustedFile(f"{what}: malformed duration")
-    duration = float(duration)
-    if not (math.isfinite(duration) and 0 <= duration < 10**9):
+    duration = finite_number(body.get("duration", 0.0))
+    if duration is None or not 0 <= duration < 10**9:
         raise UntrustedFile(f"{what}: malformed duration")
     raw = body.get("outputs", [])
     if not isinstance(raw, list) or len(raw) > MAX_OUTPUTS:
@@ -410,9 +408,9 @@ def download_checked(
 ) -> None:
     """Fetch a store file that must be exactly ``size`` bytes with digest ``sha256``.
 
-    Never reads past ``size`` for files held in memory; larger ones are refused before the
-    download when the store says they are larger, and checked (streaming) after it. A file
-    that does not match is removed and raises SecurityError."""
+    Never reads or downloads much past ``size`` (``max_bytes`` on ``Store.read`` and
+    ``Store.download``: at most one transfer chunk more), then checks size and digest. A
+    file that does not match is removed and raises SecurityError."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     if size <= READ_IN_MEMORY:
         try:
@@ -438,12 +436,15 @@ def download_checked(
         finally:
             tmp.unlink(missing_ok=True)
         return
-    info = store.get(file_id)
-    if info.size is not None and info.size != size:
+    try:
+        # The one download cap (Store.download max_bytes): a file swapped for a bigger one
+        # costs at most one transfer chunk past ``size``, never its whole size, before it
+        # is refused.
+        store.download(file_id, dest, max_bytes=size)
+    except TooLarge as exc:
         raise SecurityError(
-            f"{what} is {info.size} bytes in the store, {size} in {signed_in}: refused"
-        )
-    store.download(file_id, dest)
+            f"{what}: larger than the {size} bytes in {signed_in} ({exc})"
+        ) from None
     if dest.stat().st_size != size or sha256_file(dest) != sha256:
         dest.unlink(missing_ok=True)
         raise SecurityError(f"{what} does not match the size and sha256 in {signed_in}")

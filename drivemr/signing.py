@@ -180,6 +180,24 @@ def check_private_file(path: Path, *, what: str = "token file") -> None:
         raise SecurityError(f"{what} {path} is readable by group or others; run chmod 600 {shown}")
 
 
+def check_private_dir(path: Path, *, what: str = "config directory") -> None:
+    """Refuse a directory of secrets or trust that group or others can change (POSIX).
+
+    Whoever can write the config directory can replace the trusted-key list or the signing
+    key, so it gets the same check as the files in it. A missing directory passes (it is
+    created private when first needed).
+    """
+    if not _POSIX:
+        return
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    if st.st_mode & 0o022:
+        shown = shlex.quote(str(path))
+        raise SecurityError(f"{what} {path} is writable by group or others; run chmod 700 {shown}")
+
+
 # --------------------------------------------------------------------------- keys
 
 
@@ -283,6 +301,8 @@ def load_signing_key(
     path = signing_key_path(config_dir)
     if not path.exists():
         raise SecurityError(f"no signing key at {path}; run: drivemr keys generate")
+    check_private_dir(path.parent.parent)
+    check_private_dir(path.parent, what="keys directory")
     check_private_file(path, what="signing key")
     data = path.read_bytes()
     if len(data) > _MAX_KEY_FILE_BYTES:
@@ -321,6 +341,7 @@ def show_public_key(config_dir: Path | str | None = None) -> str:
 def _read_trusted(d: Path) -> dict[str, str]:
     """name -> base64 public key. Fails closed: a damaged list is an error, not "no keys"."""
     path = trusted_keys_path(d)
+    check_private_dir(d)
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:

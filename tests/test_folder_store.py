@@ -16,7 +16,7 @@ from drivemr.cli import main
 from drivemr.errors import AlreadyExists, ConfigError, NotFound, StoreError
 from drivemr.stores import folder as folder_mod
 from drivemr.stores import open_store, store_kind
-from drivemr.stores.folder import INDEX_DIR, MARKER, RECORD_HEADER, FolderStore
+from drivemr.stores.folder import INDEX_DIR, MARKER, RECORD_HEADER, STORE_ID, FolderStore
 from drivemr.stores.retrying import RetryingFolderStore
 from drivemr.stores.synced import ALLOW_ENV, synced_folder_reason
 
@@ -207,7 +207,7 @@ def test_a_file_system_without_exclusive_create_is_refused(
 
 def test_the_probe_leaves_nothing_behind(tmp_path: Path) -> None:
     FolderStore(tmp_path / "s", create=True)
-    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == [MARKER]
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == sorted([MARKER, STORE_ID])
 
 
 # -- synced folders are refused (issue 19.3) --

@@ -50,6 +50,7 @@ from drivemr.errors import (
     NotFound,
     PermanentStoreError,
     StoreError,
+    TooLarge,
     TransientStoreError,
 )
 from drivemr.stores.base import ROOT, Changes, FileInfo, Store
@@ -59,6 +60,12 @@ INDEX_DIR = ".drivemr-ids"
 MARKER = ".drivemr-store"
 MARKER_TEXT = b'{"drivemr": "folder store", "layout": 2}\n'
 """The marker of a store made in layout 2: no entry of the first layout can be in it."""
+STORE_ID = ".drivemr-store-id"
+"""The store's random identity (see Store.identity), created once: at ``drivemr init``, or
+by the first open of a store made before it existed. A file of its own, because the
+marker's exact text is how the layout is recognised. Copying the store's files copies it
+too; that is a copy of the store's jobs, which the workers' memory of finished jobs covers."""
+STORE_ID_BYTES = 16
 MARKER_TEXT_MIXED = b'{"drivemr": "folder store", "layout": 1}\n'
 """The marker ``drivemr init`` writes into a store of the first layout."""
 SEPARATOR = "~"
@@ -279,6 +286,7 @@ class FolderStore(Store):
                 f"store folder {self.path} does not exist "
                 f"(create it, or run `drivemr init --store {self.path}`)"
             )
+        self._identity: str | None = None
         self._paths: dict[str, str] = {ROOT: ""}
         self._lock = threading.Lock()
         self._root_fd_cache: int | None = None
@@ -287,6 +295,8 @@ class FolderStore(Store):
         self._snapshots: dict[str, tuple[dict[str, int], frozenset[str]]] = {}
         if create:
             self._write_marker()
+            self._identity = None
+            _ = self.identity  # `drivemr init` gives the store its identity
         elif not self._is_store():
             raise ConfigError(
                 f"{self.path} is not a drivemr store (no {MARKER} file): "
@@ -317,6 +327,50 @@ class FolderStore(Store):
                     os.close(fd)
         except (OSError, StoreError):
             return True  # no marker: a store of the first layout
+
+    @property
+    def identity(self) -> str:
+        """``folder:<random id>`` from STORE_ID, created (exclusively) if missing."""
+        if self._identity is None:
+            self._identity = f"folder:{self._store_id()}"
+        return self._identity
+
+    def _store_id(self) -> str:
+        with self._root() as root:
+            for attempt in range(40):
+                if attempt:
+                    time.sleep(0.05)  # once per store open, only while another PC writes it
+                try:
+                    fd = _open_file(root, STORE_ID, "the store's id")
+                except FileNotFoundError:
+                    try:
+                        fd = _create_excl(root, STORE_ID)
+                    except FileExistsError:
+                        continue  # another PC created it first: read theirs
+                    except OSError as exc:
+                        raise _translate(exc, f"create {STORE_ID} in {self.path}") from exc
+                    made = secrets.token_hex(STORE_ID_BYTES)
+                    try:
+                        _write_all(fd, made.encode() + b"\n")
+                    finally:
+                        os.close(fd)
+                    return made
+                except OSError as exc:
+                    raise _translate(exc, f"read {STORE_ID} in {self.path}") from exc
+                try:
+                    text = _read_bounded(fd, 256).decode("ascii", "replace").strip()
+                finally:
+                    os.close(fd)
+                if text and all(c in "0123456789abcdef" for c in text) and len(text) <= 64:
+                    return text
+                if not text:
+                    continue  # being written by the PC that created it
+                raise PermanentStoreError(
+                    f"{self.path / STORE_ID} is damaged (not a store id); restore it from a"
+                    " backup, or delete it to give the store a new identity (jobs posted"
+                    " before then no longer run)"
+                )
+        raise PermanentStoreError(f"cannot read or create {self.path / STORE_ID}")
 
     def _write_marker(self) -> None:
         text = MARKER_TEXT
@@ -797,13 +851,21 @@ class FolderStore(Store):
             raise PermanentStoreError(f"read {file_id}: larger than the limit of {max_bytes} bytes")
         return data
 
-    def download(self, file_id: str, dest: Path) -> None:
+    def download(self, file_id: str, dest: Path, *, max_bytes: int | None = None) -> None:
         dest = Path(dest)
         tmp = dest.with_name(f".{dest.name}.part-{secrets.token_hex(4)}")
         with self._open_by_id(file_id, "download") as fd:
             try:
                 with open(tmp, "wb") as out:
+                    written = 0
                     for block in iter(lambda: os.read(fd, 1 << 20), b""):
+                        written += len(block)
+                        if max_bytes is not None and written > max_bytes:
+                            out.close()
+                            tmp.unlink(missing_ok=True)
+                            raise TooLarge(
+                                f"download {file_id}: larger than the limit of {max_bytes} bytes"
+                            )
                         out.write(block)
                 os.replace(tmp, dest)
             except OSError as exc:

@@ -45,6 +45,7 @@ from drivemr.errors import (
     NotFound,
     PermanentStoreError,
     StoreError,
+    TooLarge,
     TransientStoreError,
 )
 from drivemr.stores.base import ROOT, Changes, FileInfo, Store
@@ -374,13 +375,16 @@ class S3Store(Store):
         body, length = self._open(file_id, what)
         if max_bytes is not None and length > max_bytes:
             body.close()
-            raise PermanentStoreError(f"{what}: larger than the limit of {max_bytes} bytes")
+            raise TooLarge(f"{what}: larger than the limit of {max_bytes} bytes")
         return b"".join(self._chunks(body, length, what))
 
-    def download(self, file_id: str, dest: Path) -> None:
+    def download(self, file_id: str, dest: Path, *, max_bytes: int | None = None) -> None:
         what = f"download {file_id}"
         dest = Path(dest)
         body, length = self._open(file_id, what)
+        if max_bytes is not None and length > max_bytes:
+            body.close()
+            raise TooLarge(f"{what}: {length} bytes, over the limit of {max_bytes} bytes")
         tmp = dest.with_name(f".{dest.name}.part-{secrets.token_hex(4)}")
         try:
             with open(tmp, "wb") as out:

@@ -19,7 +19,7 @@ from typing import Any
 
 from googleapiclient.http import MediaIoBaseDownload
 
-from drivemr.errors import PermanentStoreError
+from drivemr.errors import PermanentStoreError, TooLarge
 from drivemr.stores.drive.fields import CHUNK_SIZE
 from drivemr.stores.drive.translate import http_status
 
@@ -55,8 +55,10 @@ def resumable_upload(
     raise PermanentStoreError(f"{what}: the upload session kept expiring")  # pragma: no cover
 
 
-def download_to(call: Call, fid: str, dest: Path) -> None:
-    """Write the content of file ``fid`` to ``dest``, atomically."""
+def download_to(call: Call, fid: str, dest: Path, *, max_bytes: int | None = None) -> None:
+    """Write the content of file ``fid`` to ``dest``, atomically; with ``max_bytes``, stop
+    (TooLarge) as soon as a chunk takes it past that size: at most one chunk more is
+    fetched, whatever the file's size."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     try:
@@ -68,6 +70,8 @@ def download_to(call: Call, fid: str, dest: Path) -> None:
                     request = svc.files().get_media(fileId=fid, supportsAllDrives=True)
                     holder["downloader"] = MediaIoBaseDownload(fh, request, chunksize=CHUNK_SIZE)
                 _, done = holder["downloader"].next_chunk(num_retries=0)
+                if max_bytes is not None and fh.tell() > max_bytes:
+                    raise TooLarge(f"download {fid}: larger than the limit of {max_bytes} bytes")
                 return bool(done)
 
             while not call(f"download {fid}", "read", step):
