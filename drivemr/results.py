@@ -23,9 +23,7 @@ import binascii
 import errno
 import hashlib
 import logging
-import os
 import re
-import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
@@ -44,7 +42,7 @@ from drivemr.errors import (
     TooLarge,
     TransientStoreError,
 )
-from drivemr.fileio import sha256_file
+from drivemr.fileio import replacing, sha256_file
 from drivemr.limits import finite_number
 from drivemr.protocol import (
     MAX_MANIFEST_BYTES,
@@ -423,18 +421,15 @@ def download_checked(
             ) from None
         if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
             raise SecurityError(f"{what} does not match the size and sha256 in {signed_in}")
-        tmp = dest.with_name(f".{dest.name}.part-{secrets.token_hex(4)}")
         try:
-            tmp.write_bytes(data)
-            os.replace(tmp, dest)
+            with replacing(dest) as out:
+                out.write(data)
         except OSError as exc:
             if exc.errno == errno.ENOSPC:  # as the stores say it: the local disk, not the store's
                 raise PermanentStoreError(
                     f"{what}: no space left on the local disk for {dest}"
                 ) from exc
             raise
-        finally:
-            tmp.unlink(missing_ok=True)
         return
     try:
         # The one download cap (Store.download max_bytes): a file swapped for a bigger one

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import builtins
 import hashlib
-import os
 import secrets
 import threading
 from collections.abc import Callable, Iterator
@@ -48,6 +47,7 @@ from drivemr.errors import (
     TooLarge,
     TransientStoreError,
 )
+from drivemr.fileio import replacing
 from drivemr.stores.base import ROOT, Changes, FileInfo, Store
 from drivemr.stores.retry import RetryingStore, RetryPolicy, content_digest
 from drivemr.stores.s3_feed import ListingFeed, listing_digest
@@ -385,16 +385,12 @@ class S3Store(Store):
         if max_bytes is not None and length > max_bytes:
             body.close()
             raise TooLarge(f"{what}: {length} bytes, over the limit of {max_bytes} bytes")
-        tmp = dest.with_name(f".{dest.name}.part-{secrets.token_hex(4)}")
         try:
-            with open(tmp, "wb") as out:
+            with replacing(dest) as out:
                 for chunk in self._chunks(body, length, what):
                     out.write(chunk)
-            os.replace(tmp, dest)
         except OSError as exc:
             raise PermanentStoreError(f"{what}: cannot write {dest}: {exc}") from exc
-        finally:
-            tmp.unlink(missing_ok=True)
 
     def update(self, file_id: str, data: bytes) -> FileInfo:
         what = f"update {file_id}"

@@ -17,7 +17,6 @@ from __future__ import annotations
 import builtins
 import hashlib
 import itertools
-import os
 import secrets
 import threading
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Protocol
 
 from drivemr.errors import AlreadyExists, NotFound, PermanentStoreError, StoreError, TooLarge
+from drivemr.fileio import replacing
 from drivemr.stores.base import ROOT, Changes, FileInfo, Store
 
 
@@ -154,12 +154,10 @@ class MemoryStore(Store):
         if max_bytes is not None and len(data) > max_bytes:
             raise TooLarge(f"download {file_id}: larger than the limit of {max_bytes} bytes")
         dest = Path(dest)
-        tmp = dest.with_name(f".{dest.name}.part-{secrets.token_hex(4)}")
         try:
-            tmp.write_bytes(data)
-            os.replace(tmp, dest)
+            with replacing(dest) as out:
+                out.write(data)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise PermanentStoreError(f"download {file_id} to {dest}: {exc}") from exc
 
     def update(self, file_id: str, data: bytes) -> FileInfo:

@@ -9,10 +9,7 @@ absent, never half.
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +17,7 @@ from typing import Any
 from googleapiclient.http import MediaIoBaseDownload
 
 from drivemr.errors import PermanentStoreError, TooLarge
+from drivemr.fileio import replacing
 from drivemr.stores.drive.fields import CHUNK_SIZE
 from drivemr.stores.drive.translate import http_status
 
@@ -60,9 +58,8 @@ def download_to(call: Call, fid: str, dest: Path, *, max_bytes: int | None = Non
     (TooLarge) as soon as a chunk takes it past that size: at most one chunk more is
     fetched, whatever the file's size."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with replacing(dest) as fh:
             holder: dict[str, Any] = {}
 
             def step(svc: Any) -> bool:
@@ -76,10 +73,7 @@ def download_to(call: Call, fid: str, dest: Path, *, max_bytes: int | None = Non
 
             while not call(f"download {fid}", "read", step):
                 pass
-        os.replace(tmp, dest)
     except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         cause = exc.__cause__ if isinstance(exc, PermanentStoreError) else exc
         if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
             raise PermanentStoreError(
