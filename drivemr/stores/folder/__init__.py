@@ -4,15 +4,10 @@ One module per part: :mod:`.store` (the store's operations), :mod:`.dirs` (walki
 opening without following links), :mod:`.index` (the id index: create-once and id to
 path), :mod:`.probe` (what is checked at open: marker, identity, file-system probe) and
 :mod:`.changes` (the change feed). This package re-exports the names other modules and
-tests use. Setting one of those names on the package (as a test's ``monkeypatch`` does)
-sets it in the module that uses it, so the package behaves as the single module it was.
+tests use; to change one (a test's ``monkeypatch``), set it in the module that defines it.
 """
 
 from __future__ import annotations
-
-import sys
-import types
-from typing import Any
 
 from drivemr.stores.folder import changes, dirs, index, probe, store
 from drivemr.stores.folder.changes import COARSE_MTIME_SLACK_NS, ChangeFeed
@@ -59,20 +54,3 @@ __all__ = [
     "IdIndex",
     "Walker",
 ]
-
-_PARTS = (dirs, index, probe, changes, store)
-"""Where the package's names are defined; private ones are re-exported (``x as x``) for
-the code and tests that used them from the single module this package was."""
-
-
-class _Package(types.ModuleType):
-    """Forwards an assignment to a re-exported name to the part that defines it."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        for part in _PARTS:
-            if name in vars(part) and not isinstance(vars(part)[name], types.ModuleType):
-                setattr(part, name, value)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
