@@ -203,6 +203,7 @@ def _service_account_credentials(key_file: Path, scopes: list[str]) -> Any:
     from google.oauth2 import service_account
 
     try:
+        _check_private(key_file)  # a key file is a credential, checked like the token
         return service_account.Credentials.from_service_account_file(str(key_file), scopes=scopes)
     except FileNotFoundError as exc:
         raise AuthError(f"service-account key file {key_file} does not exist") from exc

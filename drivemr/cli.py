@@ -23,7 +23,7 @@ from drivemr import __version__
 from drivemr import config as cfg
 from drivemr.api import Client
 from drivemr.errors import AuthError, DrivemrError, StoreError
-from drivemr.safetext import safe
+from drivemr.safetext import safe, safe_multiline
 from drivemr.status import STATES, JobStatus
 from drivemr.stores import open_store, store_kind
 from drivemr.stores.base import Store
@@ -74,7 +74,7 @@ class DrivemrGroup(click.Group):
             click.echo(auth_message(exc), err=True)
             sys.exit(EXIT_AUTH)
         except DrivemrError as exc:
-            click.echo(f"drivemr: {exc}", err=True)
+            click.echo(f"drivemr: {safe_multiline(exc, max_len=4000)}", err=True)
             sys.exit(EXIT_FAILED)
 
 
@@ -270,6 +270,13 @@ def _wait(store: Store, job_id: str, poll: float = 0.5) -> int:
     is_flag=True,
     help="Run jobs without checking signatures. Dangerous.",
 )
+@click.option(
+    "--pass-env",
+    "pass_env",
+    multiple=True,
+    metavar="NAME",
+    help="Give tasks this variable although it is on the secrets deny-list (repeatable).",
+)
 def worker(
     store_url: str | None,
     slots: int | None,
@@ -285,6 +292,7 @@ def worker(
     jobs: tuple[str, ...],
     no_reduce: bool,
     insecure_accept_unsigned: bool,
+    pass_env: tuple[str, ...],
 ) -> None:
     """Claim and run tasks from the store until stopped.
 
@@ -307,6 +315,7 @@ def worker(
         jobs=frozenset(jobs) or None,
         run_reduce=not no_reduce,
         verify=_verifier(insecure_accept_unsigned),
+        pass_env=pass_env,
         keep_id=True,
     )
     from drivemr.worker.signals import install as install_signal_handlers
@@ -435,12 +444,12 @@ def status(
         if isinstance(s, JobStatus):
             _print_job(s, detail=False)
         else:
-            click.echo(f"{s.job}: unreadable ({s.error})")
+            click.echo(f"{safe(s.job)}: unreadable ({safe(s.error, max_len=500)})")
 
 
 def _clip(text: str, width: int) -> str:
     """One line of at most ``width`` characters, the end kept (file names differ there)."""
-    text = text.replace("\n", " ").replace("\t", " ")
+    text = safe(text.replace("\n", " ").replace("\t", " "), max_len=4 * width)
     return text if len(text) <= width else "…" + text[-(width - 1) :]
 
 
@@ -451,7 +460,7 @@ def _print_job(st: Any, *, detail: bool) -> None:
     extra = "".join(f", {c[k]} {k}" for k in ("lost", "cancelled", "blocked") if c.get(k))
     packs = f" (items, in {st.packs} tasks)" if st.packs else ""
     click.echo(
-        f"{st.job}  {st.state:9}  {c['done']} done, {c['running']} running, {c['failed']} failed, {c['pending']} pending{extra}{red}{rnd}{packs}"
+        f"{safe(st.job)}  {st.state:9}  {c['done']} done, {c['running']} running, {c['failed']} failed, {c['pending']} pending{extra}{red}{rnd}{packs}"
     )
     if c.get("blocked"):
         click.echo(
@@ -460,11 +469,12 @@ def _print_job(st: Any, *, detail: bool) -> None:
             " docs/security.md, 'Who can forge what')"
         )
     for worker_id, reason in st.rejected_by.items():
-        click.echo(f"  rejected by {worker_id}: {reason}")
+        click.echo(f"  rejected by {safe(worker_id)}: {safe(reason, max_len=300)}")
     if not detail:
         return
     for r in st.rounds:
-        what = ", ".join(r["tasks"][:10]) + (" ..." if len(r["tasks"]) > 10 else "")
+        what = ", ".join(safe(t, max_len=40) for t in r["tasks"][:10])
+        what += " ..." if len(r["tasks"]) > 10 else ""
         new_reduce = " with a new reduce" if r["new_reduce"] else ""
         click.echo(
             f"  round {r['round']}: re-ran {len(r['tasks'])} task(s){new_reduce}"
@@ -484,11 +494,12 @@ def _print_job(st: Any, *, detail: bool) -> None:
         in_pack = f"{t.pack or '':8} " if st.packs else ""
         rv = f" {t.round:>5}" if st.round else ""
         click.echo(
-            f"  {t.task:8} {in_pack}{t.state:9} {t.attempts:>5} {code:>5} {dur:>8}{rv}  {item:{width}}  {t.worker or ''}"
+            f"  {safe(t.task):8} {safe(in_pack)}{t.state:9} {t.attempts:>5} {code:>5} {dur:>8}{rv}  "
+            f"{item:{width}}  {safe(t.worker or '')}"
         )
     if st.failed_tasks:
         click.echo(
-            f"  failed: {', '.join(st.failed_tasks[:20])}  (see: {suggest(f'drivemr logs {st.job} {unit.upper()}')})"
+            f"  failed: {safe(', '.join(st.failed_tasks[:20]), max_len=400)}  (see: {suggest(f'drivemr logs {st.job} {unit.upper()}')})"
         )
 
 
@@ -557,7 +568,7 @@ def retry(
     rnd = handle.retry(list(tasks), failed=failed, reduce_from=reduce_from)
     what = f"{len(rnd.tasks)} task(s)" if rnd.tasks else "no map task"
     red = (" and a new reduce" if rnd.reduce else " and the reduce") if rnd.reduce_task else ""
-    click.echo(f"round {rnd.number} of {rnd.job}: re-running {what}{red}", err=True)
+    click.echo(f"round {rnd.number} of {safe(rnd.job)}: re-running {what}{red}", err=True)
     if wait:
         sys.exit(_wait(handle.store, rnd.job))
 

@@ -64,6 +64,12 @@ SETTINGS: dict[str, Setting] = {
         Setting("write_rate", 3.0, float, "Drive writes per second per account (0: unlimited)"),
         Setting("log_level", "info", str, "debug, info, warning or error"),
         Setting(
+            "pass_env",
+            "",
+            str,
+            "variables tasks get although they are on the secrets deny-list (comma-separated)",
+        ),
+        Setting(
             "idle_threshold",
             0.25,
             float,

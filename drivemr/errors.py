@@ -114,6 +114,11 @@ class UnusableId(PermanentStoreError):
     "The provided file ID is not usable": typically an id another account minted)."""
 
 
+class TooLarge(PermanentStoreError):
+    """A read or download stopped at its limit: the file is larger than it may be (a
+    shipped file swapped for a bigger one, an oversize document)."""
+
+
 class AuthError(PermanentStoreError):
     """Credentials are missing, expired or revoked; the user must sign in again."""
 

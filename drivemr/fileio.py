@@ -11,13 +11,32 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import BinaryIO
 
-__all__ = ["atomic_write", "sha256_file"]
+__all__ = ["atomic_write", "replacing", "sha256_file"]
 
 _POSIX = os.name == "posix"
 _CHUNK = 1 << 20
+
+
+@contextmanager
+def replacing(dest: Path | str) -> Iterator[BinaryIO]:
+    """A file to stream a download into: it becomes ``dest`` (replacing it in one rename)
+    only when the ``with`` block ends normally; on any error the partial file is removed and
+    ``dest`` is left as it was. Readers of ``dest`` never see half a download. No fsync: a
+    download lost to a crash is fetched again, and one per task must stay cheap."""
+    dest = Path(dest)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+        os.replace(tmp, dest)
+    finally:
+        with suppress(OSError):
+            os.unlink(tmp)
 
 
 def atomic_write(

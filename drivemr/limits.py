@@ -25,6 +25,7 @@ __all__ = [
     "MAX_MANIFEST_BYTES",
     "MAX_SMALL_BYTES",
     "check_size",
+    "finite_number",
     "load_json_limited",
 ]
 
@@ -189,3 +190,15 @@ def load_json_limited(
         _refuse(what, f"is not acceptable JSON: {exc}")
     _measure(value, max_depth=max_depth, max_items=max_items, what=what)
     return value
+
+
+def finite_number(value: object) -> float | None:
+    """``value`` as a float if it is a plain finite JSON number, else None: a bool is not a
+    number, and a 400-digit integer (which would overflow ``float()``) or a NaN is none."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None

@@ -23,7 +23,7 @@ from drivemr.protocol import (
     REDUCE,
     Job,
 )
-from drivemr.safetext import safe
+from drivemr.safetext import safe, safe_multiline
 from drivemr.status import JobStatus
 from drivemr.stores.base import Store
 
@@ -65,10 +65,10 @@ def cancel(job_id: str, store_url: str | None) -> None:
     client = _client(store_url)
     handle = client.job(job_id)
     if not handle.cancel():
-        click.echo(f"job {handle.id} was already cancelled")
+        click.echo(f"job {safe(handle.id)} was already cancelled")
         return
     click.echo(
-        f"job {handle.id} cancelled: workers stop claiming its tasks and kill its running "
+        f"job {safe(handle.id)} cancelled: workers stop claiming its tasks and kill its running "
         "attempts at their next poll"
     )
     click.echo(
@@ -83,22 +83,23 @@ def cancel(job_id: str, store_url: str | None) -> None:
 
 def _print_attempt(job: Job, a: Any, of: int | None, only: str | None) -> None:
     if only == "stdout":
-        click.echo(a.stdout, nl=False)
+        click.echo(safe_multiline(a.stdout or ""), nl=False)
         return
     if only == "stderr":
-        click.echo(a.stderr, nl=False)
+        click.echo(safe_multiline(a.stderr or ""), nl=False)
         return
     code = "-" if a.exit_code is None else str(a.exit_code)
-    where = a.worker + (f" on {a.host}" if a.host else "")
+    where = safe(a.worker or "") + (f" on {safe(a.host)}" if a.host else "")
     total = "" if of is None else f" of {of}"
     rnd = f" (round {a.round})" if a.round else ""
     click.echo(
-        f"== {job.id} {a.task} attempt {a.attempt}{total}{rnd}: {a.outcome} (exit code {code})"
+        f"== {safe(job.id)} {safe(a.task)} attempt {a.attempt}{total}{rnd}: {safe(a.outcome)}"
+        f" (exit code {code})"
     )
     took = "" if a.duration is None else f", took {a.duration:.2f} s"
     click.echo(f"   worker {where or '?'}, started {_when(a.start)}{took}")
     if a.error and a.outcome != "done":
-        click.echo(f"   error: {a.error}")
+        click.echo(f"   error: {safe(a.error, max_len=500)}")
     if a.source == "claim":
         if a.outcome == "running":
             click.echo("   still running: its output is uploaded when the attempt ends")
@@ -111,6 +112,7 @@ def _print_attempt(job: Job, a: Any, of: int | None, only: str | None) -> None:
     for label, text in (("stdout", a.stdout), ("stderr", a.stderr)):
         click.echo(f"--- {label} ---")
         if text:
+            text = safe_multiline(text)
             click.echo(text, nl=not text.endswith("\n"))
     click.echo("")
 
@@ -123,7 +125,10 @@ def _attempt_index(job: Job, attempts: list[Any]) -> None:
         code = "" if a.exit_code is None else str(a.exit_code)
         secs = "" if a.duration is None else f"{a.duration:.2f}"
         rv = f" {a.round:>5}" if rounds else ""
-        click.echo(f"{a.task:8} {a.attempt:>3}{rv} {a.outcome:9} {code:>5} {secs:>8}  {a.worker}")
+        click.echo(
+            f"{safe(a.task):8} {a.attempt:>3}{rv} {safe(a.outcome):9} {code:>5} {secs:>8}  "
+            f"{safe(a.worker or '')}"
+        )
     if not attempts:
         click.echo("(no attempt has started yet)")
     else:
@@ -146,7 +151,7 @@ def _attempt_index(job: Job, attempts: list[Any]) -> None:
 @click.option(
     "--only",
     type=click.Choice(["stdout", "stderr"]),
-    help="Print just that stream, raw (for pipes).",
+    help="Print just that stream (for pipes; control characters escaped, as everywhere).",
 )
 @click.option("--poll", type=float, default=1.0, show_default=True, hidden=True)
 def logs(
@@ -223,14 +228,14 @@ def workers(store_url: str | None, as_json: bool) -> None:
     click.echo(f"{'WORKER':24} {'HOST':20} {'SLOTS':>5} {'RUN':>4} {'SEEN':>9}  STATUS")
     for r in rows:
         if r["alive"]:
-            status = "alive" if r["state"] in (None, "running") else f"alive ({r['state']})"
+            status = "alive" if r["state"] in (None, "running") else f"alive ({safe(r['state'])})"
         elif r["state"] == "stopped":
             status = "stopped"
         else:
-            status = r.get("error", "lost (no heartbeat within its lease)")
-        slots = "" if r["slots"] is None else str(r["slots"])
+            status = safe(r.get("error", "lost (no heartbeat within its lease)"), max_len=200)
+        slots = "" if r["slots"] is None else safe(r["slots"], max_len=8)
         click.echo(
-            f"{r['worker']:24} {r['host'] or ''!s:20} {slots:>5} {len(r['running']):>4} "
+            f"{safe(r['worker']):24} {safe(r['host'] or ''):20} {safe(slots):>5} {len(r['running']):>4} "
             f"{format_duration(r['age']) + ' ago':>9}  {status}"
         )
         if r["alive"]:
@@ -267,12 +272,12 @@ def jobs(store_url: str | None, as_json: bool) -> None:
     )
     for doc in docs:
         if "error" in doc:
-            click.echo(f"{doc['job']:40} unreadable: {doc['error']}")
+            click.echo(f"{safe(doc['job']):40} unreadable: {safe(doc['error'], max_len=500)}")
             continue
         c = doc["counts"]
         red = doc["reduce"]["state"] if doc["reduce"] else "-"
         click.echo(
-            f"{doc['job']:40} {doc['state']:9} {c['done']:>5} {c['running']:>4} {c['failed']:>4} "
+            f"{safe(doc['job']):40} {doc['state']:9} {c['done']:>5} {c['running']:>4} {c['failed']:>4} "
             f"{c['pending']:>5} {doc['total']:>5}  {red:8} {_when(doc['created'])}"
         )
 
@@ -349,7 +354,7 @@ def joblog(job_id: str, store_url: str | None) -> None:
     rows = joblog_rows(store, job_id)
     click.echo("\t".join(JOBLOG_HEADER))
     for row in rows:
-        click.echo("\t".join(row))
+        click.echo("\t".join(safe(field, max_len=1000) for field in row))
 
 
 # ---------------------------------------------------------------------------- report
@@ -373,7 +378,7 @@ def report(job_id: str, store_url: str | None, html_file: Path) -> None:
     s = write_report(store, job_id, html_file, lease=_lease())
     speedup = "-" if s["speedup"] is None else f"{s['speedup']:.2f}x"
     click.echo(
-        f"{s['job']}: {s['tasks']} {'item' if s.get('packs') else 'task'}(s), {s['failed']} failed, {s['retries']} retries, "
+        f"{safe(s['job'])}: {s['tasks']} {'item' if s.get('packs') else 'task'}(s), {s['failed']} failed, {s['retries']} retries, "
         f"{s['duplicates']} duplicates; attempt time {format_duration(s['attempt_seconds'])}, "
         f"wall {format_duration(s['wall_seconds'])}, speed-up {speedup}",
         err=True,
@@ -424,7 +429,7 @@ def config_show(as_json: bool) -> None:
         where = f"{source} ({cfg.SETTINGS[name].env})" if source == "environment" else source
         if auto is not None:
             shown, where = "auto", f"{where}: {auto}"
-        click.echo(f"{name:20} {shown:30} {where}")
+        click.echo(f"{name:20} {safe(shown, max_len=300):30} {safe(where, max_len=300)}")
 
 
 def register(main: click.Group) -> None:

@@ -22,7 +22,7 @@ a rejection note) is opened first: sealed by a trusted key (see drivemr.trust).
 from __future__ import annotations
 
 import getpass
-import json
+import logging
 import math
 import platform
 import re
@@ -44,8 +44,10 @@ from drivemr.errors import (
     UnreadableJob,
 )
 from drivemr.fileio import sha256_file
-from drivemr.limits import load_json_limited
+from drivemr.limits import finite_number, load_json_limited
 from drivemr.safepaths import check_output_glob, check_relative_path
+from drivemr.safetext import safe
+from drivemr.sealed import WarnOnce
 from drivemr.spec import JobSpec, StageSpec, store_name
 from drivemr.stores.base import FileInfo, Store
 from drivemr.trust import Trust
@@ -76,11 +78,34 @@ INLINE_OUTPUT_LIMIT = 256 * 1024
 """Outputs up to this many bytes (all together) ride inside the result manifest, so a task
 with small outputs costs exactly two writes: its claim and its result."""
 
-_WORKER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_WORKER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# Numbers in names are bounded by the patterns themselves: a name with a 5,000-digit
+# attempt number or a 400-digit duration simply does not parse (and is skipped), instead
+# of raising out of int() or out of a float division.
+MAX_GEN_DIGITS = 9
+MAX_EXIT_DIGITS = 10
+MAX_MS_DIGITS = 15
 _RESULT_NAME = re.compile(
-    r"^(?P<task>[A-Za-z0-9]+)\.(?P<state>done|failed)\.g(?P<gen>\d+)\.x(?P<exit>-?\d+|n)\.d(?P<ms>\d+)$"
+    r"(?P<task>[A-Za-z0-9]{1,64})\.(?P<state>done|failed)"
+    rf"\.g(?P<gen>\d{{1,{MAX_GEN_DIGITS}}})\.x(?P<exit>-?\d{{1,{MAX_EXIT_DIGITS}}}|n)"
+    rf"\.d(?P<ms>\d{{1,{MAX_MS_DIGITS}}})"
 )
-_CLAIM_NAME = re.compile(r"^(?P<task>[A-Za-z0-9]+)\.g(?P<gen>\d+)\.(?P<worker>.+)$")
+_CLAIM_NAME = re.compile(
+    rf"(?P<task>[A-Za-z0-9]{{1,64}})\.g(?P<gen>\d{{1,{MAX_GEN_DIGITS}}})"
+    r"\.(?P<worker>[A-Za-z0-9][A-Za-z0-9._-]{0,63})"
+)
+
+
+_skipped = WarnOnce(logging.getLogger("drivemr.store").warning, capacity=1024)
+"""Names in a job's folders that do not parse are skipped and reported once each (the
+oldest are forgotten first, so a flood of junk names costs bounded memory)."""
+
+
+def _skip(job: str, folder: str, name: str) -> None:
+    _skipped(
+        f"{job}/{folder}/{name[:300]}",
+        f"job {safe(job)}: skipping {folder}/{safe(name)}: not a name drivemr writes",
+    )
 
 
 class JobNotPublished(NotFound):
@@ -92,7 +117,7 @@ class JobFormatError(DrivemrError):
 
 
 def check_worker_id(worker_id: str) -> str:
-    if not _WORKER_ID.match(worker_id):
+    if not _WORKER_ID.fullmatch(worker_id):
         raise DrivemrError(
             f"invalid worker id {worker_id!r}: use 1-64 characters from A-Z a-z 0-9 . _ -"
         )
@@ -116,10 +141,10 @@ def claim_name(task: str, gen: int, worker: str) -> str:
 
 
 def parse_claim_name(name: str) -> tuple[str, int, str] | None:
-    m = _CLAIM_NAME.match(name)
-    if not m or len(m["gen"]) > 6:
-        return None
-    return (m["task"], int(m["gen"]), m["worker"])
+    """(task, attempt, worker) from a claim's name; None for any name that does not parse
+    (total: never raises, whatever the store holds)."""
+    m = _CLAIM_NAME.fullmatch(name) if isinstance(name, str) else None
+    return (m["task"], int(m["gen"]), m["worker"]) if m else None
 
 
 def result_name(task: str, state: str, gen: int, exit_code: int | None, duration: float) -> str:
@@ -143,11 +168,10 @@ class ResultRef:
 
 
 def parse_result(info: FileInfo) -> ResultRef | None:
-    m = _RESULT_NAME.match(info.name)
+    """What a result's name says; None for any name that does not parse (never raises)."""
+    m = _RESULT_NAME.fullmatch(info.name) if isinstance(info.name, str) else None
     if not m:
         return None
-    if len(m["gen"]) > 6 or len(m["exit"]) > 12 or len(m["ms"]) > 15:
-        return None  # numbers in names are bounded
     code = None if m["exit"] == "n" else int(m["exit"])
     return ResultRef(m["task"], m["state"], int(m["gen"]), code, int(m["ms"]) / 1000, info)
 
@@ -407,6 +431,13 @@ def _packed_for(doc: Any) -> int:
     return slots if isinstance(slots, int) and not isinstance(slots, bool) and slots > 0 else 0
 
 
+def _created(value: object) -> float:
+    number = finite_number(value)
+    if number is None:
+        raise ValueError("created: not a finite number")
+    return number
+
+
 def job_from_doc(doc: Mapping[str, Any], folder: str) -> Job:
     """Turn a job.json document into a :class:`Job`, refusing anything malformed."""
     try:
@@ -458,7 +489,7 @@ def job_from_doc(doc: Mapping[str, Any], folder: str) -> Job:
         return Job(
             id=str(doc["id"]),
             name=str(doc["name"]),
-            created=float(doc["created"]),
+            created=_created(doc["created"]),
             folder=folder,
             folders=folders,
             files=tuple(_stored_file(f, "files") for f in doc.get("files", [])),
@@ -492,10 +523,14 @@ def read_job(
     *,
     rounds: bool = True,
     trusted: Trust | Mapping[str, Any] | None = None,
+    precheck: Callable[[bytes], None] | None = None,
 ) -> Job:
     """Load and parse the job.json in ``job_folder``, with its signed rounds applied
     (``rounds=False``: as submitted). NotFound if the job is not published yet (no
-    job.json listed); UnreadableJob if job.json is listed but cannot be read."""
+    job.json listed); UnreadableJob if job.json is listed but cannot be read.
+    ``precheck`` sees job.json's raw bytes before they are parsed (a worker's signature
+    check, drivemr.jobtrust: an unsigned 64 MiB job.json is refused unparsed); rounds are
+    separate signed documents, opened after it by ``apply_rounds`` with ``trusted``."""
     children = store.list(job_folder.id)
     specs = [c for c in children if c.name == "job.json" and not c.is_folder]
     if not specs:
@@ -512,6 +547,8 @@ def read_job(
         raise UnreadableJob(
             f"{job_folder.name}: job.json (id {spec.id}) is listed but cannot be read: {exc}"
         ) from exc
+    if precheck is not None:
+        precheck(data)
     doc = parse_json(
         data,
         "job.json",
@@ -521,6 +558,12 @@ def read_job(
     if not isinstance(doc, dict):
         raise JobFormatError("job.json is not an object")
     job = job_from_doc(doc, job_folder.id)
+    check_store_binding(doc, store)
+    if job.folders.get("job", job_folder.id) != job_folder.id:
+        raise SecurityError(
+            f"job.json of job {safe(job.id)} belongs to folder {safe(job.folders['job'])}, not to"
+            f" {safe(job_folder.id)}: a copy of the job folder, never run"
+        )
     if job_folder.name != JOB_PREFIX + job.id:
         raise SecurityError(
             f"job.json names job {job.id!r} but sits in folder {job_folder.name!r} (a copied or replayed job)"
@@ -530,6 +573,20 @@ def read_job(
 
         job = apply_rounds(store, job, children, trusted)
     return job
+
+
+def check_store_binding(doc: Mapping[str, Any], store: Store) -> None:
+    """A job names (and signs) the store it was posted to: in any other store it is a copy,
+    refused. Jobs posted before stores had an identity carry none and are read as before
+    (the workers' memory of finished jobs still keeps them from running twice)."""
+    bound = doc.get("store")
+    if bound is None:
+        return
+    if not isinstance(bound, str) or bound != store.identity:
+        raise SecurityError(
+            f"job {safe(doc.get('id'))} was posted to another store ({safe(bound, max_len=80)},"
+            f" this one is {store.identity}); a signed job copied into another store is never run"
+        )
 
 
 # --------------------------------------------------------------------------- submit
@@ -559,6 +616,7 @@ def build_job_doc(
     pool: IdPool,
     file_ids: Mapping[str, StoredFile],
     folders: Mapping[str, str],
+    store_identity: str | None = None,
     packs: Sequence[Sequence[int]] | None = None,
     archives: Mapping[str, Archive] | None = None,
     packed_for: int | None = None,
@@ -613,6 +671,7 @@ def build_job_doc(
         **extra,
         "format": FORMAT if packs is None else PACKED_FORMAT,
         "id": job_id,
+        "store": store_identity,
         "name": spec.name,
         "created": time.time(),
         "submitted_by": f"{getpass.getuser()}@{platform.node()}",
@@ -700,13 +759,22 @@ def submit(
                 progress=progress,
             )
         doc = build_job_doc(
-            spec, job_id, pool, stored, folders, packs, packed_inputs, packed_for=slots
+            spec,
+            job_id,
+            pool,
+            stored,
+            folders,
+            store.identity,
+            packs=packs,
+            archives=packed_inputs,
+            packed_for=slots,
         )
         if sign is not None:
             doc = sign(doc)
         job = job_from_doc(doc, job_folder.id)  # what workers will read, checked first
-        data = json.dumps(doc, separators=(",", ":")).encode()
-        store.create(folder_id, "job.json", pool.one(), data)
+        from drivemr.jobtrust import job_bytes
+
+        store.create(folder_id, "job.json", pool.one(), job_bytes(doc))
     except BaseException:
         try:
             store.delete(folder_id)
@@ -772,15 +840,19 @@ def load_view(
     view = JobView()
     for info in store.list(job.folders["claims"]):
         slot = job.claim_slot(info.id)
+        parsed = parse_claim_name(info.name)
+        if parsed is None:
+            _skip(job.id, "claims", info.name)
         if slot is None or info.is_folder:
             continue
-        parsed = parse_claim_name(info.name)
         worker = parsed[2] if parsed and parsed[:2] == slot else "?"
         view.add_claim(ClaimRef(slot[0], slot[1], worker, info))
     by_slot = {rid: (t, k) for t in job.all_tasks for k, rid in enumerate(t.result_ids)}
     found: dict[str, list[tuple[int, FileInfo]]] = {}
     for info in store.list(job.folders["results"]):
         hit = by_slot.get(info.id)
+        if parse_result(info) is None:
+            _skip(job.id, "results", info.name)
         if hit is not None and not info.is_folder:
             found.setdefault(hit[0].id, []).append((hit[1], info))
     checked = reader.check_many(
@@ -894,17 +966,60 @@ def list_jobs(store: Store, root: Iterable[FileInfo] | None = None) -> list[File
     )
 
 
-def find_job(store: Store, job_id: str) -> tuple[FileInfo, Job]:
-    """Find a job by id (or unique prefix of its id)."""
+def find_job(
+    store: Store, job_id: str, *, verify: Callable[[Job], None] | None = None
+) -> tuple[FileInfo, Job]:
+    """Find a job by id (or unique prefix of its id).
+
+    Several folders named ``job-<id>`` (anyone who can write the store can make one) are
+    told apart by what they hold: copies, unreadable and unsigned or untrusted ones are
+    skipped (and reported), and the one job that remains is the answer. ``verify`` is the
+    signature check (default: this user's trusted keys)."""
     folders = list_jobs(store)
     exact = [f for f in folders if f.name == JOB_PREFIX + job_id]
+    if len(exact) > 1:
+        return _pick_genuine(store, job_id, exact, verify)
     matches = exact or [f for f in folders if f.name.startswith(JOB_PREFIX + job_id)]
     if not matches:
-        raise DrivemrError(f"no job {job_id!r} in {store.url}")
+        raise DrivemrError(f"no job {safe(job_id)!r} in {store.url}")
     if len(matches) > 1:
         names = ", ".join(m.name[len(JOB_PREFIX) :] for m in matches[:5])
         raise DrivemrError(f"job id {job_id!r} is ambiguous: {names}")
     return matches[0], read_job(store, matches[0])
+
+
+def _pick_genuine(
+    store: Store, job_id: str, folders: list[FileInfo], verify: Callable[[Job], None] | None
+) -> tuple[FileInfo, Job]:
+    if verify is None:
+        from drivemr.jobtrust import SignatureVerifier
+
+        verify = SignatureVerifier()
+    genuine: list[tuple[FileInfo, Job]] = []
+    skipped: list[str] = []
+    for folder in folders[:MAX_DUPLICATE_FOLDERS]:
+        try:
+            job = read_job(store, folder, precheck=getattr(verify, "precheck", None))
+            verify(job)
+        except (DrivemrError, ValueError) as exc:
+            skipped.append(f"folder {safe(folder.id)}: {safe(exc, max_len=160)}")
+            continue
+        genuine.append((folder, job))
+    for line in skipped[:10]:
+        logging.getLogger("drivemr").warning("job %s: ignoring a copy in %s", safe(job_id), line)
+    if len(genuine) == 1:
+        return genuine[0]
+    if not genuine:
+        raise DrivemrError(
+            f"job {safe(job_id)!r}: none of its {len(folders)} folders holds a job signed by a"
+            f" key you trust ({'; '.join(skipped[:3])})"
+        )
+    ids = ", ".join(safe(f.id) for f, _ in genuine[:5])
+    raise DrivemrError(f"job {safe(job_id)!r} is in several folders, each signed: {ids}")
+
+
+MAX_DUPLICATE_FOLDERS = 20
+"""Folders of one job id examined (a flood of copies costs a bounded number of reads)."""
 
 
 # --------------------------------------------------------------------------- liveness
@@ -934,6 +1049,8 @@ def heartbeats(entries: Iterable[FileInfo]) -> dict[str, Heartbeat]:
         if e.is_folder or not (e.name.startswith(WORKER_PREFIX) and e.name.endswith(WORKER_SUFFIX)):
             continue
         worker = e.name[len(WORKER_PREFIX) : -len(WORKER_SUFFIX)]
+        if not _WORKER_ID.fullmatch(worker):
+            continue  # not a name a worker writes (e.g. escape sequences): never shown
         if worker not in found or e.modified > found[worker].file.modified:
             found[worker] = Heartbeat(worker, e)
     return found

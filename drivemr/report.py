@@ -40,6 +40,7 @@ from drivemr.protocol import (
 )
 from drivemr.results import reader_for
 from drivemr.rounds import job_at_round
+from drivemr.safetext import safe_multiline
 from drivemr.status import last_sign_of_life
 from drivemr.stores.base import FileInfo, Store
 from drivemr.trust import open_claim, open_heartbeat
@@ -57,8 +58,15 @@ FINAL = frozenset({"done", "failed", "timed out", "lost", "cancelled"})
 LOST_COMMIT = "no attempt left"
 """Start of the error a worker commits for a task whose every attempt's worker died."""
 
+
+def _h(text: object, quote: bool = True) -> str:
+    """Store text for the HTML page: control and escape characters made visible, then
+    HTML-escaped."""
+    return html.escape(safe_multiline(text), quote=quote)
+
+
 _LOG_NAME = re.compile(
-    r"^(?P<task>[A-Za-z0-9]+)(?:\.r(?P<round>\d{1,6}))?\.g(?P<gen>\d{1,6})\.log$"
+    r"(?P<task>[A-Za-z0-9]{1,64})(?:\.r(?P<round>\d{1,6}))?\.g(?P<gen>\d{1,6})\.log"
 )
 _READERS = 8
 
@@ -162,11 +170,22 @@ def _read_all(
 
 
 def _num(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    """A finite number from a store document, else None (total: a 400-digit integer would
+    overflow float(), and times that large are not times)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) and abs(number) < 1e12 else None
 
 
 def _int(value: Any) -> int | None:
-    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+    """A plain integer of sane size (an exit code, an attempt number), else None."""
+    if isinstance(value, bool) or not isinstance(value, int) or abs(value) >= 2**63:
+        return None
+    return value
 
 
 def _text(value: Any) -> str:
@@ -208,7 +227,7 @@ def collect(
     log_files: dict[tuple[str, int, int], FileInfo] = {}
     if logs:
         for info in store.list(job.folders["logs"]):
-            m = _LOG_NAME.match(info.name)
+            m = _LOG_NAME.fullmatch(info.name)
             if not m or info.is_folder:
                 continue
             key = (m["task"], int(m["round"] or 0), int(m["gen"]))
@@ -696,7 +715,7 @@ def _svg(record: JobRecord, width: int = 1100) -> str:
             parts.append(
                 f'<rect class="lane" x="{label_w}" y="{y}" width="{plot_w}" height="{row_h}"/>'
             )
-        label = html.escape(f"{worker} · slot {lane + 1}")
+        label = _h(f"{worker} · slot {lane + 1}")
         ty = y + row_h / 2 + 4
         parts.append(f'<text x="{label_w - 8}" y="{ty}" text-anchor="end">{label}</text>')
     step = _tick_step(span)
@@ -717,11 +736,11 @@ def _svg(record: JobRecord, width: int = 1100) -> str:
             x0 = x(a.start)
             w = max(2.0, x(end) - x0)
             cls = "attempt " + a.outcome.replace(" ", "-")
-            tip = html.escape(_tip(a), quote=True)
+            tip = _h(_tip(a), quote=True)
             parts.append(
                 f'<rect class="{cls}" x="{x0:.2f}" y="{bar_y:.1f}" width="{w:.2f}" '
                 f'height="{bar_h}" rx="2" fill="{COLOURS[a.outcome]}" '
-                f'data-task="{html.escape(a.task)}" data-attempt="{a.attempt}" '
+                f'data-task="{_h(a.task)}" data-attempt="{a.attempt}" '
                 f'data-tip="{tip}"><title>{tip}</title></rect>'
             )
     parts.append("</svg>")
@@ -767,7 +786,7 @@ def render_html(record: JobRecord, summary: dict[str, Any] | None = None) -> str
         ("speedup", "speed-up over one slot", speedup),
     ]
     summary_rows = "\n".join(
-        f'<div><b data-key="{key}">{html.escape(val)}</b><span>{html.escape(label)}</span></div>'
+        f'<div><b data-key="{key}">{_h(val)}</b><span>{_h(label)}</span></div>'
         for key, label, val in rows
     )
     legend = "".join(
@@ -779,26 +798,26 @@ def render_html(record: JobRecord, summary: dict[str, Any] | None = None) -> str
     fail_html = ""
     if failed:
         items = "\n".join(
-            f"<tr><td>{html.escape(a.task)}</td><td>{a.attempt}</td><td>{html.escape(a.outcome)}</td>"
+            f"<tr><td>{_h(a.task)}</td><td>{a.attempt}</td><td>{_h(a.outcome)}</td>"
             f"<td>{'' if a.exit_code is None else a.exit_code}</td>"
-            f"<td><code>{html.escape((a.error or '')[:300])}\n"
-            f"{html.escape(a.stderr[-400:])}</code></td></tr>"
+            f"<td><code>{_h((a.error or '')[:300])}\n"
+            f"{_h(a.stderr[-400:])}</code></td></tr>"
             for a in failed[:200]
         )
         fail_html = (
             f"<h2>Failed {unit}</h2>"
-            f'<p class="sub">Full output: <code>{html.escape(suggest(f"drivemr logs {job.id} TASK"))}</code></p>'
+            f'<p class="sub">Full output: <code>{_h(suggest(f"drivemr logs {job.id} TASK"))}</code></p>'
             f'<table class="fail"><tr><th>{unit[:-1]}</th><th>attempts</th><th>outcome</th><th>exit</th>'
             f"<th>error / end of stderr</th></tr>\n{items}</table>"
         )
     data = json.dumps(s).replace("</", "<\\/")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
-<title>drivemr {html.escape(job.id)}</title>
+<title>drivemr {_h(job.id)}</title>
 <style>{_CSS}</style></head>
 <body>
-<h1>drivemr job {html.escape(job.id)}</h1>
-<div class="sub">{html.escape(job.name)} · {state} · submitted {_clock(job.created)}
+<h1>drivemr job {_h(job.id)}</h1>
+<div class="sub">{_h(job.name)} · {state} · submitted {_clock(job.created)}
  · report of {_clock(record.now)}</div>
 <div class="sum">
 {summary_rows}

@@ -23,10 +23,7 @@ import binascii
 import errno
 import hashlib
 import logging
-import math
-import os
 import re
-import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
@@ -42,9 +39,11 @@ from drivemr.errors import (
     PermanentStoreError,
     SecurityError,
     StoreError,
+    TooLarge,
     TransientStoreError,
 )
-from drivemr.fileio import sha256_file
+from drivemr.fileio import replacing, sha256_file
+from drivemr.limits import finite_number
 from drivemr.protocol import (
     MAX_MANIFEST_BYTES,
     REDUCE,
@@ -214,12 +213,7 @@ def manifest_from_body(
     attempt = _int(body.get("attempt"), f"{what}: attempt", low=1, high=len(task.claim_ids))
     code = body.get("exit_code")
     exit_code = None if code is None else _int(code, f"{what}: exit code", low=-(2**31), high=2**32)
-    duration = body.get("duration", 0.0)
-    if isinstance(duration, bool) or not isinstance(duration, (int, float)):
-        raise UntrustedFile(f"{what}: malformed duration")
-    duration = float(duration)
-    if not (math.isfinite(duration) and 0 <= duration < 10**9):
-        raise UntrustedFile(f"{what}: malformed duration")
+    duration = _duration(body.get("duration", 0.0), what)
     raw = body.get("outputs", [])
     if not isinstance(raw, list) or len(raw) > MAX_OUTPUTS:
         raise UntrustedFile(f"{what}: malformed outputs")
@@ -247,10 +241,8 @@ MAX_ITEM_ATTEMPTS = 1000
 
 
 def _duration(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise UntrustedFile(f"{what}: malformed duration")
-    duration = float(value)
-    if not (math.isfinite(duration) and 0 <= duration < 10**9):
+    duration = finite_number(value)
+    if duration is None or not 0 <= duration < 10**9:
         raise UntrustedFile(f"{what}: malformed duration")
     return duration
 
@@ -480,9 +472,9 @@ def download_checked(
 ) -> None:
     """Fetch a store file that must be exactly ``size`` bytes with digest ``sha256``.
 
-    Never reads past ``size`` for files held in memory; larger ones are refused before the
-    download when the store says they are larger, and checked (streaming) after it. A file
-    that does not match is removed and raises SecurityError."""
+    Never reads or downloads much past ``size`` (``max_bytes`` on ``Store.read`` and
+    ``Store.download``: at most one transfer chunk more), then checks size and digest. A
+    file that does not match is removed and raises SecurityError."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     if size <= READ_IN_MEMORY:
         try:
@@ -495,25 +487,25 @@ def download_checked(
             ) from None
         if len(data) != size or hashlib.sha256(data).hexdigest() != sha256:
             raise SecurityError(f"{what} does not match the size and sha256 in {signed_in}")
-        tmp = dest.with_name(f".{dest.name}.part-{secrets.token_hex(4)}")
         try:
-            tmp.write_bytes(data)
-            os.replace(tmp, dest)
+            with replacing(dest) as out:
+                out.write(data)
         except OSError as exc:
             if exc.errno == errno.ENOSPC:  # as the stores say it: the local disk, not the store's
                 raise PermanentStoreError(
                     f"{what}: no space left on the local disk for {dest}"
                 ) from exc
             raise
-        finally:
-            tmp.unlink(missing_ok=True)
         return
-    info = store.get(file_id)
-    if info.size is not None and info.size != size:
+    try:
+        # The one download cap (Store.download max_bytes): a file swapped for a bigger one
+        # costs at most one transfer chunk past ``size``, never its whole size, before it
+        # is refused.
+        store.download(file_id, dest, max_bytes=size)
+    except TooLarge as exc:
         raise SecurityError(
-            f"{what} is {info.size} bytes in the store, {size} in {signed_in}: refused"
-        )
-    store.download(file_id, dest)
+            f"{what}: larger than the {size} bytes in {signed_in} ({exc})"
+        ) from None
     if dest.stat().st_size != size or sha256_file(dest) != sha256:
         dest.unlink(missing_ok=True)
         raise SecurityError(f"{what} does not match the size and sha256 in {signed_in}")

@@ -30,6 +30,7 @@ from typing import Any
 
 from drivemr.errors import AuthError, DrivemrError, NotFound, StoreError, TransientStoreError
 from drivemr.fileio import sha256_file
+from drivemr.limits import finite_number
 from drivemr.protocol import (
     MAX_JOB_BYTES,
     MAX_JOB_ITEMS,
@@ -173,7 +174,7 @@ def parse_round(body: Mapping[str, Any], job: Job, number: int, signer: str = ""
     return Round(
         number,
         job.id,
-        float(created) if isinstance(created, (int, float)) else 0.0,
+        finite_number(created) or 0.0,
         by if isinstance(by, str) else "",
         tasks,
         reduce_task,

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -190,8 +190,9 @@ class Attempt:
 class OutputFile:
     """A slot's reusable capture file: truncated per attempt, read only if written to."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, redact: Callable[[str], str] | None = None) -> None:
         self.path = path
+        self._redact = redact
         self.file: BinaryIO = open(path, "w+b")  # noqa: SIM115 - lives as long as the slot
         self._maybe_written = False
 
@@ -208,7 +209,8 @@ class OutputFile:
             self._maybe_written = False  # still empty: no need to truncate next time
             return ""
         self.file.seek(max(0, size - limit))
-        return self.file.read().decode("utf-8", errors="replace")
+        text = self.file.read().decode("utf-8", errors="replace")
+        return self._redact(text) if self._redact is not None else text
 
     def close(self) -> None:
         self.file.close()

@@ -22,6 +22,7 @@ most ``max_bytes`` of parsing and one signature check, and never raises anything
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from collections import OrderedDict
@@ -31,9 +32,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from drivemr import signing
 from drivemr.errors import SecurityError
 from drivemr.limits import MAX_SMALL_BYTES, load_json_limited
-from drivemr.signing import PublicKeyInfo, sign_document, verify_document
+from drivemr.signing import PublicKeyInfo, verify_document
 
 __all__ = [
     "KINDS",
@@ -63,17 +65,38 @@ class Sealed:
 
 
 class Sealer:
-    """Seals documents with this PC's key. Stateless apart from the key: thread-safe."""
+    """Seals documents with this PC's key. Stateless apart from the key: thread-safe.
+
+    Sealing is on every task's path (its claim and its result), so it does the least that
+    gives a document :func:`drivemr.signing.verify_document` accepts: one canonical dump
+    (compact, sorted keys, UTF-8), one Ed25519 signature, and the signature block spliced
+    in as the last key ("signature" sorts after "sealed"), with the public half of the key
+    worked out once."""
 
     def __init__(self, private_key: Ed25519PrivateKey) -> None:
         self._key = private_key
+        raw = signing._raw_public(private_key)
+        self._block = {
+            "alg": signing.SIG_ALG,
+            "key_id": signing.key_id_of(raw),
+            "public_key": base64.b64encode(raw).decode("ascii"),
+        }
 
     def seal(self, kind: str, body: Mapping[str, Any]) -> bytes:
         """The bytes of a sealed ``kind`` document holding ``body`` (UTF-8 JSON)."""
         if kind not in KINDS:
             raise ValueError(f"unknown sealed kind {kind!r}")
-        doc = sign_document({"sealed": FORMAT, "kind": kind, "body": dict(body)}, self._key)
-        return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode("utf-8")
+        doc = {"body": body, "kind": kind, "sealed": FORMAT}
+        try:
+            text = json.dumps(
+                doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+            )
+        except (TypeError, ValueError) as exc:
+            raise SecurityError(f"cannot seal a {kind}: {exc}") from exc
+        canonical = text.encode("utf-8")
+        block = dict(self._block, sig=base64.b64encode(self._key.sign(canonical)).decode())
+        tail = json.dumps(block, sort_keys=True, separators=(",", ":"))
+        return canonical[:-1] + b',"signature":' + tail.encode("ascii") + b"}"
 
 
 def open_sealed(

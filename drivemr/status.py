@@ -304,9 +304,11 @@ def job_status(
         state = "running"
     else:
         state = "pending"
-    rejected = {}
+    rejected: dict[str, str] = {}
     for entry in store.list(job.folder):
         if entry.name.startswith("rejected.") and not entry.is_folder:
+            if len(rejected) >= MAX_REJECTION_NOTES:
+                break  # bounded: a flood of notes costs a fixed number of reads
             note = open_note(trust, store, job.id, entry)
             if note is not None:  # an untrusted note is reported once and not shown
                 worker = note.body.get("worker")
@@ -327,6 +329,10 @@ def job_status(
         rounds,
         len(job.tasks) if job.packed else 0,
     )
+
+
+MAX_REJECTION_NOTES = 50
+"""Rejection notes opened per job by ``status``: one per worker is expected."""
 
 
 def trusted_beats(

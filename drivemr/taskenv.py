@@ -14,9 +14,10 @@ environment is case-insensitive) is caught too.
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Iterable, Mapping
 
-__all__ = ["DENIED_ENV", "denied", "task_base_env"]
+__all__ = ["DENIED_ENV", "Redactor", "denied", "task_base_env"]
 
 DENIED_ENV: tuple[str, ...] = (
     # drivemr's own settings and sign-ins
@@ -90,3 +91,37 @@ def task_base_env(environ: Mapping[str, str], *, passed: Iterable[str] = ()) -> 
         for k, v in environ.items()
         if k.upper() in keep or not any(fnmatch.fnmatchcase(k.upper(), p) for p in DENIED_ENV)
     }
+
+
+MIN_REDACTED_LENGTH = 8
+"""Values shorter than this are not redacted (``1``, ``true``, ``eu-west-1`` would mangle
+every tail, and are not secrets)."""
+
+
+class Redactor:
+    """Replaces the values of the worker's denied variables in text a task printed.
+
+    A task does not get those variables, but it may still find a secret elsewhere (a file it
+    can read, a credential helper) and print it; its stdout/stderr tails are published to
+    every reader of the store. So the tails are scrubbed of every denied value the worker
+    holds (at least :data:`MIN_REDACTED_LENGTH` characters long) before they are uploaded.
+    """
+
+    def __init__(self, environ: Mapping[str, str], *, passed: Iterable[str] = ()) -> None:
+        passed = tuple(passed)
+        values: dict[str, str] = {}
+        for name, value in environ.items():
+            if len(value) >= MIN_REDACTED_LENGTH and denied(name, passed=passed):
+                values.setdefault(value, name)
+        self._names = values
+        # Longest first, so a value that contains another is replaced whole.
+        ordered = sorted(values, key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+    def __bool__(self) -> bool:
+        return self._pattern is not None
+
+    def __call__(self, text: str) -> str:
+        if self._pattern is None or not text:
+            return text
+        return self._pattern.sub(lambda m: f"[redacted ${self._names[m.group(0)]}]", text)

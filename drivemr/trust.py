@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from drivemr import signing
 from drivemr.errors import AuthError, NotFound, SecurityError, StoreError, TransientStoreError
+from drivemr.limits import finite_number
 from drivemr.safetext import safe
 from drivemr.sealed import Sealed, Sealer, UntrustedFile, WarnOnce, open_sealed
 from drivemr.signing import PublicKeyInfo
@@ -64,6 +65,7 @@ NOTE_CODES: Mapping[str, str] = {
     "unsigned": "the job is not signed",
     "bad-signature": "the job's signature does not match its content (edited or forged)",
     "replay": "the job was already posted in another folder; a replayed copy is never run",
+    "other-store": "the job was posted to another store; a copied job is never run",
     "format": "the job document is malformed or from an unsupported drivemr version",
     "refused": "the job was refused by the worker's security checks",
 }
@@ -74,9 +76,10 @@ _HEX = re.compile(r"[0-9a-f]{1,64}")
 
 def declared_lease(value: object, default: float) -> float:
     """A heartbeat's declared lease in seconds, bounded; ``default`` when absent or bad."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+    number = finite_number(value)  # a 400-digit integer, NaN or a bool is no lease
+    if number is None:
         return default
-    return min(MAX_DECLARED_LEASE, max(MIN_DECLARED_LEASE, float(value)))
+    return min(MAX_DECLARED_LEASE, max(MIN_DECLARED_LEASE, number))
 
 
 def note_code(exc: BaseException) -> str:
@@ -88,7 +91,9 @@ def note_code(exc: BaseException) -> str:
         return "unsigned"
     if "signature does not match" in text or "malformed signature" in text:
         return "bad-signature"
-    if "replay" in text or "copied" in text:
+    if "posted to another store" in text:
+        return "other-store"
+    if "replay" in text or "copied" in text or "a copy of the job folder" in text:
         return "replay"
     if isinstance(exc, SecurityError):
         return "refused"
@@ -162,6 +167,8 @@ class Trust:
         where = str(signing._dir(config_dir))
         with _READERS_LOCK:
             trust = _READERS.get(where)
+            if trust is not None and trust.me is None and signing.signing_key_path(where).exists():
+                trust = None  # this PC made its key since (its first submit): trust it too
             if trust is None:
                 try:
                     key: Ed25519PrivateKey | None = signing.load_signing_key(where)[0]

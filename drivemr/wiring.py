@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from drivemr import config as cfg
-from drivemr.errors import DrivemrError, SecurityError
+from drivemr.errors import DrivemrError
 from drivemr.stores import open_store, store_kind
 from drivemr.stores.base import Store
 
@@ -69,15 +70,22 @@ def verifier(insecure: bool) -> Callable[[Any], None]:
         )
 
     def verify(job: Any) -> None:
-        if insecure:
-            return
-        trusted = signing.load_trusted(signing.config_dir())
-        try:
-            signing.verify_document(job.doc, trusted, expected_job_id=job.id)
-        except SecurityError as exc:
-            raise SecurityError(f"{exc}") from exc
+        return
 
-    return verify
+    if insecure:
+        return verify
+    from drivemr.jobtrust import SignatureVerifier
+
+    return SignatureVerifier(signing.config_dir())
+
+
+def parse_pass_env(text: str | None) -> frozenset[str]:
+    """``pass_env`` from flags or the config: names separated by commas or spaces."""
+    names = frozenset(n for n in re.split(r"[,\s]+", text or "") if n)
+    bad = sorted(n for n in names if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", n))
+    if bad:
+        raise DrivemrError(f"pass_env: {', '.join(bad)} is not an environment variable name")
+    return names
 
 
 def build_worker(store: Store, **kw: Any) -> Any:
@@ -113,6 +121,7 @@ def build_worker(store: Store, **kw: Any) -> Any:
         run_reduce=kw.get("run_reduce", True),
         when_idle=bool(kw.get("when_idle")),
         idle_threshold=float(cfg.value("idle_threshold", kw.get("idle_threshold"))),
+        pass_env=parse_pass_env(cfg.value("pass_env", ",".join(kw.get("pass_env") or ()) or None)),
     )
     w = Worker(store, config, verify=kw.get("verify"))
     w.identity = identity  # holds the working folder's id lock for the worker's life

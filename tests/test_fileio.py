@@ -128,3 +128,18 @@ def test_a_formatted_duration_is_a_job_file_duration(seconds: float) -> None:
     if seconds >= 86400:
         precision = 3600
     assert seconds - precision - 1e-9 <= back <= seconds + precision + 1e-9
+
+
+def test_replacing_publishes_only_a_whole_download(tmp_path: Path) -> None:
+    from drivemr.fileio import replacing
+
+    dest = tmp_path / "out.bin"
+    dest.write_bytes(b"old")
+    with pytest.raises(RuntimeError), replacing(dest) as fh:
+        fh.write(b"half")
+        raise RuntimeError("connection lost")
+    assert dest.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]  # no partial file left
+    with replacing(dest) as fh:
+        fh.write(b"new content")
+    assert dest.read_bytes() == b"new content"

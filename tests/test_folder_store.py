@@ -14,9 +14,9 @@ from store_contract import StoreContract
 
 from drivemr.cli import main
 from drivemr.errors import AlreadyExists, ConfigError, NotFound, StoreError
-from drivemr.stores import folder as folder_mod
 from drivemr.stores import open_store, store_kind
-from drivemr.stores.folder import INDEX_DIR, MARKER, RECORD_HEADER, FolderStore
+from drivemr.stores.folder import INDEX_DIR, MARKER, RECORD_HEADER, STORE_ID, FolderStore
+from drivemr.stores.folder import dirs as folder_dirs
 from drivemr.stores.retrying import RetryingFolderStore
 from drivemr.stores.synced import ALLOW_ENV, synced_folder_reason
 
@@ -196,7 +196,7 @@ def test_a_file_system_without_exclusive_create_is_refused(
 ) -> None:
     """The probe at open makes the store's own create twice; a file system (or a share
     set-up) on which the second one succeeds cannot give one winner per claim."""
-    monkeypatch.setattr(folder_mod, "_O_CREATE_EXCL", os.O_WRONLY | os.O_CREAT)
+    monkeypatch.setattr(folder_dirs, "_O_CREATE_EXCL", os.O_WRONLY | os.O_CREAT)
     with pytest.raises(ConfigError, match=r"exclusive create \(O_EXCL\)"):
         FolderStore(tmp_path / "s", create=True)
     result = CliRunner().invoke(main, ["init", "--store", str(tmp_path / "t")])
@@ -207,7 +207,7 @@ def test_a_file_system_without_exclusive_create_is_refused(
 
 def test_the_probe_leaves_nothing_behind(tmp_path: Path) -> None:
     FolderStore(tmp_path / "s", create=True)
-    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == [MARKER]
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == sorted([MARKER, STORE_ID])
 
 
 # -- synced folders are refused (issue 19.3) --

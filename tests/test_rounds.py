@@ -302,3 +302,39 @@ def test_a_finished_marker_copied_into_a_later_round_does_not_finish_it(
     run_until_done([make_worker(store, tmp_path, "b", clock)], clock)
     assert status_of(store, job.id).state == "done"
     assert total(store, job, tmp_path, "after") == str(sum(range(1, ITEMS + 1)))
+
+
+def test_a_new_round_reopens_a_job_its_worker_remembers_finishing_but_a_wipe_does_not(
+    store: MemoryStore, clock: TestClock, job: Job, control: Path, tmp_path: Path
+) -> None:
+    """The job history keys on (job, round): a worker that saw round 0 end (and restarted
+    since) runs a newer signed round, and after that round ends a wipe of its claims,
+    results and marker never makes it run the round again."""
+    run_until_done([make_worker(store, tmp_path, "a", clock)], clock)
+    assert status_of(store, job.id).state == "failed"
+    for item in FAILING:
+        (control / f"fail-{item}").unlink()
+    retry_job(store, job.id, failed=True)
+    restarted = make_worker(store, tmp_path, "a", clock)  # same working folder: same history
+    assert restarted.watcher.history.is_finished(job.id, 0)
+    assert not restarted.watcher.history.is_finished(job.id, 1)
+    run_until_done([restarted], clock)
+    assert sorted(executions(control)[ITEMS:]) == ["map 2", "map 5", "reduce"]
+    assert (status_of(store, job.id).state, status_of(store, job.id).round) == ("done", 1)
+    assert restarted.watcher.history.is_finished(job.id, 1)
+    # Replay by wipe of round 1: its claims, results and finished marker deleted.
+    _, current = find_job(store, job.id)
+    doomed = {i for t in current.all_tasks if t.round == 1 for i in (*t.claim_ids, *t.result_ids)}
+    doomed.add(current.markers["finished"])
+    for folder in (current.folders["claims"], current.folders["results"], current.folder):
+        for info in store.list(folder):
+            if info.id in doomed:
+                store.delete(info.id)
+    assert status_of(store, job.id).state != "done"  # the store alone would run it again
+    ran = len(executions(control))
+    again = make_worker(store, tmp_path, "a", clock)
+    for _ in range(20):
+        again.step()
+        clock.now += 1.0
+    assert len(executions(control)) == ran  # remembered: round 1 ended here
+    assert job.id in again.shared.done_jobs

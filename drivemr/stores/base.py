@@ -114,8 +114,10 @@ class Store(abc.ABC):
         when the file is larger than ``max_bytes``."""
 
     @abc.abstractmethod
-    def download(self, file_id: str, dest: Path) -> None:
-        """Write a file's content to ``dest`` (atomically: complete or absent)."""
+    def download(self, file_id: str, dest: Path, *, max_bytes: int | None = None) -> None:
+        """Write a file's content to ``dest`` (atomically: complete or absent). With
+        ``max_bytes`` the transfer stops soon after that many bytes (at most one transfer
+        chunk later) and raises :class:`TooLarge`, leaving nothing at ``dest``."""
 
     @abc.abstractmethod
     def update(self, file_id: str, data: bytes) -> FileInfo:
@@ -132,6 +134,19 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def poll_changes(self, cursor: str) -> Changes:
         """Folders that changed since ``cursor``, and the cursor to use next time."""
+
+    @property
+    def identity(self) -> str:
+        """This store's identity: a string that names *this* store and no other.
+
+        Guarantee: two opens of the same store (from any PC, any time) give the same
+        identity, and a different store (another folder, another Drive folder, a copy of
+        this one made by copying its files) gives a different one. drivemr signs it into
+        every job, so a signed job runs only in the store it was posted to: a job folder
+        copied into another store is refused there. Stores override this; the default
+        (the URL) is only a fallback for stores that have nothing better.
+        """
+        return f"url:{self.url}"
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. The store must not be used afterwards."""

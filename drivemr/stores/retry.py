@@ -327,6 +327,7 @@ class RetryingStore(Store):
         self.url = inner.url
         self.root_id = inner.root_id
         self.observe = observe
+        self._identity: str | None = None
         self._lock = threading.Lock()
         self._stats = {
             "calls": 0,
@@ -422,8 +423,14 @@ class RetryingStore(Store):
     def read(self, file_id: str, *, max_bytes: int | None = None) -> bytes:
         return self._call("read", lambda: self.inner.read(file_id, max_bytes=max_bytes))
 
-    def download(self, file_id: str, dest: Path) -> None:
-        self._call("download", lambda: self.inner.download(file_id, dest))
+    @property
+    def identity(self) -> str:
+        if self._identity is None:
+            self._identity = self._call("identity", lambda: self.inner.identity)
+        return self._identity
+
+    def download(self, file_id: str, dest: Path, *, max_bytes: int | None = None) -> None:
+        self._call("download", lambda: self.inner.download(file_id, dest, max_bytes=max_bytes))
 
     def update(self, file_id: str, data: bytes) -> FileInfo:
         return self._call("update", lambda: self.inner.update(file_id, data))

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import builtins
 import hashlib
-import os
 import secrets
 import threading
 from collections.abc import Callable, Iterator
@@ -45,8 +44,10 @@ from drivemr.errors import (
     NotFound,
     PermanentStoreError,
     StoreError,
+    TooLarge,
     TransientStoreError,
 )
+from drivemr.fileio import replacing
 from drivemr.stores.base import ROOT, Changes, FileInfo, Store
 from drivemr.stores.retry import RetryingStore, RetryPolicy, content_digest
 from drivemr.stores.s3_feed import ListingFeed, listing_digest
@@ -374,23 +375,22 @@ class S3Store(Store):
         body, length = self._open(file_id, what)
         if max_bytes is not None and length > max_bytes:
             body.close()
-            raise PermanentStoreError(f"{what}: larger than the limit of {max_bytes} bytes")
+            raise TooLarge(f"{what}: larger than the limit of {max_bytes} bytes")
         return b"".join(self._chunks(body, length, what))
 
-    def download(self, file_id: str, dest: Path) -> None:
+    def download(self, file_id: str, dest: Path, *, max_bytes: int | None = None) -> None:
         what = f"download {file_id}"
         dest = Path(dest)
         body, length = self._open(file_id, what)
-        tmp = dest.with_name(f".{dest.name}.part-{secrets.token_hex(4)}")
+        if max_bytes is not None and length > max_bytes:
+            body.close()
+            raise TooLarge(f"{what}: {length} bytes, over the limit of {max_bytes} bytes")
         try:
-            with open(tmp, "wb") as out:
+            with replacing(dest) as out:
                 for chunk in self._chunks(body, length, what):
                     out.write(chunk)
-            os.replace(tmp, dest)
         except OSError as exc:
             raise PermanentStoreError(f"{what}: cannot write {dest}: {exc}") from exc
-        finally:
-            tmp.unlink(missing_ok=True)
 
     def update(self, file_id: str, data: bytes) -> FileInfo:
         what = f"update {file_id}"

@@ -17,7 +17,6 @@ from __future__ import annotations
 import builtins
 import hashlib
 import itertools
-import os
 import secrets
 import threading
 import time
@@ -25,7 +24,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
-from drivemr.errors import AlreadyExists, NotFound, PermanentStoreError, StoreError
+from drivemr.errors import AlreadyExists, NotFound, PermanentStoreError, StoreError, TooLarge
+from drivemr.fileio import replacing
 from drivemr.stores.base import ROOT, Changes, FileInfo, Store
 
 
@@ -47,6 +47,7 @@ class MemoryStore(Store):
     def __init__(self, clock: StoreClock | None = None, *, url: str = "memory://") -> None:
         self.url = url
         self.root_id = ROOT
+        self._identity = f"memory:{secrets.token_hex(16)}"  # each instance is its own store
         self._clock = clock
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
@@ -56,6 +57,10 @@ class MemoryStore(Store):
         self._changed: dict[str, int] = {}  # folder id -> version of its last change
         self.calls: dict[str, int] = {}
         """How many times each primitive was called (tests count writes with it)."""
+
+    @property
+    def identity(self) -> str:
+        return self._identity
 
     # -- time and bookkeeping (callers hold the lock) --
 
@@ -144,15 +149,15 @@ class MemoryStore(Store):
                 raise StoreError(f"{file_id} is larger than {max_bytes} bytes")
             return entry.data
 
-    def download(self, file_id: str, dest: Path) -> None:
+    def download(self, file_id: str, dest: Path, *, max_bytes: int | None = None) -> None:
         data = self.read(file_id)
+        if max_bytes is not None and len(data) > max_bytes:
+            raise TooLarge(f"download {file_id}: larger than the limit of {max_bytes} bytes")
         dest = Path(dest)
-        tmp = dest.with_name(f".{dest.name}.part-{secrets.token_hex(4)}")
         try:
-            tmp.write_bytes(data)
-            os.replace(tmp, dest)
+            with replacing(dest) as out:
+                out.write(data)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise PermanentStoreError(f"download {file_id} to {dest}: {exc}") from exc
 
     def update(self, file_id: str, data: bytes) -> FileInfo:

@@ -63,6 +63,8 @@ class WorkerConfig:
     """Claim only while the PC's other processes leave the CPU idle (desktop PCs)."""
     idle_threshold: float = 0.25
     """Share of the whole CPU other processes may use before a when_idle worker pauses."""
+    pass_env: frozenset[str] = frozenset()
+    """Variables on the secrets deny-list (drivemr.taskenv) that tasks get anyway."""
 
     @property
     def heartbeat_every(self) -> float:

@@ -28,6 +28,7 @@ from typing import Any
 from drivemr.errors import AuthError, DrivemrError
 from drivemr.protocol import nothing_left
 from drivemr.stores.base import Store
+from drivemr.taskenv import Redactor
 from drivemr.trust import Trust
 from drivemr.worker.claim import Claimed, Claimer
 from drivemr.worker.commit import Committer
@@ -77,7 +78,8 @@ class Worker:
         self.committer = Committer(shared, self.lease)
         self.claimer = Claimer(shared, self.lease, self.others, self.committer, idle)
         self._slots: queue.SimpleQueue[Claimed | None] = queue.SimpleQueue()
-        self._base_env = task_base_env()
+        self._base_env = task_base_env(config.pass_env)
+        self._redact = Redactor(os.environ, passed=config.pass_env) or None
         self._started = False
         self._inline_slot: Slot | None = None
         self._summary = (0.0, 0)  # (monotonic time, quick tasks counted) of the last summary
@@ -162,7 +164,7 @@ class Worker:
         beat = HeartbeatThread(self.lease)
         beat.start()
         for number in range(self.config.slots):
-            slot = Slot(number, shared, self.committer, self._base_env)
+            slot = Slot(number, shared, self.committer, self._base_env, self._redact)
             slot.start(self._slots, self.claimer.claim_for_slot)
         try:
             while not shared.stopping.is_set():
@@ -230,7 +232,7 @@ class Worker:
     def run_claimed(self) -> int:
         """Run every attempt claimed so far, one after another, in the caller's thread."""
         if self._inline_slot is None:
-            self._inline_slot = Slot(0, self.shared, self.committer, self._base_env)
+            self._inline_slot = Slot(0, self.shared, self.committer, self._base_env, self._redact)
         ran = 0
         while True:
             try:

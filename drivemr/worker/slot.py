@@ -17,9 +17,10 @@ import queue
 import secrets
 import shutil
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
+from drivemr import taskenv
 from drivemr.errors import AuthError
 from drivemr.fileio import sha256_file
 from drivemr.protocol import REDUCE, StoredFile
@@ -33,8 +34,6 @@ from drivemr.worker.state import ActiveJob, Assignment, Shared
 
 log = logging.getLogger("drivemr.worker")
 
-SECRET_ENV_PREFIXES = ("DRIVEMR_", "GOOGLE_APPLICATION_CREDENTIALS")
-
 Claimed = tuple[Assignment, ActiveJob]
 
 
@@ -42,14 +41,19 @@ class Slot:
     """A slot thread: runs claimed attempts one by one; its folder and files are its own."""
 
     def __init__(
-        self, number: int, shared: Shared, committer: Committer, base_env: Mapping[str, str]
+        self,
+        number: int,
+        shared: Shared,
+        committer: Committer,
+        base_env: Mapping[str, str],
+        redact: Callable[[str], str] | None = None,
     ) -> None:
         self.shared = shared
         self.committer = committer
         self._base_env = base_env
         workdir = shared.workdir
-        self.out = OutputFile(workdir / f".slot{number}.stdout")
-        self.err = OutputFile(workdir / f".slot{number}.stderr")
+        self.out = OutputFile(workdir / f".slot{number}.stdout", redact)
+        self.err = OutputFile(workdir / f".slot{number}.stderr", redact)
         self.home = workdir / f"slot{number}"
         self.home.mkdir(exist_ok=True)
         self._home_clean = clear_folder(self.home)
@@ -178,9 +182,10 @@ class Slot:
         )
 
 
-def task_base_env() -> dict[str, str]:
-    """The environment tasks inherit: ours, minus our secrets (computed once per worker)."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(SECRET_ENV_PREFIXES)}
+def task_base_env(passed: Iterable[str] = ()) -> dict[str, str]:
+    """The environment tasks inherit: ours, minus the documented deny-list of secrets
+    (drivemr.taskenv), except those passed on purpose (computed once per worker)."""
+    return taskenv.task_base_env(os.environ, passed=passed)
 
 
 def ensure_job_files(shared: Shared, active: ActiveJob) -> Path:

@@ -17,6 +17,7 @@ from pathlib import Path
 from drivemr.errors import AuthError, DrivemrError, NotFound, SecurityError
 from drivemr.protocol import (
     ROUND_PREFIX,
+    Job,
     JobFormatError,
     heartbeat_files,
     job_complete,
@@ -30,12 +31,18 @@ from drivemr.rounds import round_names
 from drivemr.stores.base import FileInfo
 from drivemr.trust import note_body, open_claim
 from drivemr.worker.config import JobVerifier
+from drivemr.worker.history import JobHistory
 from drivemr.worker.liveness import Lease, OtherWorkers
 from drivemr.worker.plan import plan_tasks
 from drivemr.worker.state import ActiveJob, Assignment, Shared
 from drivemr.worker.unreadable import UnreadableJobs
 
 log = logging.getLogger("drivemr.worker")
+
+
+def signed_time(job: Job) -> float:
+    """When the job's latest signed document was made: job.json, or its latest round."""
+    return job.rounds[-1].created if job.rounds else job.created
 
 
 class SeenJobs:
@@ -81,6 +88,8 @@ class Watcher:
         self.others = others
         self.verify = verify
         self.seen = SeenJobs(shared.workdir / "seen-jobs.tsv")
+        self.history = JobHistory(shared.workdir)
+        """Jobs this worker saw end (never run again) and refused (not re-read), on disk."""
         self.rejected: dict[str, str] = {}
         """Job id -> why this worker refused it."""
         self._rejected_folders: set[str] = set()
@@ -209,6 +218,9 @@ class Watcher:
             if self.seen.is_replay(job_id, folder.id):
                 self._reject_replay(job_id, folder)
                 continue
+            if self.history.refused(folder.id, self._trust()) is not None:
+                self._rejected_folders.add(folder.id)  # refused before a restart
+                continue
             self._adopt_job(job_id, folder)
 
     def _forget_gone(self, folders: list[FileInfo]) -> None:
@@ -223,6 +235,10 @@ class Watcher:
             del self.rejected[job_id]
         self.unreadable.forget_gone(ids)
 
+    def _trust(self) -> str:
+        fingerprint = getattr(self.verify, "fingerprint", None)
+        return fingerprint() if callable(fingerprint) else "-"
+
     def _reject_replay(self, job_id: str, folder: FileInfo) -> None:
         """A job id is used once: the same signed job posted again is a replay, never run."""
         if folder.id in self._rejected_folders:
@@ -236,15 +252,26 @@ class Watcher:
         shared = self.shared
         doc: object = None
         try:
-            job = read_job(shared.store, folder, trusted=shared.trust)
+            job = read_job(
+                shared.store,
+                folder,
+                trusted=shared.trust,
+                precheck=getattr(self.verify, "precheck", None),
+            )
             doc = job.doc
             if self.verify is not None:
                 self.verify(job)
+            if self.history.too_old(job.id, signed_time(job), job.round):
+                raise SecurityError(
+                    f"job {job.id} is older than every job this worker remembers finishing;"
+                    " it may be one it ran before, so it is not run again"
+                )
         except (SecurityError, JobFormatError) as exc:
             self.unreadable.succeeded(job_id)
             self.rejected[job_id] = str(exc)
             self._rejected_folders.add(folder.id)
             log.error("job %s rejected: %s", job_id, exc)
+            self.history.remember_refused(folder.id, self._trust(), str(exc))
             self._record_rejection(job_id, folder, exc, doc)
             return
         except AuthError:
@@ -254,11 +281,18 @@ class Watcher:
             return
         self.unreadable.succeeded(job_id)
         self.seen.remember(job_id, folder.id)
+        if self.history.is_finished(job_id, job.round):
+            # It ended here once at this round: never run again, whatever the store says
+            # (a wipe of its claims, results and marker). A newer signed round re-opens it.
+            shared.done_jobs.add(job_id)
+            self._done_folders[folder.id] = (job_id, folder.modified)
+            return
         view = load_view(shared.store, job, shared.trust, reader=shared.results)
         if view.finished or view.cancelled:
             shared.done_jobs.add(job_id)
             if not view.cancelled:
                 self._done_folders[folder.id] = (job_id, folder.modified)
+            self.history.remember_finished(job_id, signed_time(job), job.round)
             return
         active = ActiveJob(job, view, collections.deque(), set())
         self.replan(active)
@@ -395,7 +429,12 @@ class Watcher:
             return
         seen.update(fresh)
         folder = shared.store.get(active.job.folder)
-        job = read_job(shared.store, folder, trusted=shared.trust)
+        job = read_job(
+            shared.store,
+            folder,
+            trusted=shared.trust,
+            precheck=getattr(self.verify, "precheck", None),
+        )
         if job.round <= active.job.round:
             return
         log.info("job %s: round %d posted; taking the job up again", job_id, job.round)
@@ -421,6 +460,7 @@ class Watcher:
         with shared.lock:
             shared.jobs.pop(active.job.id, None)
             shared.done_jobs.add(active.job.id)
+        self.history.remember_finished(active.job.id, signed_time(active.job), active.job.round)
 
     def _forget_if_gone(self, active: ActiveJob) -> bool:
         """A job whose folder was removed from the store (``drivemr clean``, or by hand):
@@ -446,6 +486,7 @@ class Watcher:
                 return
             shared.jobs.pop(active.job.id, None)
             shared.done_jobs.add(active.job.id)
+        self.history.remember_finished(active.job.id, signed_time(active.job), active.job.round)
         # Looked at again at the next root listing (and whenever its folder changes): a
         # retry posts a new round there, which re-opens the job.
         self._done_folders[active.job.folder] = (active.job.id, float("-inf"))

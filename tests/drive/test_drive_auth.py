@@ -216,7 +216,23 @@ def _service_account_key(path: Path) -> Path:
             }
         )
     )
+    path.chmod(0o600)
     return path
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_service_account_key_readable_by_others_is_refused(
+    cfg: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = _service_account_key(tmp_path / "sa.json")
+    key.chmod(0o644)
+    monkeypatch.setenv("DRIVEMR_SERVICE_ACCOUNT", str(key))
+    with pytest.raises(AuthError, match="chmod 600"):
+        auth.load_credentials()
+    with pytest.raises(AuthError, match="accessible by other users"):
+        auth.login(service_account=key)
+    key.chmod(0o600)
+    assert auth.load_credentials().service_account_email.startswith("robot@")
 
 
 def test_service_account_by_env_and_by_login(

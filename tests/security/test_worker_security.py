@@ -206,7 +206,10 @@ def test_job_copied_under_another_id_is_a_replay(
     # a worker that never saw the original still refuses the copy under another id
     fresh = run_worker(folder_store, tmp_path / "w2", worker_id="fresh")
     assert list(canary.iterdir()) == []
-    assert any("replayed" in r or "sits in folder" in r for r in fresh.rejected.values())
+    assert any(
+        "replayed" in r or "sits in folder" in r or "a copy of the job folder" in r
+        for r in fresh.rejected.values()
+    )
 
 
 @pytest.mark.parametrize(

@@ -386,6 +386,18 @@ class DriveStore(Store):
             return exc
         return NotFound(with_hint(exc, ROOT_NOT_VISIBLE))
 
+    @property
+    def identity(self) -> str:
+        """``drive:<root folder id>``: Drive ids are global and never reused, so a copy of
+        the folder (even with every file copied) is another store. An alias root (``root``,
+        My Drive) is resolved to its real id once."""
+        cached: str | None = self.__dict__.get("_identity")
+        if cached is None:
+            real = self.root_id if self.root_id != ROOT else self.get(ROOT).id
+            cached = f"drive:{real}"
+            self.__dict__["_identity"] = cached
+        return cached
+
     def read(self, file_id: str, *, max_bytes: int | None = None) -> bytes:
         fid = self._resolve(file_id)
         what = f"read {fid}"
@@ -407,8 +419,8 @@ class DriveStore(Store):
             raise PermanentStoreError(f"{what}: larger than the limit of {max_bytes} bytes")
         return content
 
-    def download(self, file_id: str, dest: Path) -> None:
-        download_to(self._call, self._resolve(file_id), Path(dest))
+    def download(self, file_id: str, dest: Path, *, max_bytes: int | None = None) -> None:
+        download_to(self._call, self._resolve(file_id), Path(dest), max_bytes=max_bytes)
 
     def update(self, file_id: str, data: bytes) -> FileInfo:
         fid = self._resolve(file_id)

@@ -9,17 +9,15 @@ absent, never half.
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from googleapiclient.http import MediaIoBaseDownload
 
-from drivemr.errors import PermanentStoreError
+from drivemr.errors import PermanentStoreError, TooLarge
+from drivemr.fileio import replacing
 from drivemr.stores.drive.fields import CHUNK_SIZE
 from drivemr.stores.drive.translate import http_status
 
@@ -55,12 +53,13 @@ def resumable_upload(
     raise PermanentStoreError(f"{what}: the upload session kept expiring")  # pragma: no cover
 
 
-def download_to(call: Call, fid: str, dest: Path) -> None:
-    """Write the content of file ``fid`` to ``dest``, atomically."""
+def download_to(call: Call, fid: str, dest: Path, *, max_bytes: int | None = None) -> None:
+    """Write the content of file ``fid`` to ``dest``, atomically; with ``max_bytes``, stop
+    (TooLarge) as soon as a chunk takes it past that size: at most one chunk more is
+    fetched, whatever the file's size."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with replacing(dest) as fh:
             holder: dict[str, Any] = {}
 
             def step(svc: Any) -> bool:
@@ -68,14 +67,13 @@ def download_to(call: Call, fid: str, dest: Path) -> None:
                     request = svc.files().get_media(fileId=fid, supportsAllDrives=True)
                     holder["downloader"] = MediaIoBaseDownload(fh, request, chunksize=CHUNK_SIZE)
                 _, done = holder["downloader"].next_chunk(num_retries=0)
+                if max_bytes is not None and fh.tell() > max_bytes:
+                    raise TooLarge(f"download {fid}: larger than the limit of {max_bytes} bytes")
                 return bool(done)
 
             while not call(f"download {fid}", "read", step):
                 pass
-        os.replace(tmp, dest)
     except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         cause = exc.__cause__ if isinstance(exc, PermanentStoreError) else exc
         if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
             raise PermanentStoreError(

@@ -98,9 +98,13 @@ class FaultyStore(Store):
         self._maybe_fail("read")
         return self.inner.read(file_id, max_bytes=max_bytes)
 
-    def download(self, file_id: str, dest: Path) -> None:
+    @property
+    def identity(self) -> str:
+        return self.inner.identity
+
+    def download(self, file_id: str, dest: Path, *, max_bytes: int | None = None) -> None:
         self._maybe_fail("download")
-        self.inner.download(file_id, dest)
+        self.inner.download(file_id, dest, max_bytes=max_bytes)
 
     def update(self, file_id: str, data: bytes) -> FileInfo:
         self._maybe_fail("update")

@@ -14,11 +14,12 @@ import hashlib
 import json
 import os
 import secrets
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from drivemr.fileio import atomic_write
 
 FOLDER_MIME = "application/vnd.google-apps.folder"
 GOOGLE_APPS_PREFIX = "application/vnd.google-apps."
@@ -379,21 +380,8 @@ class DriveState:
     def save(self, path: str) -> None:
         """Write the state atomically; callers hold the lock."""
         data = json.dumps(self.to_json(), separators=(",", ":"))
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".fakedrive-", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        atomic_write(path, data, mode=0o644)
         self.dirty = False
 
     @classmethod
