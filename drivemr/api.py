@@ -194,23 +194,17 @@ class Client:
         ``fn`` is a top-level function of a module file; that file is shipped with the job
         (covered by its signature) and imported on the workers, never pickled. Items and
         return values are JSON. ``timeout`` limits each attempt ("90s", "10m" or seconds),
-        ``max_attempts`` the attempts per item; items are packed into tasks as for a job
-        file (docs/packing.md): ``items_per_task`` fixes the pack size, by default drivemr
-        chooses it from the live workers' slots. ``wait_timeout``, ``progress`` and
-        ``on_notice`` are as for :meth:`Job.wait`. Raises
-        :class:`~drivemr.errors.MapInputError` before submitting anything when ``fn`` or an
-        item is refused, and :class:`~drivemr.errors.MapError` naming every failed item."""
+        ``max_attempts`` the attempts per item, ``items_per_task`` the packing (default:
+        chosen for the live workers, docs/packing.md); ``wait_timeout``, ``progress``,
+        ``on_notice`` as for :meth:`Job.wait`. Raises :class:`~drivemr.errors.MapInputError`
+        before submitting when ``fn`` or an item is refused, :class:`MapError` naming each
+        failed item."""
         from drivemr import mapjob
 
         spec = mapjob.map_job_spec(
-            fn,
-            items,
-            name=name,
-            timeout=timeout,
-            max_attempts=max_attempts,
-            env=env,
+            fn, items, name=name, timeout=timeout, max_attempts=max_attempts, env=env,
             items_per_task=items_per_task,
-        )
+        )  # fmt: skip
         handle = self.submit(spec)
         st = handle.wait(wait_timeout, progress, on_notice=on_notice, poll=poll)
         return mapjob.map_results(self.store, handle._job(), st)
@@ -488,10 +482,8 @@ class Job:
 
     def task_ended(self, task: str) -> bool:
         """Whether ``task`` (or ``"reduce"``) has its result, or the job was cancelled."""
-        job = self._job()
-        view = load_view(self.store, job)
-        holder = task if task == REDUCE or not job.packed else job.item(task)[0].id
-        return holder in view.results or view.cancelled
+        view = load_view(self.store, job := self._job())
+        return job.holder_of(task) in view.results or view.cancelled
 
     def max_attempts(self, task: str) -> int:
         """How many attempts ``task`` may have; raises if the job has no such task."""
@@ -500,15 +492,6 @@ class Job:
     def _check_task(self, task: str) -> int:
         """How many attempts ``task`` may have (numbered across the job's rounds); raises
         if the job has no such task."""
-        from drivemr.rounds import job_at_round
+        from drivemr.rounds import attempts_allowed
 
-        job = self._job()
-        try:
-            if job.packed and task != REDUCE:
-                # an item has max_attempts attempts of its own in each run of its pack
-                job.item(task)
-                return job.map.max_attempts * (job.round + 1)
-            return sum(len(job_at_round(job, n).task(task).claim_ids) for n in range(job.round + 1))
-        except KeyError:
-            what = "item" if job.packed else "task"
-            raise DrivemrError(f"job {job.id} has no {what} {task!r}") from None
+        return attempts_allowed(self._job(), task)

@@ -304,6 +304,20 @@ def job_at_round(job: Job, number: int) -> Job:
     return base
 
 
+def attempts_allowed(job: Job, task: str) -> int:
+    """How many attempts ``task`` may have, numbered across the job's rounds (an item of a
+    packed job: ``max_attempts`` of its own in each run of its pack); DrivemrError if the
+    job has no such task or item."""
+    try:
+        if job.packed and task != REDUCE:
+            job.item(task)
+            return job.map.max_attempts * (job.round + 1)
+        return sum(len(job_at_round(job, n).task(task).claim_ids) for n in range(job.round + 1))
+    except KeyError:
+        what = "item" if job.packed else "task"
+        raise DrivemrError(f"job {job.id} has no {what} {task!r}") from None
+
+
 def round_names(entries: Iterable[FileInfo]) -> int:
     """The highest round number named among a job folder's entries (0: none)."""
     best = 0
