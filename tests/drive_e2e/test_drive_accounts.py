@@ -116,7 +116,7 @@ def test_three_accounts_on_a_shared_drive(
         check_one_result_per_task_and_no_duplicates(look, job)
         if policy == "anyone":
             claims = look.list(job.folders["claims"])
-            assert len(claims) >= 12
+            assert len(claims) >= len(job.tasks) + 1  # every task (or pack) and the reduce
             for name in ACCOUNTS:  # every account's worker took part
                 assert "claimed" in workers.log(name) or "done" in workers.log(name)
 

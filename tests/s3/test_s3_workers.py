@@ -35,6 +35,7 @@ command = ["python", "{{files}}/square.py", "{{item}}", {sidefx}]
 items = {{range = [0, {n}]}}
 outputs = ["out.json"]
 max_attempts = 4
+items_per_task = 1  # one item per task: claims, kills and duplicates are counted per item
 [reduce]
 command = ["python", "{{files}}/total.py", "{{results}}"]
 outputs = ["total.json"]
