@@ -125,9 +125,12 @@ def wait_all(procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
 def job_times(store: Any, job_id: str) -> tuple[float, float, int, int]:
     """(first claim created, last map result created, tasks, items) from the store."""
     from drivemr.protocol import REDUCE, find_job, load_view
+    from drivemr.trust import Trust
 
     _, job = find_job(store, job_id)
-    view = load_view(store, job)
+    # Results are sealed by the workers' key: read them with the config dir they use
+    # (every run of this script sets DRIVEMR_CONFIG_DIR to one under its base folder).
+    view = load_view(store, job, Trust.reader(os.environ["DRIVEMR_CONFIG_DIR"]))
     maps = [r for t, r in view.results.items() if t != REDUCE]
     if len(maps) != len(job.tasks) or any(r.state != "done" for r in maps):
         raise SystemExit(f"{job_id}: not every task is done ({len(maps)}/{len(job.tasks)})")
@@ -360,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix=f"drivemr-bench-{name}-") as tmp:
             base = Path(tmp) if args.keep is None else args.keep / name
             base.mkdir(parents=True, exist_ok=True)
+            os.environ["DRIVEMR_CONFIG_DIR"] = str(base / "config")  # as the workers'
             print(f"running {name} ...", file=sys.stderr, flush=True)
             for f in runs[name](base):
                 figures.append(f)
