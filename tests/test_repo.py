@@ -158,7 +158,6 @@ OVER_THE_LIMITS = frozenset(
         "drivemr/spec.py",
         "drivemr/stores/drive/store.py",
         "drivemr/stores/s3.py",
-        "drivemr/testing/chaos/campaigns.py",
         "drivemr/worker/watch.py",
     }
 )
