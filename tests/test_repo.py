@@ -157,7 +157,6 @@ OVER_THE_LIMITS = frozenset(
         "drivemr/results.py",
         "drivemr/spec.py",
         "drivemr/stores/drive/store.py",
-        "drivemr/stores/s3.py",
         "drivemr/worker/watch.py",
     }
 )
