@@ -156,7 +156,6 @@ OVER_THE_LIMITS = frozenset(
         "drivemr/report.py",
         "drivemr/results.py",
         "drivemr/spec.py",
-        "drivemr/stores/drive/store.py",
         "drivemr/worker/watch.py",
     }
 )
