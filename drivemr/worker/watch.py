@@ -5,7 +5,7 @@ full relisting every reconcile interval to be safe. A busy worker does not relis
 and results: while it has never-claimed tasks it simply tries them (a collision tells it
 to look). This is also where jobs come and go: new ones are read, verified and adopted
 (or rejected, once, with a note in their folder), replays of a job id are refused, and
-cancel and finish markers end them.
+cancel and finish markers end them (the ending itself: :mod:`drivemr.worker.ends`).
 """
 
 from __future__ import annotations
@@ -17,13 +17,11 @@ from pathlib import Path
 from drivemr.errors import AuthError, DrivemrError, NotFound, SecurityError
 from drivemr.protocol import (
     ROUND_PREFIX,
-    Job,
     JobFormatError,
     heartbeat_files,
     job_complete,
     list_jobs,
     load_view,
-    mark,
     open_marker,
     read_job,
 )
@@ -31,6 +29,7 @@ from drivemr.rounds import round_names
 from drivemr.stores.base import FileInfo
 from drivemr.trust import note_body, open_claim
 from drivemr.worker.config import JobVerifier
+from drivemr.worker.ends import JobEnds, signed_time
 from drivemr.worker.history import JobHistory
 from drivemr.worker.liveness import Lease, OtherWorkers
 from drivemr.worker.plan import plan_tasks
@@ -38,11 +37,6 @@ from drivemr.worker.state import ActiveJob, Assignment, Shared
 from drivemr.worker.unreadable import UnreadableJobs
 
 log = logging.getLogger("drivemr.worker")
-
-
-def signed_time(job: Job) -> float:
-    """When the job's latest signed document was made: job.json, or its latest round."""
-    return job.rounds[-1].created if job.rounds else job.created
 
 
 class SeenJobs:
@@ -95,9 +89,8 @@ class Watcher:
         self._rejected_folders: set[str] = set()
         self._round_files: dict[str, set[str]] = {}
         """Job id -> ids of the round files already looked at while it was active."""
-        self._done_folders: dict[str, tuple[str, float]] = {}
-        """Folder id -> (job id, the folder's modified time when seen finished): a change
-        there may be a new round (drivemr.rounds), which re-opens the job."""
+        self.ends = JobEnds(shared, self.history)
+        """Cancels, finishes and forgets jobs; remembers finished ones' folders."""
         self.unreadable = UnreadableJobs(
             shared.clock,
             base=shared.config.poll_interval,
@@ -174,8 +167,8 @@ class Watcher:
             return
         if shared.store.root_id in folders:
             dirty.root = True
-        for folder_id in folders & self._done_folders.keys():
-            self._reopen(self._done_folders[folder_id][0])
+        for folder_id in folders & self.ends.done_folders.keys():
+            self.ends.reopen(self.ends.done_folders[folder_id][0])
         with shared.lock:
             for job_id, active in shared.jobs.items():
                 f = active.job.folders
@@ -197,12 +190,12 @@ class Watcher:
         with shared.lock:
             missing = [a for a in shared.jobs.values() if a.job.folder not in present]
         for active in missing:
-            self._forget_if_gone(active)
+            self.ends.forget_if_gone(active)
         for folder in folders:  # oldest first
             job_id = folder.name[len("job-") :]
-            done = self._done_folders.get(folder.id)
+            done = self.ends.done_folders.get(folder.id)
             if done is not None and done[0] == job_id and folder.modified > done[1]:
-                self._reopen(job_id)  # its folder changed since: maybe a new round
+                self.ends.reopen(job_id)  # its folder changed since: maybe a new round
             if (
                 job_id in shared.jobs
                 or job_id in shared.done_jobs
@@ -285,13 +278,13 @@ class Watcher:
             # It ended here once at this round: never run again, whatever the store says
             # (a wipe of its claims, results and marker). A newer signed round re-opens it.
             shared.done_jobs.add(job_id)
-            self._done_folders[folder.id] = (job_id, folder.modified)
+            self.ends.seen_done(job_id, folder.id, folder.modified)
             return
         view = load_view(shared.store, job, shared.trust, reader=shared.results)
         if view.finished or view.cancelled:
             shared.done_jobs.add(job_id)
             if not view.cancelled:
-                self._done_folders[folder.id] = (job_id, folder.modified)
+                self.ends.seen_done(job_id, folder.id, folder.modified)
             self.history.remember_finished(job_id, signed_time(job), job.round)
             return
         active = ActiveJob(job, view, collections.deque(), set())
@@ -326,7 +319,7 @@ class Watcher:
         try:
             view = load_view(shared.store, active.job, shared.trust, reader=shared.results)
         except NotFound:
-            if self._forget_if_gone(active):
+            if self.ends.forget_if_gone(active):
                 return
             raise
         with shared.lock:
@@ -341,10 +334,10 @@ class Watcher:
             self.replan(active)
             complete = job_complete(active.job, view)
         if view.cancelled:
-            self._cancel(active)
+            self.ends.cancel(active)
         self._abandon_superseded(active)
         if complete:
-            self._finish(active)
+            self.ends.finish(active)
 
     def replan(self, active: ActiveJob) -> None:
         """Plan the job afresh from its view (see plan.plan_tasks)."""
@@ -383,13 +376,13 @@ class Watcher:
         try:
             entries = shared.store.list(active.job.folder)
         except NotFound:
-            if self._forget_if_gone(active):
+            if self.ends.forget_if_gone(active):
                 return
             raise
         for info in entries:
             if info.id == cancel and open_marker(shared.trust, shared.store, active.job, info):
                 active.view.cancelled = True
-                self._cancel(active)
+                self.ends.cancel(active)
                 return
         if round_names(entries) > active.job.round:
             self._new_round(active, entries)
@@ -442,58 +435,3 @@ class Watcher:
         with shared.lock:
             shared.jobs.pop(job_id, None)
         shared.dirty.root = True
-
-    def _reopen(self, job_id: str) -> None:
-        """A finished job's folder changed: read it again (a new round makes it active)."""
-        shared = self.shared
-        self._done_folders = {f: d for f, d in self._done_folders.items() if d[0] != job_id}
-        with shared.lock:
-            shared.done_jobs.discard(job_id)
-        shared.dirty.root = True
-
-    # -- jobs going --
-
-    def _cancel(self, active: ActiveJob) -> None:
-        log.info("job %s cancelled: stopping its attempts", active.job.id)
-        shared = self.shared
-        shared.abandon("job cancelled", lambda a: a.job.id == active.job.id)
-        with shared.lock:
-            shared.jobs.pop(active.job.id, None)
-            shared.done_jobs.add(active.job.id)
-        self.history.remember_finished(active.job.id, signed_time(active.job), active.job.round)
-
-    def _forget_if_gone(self, active: ActiveJob) -> bool:
-        """A job whose folder was removed from the store (``drivemr clean``, or by hand):
-        stop its attempts and forget it. True when it is gone (asked by id, so a listing
-        that merely missed it changes nothing)."""
-        shared = self.shared
-        try:
-            shared.store.get(active.job.folder)
-            return False
-        except NotFound:
-            pass
-        log.info("job %s: its folder is gone from the store; forgetting the job", active.job.id)
-        shared.abandon("the job was removed from the store", lambda a: a.job.id == active.job.id)
-        with shared.lock:
-            shared.jobs.pop(active.job.id, None)
-            shared.done_jobs.add(active.job.id)
-        return True
-
-    def _finish(self, active: ActiveJob) -> None:
-        shared = self.shared
-        with shared.lock:
-            if any(jid == active.job.id for jid, _ in shared.running):
-                return
-            shared.jobs.pop(active.job.id, None)
-            shared.done_jobs.add(active.job.id)
-        self.history.remember_finished(active.job.id, signed_time(active.job), active.job.round)
-        # Looked at again at the next root listing (and whenever its folder changes): a
-        # retry posts a new round there, which re-opens the job.
-        self._done_folders[active.job.folder] = (active.job.id, float("-inf"))
-        if active.view.finished:
-            return  # another worker marked it (a second create would cost a write for a 409)
-        try:
-            if mark(shared.store, active.job, "finished", shared.trust, by=shared.id):
-                log.info("job %s finished", active.job.id)
-        except DrivemrError as exc:
-            log.warning("could not mark job %s finished: %s", active.job.id, exc)

@@ -4,7 +4,7 @@ This package and :mod:`drivemr.auth` are the only ones that import googleapiclie
 Modules: :mod:`.store` (the store proper), :mod:`.session` (connections, retries,
 counters), :mod:`.strict_http`, :mod:`.translate` (errors), :mod:`.pacing`,
 :mod:`.transfer` (chunked uploads/downloads), :mod:`.feeds` (paged listings),
-:mod:`.fields` (the wire format).
+:mod:`.fields` (the wire format), :mod:`.root` (where the root lives).
 
 Why it is built the way it is:
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from drivemr.errors import TransientStoreError
+from drivemr.errors import PermanentStoreError, TransientStoreError
 from drivemr.stores.base import FOLDER_MIME, FileInfo
 from drivemr.stores.drive.fields import CHANGES_FIELDS, LIST_FIELDS, file_info, quote
 from drivemr.stores.drive.transfer import Call
 
-__all__ = ["changes_since", "list_children"]
+__all__ = ["changes_since", "list_children", "start_cursor"]
 
 
 def list_children(
@@ -99,3 +99,19 @@ def changes_since(
                 "poll changes: Drive returned neither a next page nor a new cursor"
             )
         return str(new_cursor), folders
+
+
+def start_cursor(call: Call, drive_id: str | None) -> str:
+    """A start token of the right change log: the shared drive's own log when the root is
+    in a shared drive ``drive_id`` (its changes never reach the users' logs), else the
+    user's."""
+    extra: dict[str, Any] = {"driveId": drive_id} if drive_id else {}
+    result = call(
+        "changes cursor",
+        "read",
+        lambda svc: svc.changes().getStartPageToken(supportsAllDrives=True, **extra).execute(),
+    )
+    token = result.get("startPageToken")
+    if not token:
+        raise PermanentStoreError("changes cursor: Drive returned no start page token")
+    return str(token)

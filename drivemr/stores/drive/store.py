@@ -2,14 +2,14 @@
 
 Its layers live next to it: :mod:`.strict_http` (no silent resends), :mod:`.translate`
 (Drive's errors to drivemr's), :mod:`.pacing` (the write quota), :mod:`.session`
-(connections, retries, counters) and :mod:`.fields` (the wire format). The retry policy
+(connections, retries, counters), :mod:`.fields` (the wire format) and :mod:`.root`
+(where the root lives: its shared drive and identity, asked once). The retry policy
 and the recognition of a lost create's answer are every store's, in
 :mod:`drivemr.stores.retry`.
 """
 
 from __future__ import annotations
 
-import functools
 import io
 import os
 import re
@@ -28,7 +28,7 @@ from drivemr.errors import (
     UnusableId,
 )
 from drivemr.stores.base import FOLDER_MIME, ROOT, Changes, FileInfo, Store
-from drivemr.stores.drive.feeds import changes_since, list_children
+from drivemr.stores.drive.feeds import changes_since, list_children, start_cursor
 from drivemr.stores.drive.fields import (
     CHUNK_SIZE,
     FILE_FIELDS,
@@ -39,10 +39,10 @@ from drivemr.stores.drive.fields import (
     mimetype,
 )
 from drivemr.stores.drive.pacing import DEFAULT_WRITE_RATE, WritePacer, shared_pacer
+from drivemr.stores.drive.root import RootPlace, instance_or_class
 from drivemr.stores.drive.session import DriveSession
 from drivemr.stores.drive.transfer import download_to, resumable_upload
 from drivemr.stores.drive.translate import (
-    ROOT_NOT_VISIBLE,
     SAME_ACCOUNT_HELP,
     http_status,
     with_hint,
@@ -57,30 +57,6 @@ ENDPOINT_ENV = "DRIVEMR_DRIVE_ENDPOINT"
 """Base URL of a Drive-compatible server (the fake); no sign-in is used then."""
 TOKEN_ENV = "DRIVEMR_DRIVE_TOKEN"
 """With :data:`ENDPOINT_ENV`: the bearer token sent to that server (the fake's account)."""
-
-
-class _instance_or_class:
-    """A method that also works on the class: then it runs on a temporary
-    ``DriveStore.from_url("drive://", **options)`` (options = unknown keyword arguments)."""
-
-    def __init__(self, func: Callable[..., str]) -> None:
-        self.func = func
-        self.__doc__ = func.__doc__
-
-    def __get__(self, obj: Any, cls: Any) -> Callable[..., str]:
-        if obj is not None:
-            return functools.partial(self.func, obj)
-
-        def on_class(
-            name: str = "drivemr",
-            parent: str = ROOT,
-            shared_drive: str | None = None,
-            **options: Any,
-        ) -> str:
-            with cls.from_url(SCHEME, **options) as store:
-                return self.func(store, name, parent, shared_drive)
-
-        return on_class
 
 
 _OPTION_NAMES = (
@@ -156,10 +132,8 @@ class DriveStore(Store):
                 backoff_max=float(backoff_max),
                 sleep=sleep,
             )
-        # shared_drive: True = ask Drive which drive the root is in (once); False = My
-        # Drive; a string = that shared drive's id.
-        self._drive_id: str | None = shared_drive if isinstance(shared_drive, str) else None
-        self._drive_known = shared_drive is not True
+        self.root = RootPlace(self.root_id, shared_drive)
+        """Where the root lives (shared drive, real id), asked once."""
         self.page_size = max(1, min(1000, int(page_size)))
         self.changes_page_size = max(1, min(1000, int(changes_page_size)))
         self.session = DriveSession(
@@ -193,7 +167,7 @@ class DriveStore(Store):
             kwargs["config_dir"] = Path(kwargs["config_dir"])
         return cls(folder or None, url=f"{SCHEME}{folder}", **kwargs)
 
-    @_instance_or_class
+    @instance_or_class
     def create_root(
         self, name: str = "drivemr", parent: str = ROOT, shared_drive: str | None = None
     ) -> str:
@@ -342,7 +316,7 @@ class DriveStore(Store):
             self.session.count("recovered_creates")
             return mine
         except NotFound as exc:
-            hinted = self._root_hint(exc, parent)
+            hinted = self.root.hint(exc, parent)
             if hinted is exc:
                 raise
             raise hinted from exc
@@ -372,7 +346,7 @@ class DriveStore(Store):
                 ),
             )
         except NotFound as exc:
-            hinted = self._root_hint(exc, fid)
+            hinted = self.root.hint(exc, fid)
             if hinted is exc:
                 raise
             raise hinted from exc
@@ -380,23 +354,12 @@ class DriveStore(Store):
             raise NotFound(f"get {fid}: the file is in the trash")
         return file_info(result)
 
-    def _root_hint(self, exc: NotFound, folder_id: str) -> NotFound:
-        """A missing *root* is almost always a sign-in mismatch: say so."""
-        if folder_id != self.root_id or self.root_id == ROOT:
-            return exc
-        return NotFound(with_hint(exc, ROOT_NOT_VISIBLE))
-
     @property
     def identity(self) -> str:
         """``drive:<root folder id>``: Drive ids are global and never reused, so a copy of
         the folder (even with every file copied) is another store. An alias root (``root``,
         My Drive) is resolved to its real id once."""
-        cached: str | None = self.__dict__.get("_identity")
-        if cached is None:
-            real = self.root_id if self.root_id != ROOT else self.get(ROOT).id
-            cached = f"drive:{real}"
-            self.__dict__["_identity"] = cached
-        return cached
+        return self.root.identity(self.get)
 
     def read(self, file_id: str, *, max_bytes: int | None = None) -> bytes:
         fid = self._resolve(file_id)
@@ -472,27 +435,7 @@ class DriveStore(Store):
     def shared_drive_id(self) -> str | None:
         """The id of the shared drive the root lives in, or None (My Drive). Asked once:
         a root never moves between drives (Drive does not move folders across drives)."""
-        if self._drive_known:
-            return self._drive_id
-        if self.root_id == ROOT:
-            drive_id = None
-        else:
-            try:
-                got = self._call(
-                    f"get {self.root_id}",
-                    "read",
-                    lambda svc: (
-                        svc.files()
-                        .get(fileId=self.root_id, fields="id,driveId", supportsAllDrives=True)
-                        .execute()
-                    ),
-                )
-            except NotFound as exc:
-                raise self._root_hint(exc, self.root_id) from exc
-            value = got.get("driveId") if isinstance(got, dict) else None
-            drive_id = value if isinstance(value, str) and value else None
-        self._drive_id, self._drive_known = drive_id, True
-        return drive_id
+        return self.root.shared_drive_id(self._call)
 
     def account_id(self) -> str:
         """This sign-in's Drive ``permissionId`` (stable, and no e-mail address in it)."""
@@ -508,19 +451,8 @@ class DriveStore(Store):
         return value
 
     def changes_cursor(self) -> str:
-        """A start token of the right change log: the shared drive's own log when the root
-        is in a shared drive (its changes never reach the users' logs), else the user's."""
-        drive_id = self.shared_drive_id()
-        extra: dict[str, Any] = {"driveId": drive_id} if drive_id else {}
-        result = self._call(
-            "changes cursor",
-            "read",
-            lambda svc: svc.changes().getStartPageToken(supportsAllDrives=True, **extra).execute(),
-        )
-        token = result.get("startPageToken")
-        if not token:
-            raise PermanentStoreError("changes cursor: Drive returned no start page token")
-        return str(token)
+        """A start token of the right change log (see :func:`.feeds.start_cursor`)."""
+        return start_cursor(self._call, self.shared_drive_id())
 
     def poll_changes(self, cursor: str) -> Changes:
         """Folders that changed since ``cursor`` (see :func:`.feeds.changes_since`)."""

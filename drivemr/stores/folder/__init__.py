@@ -9,6 +9,11 @@ tests use; to change one (a test's ``monkeypatch``), set it in the module that d
 
 from __future__ import annotations
 
+from drivemr.stores.folder import changes as changes
+from drivemr.stores.folder import dirs as dirs
+from drivemr.stores.folder import index as index
+from drivemr.stores.folder import probe as probe
+from drivemr.stores.folder import store as store
 from drivemr.stores.folder.changes import COARSE_MTIME_SLACK_NS, ChangeFeed
 from drivemr.stores.folder.dirs import _DIR_FDS as _DIR_FDS
 from drivemr.stores.folder.dirs import _O_CREATE_EXCL as _O_CREATE_EXCL

@@ -5,22 +5,15 @@ with it; ``tests/chaos`` asserts the guarantees with it.
 * :mod:`.ledger`    the chaos task, its side-effect record, and the account of a job;
 * :mod:`.cluster`   a store with worker processes (or in-process workers) on it;
 * :mod:`.faults`    fault-injecting and attempt-counting stores;
-* :mod:`.campaigns` the experiments: kill -9, SIGSTOP past the lease, a storm of errors.
+* :mod:`.kill`      the kill -9 experiment;
+* :mod:`.stop`      the SIGSTOP-past-the-lease experiment;
+* :mod:`.storm`     the storm-of-errors experiment.
 
 Nothing here has state of its own besides the temporary folders it is given.
 """
 
 from __future__ import annotations
 
-from drivemr.testing.chaos.campaigns import (
-    Kill,
-    KillReport,
-    StopReport,
-    StormReport,
-    kill_campaign,
-    stop_campaign,
-    storm_campaign,
-)
 from drivemr.testing.chaos.cluster import (
     Cluster,
     WorkerProc,
@@ -36,6 +29,7 @@ from drivemr.testing.chaos.faults import (
     counting_drive_store_class,
     retrying_faulty_folder,
 )
+from drivemr.testing.chaos.kill import Kill, KillReport, kill_campaign
 from drivemr.testing.chaos.ledger import (
     REDUCE_PY,
     TASK_PY,
@@ -50,6 +44,8 @@ from drivemr.testing.chaos.ledger import (
     reduce_runs,
     write_job,
 )
+from drivemr.testing.chaos.stop import StopReport, stop_campaign
+from drivemr.testing.chaos.storm import StormReport, storm_campaign
 from drivemr.testing.wait import wait_for
 
 __all__ = [

@@ -1,29 +1,9 @@
-"""The S3 store: the same protocol on S3-compatible object storage (AWS, MinIO, R2, B2, ...).
+"""The S3 store proper: drivemr's primitives mapped onto S3 requests, one method each.
 
-Why this layout. S3 has two ways to find an object: by its exact key, and by a listing of a
-key prefix. drivemr needs three: create-once by id (whatever the name), get by id, and a
-by-parent listing that shows names. One key cannot serve all three, so every file or folder
-has two keys, the S3 analogue of the folder store's id index and visible name:
-
-* ``<prefix>/i/<id>`` - the **id index**, holding the content and, in its user metadata, the
-  kind, parent, name and md5. It is created with ``PutObject`` + ``If-None-Match: *``: the
-  service answers 412 when the id is taken, which is the create-once commit point. Get, read
-  and download go here (one request each, strongly consistent).
-* ``<prefix>/p/<parent>/<kind>.<id>.<size>.<name>`` - the **listing entry**, an empty object
-  written right after the index; a by-parent listing is one ``ListObjectsV2`` per thousand
-  children and needs no read per child.
-
-Readers by id see the file once the index exists; readers of a listing once the entry does.
-A create whose answer was lost is recognised on its retry (``is_what_we_sent``) and then
-writes the entry, in case the first try did not get that far (:class:`RetryingS3Store`).
-
-The change feed (:mod:`drivemr.stores.s3_feed`) compares listings, one folder per poll:
-an idle worker costs one listing request per poll interval.
-
-Timestamps are the service's: ``LastModified`` of listings and HEADs, the ``Date`` header of
-write answers. boto3 retries are switched off: throttling (``503 SlowDown``), 5xx, a
-``409 ConditionalRequestConflict`` and dropped connections raise
-:class:`~drivemr.errors.TransientStoreError`, which the shared retry layer retries.
+The key layout (an id index and a listing entry per file) is the package's
+(:mod:`drivemr.stores.s3`); the wire details (clients, errors, keys, times) are in
+:mod:`.wire`, multipart uploads in :mod:`.parts`, the change feed in :mod:`.feed` and the
+retry layer that ``open_store`` returns in :mod:`.retrying`.
 """
 
 from __future__ import annotations
@@ -40,7 +20,6 @@ from urllib.parse import quote, unquote
 
 from drivemr.errors import (
     AlreadyExists,
-    AuthError,
     NotFound,
     PermanentStoreError,
     StoreError,
@@ -49,14 +28,15 @@ from drivemr.errors import (
 )
 from drivemr.fileio import replacing
 from drivemr.stores.base import ROOT, Changes, FileInfo, Store
-from drivemr.stores.retry import RetryingStore, RetryPolicy, content_digest
-from drivemr.stores.s3_feed import ListingFeed, listing_digest
-from drivemr.stores.s3_parts import create_in_parts
-from drivemr.stores.s3_wire import (
+from drivemr.stores.retry import content_digest
+from drivemr.stores.s3.feed import ListingFeed, listing_digest
+from drivemr.stores.s3.parts import create_in_parts
+from drivemr.stores.s3.wire import (
     ID_RE,
     MD5_RE,
     KeyLayout,
     botocore_modules,
+    bounded_chunks,
     check_id,
     check_name,
     header_time,
@@ -64,6 +44,7 @@ from drivemr.stores.s3_wire import (
     make_client,
     md5_b64,
     parse_s3_url,
+    store_error,
     translate,
 )
 
@@ -76,7 +57,7 @@ T = TypeVar("T")
 
 
 class S3Store(Store):
-    """Create-once files on S3; see the module docstring for the key layout."""
+    """Create-once files on S3; see :mod:`drivemr.stores.s3` for the key layout."""
 
     def __init__(
         self,
@@ -116,16 +97,7 @@ class S3Store(Store):
             raise self._error(exc, what) from exc
 
     def _error(self, exc: BaseException, what: str) -> StoreError:
-        if isinstance(exc, self._exc.ClientError):
-            return translate(exc, what, self.bucket)
-        if isinstance(exc, self._exc.NoCredentialsError):
-            return AuthError(
-                f"{what}: no AWS credentials found (set AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)"
-            )
-        if isinstance(exc, self._exc.ParamValidationError):
-            return PermanentStoreError(f"{what}: {exc}")
-        return TransientStoreError(f"{what}: {exc}")  # connection reset, timeout, ...
+        return store_error(exc, what, self.bucket, self._exc)
 
     def _head(self, file_id: str) -> dict[str, Any]:
         check_id(file_id)
@@ -354,29 +326,13 @@ class S3Store(Store):
             raise PermanentStoreError(f"{what}: not a drivemr file")
         return body, int(answer.get("ContentLength") or 0)
 
-    def _chunks(self, body: Any, length: int, what: str) -> Iterator[bytes]:
-        """The body's bytes, never more than the declared length (the server is untrusted)."""
-        got = 0
-        try:
-            for chunk in body.iter_chunks(1 << 20):
-                got += len(chunk)
-                if got > length:
-                    raise PermanentStoreError(f"{what}: longer than its declared {length} bytes")
-                yield chunk
-        except (self._exc.BotoCoreError, OSError) as exc:
-            raise TransientStoreError(f"{what}: {exc}") from exc
-        finally:
-            body.close()
-        if got != length:
-            raise TransientStoreError(f"{what}: cut short ({got} of {length} bytes)")
-
     def read(self, file_id: str, *, max_bytes: int | None = None) -> bytes:
         what = f"read {file_id}"
         body, length = self._open(file_id, what)
         if max_bytes is not None and length > max_bytes:
             body.close()
             raise TooLarge(f"{what}: larger than the limit of {max_bytes} bytes")
-        return b"".join(self._chunks(body, length, what))
+        return b"".join(bounded_chunks(body, length, what, self._exc))
 
     def download(self, file_id: str, dest: Path, *, max_bytes: int | None = None) -> None:
         what = f"download {file_id}"
@@ -387,7 +343,7 @@ class S3Store(Store):
             raise TooLarge(f"{what}: {length} bytes, over the limit of {max_bytes} bytes")
         try:
             with replacing(dest) as out:
-                for chunk in self._chunks(body, length, what):
+                for chunk in bounded_chunks(body, length, what, self._exc):
                     out.write(chunk)
         except OSError as exc:
             raise PermanentStoreError(f"{what}: cannot write {dest}: {exc}") from exc
@@ -476,49 +432,3 @@ class S3Store(Store):
         close = getattr(self._client, "close", None)
         if close is not None:
             close()
-
-
-S3_POLICY = RetryPolicy(max_attempts=6, backoff_base=0.05, backoff_max=2.0)
-"""At most 6 attempts per request, waits of up to 50 ms, 100 ms, ... 2 s (a ``Retry-After``
-hint is honoured up to 2 s)."""
-
-
-class RetryingS3Store(RetryingStore):
-    """The S3 store as ``open_store`` gives it: transient failures retried (the one policy).
-
-    A create whose first try landed but whose answer was lost meets 412 on its retry; the
-    shared layer recognises the file as ours (:func:`~drivemr.stores.retry.own_earlier_create`)
-    and here its listing entry is (re)written, retried, in case the first try stopped between
-    the index and the entry."""
-
-    inner: S3Store
-
-    def __init__(
-        self,
-        bucket: str,
-        prefix: str = "",
-        *,
-        client: Any = None,
-        policy: RetryPolicy | None = None,
-        observe: Callable[[str, int], None] | None = None,
-        **options: Any,
-    ) -> None:
-        inner = S3Store(bucket, prefix, client=client, **options)
-        super().__init__(inner, policy or S3_POLICY, observe=observe)
-
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> RetryingS3Store:
-        bucket, prefix = parse_s3_url(url)
-        return cls(bucket, prefix, **options)
-
-    @property
-    def bucket(self) -> str:
-        return self.inner.bucket
-
-    @property
-    def prefix(self) -> str:
-        return self.inner.prefix
-
-    def _finish_own_create(self, info: FileInfo) -> FileInfo:
-        self._call("write listing entry", lambda: self.inner.put_listing_entry(info))
-        return info

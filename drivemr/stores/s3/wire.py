@@ -1,13 +1,14 @@
 """The S3 store's wire level: boto3 (optional), URLs, clients, errors, names and times.
 
-Kept apart from :mod:`drivemr.stores.s3` (the key layout and the primitives) so the store
-module reads as the mapping of drivemr's primitives onto S3 requests.
+Kept apart from :mod:`drivemr.stores.s3.store` (the primitives) so the store module reads
+as the mapping of drivemr's primitives onto S3 requests.
 """
 
 from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -194,3 +195,34 @@ class KeyLayout:
             modified=modified,
             created=modified,
         )
+
+
+def store_error(exc: BaseException, what: str, bucket: str, errors: Any) -> StoreError:
+    """A failed S3 request (``errors``: botocore.exceptions) as one of drivemr's store errors."""
+    if isinstance(exc, errors.ClientError):
+        return translate(exc, what, bucket)
+    if isinstance(exc, errors.NoCredentialsError):
+        return AuthError(
+            f"{what}: no AWS credentials found (set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)"
+        )
+    if isinstance(exc, errors.ParamValidationError):
+        return PermanentStoreError(f"{what}: {exc}")
+    return TransientStoreError(f"{what}: {exc}")  # connection reset, timeout, ...
+
+
+def bounded_chunks(body: Any, length: int, what: str, errors: Any) -> Iterator[bytes]:
+    """The body's bytes, never more than the declared length (the server is untrusted)."""
+    got = 0
+    try:
+        for chunk in body.iter_chunks(1 << 20):
+            got += len(chunk)
+            if got > length:
+                raise PermanentStoreError(f"{what}: longer than its declared {length} bytes")
+            yield chunk
+    except (errors.BotoCoreError, OSError) as exc:
+        raise TransientStoreError(f"{what}: {exc}") from exc
+    finally:
+        body.close()
+    if got != length:
+        raise TransientStoreError(f"{what}: cut short ({got} of {length} bytes)")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from drivemr.errors import AlreadyExists
-from drivemr.stores.s3_wire import header_time, http_status, translate
+from drivemr.stores.s3.wire import header_time, http_status, translate
 
 
 def create_in_parts(
