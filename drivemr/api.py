@@ -146,7 +146,8 @@ class Client:
         job = protocol.submit(
             self.store, spec, sign=signer() if signed else None, progress=progress
         )
-        return Job(self, job.id, job=job)
+        # By id, not by a listing: a get is the consistent read on every store.
+        return Job(self, job.id, job=job, folder=self.store.get(job.folder))
 
     def job(self, job_id: str) -> Job:
         """The handle of a job by id (or a unique prefix of its id); raises if none."""

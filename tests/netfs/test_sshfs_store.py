@@ -110,6 +110,7 @@ files = ["square.py", "total.py"]
 [map]
 command = ["python", "{files}/square.py", "{item}"]
 items = {range = [0, 40]}
+items_per_task = 1   # one task per item: the kill -9 accounting below counts tasks
 outputs = ["square.txt"]
 [reduce]
 command = ["python", "{files}/total.py", "{results}"]
