@@ -154,7 +154,6 @@ OVER_THE_LIMITS = frozenset(
         "drivemr/cli.py",
         "drivemr/report.py",
         "drivemr/results.py",
-        "drivemr/spec.py",
         "drivemr/stores/drive/store.py",
         "drivemr/stores/s3.py",
         "drivemr/testing/chaos/campaigns.py",
