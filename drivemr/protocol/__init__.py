@@ -41,8 +41,6 @@ from drivemr.protocol.jobdoc import (
     Stage,
     StoredFile,
     Task,
-    _stage,
-    _stored_file,
     check_store_binding,
     id_list,
     job_from_doc,
@@ -88,7 +86,6 @@ from drivemr.protocol.names import (
 )
 from drivemr.protocol.publish import (
     IdPool,
-    _store_name,
     build_job_doc,
     submit,
 )
@@ -135,9 +132,6 @@ __all__ = [
     "Stage",
     "StoredFile",
     "Task",
-    "_stage",
-    "_store_name",
-    "_stored_file",
     "build_job_doc",
     "check_store_binding",
     "check_worker_id",

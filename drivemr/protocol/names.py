@@ -4,7 +4,8 @@ A claim's or result's name carries facts (which task, which attempt, which worke
 ended, how long it took) so one by-parent listing answers "what is the state of this job"
 without downloading anything. Names are hints, never locks: each parser here is total (a
 name that does not parse is None, whatever the store holds), and numbers in names are
-bounded by the patterns themselves.
+bounded by the patterns themselves. The protocol's constants (prefixes, formats, size
+limits, result slots) live here too: every other part of the protocol reads them.
 """
 
 from __future__ import annotations
