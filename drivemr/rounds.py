@@ -41,14 +41,13 @@ from drivemr.protocol import (
     Job,
     Stage,
     StoredFile,
-    _stage,
-    _store_name,
-    _stored_file,
     find_job,
     id_list,
     job_complete,
     load_view,
 )
+from drivemr.protocol.jobdoc import _stage, _stored_file
+from drivemr.protocol.publish import _store_name
 from drivemr.results import ResultReader, reader_for
 from drivemr.safetext import safe
 from drivemr.sealed import UntrustedFile, WarnOnce, open_sealed
