@@ -91,6 +91,7 @@ def test_a_running_job_is_never_removed_and_a_vanished_job_is_forgotten(
         [map]
         command = ["python", "-c", {json.dumps(SLEEPER)}, {json.dumps(str(pids))}, "{{item}}"]
         items = ["a", "b", "c"]
+        items_per_task = 1
         """,
         name="sleepy",
     )
