@@ -10,8 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -239,50 +238,13 @@ def test_expired_or_revoked_sign_in(
     assert len(runs) == 2 and all(e.end is None and not cc.alive(e.pid) for e in runs)
 
 
-class _TokenEndpoint:
-    """Google's token endpoint, answering every refresh with ``invalid_grant``."""
-
-    def __init__(self) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("content-length", 0)))
-                body = json.dumps(
-                    {
-                        "error": "invalid_grant",
-                        "error_description": "Token has been expired or revoked.",
-                    }
-                )
-                self.send_response(400)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body.encode())
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/token"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def token_endpoint() -> Iterator[_TokenEndpoint]:
-    endpoint = _TokenEndpoint()
-    yield endpoint
-    endpoint.close()
-
-
 @pytest.mark.parametrize("chaos_kind", ["drive"])
 def test_revoked_grant_mid_run_exits_4_from_the_command_line(
-    chaos_cluster: cc.Cluster, token_endpoint: _TokenEndpoint, monkeypatch: pytest.MonkeyPatch
+    chaos_cluster: cc.Cluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Item 12 with real Google credentials: the access token expires mid-run and its
-    refresh answers invalid_grant. `drivemr worker` exits 4 telling how to sign in again."""
+    """Item 12 with real Google credentials: the grant is revoked and the access token
+    expires mid-run, so its refresh at the fake's token endpoint answers invalid_grant.
+    `drivemr worker` exits 4 telling how to sign in again."""
     from datetime import datetime, timedelta, timezone
 
     from click.testing import CliRunner
@@ -293,10 +255,12 @@ def test_revoked_grant_mid_run_exits_4_from_the_command_line(
 
     c = chaos_cluster
     job = c.submit(cc.write_job(c.base / "job", c.sidefx, name="grant", tasks=4, opts="sleep=60"))
+    assert c.fake is not None
+    grant = c.fake.issue_grant()  # the account that made the cluster's folders
     creds = Credentials(
-        token="access-1",
-        refresh_token="refresh-1",
-        token_uri=token_endpoint.url,
+        token=grant.access_token,
+        refresh_token=grant.refresh_token,
+        token_uri=c.fake.token_url,
         client_id="cid",
         client_secret="secret",
         expiry=datetime.now(timezone.utc).replace(tzinfo=None) + timedelta(hours=1),
@@ -309,32 +273,40 @@ def test_revoked_grant_mid_run_exits_4_from_the_command_line(
     monkeypatch.setattr(DriveStore, "from_url", classmethod(with_credentials))
     monkeypatch.delenv("DRIVEMR_DRIVE_ENDPOINT", raising=False)
 
-    def expire_when_busy() -> None:
-        cc.wait_for(lambda: len(cc.executions(c.sidefx)) == 2, 60, "two attempts to run")
-        creds.expiry = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(seconds=1)
+    worker_args = [
+        "worker",
+        "--store",
+        c.url,
+        "--slots",
+        "2",
+        "--lease",
+        str(c.lease),
+        "--worker-id",
+        "w",
+        "--workdir",
+        str(c.workdir / "w"),
+        "--poll-interval",
+        "0.1",
+        "--write-rate",
+        "0",
+    ]
+    ended = threading.Event()
 
-    threading.Thread(target=expire_when_busy, daemon=True).start()
-    result = CliRunner().invoke(
-        main,
-        [
-            "worker",
-            "--store",
-            c.url,
-            "--slots",
-            "2",
-            "--lease",
-            str(c.lease),
-            "--worker-id",
-            "w",
-            "--workdir",
-            str(c.workdir / "w"),
-            "--poll-interval",
-            "0.1",
-            "--write-rate",
-            "0",
-        ],
-        catch_exceptions=False,
-    )
+    def revoke_when_busy() -> None:
+        cc.wait_for(
+            lambda: ended.is_set() or len(cc.executions(c.sidefx)) == 2, 60, "two attempts to run"
+        )
+        if not ended.is_set():
+            c.fake.revoke_grant(grant.refresh_token)
+            creds.expiry = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(seconds=1)
+
+    revoker = threading.Thread(target=revoke_when_busy, daemon=True)
+    revoker.start()
+    try:
+        result = CliRunner().invoke(main, worker_args, catch_exceptions=False)
+    finally:
+        ended.set()  # a failed run must not leave this thread to fail a later test
+        revoker.join()
     assert result.exit_code == 4, result.output
     assert "sign-in expired or revoked; run `drivemr auth login` again" in result.stderr
     assert result.stderr.count("drivemr auth login") == 1  # said once, not twice

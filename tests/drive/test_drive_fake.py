@@ -274,9 +274,11 @@ def test_one_store_many_threads(make_drive_store: MakeStore) -> None:
     folders = store.mint_ids(6)
     errors: list[BaseException] = []
     created: dict[str, list[str]] = {}
+    services: list[Any] = []
 
     def work(k: int) -> None:
         try:
+            services.append(store.session.service())
             folder = folders[k]
             store.create(store.root_id, f"t{k}", folder, folder=True)
             ids = store.mint_ids(8)
@@ -294,7 +296,13 @@ def test_one_store_many_threads(make_drive_store: MakeStore) -> None:
     for t in threads:
         t.join()
     assert not errors, errors
-    assert len(store.session.https) == 7  # one HTTP object per thread (6 + the main thread)
+    mine = store.session.service()
+    assert len({id(s) for s in [*services, mine]}) == 7  # one service per thread (6 + main)
+    # A thread that ended leaves no connection behind: the next thread closes its sockets.
+    late = threading.Thread(target=lambda: store.list(store.root_id))
+    late.start()
+    late.join()
+    assert [t for t, _ in store.session.https] == [threading.main_thread(), late]
     assert sorted(i.id for i in store.list(store.root_id)) == sorted(folders)
 
 

@@ -124,3 +124,42 @@ def test_owners_query_names_the_owner(alice: Any, bob: Any) -> None:
     assert _names(bob, "'me' in owners") == ["bobs"]
     assert _names(bob, "'alice@example.com' in owners") == ["box"]
     assert _names(alice, "'me' in owners") == ["box"]
+
+
+def test_every_token_refreshed_from_a_grant_acts_as_its_account(
+    server: FakeDriveServer, alice: Any
+) -> None:
+    """Real Drive maps every access token issued for one sign-in to the same user: a token
+    the fake's endpoint refreshed still acts as the grant's account, a revoked grant's
+    refresh answers invalid_grant, and any other bearer string still names an account."""
+    from google.auth.exceptions import RefreshError
+    from google.auth.transport.requests import Request as AuthRequest
+    from google.oauth2.credentials import Credentials
+
+    from drivemr.testing.fakedrive import build_client
+
+    box = alice.files().create(body={"name": "box"}).execute()["id"]
+    grant = server.issue_grant("alice")
+    creds = Credentials(
+        token=grant.access_token,
+        refresh_token=grant.refresh_token,
+        token_uri=server.token_url,
+        client_id="cid",
+        client_secret="secret",
+    )
+    tokens = [grant.access_token]
+    for _ in range(2):
+        creds.refresh(AuthRequest())
+        tokens.append(str(creds.token))
+    assert len(set(tokens)) == 3  # each refresh is a new access token...
+    for token in tokens:  # ...acting as alice, who sees her file
+        as_alice = build_client(server.url, token=token)
+        assert as_alice.files().get(fileId=box, fields="name").execute() == {"name": "box"}
+        me = as_alice.about().get(fields="user(emailAddress)").execute()["user"]
+        assert me == {"emailAddress": "alice@example.com"}
+    with pytest.raises(HttpError) as ei:  # a token the endpoint never issued: its own account
+        build_client(server.url, token="ya29.someone-else").files().get(fileId=box).execute()
+    assert ei.value.status_code == 404
+    server.revoke_grant(grant.refresh_token)
+    with pytest.raises(RefreshError, match="invalid_grant"):
+        creds.refresh(AuthRequest())

@@ -41,8 +41,10 @@ class DriveSession:
     """Connections, retries, pacing and counters of one Drive client.
 
     Thread-safe: each thread builds its own ``Http`` and service object (httplib2 is not
-    thread-safe); the counters and the list of connections are guarded by ``_lock``, which
-    this class alone takes."""
+    thread-safe); the counters and the connections are guarded by ``_lock``, which this
+    class alone takes. A worker starts short-lived threads all the time, so the connections
+    of threads that ended are closed when another thread builds its own: open sockets stay
+    bounded by the live threads, not by every thread the process ever ran."""
 
     def __init__(
         self,
@@ -64,7 +66,8 @@ class DriveSession:
         self._service_account = service_account
         self._local = threading.local()
         self._lock = threading.Lock()
-        self.https: list[Any] = []
+        self.https: list[tuple[threading.Thread, Any]] = []
+        """Each thread's ``Http`` (to close at :meth:`close`, or once its thread ended)."""
         self._closed = False
         self._stats: dict[str, float] = {}
         self.reset_stats()
@@ -98,7 +101,10 @@ class DriveSession:
                 http_obj = base
             service = build_from_document(discovery_document(self.endpoint), http=http_obj)
             with self._lock:
-                self.https.append(http_obj)
+                ended = [h for t, h in self.https if not t.is_alive()]
+                self.https = [(t, h) for t, h in self.https if t.is_alive()]
+                self.https.append((threading.current_thread(), http_obj))
+            _close_all(ended)
             self._local.service = service
         return service
 
@@ -152,6 +158,11 @@ class DriveSession:
         with self._lock:
             self._closed = True
             https, self.https = self.https, []
-        for http_obj in https:
-            with contextlib.suppress(Exception):  # closing is best effort
-                http_obj.close()
+        _close_all([h for _, h in https])
+
+
+def _close_all(https: list[Any]) -> None:
+    """Close ``Http`` objects no thread uses any more (their sockets)."""
+    for http_obj in https:
+        with contextlib.suppress(Exception):  # closing is best effort
+            http_obj.close()

@@ -100,6 +100,9 @@ class FaultyStore(Store):
 
     @property
     def identity(self) -> str:
+        # A store request like any other (a folder reads STORE_ID, Drive asks about.get):
+        # counted, and it can fail, so the retry layer's attempts and ``calls`` agree.
+        self._maybe_fail("identity")
         return self.inner.identity
 
     def download(self, file_id: str, dest: Path, *, max_bytes: int | None = None) -> None:

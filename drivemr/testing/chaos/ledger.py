@@ -121,6 +121,8 @@ def write_job(
         lines.append(f"items = {json.dumps(items)}")
     lines.append('outputs = ["out.txt"]')
     lines.append(f"max_attempts = {max_attempts}")
+    # One item per task: the ledger counts claims, kills and duplicates per item.
+    lines.append("items_per_task = 1")
     if timeout:
         lines.append(f'timeout = "{timeout}"')
     if reduce:

@@ -41,6 +41,7 @@ from drivemr.testing.fakedrive.fields import (
     apply_fields,
     parse_fields,
 )
+from drivemr.testing.fakedrive.grants import Grants
 from drivemr.testing.fakedrive.messages import (
     REASONS,
     Request,
@@ -114,6 +115,7 @@ class DriveApi:
         self.state = state
         self.config = config
         self.stats = Stats()
+        self.grants = Grants()
         self._cfg_lock = threading.Lock()
         self.rng = random.Random(config.seed)
         self._bucket = QuotaBucket(config.write_rate, config.write_burst)
@@ -275,6 +277,7 @@ class DriveApi:
         """Serve one API call (a plain request or one part of a batch)."""
         if top_level:
             self.stats.count_request(len(req.body))
+        req = self.grants.resolve(req)  # every token issued for a grant: the grant's account
         if (
             req.method == "POST"
             and req.headers.get("x-http-method-override", "").upper() == "GET"

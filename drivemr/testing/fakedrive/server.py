@@ -25,6 +25,7 @@ from drivemr.testing.fakedrive.api import DriveApi
 from drivemr.testing.fakedrive.client import discovery_document
 from drivemr.testing.fakedrive.config import CONFIG_KEYS, FakeConfig, coerce_config
 from drivemr.testing.fakedrive.errors import ApiError
+from drivemr.testing.fakedrive.grants import TOKEN_PATH, Grant
 from drivemr.testing.fakedrive.messages import (
     DEFAULT_ACCOUNT,
     REASONS,
@@ -143,7 +144,9 @@ class _Handler(BaseHTTPRequestHandler):
                     time.sleep(latency / 1000.0)
                 host = headers.get("host") or f"{owner.host}:{owner.port}"
                 req = Request(self.command, path, query, headers, body, f"http://{host}/")
-                if path in ("/batch/drive/v3", "/batch") and self.command == "POST":
+                if path == TOKEN_PATH:
+                    resp = api.grants.serve(req)
+                elif path in ("/batch/drive/v3", "/batch") and self.command == "POST":
                     resp = api.handle_batch(req)
                 else:
                     resp = api.handle(req)
@@ -386,6 +389,22 @@ class FakeDriveServer:
                 raise ValueError(f"no shared drive {drive_id!r}")
             drive.members[account] = role
             st.dirty = True
+
+    # -- sign-ins: the token endpoint's grants ----------------------------------------------
+
+    @property
+    def token_url(self) -> str:
+        """The fake's OAuth token endpoint (``token_uri`` of credentials for a grant)."""
+        return self.url.rstrip("/") + TOKEN_PATH
+
+    def issue_grant(self, account: str = DEFAULT_ACCOUNT) -> Grant:
+        """Sign ``account`` in: a refresh token and an access token that act as ``account``,
+        as does every access token refreshed from the grant."""
+        return self.api.grants.issue(account)
+
+    def revoke_grant(self, refresh_token: str) -> None:
+        """Revoke a grant: refreshing it answers ``400 invalid_grant`` from now on."""
+        self.api.grants.revoke(refresh_token)
 
     def _control_drives(self, body: bytes) -> Response:
         """``POST /_fake/drives``: ``{"name", "organizer"?, "members"?}`` or
