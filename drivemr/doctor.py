@@ -244,7 +244,7 @@ def check_skew(p: Probe) -> Check:
         return Check(name, SKIP, "the store reports no times", "")
     skew = (info.created or info.modified) - (before + after) / 2
     text = f"store clock - this PC's clock = {skew:+.1f} s (request took {after - before:.2f} s)"
-    meaning = "Leases are judged on the store's times; status and logs mix both clocks."
+    meaning = "Workers judge leases on their own clocks; status, logs and reports mix both clocks."
     if abs(skew) >= SKEW_FAIL:
         return Check(name, FAIL, text, meaning + " Set this PC's clock (NTP).")
     if abs(skew) >= SKEW_WARN:
@@ -391,7 +391,7 @@ def _checks(p: Probe) -> Iterator[tuple[str, str, Callable[[Probe], Check]]]:
     yield "visible at once", "New files show at once.", check_visible
     yield "change feed", "Idle workers notice new files.", check_feed
     yield "write quota", "How fast this store takes writes.", check_quota
-    yield "clock skew", "Leases are judged on the store's times.", check_skew
+    yield "clock skew", "Workers judge leases on their own clocks.", check_skew
     if p.kind == "drive":
         yield "second account", "Several accounts on one root.", check_second_account
     if p.kind == "folder":
