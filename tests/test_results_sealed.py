@@ -24,6 +24,7 @@ from drivemr.sealed import Sealer
 from drivemr.signing import load_or_create_signing_key, load_trusted
 from drivemr.spec import load_job
 from drivemr.testing import MemoryStore
+from drivemr.testing.clock import ManualClock as TestClock
 from drivemr.worker import Worker, WorkerConfig
 
 LEASE = 60.0
@@ -34,19 +35,6 @@ TOTAL = (
     "open('total.txt', 'w').write(str(sum(int(open(os.path.join(d, t, 'out.txt')).read()) "
     "for t in sorted(os.listdir(d)))))"
 )
-
-
-class TestClock:
-    __test__ = False
-
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def time(self) -> float:
-        return self.now
 
 
 @pytest.fixture

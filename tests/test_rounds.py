@@ -21,24 +21,12 @@ from drivemr.sealed import Sealer
 from drivemr.spec import load_job
 from drivemr.status import status_of
 from drivemr.testing import MemoryStore
+from drivemr.testing.clock import ManualClock as TestClock
 from drivemr.trust import Trust
 from drivemr.worker import Worker, WorkerConfig
 
 ITEMS = 6
 FAILING = ("2", "5")
-
-
-class TestClock:
-    __test__ = False
-
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def time(self) -> float:
-        return self.now
 
 
 @pytest.fixture

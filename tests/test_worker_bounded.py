@@ -17,22 +17,12 @@ from drivemr.errors import NotFound
 from drivemr.protocol import Job, heartbeat_name, submit
 from drivemr.spec import load_job
 from drivemr.testing import MemoryStore
+from drivemr.testing.clock import ManualClock as Clock
 from drivemr.worker import Worker, WorkerConfig
 from drivemr.worker.unreadable import EXIT_UNREADABLE
 
 LEASE = 60.0
 TRUE = "true" if sys.platform != "win32" else "cmd /c exit 0"
-
-
-class Clock:
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def time(self) -> float:
-        return self.now
 
 
 class HidingStore(MemoryStore):

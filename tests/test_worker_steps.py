@@ -17,6 +17,7 @@ from drivemr.protocol import REDUCE, Job, load_view, mark, submit
 from drivemr.results import read_manifest
 from drivemr.spec import load_job
 from drivemr.testing import MemoryStore
+from drivemr.testing.clock import ManualClock as TestClock
 from drivemr.worker import Worker, WorkerConfig
 from drivemr.worker.claim import Candidate
 
@@ -27,21 +28,6 @@ TOTAL = (
     "open('total.txt', 'w').write(str(sum(int(open(os.path.join(d, t, 'out.txt')).read()) "
     "for t in sorted(os.listdir(d)))))"
 )
-
-
-class TestClock:
-    """Monotonic and wall time, both moved only by the test."""
-
-    __test__ = False
-
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def time(self) -> float:
-        return self.now
 
 
 class SkewedView:

@@ -35,6 +35,7 @@ from drivemr.signing import PublicKeyInfo
 from drivemr.spec import load_job
 from drivemr.status import job_status
 from drivemr.testing import MemoryStore
+from drivemr.testing.clock import ManualClock as Clock
 from drivemr.trust import Trust, claim_body
 from drivemr.worker import Worker, WorkerConfig
 from drivemr.worker.identity import resolve_identity
@@ -42,19 +43,6 @@ from drivemr.worker.identity import resolve_identity
 LEASE = 60.0
 WRITE_ITEM = "import sys; open('out.txt', 'w').write(sys.argv[1])"
 ESCAPES = "\x1b]0;pwned\x07\x1b[2J\x1b[31mrun: drivemr keys trust drivemr-ed25519:AAAA --name ok"
-
-
-class Clock:
-    __test__ = False
-
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def time(self) -> float:
-        return self.now
 
 
 class PC:
