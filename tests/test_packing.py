@@ -41,6 +41,8 @@ from drivemr.spec import JobSpec, load_job
 from drivemr.stores.base import Store
 from drivemr.stores.folder import FolderStore
 from drivemr.testing import MemoryStore
+from drivemr.testing.clock import ManualClock as StepClock
+from drivemr.testing.stepping import step_until_done, stepping_worker
 from drivemr.worker import Worker, WorkerConfig
 
 # --------------------------------------------------------------------------- sizes
@@ -197,38 +199,14 @@ open("out.txt", "w").write(str(int(item) ** 2))
 """
 
 
-class StepClock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def time(self) -> float:
-        return self.now
-
-
 def make_worker(store: Store, tmp_path: Path, wid: str, clock: StepClock, slots: int = 1) -> Worker:
-    config = WorkerConfig(
-        worker_id=wid,
-        slots=slots,
-        workdir=tmp_path / wid,
-        lease=LEASE,
-        poll_interval=1.0,
-        retry_backoff=0.001,
-        reconcile_interval=3600.0,
+    return stepping_worker(
+        store, tmp_path, wid, clock, slots=slots, lease=LEASE, retry_backoff=0.001
     )
-    return Worker(store, config, clock=clock)
 
 
 def run_steps(workers: list[Worker], clock: StepClock, rounds: int = 40) -> None:
-    for _ in range(rounds):
-        for w in workers:
-            w.step()
-        clock.now += 1.0
-        if all(w.all_done() for w in workers):
-            return
-    raise AssertionError(f"not done after {rounds} rounds")
+    step_until_done(workers, clock, rounds)
 
 
 def flaky_job(write_job: Callable[..., Path], marks: Path, items: int, per_task: int) -> JobSpec:

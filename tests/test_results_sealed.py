@@ -25,7 +25,8 @@ from drivemr.signing import load_or_create_signing_key, load_trusted
 from drivemr.spec import load_job
 from drivemr.testing import MemoryStore
 from drivemr.testing.clock import ManualClock as TestClock
-from drivemr.worker import Worker, WorkerConfig
+from drivemr.testing.stepping import step_until_done, stepping_worker
+from drivemr.worker import Worker
 
 LEASE = 60.0
 WRITE_ITEM = "import sys; open('out.txt', 'w').write(sys.argv[1])"
@@ -70,26 +71,11 @@ def post(store: MemoryStore, write_job: Callable[..., Path]) -> Callable[..., Jo
 
 
 def make_worker(store: MemoryStore, tmp_path: Path, wid: str, clock: TestClock) -> Worker:
-    config = WorkerConfig(
-        worker_id=wid,
-        slots=1,
-        workdir=tmp_path / wid,
-        lease=LEASE,
-        poll_interval=1.0,
-        retry_backoff=1.0,
-        reconcile_interval=3600.0,
-    )
-    return Worker(store, config, clock=clock)
+    return stepping_worker(store, tmp_path, wid, clock, lease=LEASE)
 
 
 def run_until_done(workers: list[Worker], clock: TestClock, rounds: int = 60) -> None:
-    for _ in range(rounds):
-        for w in workers:
-            w.step()
-        clock.now += 1.0
-        if all(w.all_done() for w in workers):
-            return
-    raise AssertionError(f"not done after {rounds} rounds")
+    step_until_done(workers, clock, rounds)
 
 
 def mallory() -> Sealer:

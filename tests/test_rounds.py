@@ -22,8 +22,9 @@ from drivemr.spec import load_job
 from drivemr.status import status_of
 from drivemr.testing import MemoryStore
 from drivemr.testing.clock import ManualClock as TestClock
+from drivemr.testing.stepping import step_until_done, stepping_worker
 from drivemr.trust import Trust
-from drivemr.worker import Worker, WorkerConfig
+from drivemr.worker import Worker
 
 ITEMS = 6
 FAILING = ("2", "5")
@@ -87,26 +88,11 @@ def job(store: MemoryStore, write_job: Callable[..., Path], control: Path) -> Jo
 
 
 def make_worker(store: MemoryStore, tmp_path: Path, wid: str, clock: TestClock) -> Worker:
-    config = WorkerConfig(
-        worker_id=wid,
-        slots=1,
-        workdir=tmp_path / wid,
-        lease=60.0,
-        poll_interval=1.0,
-        retry_backoff=1.0,
-        reconcile_interval=3600.0,
-    )
-    return Worker(store, config, clock=clock)
+    return stepping_worker(store, tmp_path, wid, clock)
 
 
 def run_until_done(workers: list[Worker], clock: TestClock, rounds: int = 80) -> None:
-    for _ in range(rounds):
-        for w in workers:
-            w.step()
-        clock.now += 1.0
-        if all(w.all_done() for w in workers):
-            return
-    raise AssertionError(f"not done after {rounds} rounds")
+    step_until_done(workers, clock, rounds)
 
 
 def executions(control: Path) -> list[str]:

@@ -18,7 +18,8 @@ from drivemr.results import read_manifest
 from drivemr.spec import load_job
 from drivemr.testing import MemoryStore
 from drivemr.testing.clock import ManualClock as TestClock
-from drivemr.worker import Worker, WorkerConfig
+from drivemr.testing.stepping import stepping_worker
+from drivemr.worker import Worker
 from drivemr.worker.claim import Candidate
 
 LEASE = 60.0
@@ -78,16 +79,7 @@ def post(store: MemoryStore, write_job: Callable[..., Path]) -> Callable[..., Jo
 def make_worker(
     store: MemoryStore, tmp_path: Path, wid: str, clock: object, slots: int = 1
 ) -> Worker:
-    config = WorkerConfig(
-        worker_id=wid,
-        slots=slots,
-        workdir=tmp_path / wid,
-        lease=LEASE,
-        poll_interval=1.0,
-        retry_backoff=1.0,
-        reconcile_interval=3600.0,
-    )
-    return Worker(store, config, clock=clock)  # type: ignore[arg-type]
+    return stepping_worker(store, tmp_path, wid, clock, slots=slots, lease=LEASE)
 
 
 def results_of(store: MemoryStore, job: Job) -> list[str]:

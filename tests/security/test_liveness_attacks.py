@@ -36,6 +36,7 @@ from drivemr.spec import load_job
 from drivemr.status import job_status
 from drivemr.testing import MemoryStore
 from drivemr.testing.clock import ManualClock as Clock
+from drivemr.testing.stepping import step_until_done, stepping_worker
 from drivemr.trust import Trust, claim_body
 from drivemr.worker import Worker, WorkerConfig
 from drivemr.worker.identity import resolve_identity
@@ -92,26 +93,11 @@ def post(store: MemoryStore, write_job: Callable[..., Path]) -> Callable[..., Jo
 def worker(
     store: MemoryStore, tmp_path: Path, wid: str, clock: Clock, pc: PC, lease: float = LEASE
 ) -> Worker:
-    config = WorkerConfig(
-        worker_id=wid,
-        slots=1,
-        workdir=tmp_path / wid,
-        lease=lease,
-        poll_interval=1.0,
-        retry_backoff=1.0,
-        reconcile_interval=3600.0,
-    )
-    return Worker(store, config, clock=clock, trust=pc.trust)
+    return stepping_worker(store, tmp_path, wid, clock, lease=lease, trust=pc.trust)
 
 
 def run(workers: list[Worker], clock: Clock, rounds: int = 40) -> None:
-    for _ in range(rounds):
-        for w in workers:
-            w.step()
-        clock.now += 1.0
-        if all(w.all_done() for w in workers):
-            return
-    raise AssertionError(f"not done after {rounds} rounds")
+    step_until_done(workers, clock, rounds)
 
 
 def results(store: MemoryStore, job: Job) -> dict[str, str]:
