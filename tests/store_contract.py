@@ -147,6 +147,14 @@ class StoreContract:
             assert fid in {i.id for i in other.list(folder)}
             assert other.get(fid).name == f"n{n}"
 
+    def test_the_same_store_lists_what_it_just_created_in_the_root(self, store: Store) -> None:
+        """A submitter lists the root right after creating its job folder there (sshfs once
+        answered from a descriptor kept open since the previous listing)."""
+        store.list(store.root_id)
+        for n, fid in enumerate(store.mint_ids(3)):
+            store.create(store.root_id, f"job-{n}", fid, folder=True)
+            assert fid in {i.id for i in store.list(store.root_id)}
+
     # -- get, read, update, delete --
 
     def test_get_missing(self, store: Store) -> None:

@@ -266,6 +266,11 @@ class Walker:
             return
         fd, owned = self._root_fd(), False
         try:
+            if fresh and not parts:
+                # A listing of the root through a new open file: a descriptor kept open reads
+                # its old entries again on FUSE mounts (sshfs caches a folder's listing per
+                # open file), so a folder just created in the root would be missing.
+                fd, owned = os.open(".", _O_DIR, dir_fd=fd), True
             for part in parts:
                 try:
                     nfd = os.open(part, _O_DIR, dir_fd=fd)
