@@ -435,7 +435,7 @@ class Job:
         # The reduce's result is opened again (never trusted from the listing) and its
         # outputs are checked against their sealed sizes and digests as they arrive.
         manifest = default_reader().manifest(self.store, job, job.reduce_task, view.results[REDUCE])
-        paths = materialise_outputs(self.store, manifest, target)
+        paths = materialise_outputs(self.store, manifest, target, parent=job.folders["outputs"])
         if manifest.state != "done":
             raise JobStateError(
                 f"job {job.id}: the reduce failed; see {_suggest(f'drivemr logs {job.id} reduce')}"

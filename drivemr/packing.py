@@ -130,7 +130,7 @@ def live_slots(store: Store, *, now: float | None = None) -> int | None:
     for beat in beats.values():
         try:
             doc = parse_json(
-                store.read(beat.file.id, max_bytes=MAX_HEARTBEAT_BYTES),
+                store.read(beat.file.id, max_bytes=MAX_HEARTBEAT_BYTES, parent=beat.file.parent),
                 "heartbeat",
                 max_bytes=MAX_HEARTBEAT_BYTES,
             )

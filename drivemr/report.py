@@ -45,7 +45,7 @@ from drivemr.results import reader_for
 from drivemr.rounds import job_at_round
 from drivemr.status import last_sign_of_life
 from drivemr.stores.base import FileInfo, Store
-from drivemr.trust import open_claim, open_heartbeat
+from drivemr.trust import Trust, claim_worker, open_claim, open_heartbeat
 
 _LOG_NAME = re.compile(
     r"(?P<task>[A-Za-z0-9]{1,64})(?:\.r(?P<round>\d{1,6}))?\.g(?P<gen>\d{1,6})\.log"
@@ -62,6 +62,31 @@ def _read_json(store: Store, file_id: str, limit: int, what: str) -> dict[str, A
     except DrivemrError:
         return None
     return doc if isinstance(doc, dict) else None
+
+
+def _claim_workers(
+    store: Store,
+    trust: Trust,
+    job: Job,
+    view: JobView,
+    wanted: list[str],
+    docs: dict[str, dict[str, Any] | None],
+) -> None:
+    """The workers of the claims whose names say none (jobs of format 3), from their seals:
+    for the attempts a report shows from their claims (a result's own seal names its
+    worker, unless it was committed for a dead one)."""
+    for t in wanted:
+        result = view.results.get(t)
+        for gen, ref in list(view.claims.get(t, {}).items()):
+            if ref.worker:
+                continue
+            if result is not None and result.gen == gen:
+                doc = docs.get(result.file.id) or {}
+                if not str(doc.get("error") or "").startswith(LOST_COMMIT) and result.worker:
+                    continue
+            sealed = open_claim(trust, store, job.id, t, gen, "", ref.file)
+            if sealed is not None:
+                view.claims[t][gen] = replace(ref, worker=claim_worker(sealed))
 
 
 def _read_all(
@@ -153,14 +178,19 @@ def collect(
         "attempt log",
     )
 
+    for _n, old, v in history:
+        _claim_workers(store, trust, old, v, wanted, docs)
+
     def alive(claim: ClaimRef) -> bool:
+        # Shown as running only when the claim opens (a forged claim runs nothing); its
+        # seal says whose it is.
+        opened = open_claim(trust, store, job.id, claim.task, claim.gen, claim.worker, claim.file)
+        if opened is None:
+            return False
+        claim = replace(claim, worker=claim_worker(opened))
         worker_lease = leases.get(claim.worker, lease)
         clamped = replace(claim, file=replace(claim.file, modified=min(claim.file.modified, now)))
-        if claim_is_dead(clamped, beats, now, worker_lease, lambda hb: hb.worker in stopped):
-            return False
-        # Shown as running only when the claim opens (a forged claim runs nothing).
-        opened = open_claim(trust, store, job.id, claim.task, claim.gen, claim.worker, claim.file)
-        return opened is not None
+        return not claim_is_dead(clamped, beats, now, worker_lease, lambda hb: hb.worker in stopped)
 
     def last_sign(claim: ClaimRef) -> float:
         return last_sign_of_life(claim, beats, now)

@@ -130,7 +130,14 @@ class Manifest:
 
     def ref(self, info: FileInfo, slot: int) -> ResultRef:
         return ResultRef(
-            self.task, self.state, self.attempt - 1, self.exit_code, self.duration, info, slot
+            self.task,
+            self.state,
+            self.attempt - 1,
+            self.exit_code,
+            self.duration,
+            info,
+            slot,
+            self.worker,
         )
 
 
@@ -402,7 +409,7 @@ class ResultReader:
             if info.size is not None and info.size > MAX_MANIFEST_BYTES:
                 raise UntrustedFile(f"{what}: {info.size} bytes, over the limit")
             try:
-                data = store.read(info.id, max_bytes=MAX_MANIFEST_BYTES)
+                data = store.read(info.id, max_bytes=MAX_MANIFEST_BYTES, parent=info.parent)
             except (NotFound, AuthError, TransientStoreError):
                 raise
             except StoreError as exc:  # larger than the limit
@@ -417,14 +424,14 @@ class ResultReader:
     def manifest(self, store: Store, job: Job, task: Task, ref: ResultRef) -> Manifest:
         """The manifest of a result a view holds, read and verified again (before using its
         outputs: the file may have been edited since the view was made)."""
-        info = store.get(ref.file.id)
+        info = store.get(ref.file.id, parent=ref.file.parent)
         return self.open(store, job, task, info)
 
     def first_valid(self, store: Store, job: Job, task: Task) -> tuple[Manifest, FileInfo] | None:
         """The task's result by get-by-id (a consistent read): the first slot that opens."""
         for slot_id in task.result_ids:
             try:
-                info = store.get(slot_id)
+                info = store.get(slot_id, parent=job.folders["results"])
                 return self.open(store, job, task, info), info
             except (NotFound, UntrustedFile):
                 continue
@@ -463,7 +470,8 @@ def read_manifest(
     reader = reader or default_reader()
     for slot_id in task.result_ids:
         try:
-            data = store.read(slot_id, max_bytes=MAX_MANIFEST_BYTES)
+            parent = None if job is None else job.folders["results"]
+            data = store.read(slot_id, max_bytes=MAX_MANIFEST_BYTES, parent=parent)
             if job is not None:
                 job_id = job.id
             else:

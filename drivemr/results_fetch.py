@@ -50,16 +50,18 @@ def download_checked(
     sha256: str,
     what: str,
     signed_in: str = "its sealed result",
+    parent: str | None = None,
 ) -> None:
     """Fetch a store file that must be exactly ``size`` bytes with digest ``sha256``.
 
     Never reads or downloads much past ``size`` (``max_bytes`` on ``Store.read`` and
     ``Store.download``: at most one transfer chunk more), then checks size and digest. A
-    file that does not match is removed and raises SecurityError."""
+    file that does not match is removed and raises SecurityError. ``parent``: the folder
+    the file is in (a hint: :meth:`drivemr.stores.base.Store.get`)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     if size <= READ_IN_MEMORY:
         try:
-            data = store.read(file_id, max_bytes=size)
+            data = store.read(file_id, max_bytes=size, parent=parent)
         except (NotFound, AuthError, TransientStoreError):
             raise
         except StoreError as exc:  # larger than the limit
@@ -82,7 +84,7 @@ def download_checked(
         # The one download cap (Store.download max_bytes): a file swapped for a bigger one
         # costs at most one transfer chunk past ``size``, never its whole size, before it
         # is refused.
-        store.download(file_id, dest, max_bytes=size)
+        store.download(file_id, dest, max_bytes=size, parent=parent)
     except TooLarge as exc:
         raise SecurityError(
             f"{what}: larger than the {size} bytes in {signed_in} ({exc})"
@@ -92,8 +94,11 @@ def download_checked(
         raise SecurityError(f"{what} does not match the size and sha256 in {signed_in}")
 
 
-def materialise_outputs(store: Store, manifest: Manifest, dest: Path) -> list[Path]:
-    """Write a verified manifest's outputs under ``dest`` (never outside it)."""
+def materialise_outputs(
+    store: Store, manifest: Manifest, dest: Path, *, parent: str | None = None
+) -> list[Path]:
+    """Write a verified manifest's outputs under ``dest`` (never outside it); ``parent``:
+    the job's outputs folder (a hint for stores that find files by folder)."""
     dest.mkdir(parents=True, exist_ok=True)
     written = []
     for out in manifest.outputs:
@@ -106,7 +111,9 @@ def materialise_outputs(store: Store, manifest: Manifest, dest: Path) -> list[Pa
             target.write_bytes(out.data)
         else:
             assert out.id is not None
-            download_checked(store, out.id, target, size=out.size, sha256=out.sha256, what=what)
+            download_checked(
+                store, out.id, target, size=out.size, sha256=out.sha256, what=what, parent=parent
+            )
         written.append(target)
     return written
 
@@ -127,13 +134,17 @@ def _stage_task(
     """One task's outputs in the layout: a pack's done items (or ``only``), each in its
     own folder; an unpacked task's outputs in its one folder."""
     if not task.packed:
-        return materialise_outputs(store, manifest, dest / result_folder(job, task.id))
+        return materialise_outputs(
+            store, manifest, dest / result_folder(job, task.id), parent=job.folders["outputs"]
+        )
     written: list[Path] = []
     for entry in manifest.items:
         if entry.state != "done" or (only is not None and entry.id != only):
             continue
         one = replace(manifest, task=entry.id, outputs=entry.outputs)
-        written += materialise_outputs(store, one, dest / result_folder(job, entry.id))
+        written += materialise_outputs(
+            store, one, dest / result_folder(job, entry.id), parent=job.folders["outputs"]
+        )
     return written
 
 

@@ -253,7 +253,7 @@ def read_rounds(
                 if info.size is not None and info.size > MAX_JOB_BYTES:
                     raise UntrustedFile(f"{what}: {info.size} bytes, over the limit")
                 try:
-                    data = store.read(info.id, max_bytes=MAX_JOB_BYTES)
+                    data = store.read(info.id, max_bytes=MAX_JOB_BYTES, parent=info.parent)
                 except NotFound:
                     continue  # deleted since the listing
                 except (AuthError, TransientStoreError):

@@ -39,7 +39,15 @@ from drivemr.protocol import (
 from drivemr.results import ItemEntry, ResultReader, reader_for
 from drivemr.safetext import safe
 from drivemr.stores.base import FileInfo, Store
-from drivemr.trust import Trust, declared_lease, open_claim, open_heartbeat, open_note, render_note
+from drivemr.trust import (
+    Trust,
+    claim_worker,
+    declared_lease,
+    open_claim,
+    open_heartbeat,
+    open_note,
+    render_note,
+)
 
 STATES = ("pending", "running", "done", "failed", "lost", "cancelled", "blocked")
 """A task's state: ``lost`` is an attempt whose worker stopped or went silent past the lease
@@ -139,11 +147,12 @@ class _Liveness:
     def _clamped(self, claim: ClaimRef) -> ClaimRef:
         return replace(claim, file=replace(claim.file, modified=min(claim.file.modified, self.now)))
 
-    def opens(self, claim: ClaimRef) -> bool:
-        opened = open_claim(
+    def opened(self, claim: ClaimRef) -> ClaimRef | None:
+        """The claim with its worker as its seal says, or None when it does not open."""
+        sealed = open_claim(
             self.trust, self.store, self.job.id, claim.task, claim.gen, claim.worker, claim.file
         )
-        return opened is not None
+        return None if sealed is None else replace(claim, worker=claim_worker(sealed))
 
     def alive(self, claim: ClaimRef) -> bool:
         lease = self.leases.get(claim.worker, self.lease)
@@ -174,7 +183,7 @@ def _state_of(job: Job, view: JobView, task_id: str, live: _Liveness) -> TaskSta
     result = view.results.get(task_id)
     label = task_label(job, task_id)
     if result is not None:
-        worker = (
+        worker = result.worker or (
             claims[result.gen].worker if result.gen in claims else (top.worker if top else None)
         )
         return TaskState(
@@ -189,9 +198,11 @@ def _state_of(job: Job, view: JobView, task_id: str, live: _Liveness) -> TaskSta
     if top is None:
         state = "cancelled" if view.cancelled else "pending"
         return TaskState(task_id, state, 0, None, None, None, label)
-    if not live.opens(top):  # a forged claim: nothing runs there
+    opened = live.opened(top)
+    if opened is None:  # a forged claim: nothing runs there
         state = "cancelled" if view.cancelled else "pending"
         return TaskState(task_id, state, len(claims), None, None, None, label)
+    top = opened
     started = min(top.file.modified, live.now)
     if view.cancelled:
         # Workers kill a cancelled job's attempts at their next poll: never "running".

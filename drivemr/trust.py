@@ -286,7 +286,7 @@ class Trust:
                 self._cache.move_to_end(ck)
                 return self._cache[ck]
         try:
-            data = store.read(info.id, max_bytes=MAX_SEALED_BYTES)
+            data = store.read(info.id, max_bytes=MAX_SEALED_BYTES, parent=info.parent or None)
         except NotFound:
             return None
         except (AuthError, TransientStoreError):
@@ -325,14 +325,36 @@ def claim_body(
 def open_claim(
     trust: Trust, store: Store, job_id: str, task: str, attempt: int, worker: str, info: FileInfo
 ) -> Sealed | None:
-    """A claim file found at the minted id of (task, attempt), opened (None: untrusted)."""
-    return trust.read(
+    """A claim file found at the minted id of (task, attempt), opened (None: untrusted).
+
+    ``worker``: the worker its name says (jobs of format 1 and 2), which the seal must
+    name too; "" when names carry none (format 3: the seal alone says whose it is,
+    :func:`claim_worker`). A claim that opens is remembered as its worker's."""
+    expect: dict[str, Any] = {"job": job_id, "task": task, "attempt": attempt}
+    if worker:
+        expect["worker"] = worker
+    sealed = trust.read(
         store,
         info,
         "claim",
-        expect={"job": job_id, "task": task, "attempt": attempt, "worker": worker},
+        expect=expect,
         what=f"claim {info.name!r} (job {job_id}, task {task}, attempt {attempt + 1})",
     )
+    if sealed is None:
+        return None
+    from drivemr.protocol.names import _WORKER_ID, remember_claimer  # (no import cycle)
+
+    sealer = sealed.body.get("worker")
+    if not isinstance(sealer, str) or not _WORKER_ID.fullmatch(sealer):
+        trust.warn(info.id, f"untrusted file ignored: claim {safe(info.name)}: no valid worker")
+        return None
+    remember_claimer(info, sealer)
+    return sealed
+
+
+def claim_worker(sealed: Sealed) -> str:
+    """The worker an opened claim (:func:`open_claim`) names."""
+    return str(sealed.body["worker"])
 
 
 # --------------------------------------------------------------------------- heartbeats

@@ -87,15 +87,17 @@ def run_workers(
     return time.perf_counter() - started
 
 
-def check_done(url: str, env: dict[str, str], job_id: str, n: int) -> None:
-    """A fast run that did not do the work would be a lie: count the done tasks."""
+def check_done(url: str, env: dict[str, str], job_id: str, n: int) -> int:
+    """A fast run that did not do the work would be a lie: every task done (``n`` of them,
+    or any number when the job packs items). Returns the number of tasks."""
     proc = subprocess.run(
         [*DRIVEMR, "status", job_id, "--store", url, "--json"],
         env=env, capture_output=True, text=True, check=True,
     )  # fmt: skip
     counts = json.loads(proc.stdout)["counts"]
-    if counts["done"] != n:
-        raise SystemExit(f"only {counts} of {n} tasks done on {url}")
+    if counts["done"] != (n or counts["done"]) or any(v for k, v in counts.items() if k != "done"):
+        raise SystemExit(f"only {counts} of {n or 'all'} tasks done on {url}")
+    return int(counts["done"])
 
 
 def idle_cost(url: str, env: dict[str, str], base: Path, proxy: S3Proxy, args: Any) -> float:
@@ -157,6 +159,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--poll", type=float, default=0.5, help="worker poll interval (default)")
     ap.add_argument("--lease", type=float, default=30.0)
     ap.add_argument("--idle-seconds", type=float, default=5.0)
+    ap.add_argument(
+        "--items-per-task",
+        type=int,
+        default=1,
+        help="items packed per task (default 1: the per-task figures; 0: drivemr's packing)",
+    )
     ap.add_argument("--drive", action="store_true", help="also run the job on the fake Drive")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = ap.parse_args(argv)
@@ -169,19 +177,23 @@ def main(argv: list[str] | None = None) -> int:
         (base / "config").mkdir(mode=0o700)
         server, proxy = start_s3(env)
         job = base / "job.toml"
+        packing = f"items_per_task = {args.items_per_task}\n" if args.items_per_task else ""
         job.write_text(
             f'name = "bench"\n[map]\ncommand = ["true"]\nitems = {{range = [0, {args.tasks}]}}\n'
+            + packing
         )
         figures: dict[str, Any] = {
             "tasks": args.tasks,
             "workers": args.workers,
             "slots": args.slots,
+            "items_per_task": args.items_per_task or "packed",
         }
         try:
             folder_url = cli(env, "init", "--store", str(base / "folder-store"))
             job_id = cli(env, "submit", "--store", folder_url, str(job))
             t_folder = run_workers(folder_url, env, base / "folder", args)
-            check_done(folder_url, env, job_id, args.tasks)
+            expect = args.tasks if args.items_per_task == 1 else 0
+            check_done(folder_url, env, job_id, expect)
 
             s3_url = cli(env, "init", "--store", f"s3://{BUCKET}/bench")
             proxy.reset()
@@ -192,15 +204,18 @@ def main(argv: list[str] | None = None) -> int:
             counts = dict(proxy.counts)
             requests = sum(counts.values())
             writes = sum(n for op, n in counts.items() if op in WRITE_OPS)
-            check_done(s3_url, env, job_id, args.tasks)
+            tasks = check_done(s3_url, env, job_id, expect)
             figures.update(
+                job_tasks=tasks,
                 folder_seconds=round(t_folder, 2),
                 s3_seconds=round(t_s3, 2),
                 folder_tasks_per_s=round(args.tasks / t_folder, 1),
                 s3_tasks_per_s=round(args.tasks / t_s3, 1),
                 s3_vs_folder_speed=round(t_folder / t_s3, 2),
-                requests_per_task=round(requests / args.tasks, 2),
-                writes_per_task=round(writes / args.tasks, 2),
+                requests_per_task=round(requests / tasks, 2),
+                writes_per_task=round(writes / tasks, 2),
+                requests_per_item=round(requests / args.tasks, 2),
+                writes_per_item=round(writes / args.tasks, 2),
                 by_operation=counts,
             )
             figures["s3_requests_per_s"] = round(requests / t_s3, 1)
@@ -230,14 +245,17 @@ def drive_figures(env: dict[str, str], job: Path, base: Path, args: Any) -> dict
         url = cli(denv, "init", "--store", "drive://")
         job_id = cli(denv, "submit", "--store", url, str(job))
         seconds = run_workers(url, denv, base / "drive", args, "--write-rate", "3")
-        check_done(url, denv, job_id, args.tasks)
+        check_done(url, denv, job_id, args.tasks if args.items_per_task == 1 else 0)
     finally:
         fake.stop()
     return {"drive_seconds": round(seconds, 1), "drive_tasks_per_s": round(args.tasks / seconds, 2)}
 
 
 def report(f: dict[str, Any]) -> None:
-    print(f"{f['tasks']} trivial tasks, {f['workers']} worker processes x {f['slots']} slots")
+    print(
+        f"{f['tasks']} trivial items in {f['job_tasks']} tasks ({f['items_per_task']} items per "
+        f"task), {f['workers']} worker processes x {f['slots']} slots"
+    )
     print(
         f"  folder store (baseline) {f['folder_seconds']:7.2f} s  {f['folder_tasks_per_s']:6.1f} tasks/s"
     )
@@ -249,6 +267,8 @@ def report(f: dict[str, Any]) -> None:
         )
     print(f"  S3 requests per task {f['requests_per_task']} (writes {f['writes_per_task']}); "
           f"submit {f['submit_requests']} requests")  # fmt: skip
+    if f["job_tasks"] != f["tasks"]:
+        print(f"  S3 requests per item {f['requests_per_item']} (writes {f['writes_per_item']})")
     print(
         f"  S3 requests answered: {f['s3_requests_per_s']}/s during the run; the loopback "
         f"server's ceiling: {f['server_ceiling_per_s']} conditional PUTs/s "

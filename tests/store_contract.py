@@ -25,15 +25,17 @@ from drivemr.stores import open_store
 from drivemr.stores.base import Store
 
 
-def _race_worker(args: tuple[str, dict[str, str], str, list[str], int]) -> list[bool]:
-    """Runs in a child process: try to create every id; report which ones we won."""
-    url, env, parent, ids, who = args
+def _race_worker(args: tuple[str, dict[str, str], str, list[str], int, bool]) -> list[bool]:
+    """Runs in a child process: try to create every id (under a name of our own, or the
+    name every contender uses); report which ones we won."""
+    url, env, parent, ids, who, own_name = args
     os.environ.update(env)
     store = open_store(url, write_rate=None)
     won = []
     for fid in ids:
         try:
-            store.create(parent, f"claim-by-{who}", fid, str(who).encode())
+            name = f"claim-by-{who}" if own_name else "claim"
+            store.create(parent, name, fid, str(who).encode())
             won.append(True)
         except AlreadyExists:
             won.append(False)
@@ -66,11 +68,39 @@ class StoreContract:
         store.create(store.root_id, "a", fid, b"first")
         with pytest.raises(AlreadyExists):
             store.create(store.root_id, "a", fid, b"second")
-        with pytest.raises(AlreadyExists):
-            store.create(store.root_id, "other-name", fid, b"third")
+        if store.create_once_any_name:
+            with pytest.raises(AlreadyExists):
+                store.create(store.root_id, "other-name", fid, b"third")
         assert store.read(fid) == b"first"
 
+    def test_a_second_name_at_a_taken_id_is_one_file_to_every_reader(
+        self, store: Store, store_factory: Callable[[], Store]
+    ) -> None:
+        """A store whose create-once holds per name (S3): a create of a taken id under
+        another name (only a forger does that: drivemr fixes names by the id's role) may
+        land, but every reader, by listing or by id, sees one and the same file."""
+        if store.create_once_any_name:
+            pytest.skip("this store refuses a taken id whatever the name")
+        (fid,) = store.mint_ids(1)
+        store.create(store.root_id, "real", fid, b"first")
+        try:
+            store.create(store.root_id, "planted", fid, b"second")
+        except AlreadyExists:
+            pass
+        readers = [store_factory(), store_factory()]
+        seen = []
+        for reader in readers:
+            listed = [i for i in reader.list(reader.root_id) if i.id == fid]
+            assert len(listed) == 1
+            seen.append((listed[0].name, reader.read(fid, parent=reader.root_id)))
+        fresh = store_factory()
+        got = fresh.get(fid, parent=fresh.root_id)
+        seen.append((got.name, fresh.read(fid, parent=fresh.root_id)))
+        assert len(set(seen)) == 1, seen
+
     def test_same_id_in_another_folder_fails(self, store: Store) -> None:
+        if not store.create_once_any_name:
+            pytest.skip("this store's create-once holds per parent and name")
         f1, f2, fid = store.mint_ids(3)
         store.create(store.root_id, "one", f1, folder=True)
         store.create(store.root_id, "two", f2, folder=True)
@@ -160,9 +190,34 @@ class StoreContract:
     def test_get_missing(self, store: Store) -> None:
         (ghost,) = store.mint_ids(1)
         with pytest.raises(NotFound):
-            store.get(ghost)
+            store.get(ghost, parent=store.root_id)
         with pytest.raises(NotFound):
+            store.read(ghost, parent=store.root_id)
+        # Without its folder: NotFound only from a store that finds ids anywhere; the
+        # others must not claim an absence they cannot know.
+        absent = NotFound if store.create_once_any_name else StoreError
+        with pytest.raises(absent):
+            store.get(ghost)
+        with pytest.raises(absent):
             store.read(ghost)
+
+    def test_by_id_with_and_without_the_folder(
+        self, store: Store, store_factory: Callable[[], Store]
+    ) -> None:
+        """Another client reads a file by id, told its folder or not (a folder it listed)."""
+        folder, fid = store.mint_ids(2)
+        store.create(store.root_id, "f", folder, folder=True)
+        store.create(folder, "x", fid, b"xyz")
+        other = store_factory()
+        assert other.get(fid, parent=folder).name == "x"
+        assert store_factory().read(fid, parent=folder) == b"xyz"
+        third = store_factory()
+        third.list(store.root_id)  # it knows the folder: found without the hint
+        assert third.get(folder).is_folder
+        assert third.read(fid) == b"xyz"
+        if not store.create_once_any_name:  # (the others may ignore the hint)
+            with pytest.raises(NotFound):
+                store_factory().get(fid, parent=store.root_id)  # not in that folder
 
     def test_read_limit(self, store: Store) -> None:
         (fid,) = store.mint_ids(1)
@@ -182,7 +237,7 @@ class StoreContract:
     def test_update_missing(self, store: Store) -> None:
         (ghost,) = store.mint_ids(1)
         with pytest.raises(NotFound):
-            store.update(ghost, b"x")
+            store.update(ghost, b"x", parent=store.root_id)
 
     def test_delete(self, store: Store) -> None:
         folder, child = store.mint_ids(2)
@@ -270,7 +325,10 @@ class StoreContract:
         with ctx.Pool(contenders) as pool:
             results = pool.map(
                 _race_worker,
-                [(store_url, store_env, folder, ids, who) for who in range(contenders)],
+                [
+                    (store_url, store_env, folder, ids, who, store.create_once_any_name)
+                    for who in range(contenders)
+                ],
             )
         winners_per_race = [sum(r[i] for r in results) for i in range(len(ids))]
         assert winners_per_race == [1] * len(ids)

@@ -27,6 +27,7 @@ from drivemr.packing import (
     pack_sizes,
 )
 from drivemr.protocol import (
+    FIXED_NAMES_FORMAT,
     FORMAT,
     PACKED_FORMAT,
     Job,
@@ -136,7 +137,7 @@ def test_a_packed_job_names_packs_and_keeps_item_ids(
 ) -> None:
     store = FolderStore(tmp_path / "store", create=True)
     job = submit(store, items_job(write_job, 24), slots=6)
-    assert job.doc["format"] == PACKED_FORMAT
+    assert job.doc["format"] == FIXED_NAMES_FORMAT
     assert [t.id for t in job.tasks][:3] == ["p0000", "p0001", "p0002"]
     assert [len(t.items) for t in job.tasks] == pack_sizes(24, 6)
     assert [i.id for i in job.items] == [f"t{n:04d}" for n in range(24)]
@@ -149,7 +150,7 @@ def test_one_item_per_task_writes_today_s_job(
 ) -> None:
     store = FolderStore(tmp_path / "store", create=True)
     job = submit(store, items_job(write_job, 24, per_task=1), slots=6)
-    assert job.doc["format"] == FORMAT
+    assert job.doc["format"] == FIXED_NAMES_FORMAT
     assert [t.id for t in job.tasks] == [f"t{n:04d}" for n in range(24)]
     assert all("items" not in t for t in job.doc["tasks"]) and not job.packed
     assert [i.id for i in job.items] == [t.id for t in job.tasks]
@@ -160,6 +161,9 @@ def test_a_packed_document_is_checked(write_job: Callable[..., Path], tmp_path: 
     doc = dict(submit(store, items_job(write_job, 24), slots=6).doc)
     with pytest.raises(JobFormatError, match="format 1"):
         job_from_doc({**doc, "format": FORMAT}, "folder")
+    older = job_from_doc({**doc, "format": PACKED_FORMAT}, "folder")  # posted before format 3
+    assert older.named and older.claim_name("p0000", 1, "pc") == "p0000.g1.pc"
+    assert not job_from_doc(doc, "folder").named
     tasks = [dict(t) for t in doc["tasks"]]
     tasks[1]["items"] = [*tasks[1]["items"], tasks[0]["items"][0]]
     with pytest.raises(JobFormatError, match="unique"):

@@ -24,7 +24,9 @@ from drivemr.stores.folder import FolderStore
 class HidingStore(FolderStore):
     """Every listed job.json reads as "not found", like the sshfs failure of issue 19."""
 
-    def read(self, file_id: str, *, max_bytes: int | None = None) -> bytes:
+    def read(
+        self, file_id: str, *, max_bytes: int | None = None, parent: str | None = None
+    ) -> bytes:
         rel = self._rel(file_id)
         if rel.rsplit("/", 1)[-1].startswith("job.json~"):
             raise NotFound(f"read {file_id}: not found")

@@ -33,7 +33,9 @@ class HidingStore(MemoryStore):
         self.hidden: set[str] = set()
         self.tries: dict[str, int] = {}
 
-    def read(self, file_id: str, *, max_bytes: int | None = None) -> bytes:
+    def read(
+        self, file_id: str, *, max_bytes: int | None = None, parent: str | None = None
+    ) -> bytes:
         if file_id in self.hidden:
             self.tries[file_id] = self.tries.get(file_id, 0) + 1
             raise NotFound(f"read {file_id}: not found")

@@ -18,6 +18,7 @@ from drivemr.results import read_manifest
 from drivemr.spec import load_job
 from drivemr.testing import MemoryStore
 from drivemr.testing.clock import ManualClock as TestClock
+from drivemr.testing.filefacts import claim_facts, result_facts
 from drivemr.testing.stepping import stepping_worker
 from drivemr.worker import Worker
 from drivemr.worker.claim import Candidate
@@ -83,11 +84,23 @@ def make_worker(
 
 
 def results_of(store: MemoryStore, job: Job) -> list[str]:
-    return sorted(i.name for i in store.list(job.folders["results"]))
+    """``<task>.<state>.g<attempt>`` of each result (from its sealed body)."""
+    out = []
+    for info in store.list(job.folders["results"]):
+        ref = result_facts(store, info)
+        assert ref is not None, info.name
+        out.append(f"{ref.task}.{ref.state}.g{ref.gen}")
+    return sorted(out)
 
 
 def claims_of(store: MemoryStore, job: Job) -> list[str]:
-    return sorted(i.name for i in store.list(job.folders["claims"]))
+    """``<task>.g<attempt>.<worker>`` of each claim (the worker from its sealed body)."""
+    out = []
+    for info in store.list(job.folders["claims"]):
+        facts = claim_facts(store, info)
+        assert facts is not None, info.name
+        out.append(f"{facts[0]}.g{facts[1]}.{facts[2]}")
+    return sorted(out)
 
 
 def run_until_done(workers: list[Worker], clock: TestClock, rounds: int = 50) -> None:

@@ -55,6 +55,7 @@ from drivemr.protocol.liveness import (
     heartbeats,
 )
 from drivemr.protocol.names import (
+    FIXED_NAMES_FORMAT,
     FORMAT,
     FORMATS,
     INLINE_OUTPUT_LIMIT,
@@ -67,6 +68,7 @@ from drivemr.protocol.names import (
     MAX_MANIFEST_BYTES,
     MAX_MS_DIGITS,
     MAX_RESULT_SLOTS,
+    NAMED_FORMATS,
     PACKED_FORMAT,
     REDUCE,
     RESULT_SLOTS,
@@ -77,12 +79,17 @@ from drivemr.protocol.names import (
     ResultRef,
     check_worker_id,
     claim_name,
+    claimer_of,
     default_worker_id,
     heartbeat_name,
+    is_result_name,
     new_job_id,
     parse_claim_name,
     parse_result,
+    parse_slot_result_name,
+    remember_claimer,
     result_name,
+    slot_result_name,
 )
 from drivemr.protocol.publish import (
     IdPool,
@@ -101,6 +108,7 @@ from drivemr.protocol.view import (
 )
 
 __all__ = [
+    "FIXED_NAMES_FORMAT",
     "FORMAT",
     "FORMATS",
     "INLINE_OUTPUT_LIMIT",
@@ -114,6 +122,7 @@ __all__ = [
     "MAX_MANIFEST_BYTES",
     "MAX_MS_DIGITS",
     "MAX_RESULT_SLOTS",
+    "NAMED_FORMATS",
     "PACKED_FORMAT",
     "REDUCE",
     "RESULT_SLOTS",
@@ -137,12 +146,14 @@ __all__ = [
     "check_worker_id",
     "claim_is_dead",
     "claim_name",
+    "claimer_of",
     "default_worker_id",
     "find_job",
     "heartbeat_files",
     "heartbeat_name",
     "heartbeats",
     "id_list",
+    "is_result_name",
     "job_complete",
     "job_from_doc",
     "job_succeeded",
@@ -155,9 +166,12 @@ __all__ = [
     "parse_claim_name",
     "parse_json",
     "parse_result",
+    "parse_slot_result_name",
     "read_job",
     "reduce_due",
+    "remember_claimer",
     "result_name",
     "result_slots",
+    "slot_result_name",
     "submit",
 ]

@@ -24,15 +24,19 @@ from drivemr.errors import (
 )
 from drivemr.limits import finite_number, load_json_limited
 from drivemr.protocol.names import (
+    FORMAT,
     FORMATS,
     JOB_PREFIX,
     MAX_JOB_BYTES,
     MAX_JOB_ITEMS,
     MAX_MANIFEST_BYTES,
     MAX_RESULT_SLOTS,
-    PACKED_FORMAT,
+    NAMED_FORMATS,
     REDUCE,
     ROUND_PREFIX,
+    claim_name,
+    result_name,
+    slot_result_name,
 )
 from drivemr.safepaths import check_output_glob, check_relative_path
 from drivemr.safetext import safe
@@ -162,6 +166,24 @@ class Job:
             assert self.reduce is not None
             return self.reduce
         return self.map
+
+    @property
+    def named(self) -> bool:
+        """Whether its claim and result names carry the worker and the outcome (a job
+        posted in format 1 or 2, before names were fixed by their id's role)."""
+        return self.doc.get("format") in NAMED_FORMATS
+
+    def claim_name(self, task: str, gen: int, worker: str) -> str:
+        """The name a claim of attempt ``gen`` gets in this job."""
+        return claim_name(task, gen, worker if self.named else None)
+
+    def result_name(
+        self, task: str, slot: int, state: str, gen: int, exit_code: int | None, duration: float
+    ) -> str:
+        """The name a result in slot ``slot`` gets in this job."""
+        if self.named:
+            return result_name(task, state, gen, exit_code, duration)
+        return slot_result_name(task, slot)
 
     @property
     def packed(self) -> bool:
@@ -310,7 +332,7 @@ def job_from_doc(doc: Mapping[str, Any], folder: str) -> Job:
             pack: tuple[Item, ...] = ()
             archive = None
             if t.get("items") is not None:
-                if doc.get("format") != PACKED_FORMAT:
+                if doc.get("format") == FORMAT:
                     raise ValueError("a packed task in a job of format 1")
                 archive = (
                     None if t.get("archive") is None else _stored_file(t["archive"], "archive")
@@ -397,7 +419,7 @@ def read_job(
     if spec.size is not None and spec.size > MAX_JOB_BYTES:
         raise JobFormatError(f"{job_folder.name}: job.json is {spec.size} bytes, over the limit")
     try:
-        data = store.read(spec.id, max_bytes=MAX_JOB_BYTES)
+        data = store.read(spec.id, max_bytes=MAX_JOB_BYTES, parent=spec.parent)
     except (NotFound, PermanentStoreError) as exc:
         if isinstance(exc, (AlreadyExists, AuthError)):
             raise

@@ -19,7 +19,7 @@ from drivemr.archives import Archive
 from drivemr.errors import DrivemrError
 from drivemr.fileio import sha256_file
 from drivemr.protocol.jobdoc import Job, Stage, StoredFile, job_from_doc
-from drivemr.protocol.names import FORMAT, JOB_PREFIX, PACKED_FORMAT, RESULT_SLOTS, new_job_id
+from drivemr.protocol.names import FIXED_NAMES_FORMAT, JOB_PREFIX, RESULT_SLOTS, new_job_id
 from drivemr.spec import JobSpec, store_name
 from drivemr.stores.base import Store
 
@@ -101,7 +101,7 @@ def build_job_doc(
         extra["packing"] = {"slots": packed_for or 0, "fixed": spec.items_per_task}
     return {
         **extra,
-        "format": FORMAT if packs is None else PACKED_FORMAT,
+        "format": FIXED_NAMES_FORMAT,
         "id": job_id,
         "store": store_identity,
         "name": spec.name,

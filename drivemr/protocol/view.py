@@ -20,8 +20,9 @@ from drivemr.protocol.names import (
     ClaimRef,
     ResultRef,
     _skip,
+    claimer_of,
+    is_result_name,
     parse_claim_name,
-    parse_result,
 )
 from drivemr.stores.base import FileInfo, Store
 from drivemr.trust import Trust
@@ -59,8 +60,9 @@ def load_view(
     Only files created under the ids the job (or its round) minted count (a claim at its
     claim id, a result at one of its result slots), so the claims and results of earlier
     rounds, stray names and junk never change what a task looks like; a claim's attempt
-    comes from its id, its worker from its name (checked against the sealed body when a
-    reader acts on the claim). A result counts only once its seal opens (``reader``; by
+    comes from its id, its worker from its name in jobs of format 1 and 2 (checked against
+    the sealed body when a reader acts on the claim) and from its seal in later ones (known
+    once a reader here opened it: "" before; readers open a claim before acting on it). A result counts only once its seal opens (``reader``; by
     default one built on ``trust``, or on this PC's reader Trust): the task's result is the
     first valid one in slot order. With ``trust``, a cancel or finished marker counts only
     when it opens (sealed by a trusted key, for this job and round); without it (callers
@@ -77,13 +79,16 @@ def load_view(
             _skip(job.id, "claims", info.name)
         if slot is None or info.is_folder:
             continue
-        worker = parsed[2] if parsed and parsed[:2] == slot else "?"
+        if job.named:
+            worker = parsed[2] if parsed and parsed[:2] == slot and parsed[2] else "?"
+        else:
+            worker = claimer_of(info)  # "" until a reader here opened it
         view.add_claim(ClaimRef(slot[0], slot[1], worker, info))
     by_slot = {rid: (t, k) for t in job.all_tasks for k, rid in enumerate(t.result_ids)}
     found: dict[str, list[tuple[int, FileInfo]]] = {}
     for info in store.list(job.folders["results"]):
         hit = by_slot.get(info.id)
-        if parse_result(info) is None:
+        if not is_result_name(info.name):
             _skip(job.id, "results", info.name)
         if hit is not None and not info.is_folder:
             found.setdefault(hit[0].id, []).append((hit[1], info))

@@ -5,10 +5,16 @@ Every store offers the primitives Drive has and nothing more:
 * ``mint_ids``  - ids are minted before use (Drive's ``files.generateIds``);
 * ``create``    - create a file (or folder) *once* under a minted id: a second create with
                   the same id raises :class:`AlreadyExists`, whoever tries it (Drive's 409).
+                  A store whose :attr:`Store.create_once_any_name` is False (S3) promises it
+                  for creates with the same parent and name: the protocol fixes a file's
+                  name by its id's role, so every legitimate creator of an id uses one.
                   Content is published atomically: a reader sees all of it or no file;
 * ``list``      - a folder's children, complete and consistent (Drive's by-parent listing);
                   a failed listing raises, it never looks like an empty folder;
-* ``get``       - one file's metadata by id (consistent); ``read`` / ``download`` content;
+* ``get``       - one file's metadata by id (consistent); ``read`` / ``download`` content.
+                  These, ``update`` and ``delete`` take an optional ``parent``: the folder
+                  the caller knows the file is in. A store that cannot find a file by its
+                  id alone (S3) looks there; the others ignore it;
 * ``update``    - replace a file's content (no compare-and-swap: Drive has none);
 * ``delete``;
 * ``poll_changes`` - a cheap "which folders changed since this cursor" feed.
@@ -79,6 +85,12 @@ class Store(abc.ABC):
     root_id: str = ROOT
     """Id of the drivemr root folder inside the store."""
 
+    create_once_any_name: bool = True
+    """True: a second create of an id raises AlreadyExists whatever its parent and name.
+    False (S3, whose conditional create is per key): only one with the same parent and
+    name does; readers of an id that two creates with different names made see one of the
+    two, the same one for every reader."""
+
     @abc.abstractmethod
     def mint_ids(self, count: int) -> list[str]:
         """Return ``count`` fresh ids usable with :meth:`create` by any client of the store."""
@@ -105,27 +117,43 @@ class Store(abc.ABC):
         """Every child of ``parent`` (all pages). Raises on failure; never returns a partial list."""
 
     @abc.abstractmethod
-    def get(self, file_id: str) -> FileInfo:
-        """Metadata of one file. Raises :class:`NotFound`."""
+    def get(self, file_id: str, *, parent: str | None = None) -> FileInfo:
+        """Metadata of one file. Raises :class:`NotFound`.
+
+        ``parent`` (a hint, every by-id call takes it): the folder the caller knows the
+        file is in. With it a store may answer NotFound for a file that is elsewhere;
+        without it a store that cannot find the file never answers NotFound wrongly (it
+        raises another :class:`StoreError`)."""
 
     @abc.abstractmethod
-    def read(self, file_id: str, *, max_bytes: int | None = None) -> bytes:
+    def read(
+        self, file_id: str, *, max_bytes: int | None = None, parent: str | None = None
+    ) -> bytes:
         """The whole content of a file. Raises :class:`NotFound`, or :class:`StoreError`
         when the file is larger than ``max_bytes``."""
 
     @abc.abstractmethod
-    def download(self, file_id: str, dest: Path, *, max_bytes: int | None = None) -> None:
+    def download(
+        self,
+        file_id: str,
+        dest: Path,
+        *,
+        max_bytes: int | None = None,
+        parent: str | None = None,
+    ) -> None:
         """Write a file's content to ``dest`` (atomically: complete or absent). With
         ``max_bytes`` the transfer stops soon after that many bytes (at most one transfer
         chunk later) and raises :class:`TooLarge`, leaving nothing at ``dest``."""
 
     @abc.abstractmethod
-    def update(self, file_id: str, data: bytes) -> FileInfo:
-        """Replace a file's content atomically and return the new metadata."""
+    def update(self, file_id: str, data: bytes, *, parent: str | None = None) -> FileInfo:
+        """Replace a file's content atomically and return the new metadata (``parent``:
+        a hint, as for :meth:`get`)."""
 
     @abc.abstractmethod
-    def delete(self, file_id: str) -> None:
-        """Delete a file or a folder with everything under it. Missing is not an error."""
+    def delete(self, file_id: str, *, parent: str | None = None) -> None:
+        """Delete a file or a folder with everything under it. Missing is not an error
+        (``parent``: a hint, as for :meth:`get`)."""
 
     @abc.abstractmethod
     def changes_cursor(self) -> str:

@@ -403,7 +403,9 @@ class RetryingStore(Store):
             if attempts[0] <= 1:
                 raise
             md5, size = (None, None) if folder else content_digest(data, source)
-            mine = own_earlier_create(self.get, file_id, name, parent, folder, md5, size)
+            mine = own_earlier_create(
+                lambda fid: self.get(fid, parent=parent), file_id, name, parent, folder, md5, size
+            )
             if mine is None:
                 raise
             self._count("recovered_creates")
@@ -417,11 +419,19 @@ class RetryingStore(Store):
     def list(self, parent: str) -> builtins.list[FileInfo]:
         return self._call("list", lambda: self.inner.list(parent))
 
-    def get(self, file_id: str) -> FileInfo:
-        return self._call("get", lambda: self.inner.get(file_id))
+    @property
+    def create_once_any_name(self) -> bool:  # type: ignore[override]
+        return self.inner.create_once_any_name
 
-    def read(self, file_id: str, *, max_bytes: int | None = None) -> bytes:
-        return self._call("read", lambda: self.inner.read(file_id, max_bytes=max_bytes))
+    def get(self, file_id: str, *, parent: str | None = None) -> FileInfo:
+        return self._call("get", lambda: self.inner.get(file_id, parent=parent))
+
+    def read(
+        self, file_id: str, *, max_bytes: int | None = None, parent: str | None = None
+    ) -> bytes:
+        return self._call(
+            "read", lambda: self.inner.read(file_id, max_bytes=max_bytes, parent=parent)
+        )
 
     @property
     def identity(self) -> str:
@@ -429,14 +439,24 @@ class RetryingStore(Store):
             self._identity = self._call("identity", lambda: self.inner.identity)
         return self._identity
 
-    def download(self, file_id: str, dest: Path, *, max_bytes: int | None = None) -> None:
-        self._call("download", lambda: self.inner.download(file_id, dest, max_bytes=max_bytes))
+    def download(
+        self,
+        file_id: str,
+        dest: Path,
+        *,
+        max_bytes: int | None = None,
+        parent: str | None = None,
+    ) -> None:
+        self._call(
+            "download",
+            lambda: self.inner.download(file_id, dest, max_bytes=max_bytes, parent=parent),
+        )
 
-    def update(self, file_id: str, data: bytes) -> FileInfo:
-        return self._call("update", lambda: self.inner.update(file_id, data))
+    def update(self, file_id: str, data: bytes, *, parent: str | None = None) -> FileInfo:
+        return self._call("update", lambda: self.inner.update(file_id, data, parent=parent))
 
-    def delete(self, file_id: str) -> None:
-        self._call("delete", lambda: self.inner.delete(file_id))
+    def delete(self, file_id: str, *, parent: str | None = None) -> None:
+        self._call("delete", lambda: self.inner.delete(file_id, parent=parent))
 
     def changes_cursor(self) -> str:
         return self._call("changes cursor", lambda: self.inner.changes_cursor())

@@ -134,12 +134,14 @@ class MemoryStore(Store):
                 raise NotFound(f"no folder with id {parent}")
             return [self._entries[fid].info for fid in children]
 
-    def get(self, file_id: str) -> FileInfo:
+    def get(self, file_id: str, *, parent: str | None = None) -> FileInfo:
         with self._lock:
             self._count("get")
             return self._entry(file_id).info
 
-    def read(self, file_id: str, *, max_bytes: int | None = None) -> bytes:
+    def read(
+        self, file_id: str, *, max_bytes: int | None = None, parent: str | None = None
+    ) -> bytes:
         with self._lock:
             self._count("read")
             entry = self._entry(file_id)
@@ -149,7 +151,14 @@ class MemoryStore(Store):
                 raise StoreError(f"{file_id} is larger than {max_bytes} bytes")
             return entry.data
 
-    def download(self, file_id: str, dest: Path, *, max_bytes: int | None = None) -> None:
+    def download(
+        self,
+        file_id: str,
+        dest: Path,
+        *,
+        max_bytes: int | None = None,
+        parent: str | None = None,
+    ) -> None:
         data = self.read(file_id)
         if max_bytes is not None and len(data) > max_bytes:
             raise TooLarge(f"download {file_id}: larger than the limit of {max_bytes} bytes")
@@ -160,7 +169,7 @@ class MemoryStore(Store):
         except OSError as exc:
             raise PermanentStoreError(f"download {file_id} to {dest}: {exc}") from exc
 
-    def update(self, file_id: str, data: bytes) -> FileInfo:
+    def update(self, file_id: str, data: bytes, *, parent: str | None = None) -> FileInfo:
         with self._lock:
             self._count("update")
             entry = self._entry(file_id)
@@ -176,7 +185,7 @@ class MemoryStore(Store):
             entry.version = self._touch(entry.info.parent)
             return entry.info
 
-    def delete(self, file_id: str) -> None:
+    def delete(self, file_id: str, *, parent: str | None = None) -> None:
         with self._lock:
             self._count("delete")
             entry = self._entries.get(file_id)

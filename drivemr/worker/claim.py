@@ -26,13 +26,13 @@ import platform
 import queue
 import secrets
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from drivemr.errors import AlreadyExists, AuthError, DrivemrError, NotFound, UnusableId
-from drivemr.protocol import REDUCE, ClaimRef, Task, claim_name, parse_claim_name
+from drivemr.protocol import REDUCE, ClaimRef, Task, parse_claim_name, remember_claimer
 from drivemr.sealed import Sealed
-from drivemr.trust import claim_body, open_claim
+from drivemr.trust import claim_body, claim_worker, open_claim
 from drivemr.worker.commit import Committer
 from drivemr.worker.liveness import Lease, OtherWorkers
 from drivemr.worker.plan import due_retry, next_pending, takeover_order
@@ -244,7 +244,7 @@ class Claimer:
                 shared.trust, shared.store, active.job.id, tid, gen, ref.worker, ref.file
             )
             if sealed is not None:
-                return ref, sealed
+                return replace(ref, worker=claim_worker(sealed)), sealed
             self._burn(active, tid, gen)
         return None
 
@@ -343,17 +343,19 @@ class Claimer:
             pid=self._pid,
             time=shared.clock.time(),
         )
-        name = claim_name(task.id, attempt, shared.id)
+        name = active.job.claim_name(task.id, attempt, shared.id)
         claim_id = task.claim_ids[attempt]
+        claims = active.job.folders["claims"]
         try:
-            info = store.create(
-                active.job.folders["claims"], name, claim_id, shared.trust.seal("claim", body)
-            )
+            info = store.create(claims, name, claim_id, shared.trust.seal("claim", body))
         except AlreadyExists:
-            info = store.get(claim_id)
-            parsed = parse_claim_name(info.name)
-            worker = parsed[2] if parsed and parsed[:2] == (task.id, attempt) else "?"
+            info = store.get(claim_id, parent=claims)
+            worker = ""
+            if active.job.named:
+                parsed = parse_claim_name(info.name)
+                worker = parsed[2] if parsed and parsed[:2] == (task.id, attempt) else "?"
             theirs = open_claim(shared.trust, store, active.job.id, task.id, attempt, worker, info)
+            worker = claim_worker(theirs) if theirs is not None else worker
             active.view.add_claim(ClaimRef(task.id, attempt, worker, info))
             if theirs is None:
                 active.nonces.pop((task.id, attempt), None)
@@ -373,6 +375,7 @@ class Claimer:
         if attempt == 0 and task.id != REDUCE:
             active.frontier, active.replanned = task.index, False
         a = Assignment(active.job, task, attempt, info)
+        remember_claimer(info, shared.id)
         active.view.add_claim(ClaimRef(task.id, attempt, shared.id, info))
         with shared.lock:
             shared.running[(active.job.id, task.id)] = a

@@ -17,6 +17,7 @@ import base64
 import json
 import logging
 import platform
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,6 @@ from drivemr.protocol import (
     ClaimRef,
     ResultRef,
     Task,
-    result_name,
 )
 from drivemr.results import manifest_from_body, seal_result
 from drivemr.runner import AttemptOutcome, OutputFile
@@ -230,7 +230,12 @@ class Committer:
         }
         if items is not None:
             manifest["items"] = items
-        name = result_name(a.task.id, state, a.attempt, outcome.exit_code, outcome.duration)
+
+        def name(slot: int) -> str:
+            return a.job.result_name(
+                a.task.id, slot, state, a.attempt, outcome.exit_code, outcome.duration
+            )
+
         committed = self._create_result(a, active, name, manifest)
         if committed is None:
             return
@@ -261,7 +266,11 @@ class Committer:
             )  # fmt: skip
 
     def _create_result(
-        self, a: Assignment, active: ActiveJob, name: str, manifest: dict[str, Any]
+        self,
+        a: Assignment,
+        active: ActiveJob,
+        name: Callable[[int], str],
+        manifest: dict[str, Any],
     ) -> tuple[ResultRef, FileInfo] | None:
         """Create the sealed result in the first slot without a valid result: (ref, file),
         or None when another attempt's valid result came first (or no slot is left)."""
@@ -269,7 +278,7 @@ class Committer:
         for k, slot_id in enumerate(a.task.result_ids):
             data = seal_result(shared.trust, {**manifest, "slot": slot_id})
             try:
-                info = shared.store.create(a.job.folders["results"], name, slot_id, data)
+                info = shared.store.create(a.job.folders["results"], name(k), slot_id, data)
             except AlreadyExists:
                 found = self._valid_at(a, slot_id)
                 if found is None:
@@ -306,7 +315,7 @@ class Committer:
             if sid != slot_id:
                 continue
             try:
-                info = shared.store.get(slot_id)
+                info = shared.store.get(slot_id, parent=a.job.folders["results"])
             except DrivemrError:
                 return None
             return shared.results.check(shared.store, a.job, a.task, k, info)

@@ -124,7 +124,8 @@ class PackRun:
             return None
         path = self.shared.workdir / f".{self.slot.name}.pack.zip"
         path.unlink(missing_ok=True)
-        fetch(self.shared, archive, path)  # checked against its digest in job.json
+        # checked against its digest in job.json
+        fetch(self.shared, archive, path, folder=self.a.job.folders["files"])
         members = [  # the archive may hold the inputs of a few consecutive packs
             Member(i.input.name, i.input.sha256, i.input.size)
             for i in self.a.job.items

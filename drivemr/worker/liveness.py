@@ -162,11 +162,13 @@ class Lease:
         store, trust = self.shared.store, self.shared.trust
         for gen in range(a.attempt + 1, len(a.task.claim_ids)):
             try:
-                info = store.get(a.task.claim_ids[gen])
+                info = store.get(a.task.claim_ids[gen], parent=a.job.folders["claims"])
             except NotFound:
                 break  # takers use the first free id: nothing later without this one
-            parsed = parse_claim_name(info.name)
-            worker = parsed[2] if parsed else "?"
+            worker = ""
+            if a.job.named:
+                parsed = parse_claim_name(info.name)
+                worker = parsed[2] if parsed and parsed[2] else "?"
             if open_claim(trust, store, a.job.id, a.task.id, gen, worker, info) is not None:
                 return True
         return self.shared.results.first_valid(store, a.job, a.task) is not None
@@ -273,7 +275,7 @@ class OtherWorkers:
             if beat.worker != worker:
                 continue
             try:
-                info = self.shared.store.get(beat.file.id)
+                info = self.shared.store.get(beat.file.id, parent=beat.file.parent)
             except NotFound:
                 continue
             self._observe(Heartbeat(worker, info), fresh=True)

@@ -145,7 +145,12 @@ class Slot:
         ensure_job_files(self.shared, active)
         task_dir = self.folder_for(a.job.id, f"{a.task.id}.g{a.attempt}")
         if a.task.input is not None:
-            fetch(self.shared, a.task.input, safe_join(task_dir, a.task.input.name))
+            fetch(
+                self.shared,
+                a.task.input,
+                safe_join(task_dir, a.task.input.name),
+                folder=a.job.folders["files"],
+            )
         if a.task.id == REDUCE:
             with self.shared.lock:
                 refs = dict(active.view.results)
@@ -198,14 +203,15 @@ def ensure_job_files(shared: Shared, active: ActiveJob) -> Path:
             for f in active.job.files:
                 target = safe_join(files_dir, f.name)
                 if not target.exists() or sha256_file(target) != f.sha256:
-                    fetch(shared, f, target)
+                    fetch(shared, f, target, folder=active.job.folders["files"])
             active.files_dir = files_dir
             files_dir.mkdir(parents=True, exist_ok=True)
         return active.files_dir
 
 
-def fetch(shared: Shared, f: StoredFile, target: Path) -> None:
-    """Download a shipped file, no further than its signed size, and check its digest."""
+def fetch(shared: Shared, f: StoredFile, target: Path, *, folder: str | None = None) -> None:
+    """Download a shipped file (in the job's ``folder`` of files), no further than its
+    signed size, and check its digest."""
     download_checked(
         shared.store,
         f.id,
@@ -214,6 +220,7 @@ def fetch(shared: Shared, f: StoredFile, target: Path) -> None:
         sha256=f.sha256,
         what=f"shipped file {f.name}",
         signed_in="job.json",
+        parent=folder,
     )
 
 

@@ -157,14 +157,21 @@ def _simulated_disk_worker(c: cc.Cluster, big_id: str, ro_id: str) -> None:
     from drivemr.errors import PermanentStoreError
 
     class LocalDiskFaults(cc.FaultyStore):
-        def download(self, file_id: str, dest: Path, *, max_bytes: int | None = None) -> None:
+        def download(
+            self,
+            file_id: str,
+            dest: Path,
+            *,
+            max_bytes: int | None = None,
+            parent: str | None = None,
+        ) -> None:
             if big_id in str(dest) or dest.name == "big.bin":
                 raise PermanentStoreError(
                     f"download {file_id}: no space left on the local disk for {dest}"
                 )
             if ro_id in str(dest):
                 raise OSError(errno.EROFS, "Read-only file system", str(dest))
-            super().download(file_id, dest, max_bytes=max_bytes)
+            super().download(file_id, dest, max_bytes=max_bytes, parent=parent)
 
     w = Worker(LocalDiskFaults(c.client()), _config(c, "disk", 1))
     assert cc.run_in_threads([w], timeout=120) == [0]

@@ -27,7 +27,6 @@ from drivemr.protocol import (
     heartbeat_name,
     load_view,
     mark,
-    parse_result,
     submit,
 )
 from drivemr.results import ResultReader, read_manifest
@@ -36,6 +35,7 @@ from drivemr.spec import load_job
 from drivemr.status import job_status
 from drivemr.testing import MemoryStore
 from drivemr.testing.clock import ManualClock as Clock
+from drivemr.testing.filefacts import result_facts
 from drivemr.testing.stepping import step_until_done, stepping_worker
 from drivemr.trust import Trust, claim_body
 from drivemr.worker import Worker, WorkerConfig
@@ -103,7 +103,7 @@ def run(workers: list[Worker], clock: Clock, rounds: int = 40) -> None:
 def results(store: MemoryStore, job: Job) -> dict[str, str]:
     out = {}
     for info in store.list(job.folders["results"]):
-        ref = parse_result(info)
+        ref = result_facts(store, info)
         assert ref is not None
         out[ref.task] = ref.state
     return out

@@ -335,7 +335,7 @@ class DriveStore(Store):
             raise PermanentStoreError(f"list {pid}: not a folder")
         return found
 
-    def get(self, file_id: str) -> FileInfo:
+    def get(self, file_id: str, *, parent: str | None = None) -> FileInfo:
         fid = self._resolve(file_id)
         try:
             result = self._call(
@@ -361,7 +361,9 @@ class DriveStore(Store):
         My Drive) is resolved to its real id once."""
         return self.root.identity(self.get)
 
-    def read(self, file_id: str, *, max_bytes: int | None = None) -> bytes:
+    def read(
+        self, file_id: str, *, max_bytes: int | None = None, parent: str | None = None
+    ) -> bytes:
         fid = self._resolve(file_id)
         what = f"read {fid}"
 
@@ -382,10 +384,17 @@ class DriveStore(Store):
             raise PermanentStoreError(f"{what}: larger than the limit of {max_bytes} bytes")
         return content
 
-    def download(self, file_id: str, dest: Path, *, max_bytes: int | None = None) -> None:
+    def download(
+        self,
+        file_id: str,
+        dest: Path,
+        *,
+        max_bytes: int | None = None,
+        parent: str | None = None,
+    ) -> None:
         download_to(self._call, self._resolve(file_id), Path(dest), max_bytes=max_bytes)
 
-    def update(self, file_id: str, data: bytes) -> FileInfo:
+    def update(self, file_id: str, data: bytes, *, parent: str | None = None) -> FileInfo:
         fid = self._resolve(file_id)
         what = f"update {fid}"
         media_type = "application/octet-stream"
@@ -421,7 +430,7 @@ class DriveStore(Store):
         )
         return file_info(result)
 
-    def delete(self, file_id: str) -> None:
+    def delete(self, file_id: str, *, parent: str | None = None) -> None:
         fid = self._resolve(file_id)
         try:
             self._call(

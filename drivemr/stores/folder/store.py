@@ -274,7 +274,7 @@ class FolderStore(Store):
         )
         return found
 
-    def get(self, file_id: str) -> FileInfo:
+    def get(self, file_id: str, *, parent: str | None = None) -> FileInfo:
         rel = self._rel(file_id)
         return self._info(file_id, rel, _parent_id(rel), md5=True)
 
@@ -294,7 +294,9 @@ class FolderStore(Store):
         finally:
             os.close(fd)
 
-    def read(self, file_id: str, *, max_bytes: int | None = None) -> bytes:
+    def read(
+        self, file_id: str, *, max_bytes: int | None = None, parent: str | None = None
+    ) -> bytes:
         with self._open_by_id(file_id, "read") as fd:
             try:
                 data = _read_bounded(fd, max_bytes)
@@ -304,7 +306,14 @@ class FolderStore(Store):
             raise PermanentStoreError(f"read {file_id}: larger than the limit of {max_bytes} bytes")
         return data
 
-    def download(self, file_id: str, dest: Path, *, max_bytes: int | None = None) -> None:
+    def download(
+        self,
+        file_id: str,
+        dest: Path,
+        *,
+        max_bytes: int | None = None,
+        parent: str | None = None,
+    ) -> None:
         dest = Path(dest)
         tmp = dest.with_name(f".{dest.name}.part-{secrets.token_hex(4)}")
         with self._open_by_id(file_id, "download") as fd:
@@ -329,7 +338,7 @@ class FolderStore(Store):
                     ) from exc
                 raise _translate(exc, f"download {file_id}") from exc
 
-    def update(self, file_id: str, data: bytes) -> FileInfo:
+    def update(self, file_id: str, data: bytes, *, parent: str | None = None) -> FileInfo:
         rel = self._rel(file_id)
         parent_rel, name = self._split(rel)
         try:
@@ -351,7 +360,7 @@ class FolderStore(Store):
             raise _translate(exc, f"update {file_id}") from exc
         return self._info(file_id, rel, _parent_id(rel))
 
-    def delete(self, file_id: str) -> None:
+    def delete(self, file_id: str, *, parent: str | None = None) -> None:
         try:
             rel = self._rel(file_id)
             st = self._lstat(file_id, rel)

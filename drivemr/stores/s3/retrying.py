@@ -2,7 +2,7 @@
 
 Apart from the store proper because retrying is a layer (one policy for every store, in
 :mod:`drivemr.stores.retry`); what is S3's own here is the policy's figures and the repair
-of a listing entry after a create whose answer was lost.
+of a folder's listing key after a create whose answer was lost.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ class RetryingS3Store(RetryingStore):
     """The S3 store as ``open_store`` gives it: transient failures retried (the one policy).
 
     A create whose first try landed but whose answer was lost meets 412 on its retry; the
-    shared layer recognises the file as ours (:func:`~drivemr.stores.retry.own_earlier_create`)
-    and here its listing entry is (re)written, retried, in case the first try stopped between
-    the index and the entry."""
+    shared layer recognises the file as ours (:func:`~drivemr.stores.retry.own_earlier_create`).
+    A file is then complete (its one key is the file); a folder's listing key is (re)written
+    here, retried, in case the first try stopped between the folder's index and its key."""
 
     inner: S3Store
 
@@ -57,5 +57,6 @@ class RetryingS3Store(RetryingStore):
         return self.inner.prefix
 
     def _finish_own_create(self, info: FileInfo) -> FileInfo:
-        self._call("write listing entry", lambda: self.inner.put_listing_entry(info))
+        if info.is_folder:
+            self._call("write folder entry", lambda: self.inner.finish_own_create(info))
         return info

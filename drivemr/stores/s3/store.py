@@ -1,6 +1,6 @@
 """The S3 store proper: drivemr's primitives mapped onto S3 requests, one method each.
 
-The key layout (an id index and a listing entry per file) is the package's
+The key layout (one key per file, holding its parent and name) is the package's
 (:mod:`drivemr.stores.s3`); the wire details (clients, errors, keys, times) are in
 :mod:`.wire`, multipart uploads in :mod:`.parts`, the change feed in :mod:`.feed` and the
 retry layer that ``open_store`` returns in :mod:`.retrying`.
@@ -12,7 +12,9 @@ import builtins
 import hashlib
 import secrets
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -44,6 +46,7 @@ from drivemr.stores.s3.wire import (
     make_client,
     md5_b64,
     parse_s3_url,
+    pick,
     store_error,
     translate,
 )
@@ -53,11 +56,34 @@ MULTIPART_THRESHOLD = 64 << 20
 PART_SIZE = 16 << 20
 MAX_LIST_ENTRIES = 2_000_000
 """A listing bigger than this is refused (bounded cost against a flooded folder)."""
+MAX_KNOWN = 500_000
+"""Ids whose key this client remembers (the oldest are forgotten, then found again)."""
+MAX_SCAN = 64
+"""A lookup by id without a hint lists the id's keys in at most this many known folders."""
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where one file's key is."""
+
+    key: str
+    parent: str
+    name: str
+    folder: bool
+
+
+def _valid_parent(parent: str) -> bool:
+    return parent == ROOT or ID_RE.fullmatch(parent) is not None
 
 
 class S3Store(Store):
     """Create-once files on S3; see :mod:`drivemr.stores.s3` for the key layout."""
+
+    create_once_any_name = False
+    """A file's key holds its parent and name, so the conditional create that commits it
+    refuses a second create of the same id *with the same parent and name* (every creator
+    drivemr's protocol has for one id uses one name: it is fixed by the id's role)."""
 
     def __init__(
         self,
@@ -77,8 +103,8 @@ class S3Store(Store):
         self.multipart_threshold = multipart_threshold
         self.part_size = part_size
         self._lock = threading.Lock()
-        self._known: dict[str, tuple[str, str, bool, int | None]] = {}
-        """id -> (parent, name, is_folder, size) as last seen by this client."""
+        self._known: OrderedDict[str, Where] = OrderedDict()
+        """id -> where its key is, as last seen by this client (bounded, oldest dropped)."""
         self._folders: set[str] = {ROOT}
         self._feed = ListingFeed(lambda folder: self._list_raw(self._keys.folder(folder), "poll"))
 
@@ -99,62 +125,105 @@ class S3Store(Store):
     def _error(self, exc: BaseException, what: str) -> StoreError:
         return store_error(exc, what, self.bucket, self._exc)
 
-    def _head(self, file_id: str) -> dict[str, Any]:
-        check_id(file_id)
-        if file_id == ROOT:
-            raise PermanentStoreError("the root has no index entry")
-        return self._request(
-            f"id {file_id}",
-            lambda: self._client.head_object(Bucket=self.bucket, Key=self._keys.index(file_id)),
-        )
+    def _head(self, key: str, what: str) -> dict[str, Any]:
+        return self._request(what, lambda: self._client.head_object(Bucket=self.bucket, Key=key))
 
-    def _info_of(self, file_id: str, head: dict[str, Any]) -> FileInfo:
-        meta = head.get("Metadata") or {}
-        kind = meta.get("drivemr-kind")
-        parent = meta.get("drivemr-parent", "")
-        name = unquote(meta.get("drivemr-name", ""))
-        if kind not in ("f", "d") or not name or (parent != ROOT and not ID_RE.fullmatch(parent)):
-            raise PermanentStoreError(f"id {file_id}: not a drivemr object (metadata missing)")
-        md5 = meta.get("drivemr-md5", "")
-        size = None if kind == "d" else int(head.get("ContentLength") or 0)
-        modified = head["LastModified"].timestamp()
-        self._remember(file_id, parent, name, kind == "d", size)
-        return FileInfo(
-            id=file_id,
-            name=name,
-            parent=parent,
-            is_folder=kind == "d",
-            size=size,
-            md5=md5 if MD5_RE.fullmatch(md5) else None,
-            modified=modified,
-            created=modified,
-        )
+    # -- where a file's key is --
 
-    def _remember(
-        self, file_id: str, parent: str, name: str, folder: bool, size: int | None
-    ) -> None:
+    def _remember(self, file_id: str, where: Where) -> None:
         with self._lock:
-            self._known[file_id] = (parent, name, folder, size)
-            if folder:
+            self._known[file_id] = where
+            self._known.move_to_end(file_id)
+            if len(self._known) > MAX_KNOWN:
+                self._known.popitem(last=False)
+            if where.folder:
                 self._folders.add(file_id)
 
-    def _lookup(self, file_id: str) -> tuple[str, str, bool, int | None]:
-        known = self._known.get(file_id)
-        if known is None:
-            info = self._info_of(file_id, self._head(file_id))
-            known = (info.parent, info.name, info.is_folder, info.size)
-        return known
+    def _forget(self, file_id: str) -> None:
+        with self._lock:
+            self._known.pop(file_id, None)
+            self._folders.discard(file_id)
+
+    def _in_folder(self, parent: str, file_id: str, what: str) -> FileInfo | None:
+        """The file ``file_id`` in ``parent`` (one listing of its id's keys), or None."""
+        check_id(parent)
+        found = []
+        for obj in self._list_raw(self._keys.id_prefix(parent, file_id), what):
+            info = self._keys.parse(parent, obj)
+            if info is not None and info.id == file_id:
+                found.append((info, str(obj["Key"])))
+        chosen = pick(found)
+        if chosen is None:
+            return None
+        info, key = chosen
+        self._remember(file_id, Where(key, parent, info.name, info.is_folder))
+        return info
+
+    def _folder_index(self, file_id: str, what: str) -> FileInfo | None:
+        """A folder by its id index (None: no folder has that id)."""
+        try:
+            head = self._head(self._keys.index(file_id), what)
+        except NotFound:
+            return None
+        meta = head.get("Metadata") or {}
+        parent = meta.get("drivemr-parent", "")
+        name = unquote(meta.get("drivemr-name", ""))
+        if meta.get("drivemr-kind") != "d" or not name or not _valid_parent(parent):
+            raise PermanentStoreError(f"{what}: not a drivemr folder (metadata missing)")
+        key = self._keys.key(parent, file_id, name, True)
+        self._remember(file_id, Where(key, parent, name, True))
+        modified = head["LastModified"].timestamp()
+        return FileInfo(file_id, name, parent, True, None, None, modified, modified)
+
+    def _find(self, file_id: str, parent: str | None, what: str) -> FileInfo:
+        """Where ``file_id`` is, by a listing: in ``parent`` (the caller's hint) or the
+        folder this client last saw it in; else a folder by its index; else in the
+        folders this client knows. Never NotFound unless the file is truly not there:
+        without a hint, what is in no folder this client knows is an error, not absence."""
+        check_id(file_id)
+        if file_id == ROOT:
+            raise PermanentStoreError(f"{what}: the root is not a file")
+        with self._lock:
+            known = self._known.get(file_id)
+        if parent is None and known is not None:
+            parent = known.parent
+        if parent is not None:
+            info = self._in_folder(parent, file_id, what)
+            if info is None:  # (what we knew of it stays: the id belongs there if anywhere)
+                raise NotFound(f"{what}: not found")
+            return info
+        folder = self._folder_index(file_id, what)
+        if folder is not None:
+            return folder
+        with self._lock:
+            folders = sorted(self._folders)
+        if len(folders) <= MAX_SCAN:
+            for candidate in folders:
+                info = self._in_folder(candidate, file_id, what)
+                if info is not None:
+                    return info
+        raise PermanentStoreError(
+            f"{what}: the S3 store finds a file by id in its folder, and no folder this client "
+            f"knows holds it (it needs the file's folder: a listing of it, or a hint)"
+        )
+
+    def _key_of(self, file_id: str, parent: str | None, what: str) -> Where:
+        check_id(file_id)
+        with self._lock:
+            known = self._known.get(file_id)
+        if known is not None and (parent is None or parent == known.parent):
+            return known
+        self._find(file_id, parent, what)
+        with self._lock:
+            return self._known[file_id]
 
     def _check_parent(self, parent: str, what: str) -> None:
         check_id(parent)
         if parent in self._folders:
             return
-        try:
-            info = self._info_of(parent, self._head(parent))
-        except NotFound:
-            raise NotFound(f"{what}: parent {parent} not found") from None
-        if not info.is_folder:
-            raise PermanentStoreError(f"{what}: parent {parent} is not a folder")
+        info = self._folder_index(parent, what)
+        if info is None:
+            raise NotFound(f"{what}: parent {parent} not found")
 
     # -- primitives --
 
@@ -173,6 +242,11 @@ class S3Store(Store):
         source: Path | None = None,
         folder: bool = False,
     ) -> FileInfo:
+        """Create once: one conditional ``PutObject`` (``If-None-Match: *``) of the file's
+        one key, which holds its parent and name. A second create of the id with the same
+        parent and name raises AlreadyExists; with another name it would make a second key
+        (:attr:`create_once_any_name` is False: readers then pick one of the two the same
+        way). A folder also gets an id index, written first (its create-once point)."""
         check_name(name)
         if file_id == ROOT:
             raise PermanentStoreError("create: the root id is reserved")
@@ -185,22 +259,58 @@ class S3Store(Store):
             "drivemr-name": quote(name, safe=""),
             "drivemr-md5": md5,
         }
-        key = self._keys.index(file_id)
-        entry = self._keys.entry(parent, file_id, name, folder, size)  # checks the key length
-        when = None
+        key = self._keys.key(parent, file_id, name, folder)  # checks the key length
+        where = Where(key, parent, name, folder)
+        if folder:
+            when = self._create_folder(where, file_id, meta)
+            self._feed.created_folder(file_id)
+            return FileInfo(file_id, name, parent, True, None, None, when, when)
+        done: float | None = None
         try:
             if source is not None and (size or 0) > self.multipart_threshold:
-                when = self._create_multipart(key, source, meta, file_id)
-            if when is None:  # small, or the service cannot complete multipart conditionally
-                when = self._create_single(key, data, source, meta, md5, file_id)
+                done = self._create_multipart(key, source, meta, file_id)
+            if done is None:  # small, or the service cannot complete multipart conditionally
+                done = self._create_single(key, data, source, meta, md5, file_id)
         except AlreadyExists:
-            self._heal_entry(file_id)
+            self._remember(file_id, where)  # taken at this very key
             raise
-        self._remember(file_id, parent, name, folder, size)
-        self._put_entry(entry)
-        if folder:
-            self._feed.created_folder(file_id)
-        return FileInfo(file_id, name, parent, folder, size, md5 or None, when, when)
+        self._remember(file_id, where)
+        return FileInfo(file_id, name, parent, False, size, md5 or None, done, done)
+
+    def _create_folder(self, where: Where, file_id: str, meta: dict[str, str]) -> float:
+        """A folder: its id index (conditional: the commit point), then its listing key."""
+        try:
+            when = self._create_single(self._keys.index(file_id), b"", None, meta, "", file_id)
+        except AlreadyExists:
+            self._heal_folder(file_id)
+            raise
+        self._remember(file_id, where)
+        self.put_folder_entry(where.key)
+        return when
+
+    def _heal_folder(self, file_id: str) -> None:
+        """The folder id is taken: make sure it is listed too. Its creator may have died
+        between the index and the listing key (kill -9, a power cut); the key is derived
+        from the index alone, so writing it again is what the creator would have written."""
+        try:
+            info = self._folder_index(file_id, f"create {file_id}")
+            if info is not None:
+                self.put_folder_entry(self._keys.key(info.parent, file_id, info.name, True))
+        except StoreError:
+            pass  # best effort: a later collision or the creator's retry writes it
+
+    def put_folder_entry(self, key: str) -> None:
+        """Write a folder's listing key (empty; what a folder create writes after its index)."""
+        self._request(
+            "write folder entry",
+            lambda: self._client.put_object(Bucket=self.bucket, Key=key, Body=b""),
+        )
+
+    def finish_own_create(self, info: FileInfo) -> None:
+        """A create whose answer was lost was ours: a folder's listing key may be missing."""
+        if info.is_folder:
+            self.put_folder_entry(self._keys.key(info.parent, info.id, info.name, True))
+            self._feed.created_folder(info.id)
 
     def _create_single(
         self,
@@ -244,34 +354,6 @@ class S3Store(Store):
         except Exception:  # best effort: a lifecycle rule cleans up what is left
             pass
 
-    def _heal_entry(self, file_id: str) -> None:
-        """The id is taken: make sure its file is listed too. Its creator may have died
-        between the index and the entry (kill -9, a power cut); the entry is derived from
-        the index alone, so writing it again is what the creator would have written."""
-        try:
-            info = self._info_of(file_id, self._head(file_id))
-            self._put_entry(
-                self._keys.entry(info.parent, file_id, info.name, info.is_folder, info.size)
-            )
-        except StoreError:
-            pass  # best effort: a later collision or the creator's retry writes it
-
-    def put_listing_entry(self, info: FileInfo) -> None:
-        """Write the listing entry of the file ``info`` (its index exists): what a create
-        whose answer was lost may not have got to."""
-        self._put_entry(
-            self._keys.entry(info.parent, info.id, info.name, info.is_folder, info.size)
-        )
-        if info.is_folder:
-            self._feed.created_folder(info.id)
-
-    def _put_entry(self, key: str) -> float:
-        answer = self._request(
-            "write listing entry",
-            lambda: self._client.put_object(Bucket=self.bucket, Key=key, Body=b""),
-        )
-        return header_time(answer)
-
     def _list_raw(self, prefix: str, what: str) -> Iterator[dict[str, Any]]:
         token: str | None = None
         seen = 0
@@ -294,50 +376,83 @@ class S3Store(Store):
         self._check_parent(parent, what)
         objects = builtins.list(self._list_raw(self._keys.folder(parent), what))
         self._feed.listed(parent, listing_digest(objects))  # the feed watches it from here
-        newest: dict[str, FileInfo] = {}
+        by_id: dict[str, builtins.list[tuple[FileInfo, str]]] = {}
         for obj in objects:
             info = self._keys.parse(parent, obj)
-            if info is None:
-                continue
-            old = newest.get(info.id)
-            if old is None or info.modified >= old.modified:  # an update's two entries
-                newest[info.id] = info
-        with self._lock:
-            for info in newest.values():
-                self._known.setdefault(info.id, (parent, info.name, info.is_folder, info.size))
-                if info.is_folder:
-                    self._folders.add(info.id)
-        return builtins.list(newest.values())
+            if info is not None:
+                by_id.setdefault(info.id, []).append((info, str(obj["Key"])))
+        out = []
+        for fid, found in by_id.items():
+            chosen = pick(found)
+            assert chosen is not None
+            info, key = chosen
+            self._remember(fid, Where(key, parent, info.name, info.is_folder))
+            out.append(info)
+        return out
 
-    def get(self, file_id: str) -> FileInfo:
+    def get(self, file_id: str, *, parent: str | None = None) -> FileInfo:
         if file_id == ROOT:
             return FileInfo(ROOT, "", "", is_folder=True)
-        return self._info_of(file_id, self._head(file_id))
+        what = f"id {file_id}"
+        with self._lock:
+            known = self._known.get(file_id)
+        if known is not None and known.folder and parent in (None, known.parent):
+            info = self._folder_index(file_id, what)
+            if info is None:
+                raise NotFound(f"{what}: not found")
+            return info
+        info = self._find(file_id, parent, what)
+        if info.md5 is None and not info.is_folder:  # an ETag that is no MD5 (SSE-KMS, parts)
+            head = self._head(self._known[file_id].key, what)
+            md5 = (head.get("Metadata") or {}).get("drivemr-md5", "")
+            info = replace(info, md5=md5 if MD5_RE.fullmatch(md5) else None)
+        return info
 
-    def _open(self, file_id: str, what: str) -> tuple[Any, int]:
-        """GET a file's index object: (streaming body, declared length)."""
-        check_id(file_id)
-        answer = self._request(
-            what, lambda: self._client.get_object(Bucket=self.bucket, Key=self._keys.index(file_id))
-        )
-        body = answer["Body"]
-        if (answer.get("Metadata") or {}).get("drivemr-kind") != "f":
-            body.close()
-            raise PermanentStoreError(f"{what}: not a drivemr file")
-        return body, int(answer.get("ContentLength") or 0)
+    def _open(self, file_id: str, parent: str | None, what: str) -> tuple[Any, int]:
+        """GET a file's object: (streaming body, declared length). A key this client knew
+        that is gone is looked for once more (by a listing of its folder)."""
+        for fresh in (False, True):
+            where = self._key_of(file_id, parent, what)
+            if where.folder:
+                raise PermanentStoreError(f"{what}: a folder has no content")
+            try:
+                answer = self._request(
+                    what, partial(self._client.get_object, Bucket=self.bucket, Key=where.key)
+                )
+            except NotFound:
+                if fresh or where.folder:
+                    raise
+                parent = where.parent  # gone from there: look in its folder once more
+                self._forget(file_id)
+                continue
+            body = answer["Body"]
+            if (answer.get("Metadata") or {}).get("drivemr-kind") != "f":
+                body.close()
+                raise PermanentStoreError(f"{what}: not a drivemr file")
+            return body, int(answer.get("ContentLength") or 0)
+        raise NotFound(f"{what}: not found")  # pragma: no cover - the loop returns or raises
 
-    def read(self, file_id: str, *, max_bytes: int | None = None) -> bytes:
+    def read(
+        self, file_id: str, *, max_bytes: int | None = None, parent: str | None = None
+    ) -> bytes:
         what = f"read {file_id}"
-        body, length = self._open(file_id, what)
+        body, length = self._open(file_id, parent, what)
         if max_bytes is not None and length > max_bytes:
             body.close()
             raise TooLarge(f"{what}: larger than the limit of {max_bytes} bytes")
         return b"".join(bounded_chunks(body, length, what, self._exc))
 
-    def download(self, file_id: str, dest: Path, *, max_bytes: int | None = None) -> None:
+    def download(
+        self,
+        file_id: str,
+        dest: Path,
+        *,
+        max_bytes: int | None = None,
+        parent: str | None = None,
+    ) -> None:
         what = f"download {file_id}"
         dest = Path(dest)
-        body, length = self._open(file_id, what)
+        body, length = self._open(file_id, parent, what)
         if max_bytes is not None and length > max_bytes:
             body.close()
             raise TooLarge(f"{what}: {length} bytes, over the limit of {max_bytes} bytes")
@@ -348,33 +463,29 @@ class S3Store(Store):
         except OSError as exc:
             raise PermanentStoreError(f"{what}: cannot write {dest}: {exc}") from exc
 
-    def update(self, file_id: str, data: bytes) -> FileInfo:
+    def update(self, file_id: str, data: bytes, *, parent: str | None = None) -> FileInfo:
+        """Replace the content in place: one unconditional ``PutObject`` of the file's key
+        (where this client saw it last, else found by a listing)."""
         what = f"update {file_id}"
-        parent, name, folder, old_size = self._lookup(file_id)
-        if folder:
+        where = self._key_of(file_id, parent, what)
+        if where.folder:
             raise PermanentStoreError(f"{what}: a folder has no content")
         md5 = hashlib.md5(data).hexdigest()
         meta = {
             "drivemr-kind": "f",
-            "drivemr-parent": parent,
-            "drivemr-name": quote(name, safe=""),
+            "drivemr-parent": where.parent,
+            "drivemr-name": quote(where.name, safe=""),
             "drivemr-md5": md5,
         }
         answer = self._request(
             what,
             lambda: self._client.put_object(
-                Bucket=self.bucket, Key=self._keys.index(file_id), Body=data,
+                Bucket=self.bucket, Key=where.key, Body=data,
                 Metadata=meta, ContentMD5=md5_b64(md5),
             ),
         )  # fmt: skip
         when = header_time(answer)
-        entry = self._keys.entry(parent, file_id, name, False, len(data))
-        self._put_entry(entry)
-        if old_size != len(data):  # the size is in the entry's key: drop the old entry
-            # (listings keep the newest entry of an id, should an old one ever be left)
-            self._delete_keys([self._keys.entry(parent, file_id, name, False, old_size)], what)
-        self._remember(file_id, parent, name, False, len(data))
-        return FileInfo(file_id, name, parent, False, len(data), md5, when, when)
+        return FileInfo(file_id, where.name, where.parent, False, len(data), md5, when, when)
 
     def _delete_keys(self, keys: builtins.list[str], what: str) -> None:
         for start in range(0, len(keys), 1000):
@@ -391,33 +502,29 @@ class S3Store(Store):
                 first = answer["Errors"][0]
                 raise TransientStoreError(f"{what}: {first.get('Code')} on {first.get('Key')}")
 
-    def delete(self, file_id: str) -> None:
+    def delete(self, file_id: str, *, parent: str | None = None) -> None:
         what = f"delete {file_id}"
         try:
-            parent, _name, folder, _size = self._lookup(file_id)
+            where = self._key_of(file_id, parent, what)
         except NotFound:
             return
         keys: builtins.list[str] = []
-        if folder:
+        if where.folder:
             pending = [file_id]
-            while pending:  # everything under it: entries and indexes
+            while pending:  # everything under it, and the indexes of the folders
                 current = pending.pop()
+                keys.append(self._keys.index(current))
                 for obj in self._list_raw(self._keys.folder(current), what):
-                    info = self._keys.parse(current, obj)
                     keys.append(obj["Key"])
-                    if info is not None:
-                        keys.append(self._keys.index(info.id))
-                        if info.is_folder:
-                            pending.append(info.id)
-        kind = "d" if folder else "f"
+                    info = self._keys.parse(current, obj)
+                    if info is not None and info.is_folder:
+                        pending.append(info.id)
         keys += [
-            o["Key"] for o in self._list_raw(f"{self._keys.folder(parent)}{kind}.{file_id}.", what)
+            o["Key"] for o in self._list_raw(self._keys.id_prefix(where.parent, file_id), what)
         ]
-        keys.append(self._keys.index(file_id))
         self._delete_keys(keys, what)
         with self._lock:
-            self._known.pop(file_id, None)
-            self._folders.discard(file_id)
+            self._folders.discard(file_id)  # (where it was stays known: a get says NotFound)
         self._feed.forget(file_id)
 
     # -- change feed: listings compared with the previous poll's --

@@ -30,7 +30,6 @@ INSTALL_HINT = 'pip install "drivemr[s3]"'
 
 ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MD5_RE = re.compile(r"[0-9a-f]{32}")
-SIZE_RE = re.compile(r"[0-9]{1,15}")
 _TRANSIENT_CODES = frozenset(
     {
         "SlowDown",
@@ -160,30 +159,36 @@ class KeyLayout:
 
     base: str
 
-    def index(self, file_id: str) -> str:
-        return f"{self.base}i/{file_id}"
+    def index(self, folder_id: str) -> str:
+        """A folder's id index (folders only: the few ids read without their parent)."""
+        return f"{self.base}i/{folder_id}"
 
     def folder(self, parent: str) -> str:
         return f"{self.base}p/{parent}/"
 
-    def entry(self, parent: str, file_id: str, name: str, folder: bool, size: int | None) -> str:
-        kind, shown = ("d", "-") if folder else ("f", str(size or 0))
-        key = f"{self.folder(parent)}{kind}.{file_id}.{shown}.{quote(name, safe='')}"
+    def id_prefix(self, parent: str, file_id: str) -> str:
+        """Every key of ``file_id`` in ``parent`` starts so (ids hold no dot)."""
+        return f"{self.folder(parent)}{file_id}."
+
+    def key(self, parent: str, file_id: str, name: str, folder: bool) -> str:
+        """The one key of a file: ``p/<parent>/<id>.<f|d>.<quoted name>``."""
+        key = f"{self.id_prefix(parent, file_id)}{'d' if folder else 'f'}.{quote(name, safe='')}"
         if len(key.encode()) > MAX_KEY_BYTES:
             raise PermanentStoreError(f"create: the name {name[:60]!r}... is too long for S3")
         return key
 
     def parse(self, parent: str, obj: dict[str, Any]) -> FileInfo | None:
-        """A listing entry, parsed totally (anything malformed is skipped, never trusted)."""
+        """A listed key, parsed totally (anything malformed is skipped, never trusted)."""
         rest = str(obj.get("Key", ""))[len(self.folder(parent)) :]
-        parts = rest.split(".", 3)
-        if "/" in rest or len(parts) != 4:
+        parts = rest.split(".", 2)
+        if "/" in rest or len(parts) != 3:
             return None
-        kind, fid, size, qname = parts
+        fid, kind, qname = parts
         name = unquote(qname)
         if kind not in ("f", "d") or not ID_RE.fullmatch(fid) or not name or "/" in name:
             return None
-        if kind == "f" and not SIZE_RE.fullmatch(size):
+        size = obj.get("Size")
+        if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size < 1 << 50:
             return None
         modified = obj["LastModified"].timestamp()
         return FileInfo(
@@ -191,10 +196,24 @@ class KeyLayout:
             name=name,
             parent=parent,
             is_folder=kind == "d",
-            size=None if kind == "d" else int(size),
+            size=None if kind == "d" else size,
+            md5=etag_md5(obj.get("ETag")) if kind == "f" else None,
             modified=modified,
             created=modified,
         )
+
+
+def etag_md5(etag: Any) -> str | None:
+    """The MD5 an ETag is, when it is one (a single-part upload without SSE-KMS)."""
+    text = str(etag or "").strip('"').lower()
+    return text if MD5_RE.fullmatch(text) else None
+
+
+def pick(infos: list[tuple[FileInfo, str]]) -> tuple[FileInfo, str] | None:
+    """One file of those listed under one id, (info, key): the oldest, then the first key.
+    Only a file planted beside a legitimate one makes two; every reader picks the same one
+    (and the seal decides whether it is believed)."""
+    return min(infos, key=lambda e: (e[0].modified, e[1]), default=None)
 
 
 def store_error(exc: BaseException, what: str, bucket: str, errors: Any) -> StoreError:

@@ -90,13 +90,15 @@ class FaultyStore(Store):
         self._maybe_fail("list")
         return self.inner.list(parent)
 
-    def get(self, file_id: str) -> FileInfo:
+    def get(self, file_id: str, *, parent: str | None = None) -> FileInfo:
         self._maybe_fail("get")
-        return self.inner.get(file_id)
+        return self.inner.get(file_id, parent=parent)
 
-    def read(self, file_id: str, *, max_bytes: int | None = None) -> bytes:
+    def read(
+        self, file_id: str, *, max_bytes: int | None = None, parent: str | None = None
+    ) -> bytes:
         self._maybe_fail("read")
-        return self.inner.read(file_id, max_bytes=max_bytes)
+        return self.inner.read(file_id, max_bytes=max_bytes, parent=parent)
 
     @property
     def identity(self) -> str:
@@ -105,17 +107,24 @@ class FaultyStore(Store):
         self._maybe_fail("identity")
         return self.inner.identity
 
-    def download(self, file_id: str, dest: Path, *, max_bytes: int | None = None) -> None:
+    def download(
+        self,
+        file_id: str,
+        dest: Path,
+        *,
+        max_bytes: int | None = None,
+        parent: str | None = None,
+    ) -> None:
         self._maybe_fail("download")
-        self.inner.download(file_id, dest, max_bytes=max_bytes)
+        self.inner.download(file_id, dest, max_bytes=max_bytes, parent=parent)
 
-    def update(self, file_id: str, data: bytes) -> FileInfo:
+    def update(self, file_id: str, data: bytes, *, parent: str | None = None) -> FileInfo:
         self._maybe_fail("update")
-        return self.inner.update(file_id, data)
+        return self.inner.update(file_id, data, parent=parent)
 
-    def delete(self, file_id: str) -> None:
+    def delete(self, file_id: str, *, parent: str | None = None) -> None:
         self._maybe_fail("delete")
-        self.inner.delete(file_id)
+        self.inner.delete(file_id, parent=parent)
 
     def changes_cursor(self) -> str:
         self._maybe_fail("changes_cursor")

@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from drivemr.protocol import parse_result
 from drivemr.testing.chaos.cluster import (
     Cluster,
     WorkerProc,
@@ -29,6 +28,7 @@ from drivemr.testing.chaos.ledger import (
     percentile,
     write_job,
 )
+from drivemr.testing.filefacts import result_facts
 from drivemr.testing.wait import wait_for
 
 
@@ -169,7 +169,7 @@ def kill_campaign(
     # (created before the kill, after the incarnation started) and no result came of it.
     results = {}
     for info in cluster.store.list(job.folders["results"]):
-        ref = parse_result(info)
+        ref = result_facts(cluster.store, info)
         if ref is not None:
             results[ref.task] = ref.gen
     starts = [p.started for p in cluster.procs if p.name == "victim"]

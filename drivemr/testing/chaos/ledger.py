@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drivemr.protocol import REDUCE, Job, parse_claim_name, parse_result
+from drivemr.protocol import REDUCE, Job
 from drivemr.stores.base import FileInfo, Store
+from drivemr.testing.filefacts import claim_facts, result_facts
 
 # --------------------------------------------------------------------------- the task
 
@@ -251,7 +252,7 @@ def account(store: Store, job: Job, sidefx: Path) -> Account:
     results: dict[str, list[FileInfo]] = collections.defaultdict(list)
     for info in store.list(job.folders["results"]):
         owner = minted.get(info.id)
-        ref = parse_result(info)
+        ref = result_facts(store, info)
         if owner is None or ref is None or ref.task != owner:
             acc.unexpected += 1
             acc.problems.append(f"stray result {info.name} ({info.id})")
@@ -272,7 +273,7 @@ def account(store: Store, job: Job, sidefx: Path) -> Account:
             acc.unexpected += len(infos) - 1
             acc.problems.append(f"{tid}: {len(infos)} results")
         acc.committed += 1
-        ref = parse_result(infos[0])
+        ref = result_facts(store, infos[0])
         assert ref is not None
         if ref.state == "done":
             acc.done += 1
@@ -287,10 +288,10 @@ def account(store: Store, job: Job, sidefx: Path) -> Account:
 
 
 def _claimers(store: Store, job: Job) -> dict[str, str]:
-    """Claim id -> the worker named in the claim: one listing, not a read per task."""
+    """Claim id -> the worker of the claim (its name or its body)."""
     out = {}
     for info in store.list(job.folders["claims"]):
-        parsed = parse_claim_name(info.name)
+        parsed = claim_facts(store, info)
         if parsed is not None:
             out[info.id] = parsed[2]
     return out
@@ -302,7 +303,7 @@ def claims_of(store: Store, job: Job) -> dict[tuple[str, int], tuple[str, FileIn
     every = [*job.tasks, *([job.reduce_task] if job.reduce_task else [])]
     valid = {cid for t in every for cid in t.claim_ids}
     for info in store.list(job.folders["claims"]):
-        parsed = parse_claim_name(info.name)
+        parsed = claim_facts(store, info)
         assert parsed is not None and info.id in valid, f"stray claim {info.name}"
         key = (parsed[0], parsed[1])
         assert key not in out, f"two claims for {key}"

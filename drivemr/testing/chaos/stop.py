@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from drivemr.protocol import parse_result
 from drivemr.stores.base import Store
 from drivemr.testing.chaos.cluster import (
     Cluster,
@@ -31,6 +30,7 @@ from drivemr.testing.chaos.ledger import (
     other_takeovers,
     write_job,
 )
+from drivemr.testing.filefacts import result_facts
 from drivemr.testing.wait import wait_for
 
 
@@ -136,7 +136,7 @@ def stop_campaign(
     claims = claims_of(cluster.store, job)
     results = {}
     for info in cluster.store.list(job.folders["results"]):
-        ref = parse_result(info)
+        ref = result_facts(cluster.store, info)
         if ref is not None:
             results[ref.task] = (ref.gen, info)
     # A stale result: committed under a claim after the next attempt's claim existed.
