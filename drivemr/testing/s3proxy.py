@@ -211,7 +211,7 @@ class S3Proxy:
                 ]
                 if op in WRITE_OPS:
                     kinds.append(Fault(op, lose_answer=True))
-                if op == "PutObject" and "/i/" in path:
+                if op == "PutObject":
                     kinds.append(Fault(op, status=409, code="ConditionalRequestConflict"))
                 return self._random.choice(kinds)
         return None

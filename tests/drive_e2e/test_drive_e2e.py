@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 from helpers import WorkerProcs, run_cli
 
-from drivemr.protocol import Job, find_job, parse_claim_name, parse_result
+from drivemr.protocol import Job, find_job
 from drivemr.stores.base import FileInfo
 from drivemr.stores.drive import DriveStore
 from drivemr.stores.folder import FolderStore
 from drivemr.testing.fakedrive import FakeDriveServer
+from drivemr.testing.filefacts import claim_facts, result_facts
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -186,7 +187,7 @@ def check_one_result_per_task_and_no_duplicates(store: DriveStore, job: Job) -> 
 
     results = listings["results"]
     assert len(results) == len(tasks)
-    refs = [parse_result(info) for info in results]
+    refs = [result_facts(store, info) for info in results]
     assert all(ref is not None for ref in refs), [r.name for r in results]
     by_task = {ref.task: ref for ref in refs if ref is not None}
     assert sorted(by_task) == sorted(t.id for t in tasks)  # distinct task names, none lost
@@ -197,11 +198,11 @@ def check_one_result_per_task_and_no_duplicates(store: DriveStore, job: Job) -> 
     claims = listings["claims"]
     assert len({c.id for c in claims}) == len(claims)
     for info in claims:
-        parsed = parse_claim_name(info.name)
+        parsed = claim_facts(store, info)
         assert parsed is not None, info.name
         task_id, gen, _worker = parsed
         assert info.id == job.task(task_id).claim_ids[gen], info
-    claimed = {parse_claim_name(c.name)[0] for c in claims}  # type: ignore[index]
+    claimed = {claim_facts(store, c)[0] for c in claims}  # type: ignore[index]
     assert claimed == {t.id for t in tasks}  # every result came from a claimed attempt
 
 

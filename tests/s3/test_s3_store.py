@@ -109,7 +109,7 @@ def test_transient_answers_are_retried(
 ) -> None:
     store = make_s3_store()
     (fid,) = store.mint_ids(1)
-    s3_proxy.fail("PutObject", f"/i/{fid}", status=status, code=code, times=2)
+    s3_proxy.fail("PutObject", f"/p/root/{fid}\\.", status=status, code=code, times=2)
     info = store.create(ROOT, "f", fid, b"data")
     assert info.id == fid and store.read(fid) == b"data"
     assert s3_proxy.injected == 2
@@ -121,10 +121,10 @@ def test_transient_error_class_without_the_retry_layer(s3_url: str, s3_proxy: S3
 
     store = S3Store.from_url(s3_url)
     (fid,) = store.mint_ids(1)
-    s3_proxy.fail("PutObject", f"/i/{fid}", status=503, code="SlowDown")
+    s3_proxy.fail("PutObject", f"/p/root/{fid}\\.", status=503, code="SlowDown")
     with pytest.raises(TransientStoreError, match="SlowDown"):
         store.create(ROOT, "f", fid, b"x")
-    s3_proxy.fail("PutObject", f"/i/{fid}", status=409, code="ConditionalRequestConflict")
+    s3_proxy.fail("PutObject", f"/p/root/{fid}\\.", status=409, code="ConditionalRequestConflict")
     with pytest.raises(TransientStoreError, match="ConditionalRequestConflict"):
         store.create(ROOT, "f", fid, b"x")
     store.create(ROOT, "f", fid, b"x")
@@ -137,46 +137,80 @@ def test_lost_answer_to_a_create_is_recognised_as_ours(
 ) -> None:
     store = make_s3_store()
     (fid,) = store.mint_ids(1)
-    s3_proxy.fail("PutObject", f"/i/{fid}", lose_answer=True)
+    s3_proxy.fail("PutObject", f"/p/root/{fid}\\.", lose_answer=True)
     info = store.create(ROOT, "claim", fid, b"mine")
     assert info.id == fid
     assert store.retry_stats["recovered_creates"] == 1
     assert [i.id for i in make_s3_store().list(ROOT)] == [fid]
 
 
-@pytest.mark.parametrize("entry_faults", [1, 2], ids=["entry-fails", "heal-fails-too"])
-def test_stopped_between_index_and_entry_the_retry_writes_the_entry(
-    make_s3_store: Callable[..., Any], s3_proxy: S3Proxy, entry_faults: int
+def test_one_write_per_file_one_per_update(
+    make_s3_store: Callable[..., Any], s3_proxy: S3Proxy, s3_url: str
 ) -> None:
-    """The first try's entry write fails after its index landed; the retry meets 412 and
-    recognises the file as ours. Its entry is written then: by the collision's best-effort
-    heal, or, when that fails too, by the retry layer's own (retried) entry write."""
+    """A file is one key: its create is one conditional PUT, an update one PUT of it."""
     store = make_s3_store()
     (fid,) = store.mint_ids(1)
-    entry = f"/p/root/f\\.{fid}\\."
-    s3_proxy.fail("PutObject", entry, status=503, code="SlowDown", times=entry_faults)
-    store.create(ROOT, "result", fid, b"out")
+    s3_proxy.reset()
+    store.create(ROOT, "t0001.g0", fid, b"claim")
+    assert s3_proxy.writes() == 1
+    store.update(fid, b"beat")
+    store.update(fid, b"a longer beat")
+    assert s3_proxy.writes() == 3
+    assert [k.rsplit("/", 1)[-1] for k in keys_under(s3_url)] == [f"{fid}.f.t0001.g0"]
+
+
+@pytest.mark.parametrize("entry_faults", [1, 2], ids=["entry-fails", "heal-fails-too"])
+def test_a_folder_stopped_between_index_and_entry_gets_its_entry_on_the_retry(
+    make_s3_store: Callable[..., Any], s3_proxy: S3Proxy, entry_faults: int
+) -> None:
+    """A folder has an id index too (the create-once point; ids of folders are read without
+    their parent). The first try's entry write fails after its index landed; the retry
+    meets 412 and recognises the folder as ours. Its entry is written then: by the
+    collision's best-effort heal, or, when that fails too, by the retry layer's own."""
+    store = make_s3_store()
+    (fid,) = store.mint_ids(1)
+    s3_proxy.fail(
+        "PutObject", f"/p/root/{fid}\\.d\\.", status=503, code="SlowDown", times=entry_faults
+    )
+    store.create(ROOT, "job-1", fid, folder=True)
     assert store.retry_stats["recovered_creates"] == 1  # the index had landed
     listed = make_s3_store().list(ROOT)
-    assert [(i.id, i.name, i.size) for i in listed] == [(fid, "result", 3)]
+    assert [(i.id, i.name, i.is_folder) for i in listed] == [(fid, "job-1", True)]
 
 
-def test_a_creator_killed_between_index_and_entry_is_healed_by_the_next_collision(
+def test_a_folder_creator_killed_between_index_and_entry_is_healed_by_the_next_collision(
     make_s3_store: Callable[..., Any], s3_url: str
 ) -> None:
     dead, alive = make_s3_store(), make_s3_store()
     (fid,) = dead.mint_ids(1)
     entries = [k for k in keys_under(s3_url) if "/p/" in k]
     bucket = s3_url[len("s3://") :].split("/")[0]
-    dead.create(ROOT, "t0001.done.g0.x0.d5", fid, b"result")
+    dead.create(ROOT, "job-1", fid, folder=True)
     for key in keys_under(s3_url):
         if "/p/" in key and key not in entries:
             raw_client().delete_object(Bucket=bucket, Key=key)  # as if killed before the entry
-    assert alive.list(ROOT) == [] and alive.get(fid).name == "t0001.done.g0.x0.d5"
+    assert alive.list(ROOT) == [] and alive.get(fid).name == "job-1"
     with pytest.raises(AlreadyExists):
-        alive.create(ROOT, "t0001.done.g1.x0.d7", fid, b"another attempt's result")
-    assert [(i.id, i.name) for i in alive.list(ROOT)] == [(fid, "t0001.done.g0.x0.d5")]
-    assert alive.read(fid) == b"result"
+        alive.create(ROOT, "job-1", fid, folder=True)
+    assert [(i.id, i.name) for i in alive.list(ROOT)] == [(fid, "job-1")]
+
+
+def test_a_planted_second_name_at_a_taken_id_is_picked_alike_and_judged_by_its_seal(
+    make_s3_store: Callable[..., Any], s3_url: str
+) -> None:
+    """S3's create-once is per key, and the key holds the name: a forger can put a second
+    key at a taken id under another name. Every reader picks the same one (the oldest),
+    by listing and by id; whether it is believed is its seal's business, as everywhere."""
+    real, forger = make_s3_store(), make_s3_store()
+    (fid,) = real.mint_ids(1)
+    real.create(ROOT, "t0001.g0", fid, b"real")
+    forger.create(ROOT, "zzz", fid, b"planted")  # lands: another key
+    for reader in (make_s3_store(), make_s3_store()):
+        (listed,) = [i for i in reader.list(ROOT) if i.id == fid]
+        assert listed.name == "t0001.g0" and reader.read(fid) == b"real"
+    fresh = make_s3_store()
+    assert fresh.get(fid, parent=ROOT).name == "t0001.g0"
+    assert fresh.read(fid, parent=ROOT) == b"real"
 
 
 def test_someone_elses_file_is_not_taken_for_ours_after_a_lost_answer(
@@ -184,10 +218,10 @@ def test_someone_elses_file_is_not_taken_for_ours_after_a_lost_answer(
 ) -> None:
     mine, theirs = make_s3_store(), make_s3_store()
     (fid,) = mine.mint_ids(1)
-    theirs.create(ROOT, "claim.g0.pc2", fid, b"theirs")
-    s3_proxy.fail("PutObject", f"/i/{fid}", status=503, code="SlowDown")
+    theirs.create(ROOT, "t0001.g0", fid, b"theirs")
+    s3_proxy.fail("PutObject", f"/p/root/{fid}\\.", status=503, code="SlowDown")
     with pytest.raises(AlreadyExists):
-        mine.create(ROOT, "claim.g0.pc1", fid, b"mine")
+        mine.create(ROOT, "t0001.g0", fid, b"mine")
     assert mine.read(fid) == b"theirs"
 
 
@@ -198,7 +232,7 @@ def test_a_service_ignoring_if_none_match_is_refused_by_init(
     assert ok[-1] == s3_url and "conditional creates honoured" in ok[-2], ok
     assert keys_under(s3_url) == []  # the probe is cleaned up
 
-    s3_proxy.fail("PutObject", "/i/", strip_header="If-None-Match", times=2)
+    s3_proxy.fail("PutObject", "/p/", strip_header="If-None-Match", times=2)
     bad = run_cli("init", "--store", s3_url, check=False)
     assert bad.returncode != 0
     assert "ignored If-None-Match" in bad.stderr, bad.stderr
@@ -221,15 +255,17 @@ def test_foreign_keys_and_objects_are_skipped_or_refused(
     store.create(ROOT, "good", good, b"1")
     bucket, _, prefix = s3_url[len("s3://") :].partition("/")
     client = raw_client()
-    for junk in ("x", "f.bad id.3.n", "f.abc.notasize.n", "q.abc.1.n", "f.abc.1.", "sub/f.a.1.n"):
+    for junk in ("x", "bad id.f.n", "abc.q.n", "abc.f.", "abc.f", "sub/abc.f.n", "a%2Fb.f.n"):
         client.put_object(Bucket=bucket, Key=f"{prefix}/p/root/{junk}", Body=b"")
     assert [i.id for i in store.list(ROOT)] == [good]
 
+    client.put_object(Bucket=bucket, Key=f"{prefix}/p/root/plain.f.n", Body=b"no metadata")
+    assert store.get("plain", parent=ROOT).name == "n"  # listed like any file, but
+    with pytest.raises(PermanentStoreError, match="not a drivemr file"):
+        store.read("plain", parent=ROOT)  # its content is refused
     client.put_object(Bucket=bucket, Key=f"{prefix}/i/plainobject", Body=b"no metadata")
-    with pytest.raises(PermanentStoreError, match="not a drivemr object"):
+    with pytest.raises(PermanentStoreError, match="not a drivemr folder"):
         store.get("plainobject")
-    with pytest.raises(PermanentStoreError):
-        store.read("plainobject")
     with pytest.raises(PermanentStoreError):
         store.get("../../etc")
 
@@ -256,7 +292,7 @@ def test_large_files_go_up_in_parts_with_a_conditional_complete(
     assert dest.read_bytes() == payload
     assert store.get(fid).size == len(payload)
     with pytest.raises(AlreadyExists):
-        store.create(ROOT, "big-again", fid, source=src)
+        store.create(ROOT, "big", fid, source=src)
     store.create(ROOT, "big2", other, source=src)
     assert {i.name for i in store.list(ROOT)} == {"big", "big2"}
 
@@ -303,7 +339,7 @@ def test_timestamps_come_from_the_server_not_this_pc(s3_url: str) -> None:
         assert abs(when - now) < 120
 
 
-def test_update_with_another_size_leaves_one_listing_entry(
+def test_update_with_another_size_leaves_one_key(
     make_s3_store: Callable[..., Any], s3_url: str
 ) -> None:
     store = make_s3_store()
@@ -314,7 +350,7 @@ def test_update_with_another_size_leaves_one_listing_entry(
     assert [(i.id, i.size) for i in other.list(ROOT)] == [(fid, 18)]
     assert other.update(fid, b"x").size == 1  # another client, metadata learned by HEAD
     assert [(i.id, i.size) for i in store.list(ROOT)] == [(fid, 1)]
-    assert len(keys_under(s3_url)) == 2  # one index, one entry
+    assert len(keys_under(s3_url)) == 1  # one key, updated in place
 
 
 def test_deleting_a_folder_removes_every_key_under_it(
@@ -329,7 +365,7 @@ def test_deleting_a_folder_removes_every_key_under_it(
     store.create(ROOT, "other", keep, b"k")
     make_s3_store().delete(job)
     left = keys_under(s3_url)
-    assert len(left) == 2 and all(keep in key for key in left), left  # its index and entry
+    assert len(left) == 1 and keep in left[0], left  # its one key
     assert [i.id for i in store.list(ROOT)] == [keep]
 
 

@@ -17,9 +17,10 @@ import psutil
 import pytest
 from helpers import WorkerProcs, run_cli, wait_for
 
-from drivemr.protocol import Job, find_job, parse_claim_name, parse_result
+from drivemr.protocol import Job, find_job
 from drivemr.stores import open_store
 from drivemr.stores.base import Store
+from drivemr.testing.filefacts import claim_facts, result_facts
 from drivemr.testing.s3proxy import S3Proxy
 
 pytestmark = pytest.mark.timeout(300)
@@ -101,14 +102,14 @@ def check_one_result_per_task(store: Store, job: Job) -> None:
     results = store.list(job.folders["results"])
     names = collections.Counter(r.name for r in results)
     assert [n for n, c in names.items() if c > 1] == []
-    refs = [parse_result(info) for info in results]
+    refs = [result_facts(store, info) for info in results]
     assert all(ref is not None for ref in refs), [r.name for r in results]
     by_task = {ref.task: ref for ref in refs if ref is not None}
     assert len(results) == len(tasks) and sorted(by_task) == sorted(t.id for t in tasks)
     for task in tasks:
         assert by_task[task.id].file.id == task.result_id and by_task[task.id].state == "done"
     for info in store.list(job.folders["claims"]):
-        parsed = parse_claim_name(info.name)
+        parsed = claim_facts(store, info)
         assert parsed is not None, info.name
         assert info.id == job.task(parsed[0]).claim_ids[parsed[1]], info
 
@@ -191,7 +192,7 @@ def test_kill9_of_a_worker_mid_job_loses_and_duplicates_nothing_beyond_its_claim
 
     _, job = find_job(inspect, job_id)
     check_one_result_per_task(inspect, job)
-    claims = [parse_claim_name(c.name) for c in inspect.list(job.folders["claims"])]
+    claims = [claim_facts(inspect, c) for c in inspect.list(job.folders["claims"])]
     victims = {c[0] for c in claims if c is not None and c[2] == "victim"}
     retaken = {c[0] for c in claims if c is not None and c[1] >= 1}
     done = json.loads(run_cli("status", job_id, "--store", s3_store_url, "--json").stdout)
