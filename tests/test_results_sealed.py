@@ -305,9 +305,11 @@ def test_a_swapped_output_file_is_refused_and_read_no_further_than_its_size(
     reads: list[int | None] = []
     real_read = store.read
 
-    def counting_read(file_id: str, *, max_bytes: int | None = None) -> bytes:
+    def counting_read(
+        file_id: str, *, max_bytes: int | None = None, parent: str | None = None
+    ) -> bytes:
         reads.append(max_bytes if file_id == out["id"] else -1)
-        return real_read(file_id, max_bytes=max_bytes)
+        return real_read(file_id, max_bytes=max_bytes, parent=parent)
 
     store.read = counting_read  # type: ignore[method-assign]
     with pytest.raises(SecurityError):
@@ -346,9 +348,9 @@ def test_a_swapped_shipped_file_is_read_no_further_than_its_signed_size(
     asked: list[int | None] = []
     real_read = store.read
 
-    def read(file_id: str, *, max_bytes: int | None = None) -> bytes:
+    def read(file_id: str, *, max_bytes: int | None = None, parent: str | None = None) -> bytes:
         asked.append(max_bytes)
-        return real_read(file_id, max_bytes=max_bytes)
+        return real_read(file_id, max_bytes=max_bytes, parent=parent)
 
     store.read = read  # type: ignore[method-assign]
     with pytest.raises(SecurityError, match=r"in job\.json"):

@@ -81,7 +81,9 @@ def test_create_once_race_across_the_two_mounts(sshfs_pair: SshfsPair) -> None:
     urls = [(m / name).as_uri() for m in (*sshfs_pair.mounts, sshfs_pair.mounts[0])]
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(len(urls)) as pool:
-        results = pool.map(_race_worker, [(url, {}, folder, ids, n) for n, url in enumerate(urls)])
+        results = pool.map(
+            _race_worker, [(url, {}, folder, ids, n, True) for n, url in enumerate(urls)]
+        )
     assert [sum(r[i] for r in results) for i in range(len(ids))] == [1] * len(ids)
     other = FolderStore(sshfs_pair.mounts[1] / name)
     assert {i.id for i in other.list(folder)} == set(ids)

@@ -92,9 +92,9 @@ def test_a_64_mib_unsigned_job_costs_bounded_memory_once(
     reads: list[str] = []
     real_read = folder_store.read
 
-    def counting(file_id: str, *, max_bytes: int | None = None) -> bytes:
+    def counting(file_id: str, *, max_bytes: int | None = None, parent: str | None = None) -> bytes:
         reads.append(file_id)
-        return real_read(file_id, max_bytes=max_bytes)
+        return real_read(file_id, max_bytes=max_bytes, parent=parent)
 
     folder_store.read = counting  # type: ignore[method-assign]
     again = _worker(folder_store, tmp_path / "w")
