@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from drivemr.protocol import REDUCE, find_job, parse_claim_name, parse_result
+from drivemr.protocol import REDUCE, find_job, parse_claim_name, parse_slot_result_name
 from drivemr.stores.drive import DriveStore
 from drivemr.testing.fakedrive import FakeDriveServer
 
@@ -126,8 +126,12 @@ def one_run(
             folder, job = find_job(store, job_id_s)
             deadline = time.monotonic() + 600
             while True:
-                results = [r for r in map(parse_result, store.list(job.folders["results"])) if r]
-                if any(r.task == REDUCE for r in results):
+                results = [  # (task, file): names say which task's slot a result is
+                    (parsed[0], info)
+                    for info in store.list(job.folders["results"])
+                    if (parsed := parse_slot_result_name(info.name)) is not None
+                ]
+                if any(task == REDUCE for task, _info in results):
                     break
                 if time.monotonic() > deadline:
                     raise SystemExit("the job did not finish in 10 minutes")
@@ -137,7 +141,7 @@ def one_run(
             parsed = [(parse_claim_name(c.name), c) for c in claims]
             first_claim = min(c.created for p, c in parsed if p and p[0] != REDUCE)
             reduce_claim = min(c.created for p, c in parsed if p and p[0] == REDUCE)
-            last_result = max(r.file.created for r in results if r.task != REDUCE)
+            last_result = max(info.created for task, info in results if task != REDUCE)
         return first_claim - published, reduce_claim - last_result
     finally:
         for proc in procs:
