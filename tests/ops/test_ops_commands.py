@@ -30,6 +30,7 @@ from drivemr.protocol import Job, claim_name, submit
 from drivemr.report import COLOURS, collect, lanes, summarize
 from drivemr.spec import load_job
 from drivemr.stores.folder import FolderStore
+from drivemr.trust import Trust, claim_body
 from drivemr.worker import Worker, WorkerConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -78,10 +79,18 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[FolderStore, Job
     (folder / "task.py").write_text(TASK, encoding="utf-8")
     (folder / "job.toml").write_text(JOB, encoding="utf-8")
     job = submit(store, load_job(folder / "job.toml"))
+    # Module-scoped: set up before the per-test config dir, so use the same one (its
+    # keys seal the results the tests then read).
+    config_dir = tmp_path_factory.getbasetemp() / "config"
+    config_dir.mkdir(exist_ok=True, mode=0o700)
     # A claim by a worker that vanished without a heartbeat: its lease has long expired.
     first = job.tasks[0]
+    body = claim_body(job.id, first.id, 0, "ghost", life="gone", nonce="n")
     ghost = store.create(
-        job.folders["claims"], claim_name(first.id, 0, "ghost"), first.claim_ids[0], b"{}"
+        job.folders["claims"],
+        claim_name(first.id, 0),
+        first.claim_ids[0],
+        Trust.for_this_pc(config_dir).seal("claim", body),
     )
     then = time.time() - 5
     os.utime(store.path / store._rel(ghost.id), (then, then))
@@ -94,10 +103,6 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[FolderStore, Job
         retry_backoff=0.01,
         exit_when_idle=True,
     )
-    # Module-scoped: set up before the per-test config dir, so use the same one (its
-    # keys seal the results the tests then read).
-    config_dir = tmp_path_factory.getbasetemp() / "config"
-    config_dir.mkdir(exist_ok=True, mode=0o700)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DRIVEMR_CONFIG_DIR", str(config_dir))
         assert Worker(store, config).run() == 0

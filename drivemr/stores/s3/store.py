@@ -11,14 +11,12 @@ from __future__ import annotations
 import builtins
 import hashlib
 import secrets
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from drivemr.errors import (
     AlreadyExists,
@@ -32,9 +30,9 @@ from drivemr.fileio import replacing
 from drivemr.stores.base import ROOT, Changes, FileInfo, Store
 from drivemr.stores.retry import content_digest
 from drivemr.stores.s3.feed import ListingFeed, listing_digest
+from drivemr.stores.s3.locate import Locations, Where
 from drivemr.stores.s3.parts import create_in_parts
 from drivemr.stores.s3.wire import (
-    ID_RE,
     MD5_RE,
     KeyLayout,
     botocore_modules,
@@ -56,25 +54,7 @@ MULTIPART_THRESHOLD = 64 << 20
 PART_SIZE = 16 << 20
 MAX_LIST_ENTRIES = 2_000_000
 """A listing bigger than this is refused (bounded cost against a flooded folder)."""
-MAX_KNOWN = 500_000
-"""Ids whose key this client remembers (the oldest are forgotten, then found again)."""
-MAX_SCAN = 64
-"""A lookup by id without a hint lists the id's keys in at most this many known folders."""
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Where:
-    """Where one file's key is."""
-
-    key: str
-    parent: str
-    name: str
-    folder: bool
-
-
-def _valid_parent(parent: str) -> bool:
-    return parent == ROOT or ID_RE.fullmatch(parent) is not None
 
 
 class S3Store(Store):
@@ -102,10 +82,7 @@ class S3Store(Store):
         self._client = client if client is not None else make_client()
         self.multipart_threshold = multipart_threshold
         self.part_size = part_size
-        self._lock = threading.Lock()
-        self._known: OrderedDict[str, Where] = OrderedDict()
-        """id -> where its key is, as last seen by this client (bounded, oldest dropped)."""
-        self._folders: set[str] = {ROOT}
+        self._where = Locations(self._keys, self._list_raw, self._head)
         self._feed = ListingFeed(lambda folder: self._list_raw(self._keys.folder(folder), "poll"))
 
     @classmethod
@@ -130,98 +107,11 @@ class S3Store(Store):
 
     # -- where a file's key is --
 
-    def _remember(self, file_id: str, where: Where) -> None:
-        with self._lock:
-            self._known[file_id] = where
-            self._known.move_to_end(file_id)
-            if len(self._known) > MAX_KNOWN:
-                self._known.popitem(last=False)
-            if where.folder:
-                self._folders.add(file_id)
-
-    def _forget(self, file_id: str) -> None:
-        with self._lock:
-            self._known.pop(file_id, None)
-            self._folders.discard(file_id)
-
-    def _in_folder(self, parent: str, file_id: str, what: str) -> FileInfo | None:
-        """The file ``file_id`` in ``parent`` (one listing of its id's keys), or None."""
-        check_id(parent)
-        found = []
-        for obj in self._list_raw(self._keys.id_prefix(parent, file_id), what):
-            info = self._keys.parse(parent, obj)
-            if info is not None and info.id == file_id:
-                found.append((info, str(obj["Key"])))
-        chosen = pick(found)
-        if chosen is None:
-            return None
-        info, key = chosen
-        self._remember(file_id, Where(key, parent, info.name, info.is_folder))
-        return info
-
-    def _folder_index(self, file_id: str, what: str) -> FileInfo | None:
-        """A folder by its id index (None: no folder has that id)."""
-        try:
-            head = self._head(self._keys.index(file_id), what)
-        except NotFound:
-            return None
-        meta = head.get("Metadata") or {}
-        parent = meta.get("drivemr-parent", "")
-        name = unquote(meta.get("drivemr-name", ""))
-        if meta.get("drivemr-kind") != "d" or not name or not _valid_parent(parent):
-            raise PermanentStoreError(f"{what}: not a drivemr folder (metadata missing)")
-        key = self._keys.key(parent, file_id, name, True)
-        self._remember(file_id, Where(key, parent, name, True))
-        modified = head["LastModified"].timestamp()
-        return FileInfo(file_id, name, parent, True, None, None, modified, modified)
-
-    def _find(self, file_id: str, parent: str | None, what: str) -> FileInfo:
-        """Where ``file_id`` is, by a listing: in ``parent`` (the caller's hint) or the
-        folder this client last saw it in; else a folder by its index; else in the
-        folders this client knows. Never NotFound unless the file is truly not there:
-        without a hint, what is in no folder this client knows is an error, not absence."""
-        check_id(file_id)
-        if file_id == ROOT:
-            raise PermanentStoreError(f"{what}: the root is not a file")
-        with self._lock:
-            known = self._known.get(file_id)
-        if parent is None and known is not None:
-            parent = known.parent
-        if parent is not None:
-            info = self._in_folder(parent, file_id, what)
-            if info is None:  # (what we knew of it stays: the id belongs there if anywhere)
-                raise NotFound(f"{what}: not found")
-            return info
-        folder = self._folder_index(file_id, what)
-        if folder is not None:
-            return folder
-        with self._lock:
-            folders = sorted(self._folders)
-        if len(folders) <= MAX_SCAN:
-            for candidate in folders:
-                info = self._in_folder(candidate, file_id, what)
-                if info is not None:
-                    return info
-        raise PermanentStoreError(
-            f"{what}: the S3 store finds a file by id in its folder, and no folder this client "
-            f"knows holds it (it needs the file's folder: a listing of it, or a hint)"
-        )
-
-    def _key_of(self, file_id: str, parent: str | None, what: str) -> Where:
-        check_id(file_id)
-        with self._lock:
-            known = self._known.get(file_id)
-        if known is not None and (parent is None or parent == known.parent):
-            return known
-        self._find(file_id, parent, what)
-        with self._lock:
-            return self._known[file_id]
-
     def _check_parent(self, parent: str, what: str) -> None:
         check_id(parent)
-        if parent in self._folders:
+        if self._where.is_folder(parent):
             return
-        info = self._folder_index(parent, what)
+        info = self._where.folder_index(parent, what)
         if info is None:
             raise NotFound(f"{what}: parent {parent} not found")
 
@@ -272,9 +162,9 @@ class S3Store(Store):
             if done is None:  # small, or the service cannot complete multipart conditionally
                 done = self._create_single(key, data, source, meta, md5, file_id)
         except AlreadyExists:
-            self._remember(file_id, where)  # taken at this very key
+            self._where.remember(file_id, where)  # taken at this very key
             raise
-        self._remember(file_id, where)
+        self._where.remember(file_id, where)
         return FileInfo(file_id, name, parent, False, size, md5 or None, done, done)
 
     def _create_folder(self, where: Where, file_id: str, meta: dict[str, str]) -> float:
@@ -284,7 +174,7 @@ class S3Store(Store):
         except AlreadyExists:
             self._heal_folder(file_id)
             raise
-        self._remember(file_id, where)
+        self._where.remember(file_id, where)
         self.put_folder_entry(where.key)
         return when
 
@@ -293,7 +183,7 @@ class S3Store(Store):
         between the index and the listing key (kill -9, a power cut); the key is derived
         from the index alone, so writing it again is what the creator would have written."""
         try:
-            info = self._folder_index(file_id, f"create {file_id}")
+            info = self._where.folder_index(file_id, f"create {file_id}")
             if info is not None:
                 self.put_folder_entry(self._keys.key(info.parent, file_id, info.name, True))
         except StoreError:
@@ -386,7 +276,7 @@ class S3Store(Store):
             chosen = pick(found)
             assert chosen is not None
             info, key = chosen
-            self._remember(fid, Where(key, parent, info.name, info.is_folder))
+            self._where.remember(fid, Where(key, parent, info.name, info.is_folder))
             out.append(info)
         return out
 
@@ -394,16 +284,17 @@ class S3Store(Store):
         if file_id == ROOT:
             return FileInfo(ROOT, "", "", is_folder=True)
         what = f"id {file_id}"
-        with self._lock:
-            known = self._known.get(file_id)
+        known = self._where.known(file_id)
         if known is not None and known.folder and parent in (None, known.parent):
-            info = self._folder_index(file_id, what)
+            info = self._where.folder_index(file_id, what)
             if info is None:
                 raise NotFound(f"{what}: not found")
             return info
-        info = self._find(file_id, parent, what)
+        info = self._where.find(file_id, parent, what)
         if info.md5 is None and not info.is_folder:  # an ETag that is no MD5 (SSE-KMS, parts)
-            head = self._head(self._known[file_id].key, what)
+            where = self._where.known(file_id)
+            assert where is not None  # found just now
+            head = self._head(where.key, what)
             md5 = (head.get("Metadata") or {}).get("drivemr-md5", "")
             info = replace(info, md5=md5 if MD5_RE.fullmatch(md5) else None)
         return info
@@ -412,7 +303,7 @@ class S3Store(Store):
         """GET a file's object: (streaming body, declared length). A key this client knew
         that is gone is looked for once more (by a listing of its folder)."""
         for fresh in (False, True):
-            where = self._key_of(file_id, parent, what)
+            where = self._where.key_of(file_id, parent, what)
             if where.folder:
                 raise PermanentStoreError(f"{what}: a folder has no content")
             try:
@@ -423,7 +314,7 @@ class S3Store(Store):
                 if fresh or where.folder:
                     raise
                 parent = where.parent  # gone from there: look in its folder once more
-                self._forget(file_id)
+                self._where.forget(file_id)
                 continue
             body = answer["Body"]
             if (answer.get("Metadata") or {}).get("drivemr-kind") != "f":
@@ -467,7 +358,7 @@ class S3Store(Store):
         """Replace the content in place: one unconditional ``PutObject`` of the file's key
         (where this client saw it last, else found by a listing)."""
         what = f"update {file_id}"
-        where = self._key_of(file_id, parent, what)
+        where = self._where.key_of(file_id, parent, what)
         if where.folder:
             raise PermanentStoreError(f"{what}: a folder has no content")
         md5 = hashlib.md5(data).hexdigest()
@@ -505,7 +396,7 @@ class S3Store(Store):
     def delete(self, file_id: str, *, parent: str | None = None) -> None:
         what = f"delete {file_id}"
         try:
-            where = self._key_of(file_id, parent, what)
+            where = self._where.key_of(file_id, parent, what)
         except NotFound:
             return
         keys: builtins.list[str] = []
@@ -523,8 +414,7 @@ class S3Store(Store):
             o["Key"] for o in self._list_raw(self._keys.id_prefix(where.parent, file_id), what)
         ]
         self._delete_keys(keys, what)
-        with self._lock:
-            self._folders.discard(file_id)  # (where it was stays known: a get says NotFound)
+        self._where.folder_gone(file_id)
         self._feed.forget(file_id)
 
     # -- change feed: listings compared with the previous poll's --
