@@ -13,7 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from drivemr.protocol import REDUCE, Job, load_view, mark, submit
+from drivemr.protocol import (
+    FORMAT,
+    REDUCE,
+    Job,
+    load_view,
+    mark,
+    parse_claim_name,
+    parse_result,
+    submit,
+)
 from drivemr.results import read_manifest
 from drivemr.spec import load_job
 from drivemr.testing import MemoryStore
@@ -131,6 +140,9 @@ def test_two_workers_claim_the_same_attempt_and_one_wins(
     lost = b.claimer.claim(Candidate(b.jobs[job.id], task, 0))
     assert won is not None and lost is None
     assert claims_of(store, job) == ["t0000.g0.a"]
+    # the name says no worker (format 3): the loser learned the winner from its seal
+    assert [i.name for i in store.list(job.folders["claims"])] == ["t0000.g0"]
+    assert b.jobs[job.id].view.claims[task.id][0].worker == "a"
     assert b.stats["claims_lost"] == 1
     assert task.id in b.jobs[job.id].elsewhere  # b knows who has it
     assert job.id in b.shared.dirty.reload  # and relists (reads) before trying again
@@ -303,3 +315,51 @@ def test_a_cancelled_job_s_claimed_attempt_is_never_committed(
     assert job.id in a.shared.done_jobs and not a.jobs
     a.step()  # the abandoned attempt's relisting, then nothing left
     assert a.all_done() and a.stats["claims"] == 1
+
+
+def test_a_job_of_an_older_format_keeps_its_informative_names(
+    store: MemoryStore,
+    clock: TestClock,
+    post: Callable[..., Job],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A job posted before format 3 (names carry the worker and the outcome) is run by
+    today's workers with those names, so the older workers serving it beside them read
+    them as they always did."""
+    import drivemr.protocol.publish as publish
+
+    monkeypatch.setattr(publish, "FIXED_NAMES_FORMAT", FORMAT)
+    a, b = make_worker(store, tmp_path, "a", clock), make_worker(store, tmp_path, "b", clock)
+    job = post(4)
+    assert job.doc["format"] == FORMAT and job.named
+    run_until_done([a, b], clock)
+    claims = [parse_claim_name(i.name) for i in store.list(job.folders["claims"])]
+    assert sorted(c[0] for c in claims if c) == ["t0000", "t0001", "t0002", "t0003"]
+    assert {c[2] for c in claims if c} <= {"a", "b"}
+    refs = [parse_result(i) for i in store.list(job.folders["results"])]
+    assert sorted((r.task, r.state) for r in refs if r) == [(f"t000{n}", "done") for n in range(4)]
+
+
+def test_a_lost_race_in_an_older_format_job_names_the_winner(
+    store: MemoryStore,
+    clock: TestClock,
+    post: Callable[..., Job],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import drivemr.protocol.publish as publish
+
+    monkeypatch.setattr(publish, "FIXED_NAMES_FORMAT", FORMAT)
+    a, b = make_worker(store, tmp_path, "a", clock), make_worker(store, tmp_path, "b", clock)
+    for w in (a, b):
+        w.step()
+    job = post(1)
+    clock.now += 1.0
+    for w in (a, b):
+        w.watcher.look()
+    task = job.tasks[0]
+    assert a.claimer.claim(Candidate(a.jobs[job.id], task, 0)) is not None
+    assert b.claimer.claim(Candidate(b.jobs[job.id], task, 0)) is None
+    assert b.jobs[job.id].view.claims[task.id][0].worker == "a"
+    assert [i.name for i in store.list(job.folders["claims"])] == ["t0000.g0.a"]

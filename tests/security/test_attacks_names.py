@@ -22,11 +22,15 @@ from hypothesis import strategies as st
 from drivemr import signing
 from drivemr.cli import main
 from drivemr.protocol import (
+    claim_name,
     find_job,
     heartbeats,
+    is_result_name,
     load_view,
     parse_claim_name,
     parse_result,
+    parse_slot_result_name,
+    slot_result_name,
     submit,
 )
 from drivemr.spec import load_job
@@ -79,6 +83,18 @@ def test_name_parsers_are_total(name: str) -> None:
     result = parse_result(FileInfo("x", name, "p"))
     if result is not None:
         assert result.duration < 10**13 and result.gen < 10**9
+    slot = parse_slot_result_name(name)
+    if slot is not None:
+        assert slot[1] < 100 and is_result_name(name)
+
+
+def test_fixed_names_parse_back() -> None:
+    assert parse_claim_name(claim_name("t0001", 2)) == ("t0001", 2, "")
+    assert parse_claim_name(claim_name("t0001", 2, "pc-1")) == ("t0001", 2, "pc-1")
+    assert parse_slot_result_name(slot_result_name("p0003", 1)) == ("p0003", 1)
+    assert parse_result(FileInfo("x", slot_result_name("p0003", 1), "p")) is None  # says no outcome
+    for bad in ("t0001.r", "t0001.r123", "t0001.r-1", "t/1.r0", "t0001.g", "t0001.g1."):
+        assert parse_slot_result_name(bad) is None and parse_claim_name(bad) is None
 
 
 @given(
@@ -86,6 +102,7 @@ def test_name_parsers_are_total(name: str) -> None:
         st.one_of(
             st.text(max_size=80),
             st.from_regex(r"t000[01]\.g[0-9]{1,6000}\.[A-Za-z0-9.\x1b\n-]{0,20}", fullmatch=True),
+            st.from_regex(r"t000[01]\.(g|r)[0-9]{1,600}", fullmatch=True),
             st.from_regex(
                 r"t000[01]\.(done|failed)\.g[0-9]{1,600}\.x-?[0-9n]{1,600}\.d[0-9]{1,600}",
                 fullmatch=True,
