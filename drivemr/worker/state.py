@@ -84,6 +84,9 @@ class ActiveJob:
     failed); also in ``given_up`` until the trusted list changes."""
     trust_generation: int = 0
     """The trusted list ``burned`` and ``blocked`` were judged with."""
+    claimers_learned: bool = False
+    """The workers of the job's unfinished claims were read from their seals once (jobs of
+    format 3, whose claim names say no worker: our own past life's claims go first)."""
 
 
 @dataclass

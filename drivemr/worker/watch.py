@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import collections
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from drivemr.errors import AuthError, DrivemrError, NotFound, SecurityError
 from drivemr.protocol import (
     ROUND_PREFIX,
     JobFormatError,
+    JobView,
     heartbeat_files,
     job_complete,
     list_jobs,
@@ -27,7 +29,7 @@ from drivemr.protocol import (
 )
 from drivemr.rounds import round_names
 from drivemr.stores.base import FileInfo
-from drivemr.trust import note_body, open_claim
+from drivemr.trust import claim_worker, note_body, open_claim
 from drivemr.worker.config import JobVerifier
 from drivemr.worker.ends import JobEnds, signed_time
 from drivemr.worker.history import JobHistory
@@ -288,6 +290,7 @@ class Watcher:
             self.history.remember_finished(job_id, signed_time(job), job.round)
             return
         active = ActiveJob(job, view, collections.deque(), set())
+        self._learn_claimers(active, view)
         self.replan(active)
         with shared.lock:
             shared.jobs[job_id] = active
@@ -322,6 +325,7 @@ class Watcher:
             if self.ends.forget_if_gone(active):
                 return
             raise
+        self._learn_claimers(active, view)
         with shared.lock:
             # Claims and results are never removed: keep what we learnt while listing.
             for gens in active.view.claims.values():
@@ -365,6 +369,33 @@ class Watcher:
         active.elsewhere = set(plan.elsewhere)
         active.urgent = set(plan.urgent)
         active.replanned = True
+
+    def _learn_claimers(self, active: ActiveJob, view: JobView) -> None:
+        """Claims whose names say no worker (jobs of format 3) are opened where the plan
+        needs their worker to put them first: at the job's first planning, every unfinished
+        task's latest claim (our own past life's go first of all), and later those made
+        before a dead worker's last heartbeat (plus a lease): its claims, which go first.
+        Claims of live workers made since are not read (their worker is read when judged).
+        Store reads: called before the shared lock is taken."""
+        shared = self.shared
+        if active.job.named:
+            return
+        cutoff = float("inf")
+        if active.claimers_learned:
+            dead = [b.file.modified for b in self.others.files if b.worker in self.others.dead]
+            if not dead:
+                return
+            cutoff = max(dead) + shared.config.lease
+        active.claimers_learned = True
+        for tid, gens in view.claims.items():
+            top = gens[max(gens)]
+            if top.worker or tid in view.results or top.file.modified > cutoff:
+                continue
+            sealed = open_claim(
+                shared.trust, shared.store, active.job.id, tid, top.gen, "", top.file
+            )
+            if sealed is not None:
+                gens[top.gen] = replace(top, worker=claim_worker(sealed))
 
     def _check_markers(self, job_id: str) -> None:
         with self.shared.lock:

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from drivemr.protocol import REDUCE, parse_result
+from drivemr.protocol import REDUCE
 from drivemr.results import read_manifest
 from drivemr.status import status_of
 from drivemr.testing import chaos as cc
+from drivemr.testing.filefacts import result_facts
 from drivemr.worker import Worker, WorkerConfig
 
 pytestmark = pytest.mark.slow
@@ -138,7 +139,7 @@ def test_reduce_never_starts_before_every_result_exists(
     (run,) = cc.reduce_runs(c.sidefx)
     created = []
     for info in c.store.list(job.folders["results"]):
-        ref = parse_result(info)
+        ref = result_facts(c.store, info)
         assert ref is not None
         if ref.task != REDUCE:
             created.append(info.created)
