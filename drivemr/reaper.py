@@ -1,8 +1,9 @@
 """Tasks die with their worker, however the worker ends (SIGKILL, OOM kill, crash, power
 button on its terminal), without relying on code running in the dying worker.
 
-Tasks run in a session of their own (so the worker's terminal signals do not reach them),
-which is also why nothing reaps them when the worker dies. The guard fixes that:
+Tasks run in a process group of their own, or a session of their own when the worker has a
+terminal (drivemr.runner), so the worker's terminal signals do not reach them, which is
+also why nothing reaps them when the worker dies. The guard fixes that:
 
 * POSIX (Linux, macOS): one *watchdog* process per worker process, started on the first
   task, blocked on reading a pipe whose only write end the worker holds and never writes
@@ -38,7 +39,7 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 log = logging.getLogger("drivemr.reaper")
 
@@ -169,7 +170,14 @@ class TaskGuard:
                 "from drivemr.reaper import main; sys.exit(main(sys.argv[1:]))"
             )
             self._watchdog = subprocess.Popen(
-                [sys.executable, "-c", code, self.token, str(registry)],
+                [
+                    sys.executable,
+                    "-c",
+                    code,
+                    self.token,
+                    str(registry),
+                    f"{os.getsid(0)},{os.getpgid(0)}",  # the worker's own: never a task's
+                ],
                 stdin=read,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,  # holds none of the worker's pipes open
@@ -209,11 +217,14 @@ _PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 
 
 def main(argv: list[str]) -> int:
-    """``python -c ... TOKEN REGISTRY_FD``, stdin the worker's pipe: wait for its end (a
-    read that returns nothing), read the registry, sweep."""
-    if len(argv) != 2 or not argv[0] or not argv[1].isdigit():
+    """``python -c ... TOKEN REGISTRY_FD [SID,PGID]``, stdin the worker's pipe: wait for its
+    end (a read that returns nothing), read the registry, sweep. SID,PGID: the worker's own
+    session and process group, which its tasks may share but which are not theirs."""
+    spared = _spared(argv[2]) if len(argv) == 3 else set()
+    if len(argv) not in (2, 3) or not argv[0] or not argv[1].isdigit() or spared is None:
         print(
-            "usage: drivemr-reaper TOKEN REGISTRY_FD  (stdin: the worker's pipe)", file=sys.stderr
+            "usage: drivemr-reaper TOKEN REGISTRY_FD [SID,PGID]  (stdin: the worker's pipe)",
+            file=sys.stderr,
         )
         return 2
     for sig in (signal.SIGINT, signal.SIGHUP):
@@ -223,8 +234,15 @@ def main(argv: list[str]) -> int:
             pass  # nothing is ever written: only the end matters
     except OSError:
         pass  # a broken pipe is an end too
-    sweep(argv[0], read_registry(int(argv[1])))
+    sweep(argv[0], read_registry(int(argv[1])), spared)
     return 0
+
+
+def _spared(text: str) -> set[int] | None:
+    parts = text.split(",")
+    if len(parts) != 2 or not all(p.isdigit() and len(p) <= 10 for p in parts):
+        return None
+    return {int(p) for p in parts}
 
 
 def read_registry(fd: int) -> set[int]:
@@ -250,12 +268,15 @@ def parse_registry(data: bytes) -> set[int]:
     return live
 
 
-def sweep(token: str, sessions: set[int]) -> int:
-    """Kill, in rounds, everything of the worker's tasks; returns how many were killed."""
+def sweep(token: str, sessions: set[int], spared: set[int] | None = None) -> int:
+    """Kill, in rounds, everything of the worker's tasks; returns how many were killed.
+    ``sessions``: the recorded tasks' process groups (and sessions); ``spared``: session
+    and group ids never to treat as a task's (the worker's own)."""
     total = 0
     quiet = 0
+    sessions = sessions - (spared or set())
     for _ in range(SWEEP_ROUNDS):
-        killed = kill_round(token, sessions)
+        killed = kill_round(token, sessions, spared or set())
         total += killed
         quiet = 0 if killed else quiet + 1
         if quiet >= 2:  # two rounds found nobody: nothing was forking while we killed
@@ -264,41 +285,46 @@ def sweep(token: str, sessions: set[int]) -> int:
     return total
 
 
-def kill_round(token: str, sessions: set[int]) -> int:
-    """One round. ``sessions`` grows by the sessions of the token holders found: only a
-    task or its descendants carry the token, and only they can have made those sessions
-    (a session is made by its first member), so their members are the task's too."""
+def kill_round(token: str, sessions: set[int], spared: set[int] | None = None) -> int:
+    """One round. ``sessions`` holds the tasks' process group and session ids, and grows by
+    the sessions and groups of the token holders found: only a task or its descendants
+    carry the token, and apart from the worker's own (``spared``: tasks started in a
+    process group share the worker's session) only they can have made those sessions and
+    groups (either is made by its first member), so their members are the task's too."""
     import psutil  # only the watchdog needs it, and only once its worker is gone
 
+    spared = spared or set()
     me = os.getpid()
     victims: dict[int, psutil.Process] = {}
-    for sid in sessions:  # descendants that left the session: found before their parent dies
-        try:
-            for child in psutil.Process(sid).children(recursive=True):
-                victims[child.pid] = child
-        except psutil.Error:
-            pass
+    for sid in sessions:  # descendants that left the group: found before their parent dies
+        _add_descendants(sid, victims)
     for sid in sessions:
         try:
             os.killpg(sid, signal.SIGKILL)
         except OSError:
             pass  # gone already, or never became a group
     found: set[int] = set()
+    holders: list[int] = []
     for proc in psutil.process_iter():
         if proc.pid in (me, 0, 1) or proc.pid in victims:
             continue
         try:
-            session = _session(proc.pid)
-            if session in sessions:
+            session, group = _session(proc.pid), _group(proc.pid)
+            if session in sessions or group in sessions:
                 victims[proc.pid] = proc
             elif proc.environ().get(TOKEN_ENV) == token:
                 victims[proc.pid] = proc
-                if session is not None and session > 1:
-                    found.add(session)  # a task session: its other members, next round
+                holders.append(proc.pid)
+                for made in (session, group):  # a task's session or group: next round
+                    if made is not None and made > 1 and made not in spared:
+                        found.add(made)
         except (psutil.Error, OSError):
             continue  # gone, or not ours to read
+    for pid in holders:  # their children that cleared their environment
+        _add_descendants(pid, victims)
     sessions |= found
     killed = 0
+    victims.pop(me, None)
     for proc in victims.values():
         try:
             if proc.status() == psutil.STATUS_ZOMBIE:
@@ -308,6 +334,23 @@ def kill_round(token: str, sessions: set[int]) -> int:
         except psutil.Error:
             pass
     return killed
+
+
+def _add_descendants(pid: int, victims: dict[int, Any]) -> None:
+    import psutil
+
+    try:
+        for child in psutil.Process(pid).children(recursive=True):
+            victims[child.pid] = child
+    except psutil.Error:  # gone, or not ours to read
+        pass
+
+
+def _group(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
 
 
 def _session(pid: int) -> int | None:
