@@ -58,6 +58,11 @@ class TaskGuard:
 
     Registering a task costs one ``pwrite`` of 16 bytes into a file the watchdog reads only
     once the worker is gone: no message, no wake-up of the watchdog, nothing that can block.
+    Slots register their tasks at the same time, thousands per second with short items, so
+    no system call is made under the lock: a thread that blocked on the lock while another
+    held it across a call waited for that thread to be scheduled again, which on a loaded
+    machine made every start of a trivial item about 10% slower (tests/test_item_starts.py,
+    docs/packing.md).
     """
 
     def __init__(self, token: str | None = None) -> None:
@@ -66,6 +71,9 @@ class TaskGuard:
         self._registry: BinaryIO | None = None  # an unlinked file shared with the watchdog
         self._slots: dict[int, int] = {}  # task pid -> its record's index in the registry
         self._free: list[int] = []  # records of ended tasks, reused first
+        self._size = 0  # records ever used: the next new index
+        self._writing = 0  # record writes under way outside the lock
+        self._close_registry = False  # close() came while writes were under way
         self._watchdog: subprocess.Popen[bytes] | None = None
         self._lifeline: int | None = None  # the pipe's write end: closes when we end
         self._job: _KillOnCloseJob | None = None
@@ -82,9 +90,9 @@ class TaskGuard:
         return out
 
     def track(self, proc: subprocess.Popen[bytes]) -> None:
-        """``proc`` was just started in a new session (POSIX) or process group (Windows)."""
-        with self._lock:
-            if sys.platform == "win32":
+        """``proc`` was just started in a process group or session of its own."""
+        if sys.platform == "win32":
+            with self._lock:
                 if self._job is None and self.broken is None and not self.closed:
                     try:
                         self._job = _KillOnCloseJob()
@@ -92,21 +100,58 @@ class TaskGuard:
                         self._give_up(f"no job object ({exc})")
                 if self._job is not None:
                     self._job.assign(proc)
+            return
+        if not self._watchdog_alive():
+            with self._lock:
+                if not self._watching():
+                    return
+        with self._lock:
+            if proc.pid in self._slots or self._registry is None or self.closed:
                 return
-            if proc.pid in self._slots or not self._watching():
-                return
-            # Every record is in use or free, so with none free the next index is new.
-            slot = self._free.pop() if self._free else len(self._slots)
+            if self._free:
+                slot = self._free.pop()
+            else:
+                slot, self._size = self._size, self._size + 1
             self._slots[proc.pid] = slot
-            self._record(slot, b"%15d\n" % proc.pid)
+            self._writing += 1
+            fd = self._registry.fileno()
+        self._record(fd, slot, b"%15d\n" % proc.pid, None)
 
     def untrack(self, proc: subprocess.Popen[bytes]) -> None:
-        """``proc``'s session was reaped: its id may be reused, so forget it."""
+        """``proc``'s group was reaped: its id may be reused, so forget it."""
         with self._lock:
             slot = self._slots.pop(proc.pid, None)
-            if slot is not None:
-                self._record(slot, _BLANK)
-                self._free.append(slot)
+            if slot is None or self._registry is None:
+                return
+            self._writing += 1
+            fd = self._registry.fileno()
+        self._record(fd, slot, _BLANK, slot)  # blanked before anyone may reuse it
+
+    def _watchdog_alive(self) -> bool:
+        """The usual case, checked without the lock (``poll`` is safe from any thread)."""
+        watchdog = self._watchdog
+        return (
+            watchdog is not None
+            and not self.closed
+            and self.broken is None
+            and watchdog.poll() is None
+        )
+
+    def _record(self, fd: int, slot: int, data: bytes, free: int | None) -> None:
+        """Write a record outside the lock (the slot is this thread's until freed), then
+        hand ``free`` back, and close the registry if close() came meanwhile."""
+        try:
+            os.pwrite(fd, data, slot * RECORD)
+        except OSError as exc:  # the temp folder's disk is full: the token still works
+            if not self.record_errors:
+                log.warning("could not record a task for the watchdog: %s", exc)
+            self.record_errors += 1
+        with self._lock:
+            if free is not None:
+                self._free.append(free)
+            self._writing -= 1
+            if self._close_registry and not self._writing:
+                self._close_registry_now()
 
     @property
     def watchdog_pid(self) -> int | None:
@@ -131,11 +176,18 @@ class TaskGuard:
                 watchdog.kill()
                 watchdog.wait()
         with self._lock:
-            if self._registry is not None:
-                self._registry.close()
-                self._registry = None
+            if self._writing:
+                self._close_registry = True  # the last write under way closes it
+            else:
+                self._close_registry_now()
 
     # ---------------------------------------------------------------- under self._lock
+
+    def _close_registry_now(self) -> None:
+        self._close_registry = False
+        if self._registry is not None:
+            self._registry.close()
+            self._registry = None
 
     def _watching(self) -> bool:
         """A live watchdog, started (or restarted, if it died) on demand."""
@@ -191,16 +243,6 @@ class TaskGuard:
         finally:
             os.close(read)
         self._lifeline = write
-
-    def _record(self, slot: int, data: bytes) -> None:
-        if self._registry is None:
-            return
-        try:
-            os.pwrite(self._registry.fileno(), data, slot * RECORD)
-        except OSError as exc:  # the temp folder's disk is full: the token still works
-            if not self.record_errors:
-                log.warning("could not record a task for the watchdog: %s", exc)
-            self.record_errors += 1
 
     def _give_up(self, why: str) -> None:
         self.broken = why
@@ -472,6 +514,9 @@ _GUARD_LOCK = threading.Lock()
 def task_guard() -> TaskGuard:
     """The process's guard: one watchdog (or job object) however many workers or slots."""
     global _GUARD
+    guard = _GUARD  # set once: every start after the first reads it without the lock
+    if guard is not None:
+        return guard
     with _GUARD_LOCK:
         if _GUARD is None:
             _GUARD = TaskGuard()
