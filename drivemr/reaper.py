@@ -61,8 +61,7 @@ class TaskGuard:
     Slots register their tasks at the same time, thousands per second with short items, so
     no system call is made under the lock: a thread that blocked on the lock while another
     held it across a call waited for that thread to be scheduled again, which on a loaded
-    machine made every start of a trivial item about 10% slower (tests/test_item_starts.py,
-    docs/packing.md).
+    machine made every start of a trivial item slower (docs/packing.md, "The folder floor").
     """
 
     def __init__(self, token: str | None = None) -> None:

@@ -110,7 +110,7 @@ def kill_tree(proc: subprocess.Popen[bytes]) -> None:
         family = []
     if os.name != "nt":
         try:
-            os.killpg(proc.pid, signal.SIGKILL)  # the session we started it in
+            os.killpg(proc.pid, signal.SIGKILL)  # the group we started it in
         except (ProcessLookupError, PermissionError, OSError):
             pass
     for p in family:
@@ -148,7 +148,7 @@ def _apart() -> dict[str, object]:
     ``SIGTTIN`` in a background group. A session costs: with Linux's scheduler autogroups
     (on by default), each ``setsid`` makes a scheduling group, and a short task waits for
     it to be scheduled against the whole machine; on a loaded 2-core machine that made each
-    start of ``true`` 40-90% slower than in a process group (docs/packing.md, "Measured").
+    start of ``true`` 40-90% slower than in a process group (docs/packing.md, "The folder floor").
     Python 3.10 has no ``process_group``: sessions there.
     """
     global _APART

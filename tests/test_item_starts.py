@@ -11,17 +11,23 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import psutil
 import pytest
 from helpers import wait_for
 
 from drivemr import runner
+from drivemr.reaper import RECORD, TaskGuard, read_registry
 from drivemr.runner import Attempt, CommandPaths, OutputFile
 
 POSIX = sys.platform != "win32"
+NO_SUCH_PID = 5_000_000
+"""Above every OS's largest pid (Linux: 2**22): fake tasks whose records kill nothing."""
 posix_only = pytest.mark.skipif(not POSIX, reason="PATH lookup and process groups of POSIX")
 
 
@@ -188,3 +194,42 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+@posix_only
+def test_slots_registering_at_once_keep_the_registry_exact() -> None:
+    """Records are written outside the guard's lock: two threads tracking and untracking
+    thousands of tasks at once leave exactly the live ones, in at most one record each."""
+    guard = TaskGuard()
+    errors: list[BaseException] = []
+
+    def slot(base: int, live: int) -> None:
+        try:
+            for n in range(3000):
+                fake = _fake(base + n)
+                guard.track(fake)
+                guard.untrack(fake)
+            guard.track(_fake(live))  # one left running per slot
+        except BaseException as exc:  # a test fails when a thread it started raised
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=slot, args=(NO_SUCH_PID + 10_000 * k, NO_SUCH_PID - 1 - k))
+        for k in range(2)
+    ]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        assert guard._registry is not None
+        registry = guard._registry.fileno()
+        assert read_registry(registry) == {NO_SUCH_PID - 1, NO_SUCH_PID - 2}
+        assert os.fstat(registry).st_size <= 2 * RECORD  # never more than two at a time
+    finally:
+        guard.close()
+
+
+def _fake(pid: int) -> subprocess.Popen[bytes]:
+    return cast("subprocess.Popen[bytes]", SimpleNamespace(pid=pid))
