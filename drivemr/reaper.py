@@ -1,8 +1,9 @@
 """Tasks die with their worker, however the worker ends (SIGKILL, OOM kill, crash, power
 button on its terminal), without relying on code running in the dying worker.
 
-Tasks run in a session of their own (so the worker's terminal signals do not reach them),
-which is also why nothing reaps them when the worker dies. The guard fixes that:
+Tasks run in a process group of their own, or a session of their own when the worker has a
+terminal (drivemr.runner), so the worker's terminal signals do not reach them, which is
+also why nothing reaps them when the worker dies. The guard fixes that:
 
 * POSIX (Linux, macOS): one *watchdog* process per worker process, started on the first
   task, blocked on reading a pipe whose only write end the worker holds and never writes
@@ -38,7 +39,9 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
+
+from drivemr.winjob import KillOnCloseJob
 
 log = logging.getLogger("drivemr.reaper")
 
@@ -57,6 +60,10 @@ class TaskGuard:
 
     Registering a task costs one ``pwrite`` of 16 bytes into a file the watchdog reads only
     once the worker is gone: no message, no wake-up of the watchdog, nothing that can block.
+    Slots register their tasks at the same time, thousands per second with short items, so
+    no system call is made under the lock: a thread that blocked on the lock while another
+    held it across a call waited for that thread to be scheduled again, which on a loaded
+    machine made every start of a trivial item slower (docs/packing.md, "The folder floor").
     """
 
     def __init__(self, token: str | None = None) -> None:
@@ -65,9 +72,12 @@ class TaskGuard:
         self._registry: BinaryIO | None = None  # an unlinked file shared with the watchdog
         self._slots: dict[int, int] = {}  # task pid -> its record's index in the registry
         self._free: list[int] = []  # records of ended tasks, reused first
+        self._size = 0  # records ever used: the next new index
+        self._writing = 0  # record writes under way outside the lock
+        self._close_registry = False  # close() came while writes were under way
         self._watchdog: subprocess.Popen[bytes] | None = None
         self._lifeline: int | None = None  # the pipe's write end: closes when we end
-        self._job: _KillOnCloseJob | None = None
+        self._job: KillOnCloseJob | None = None
         self.restarts = 0
         self.record_errors = 0
         self.closed = False
@@ -81,31 +91,68 @@ class TaskGuard:
         return out
 
     def track(self, proc: subprocess.Popen[bytes]) -> None:
-        """``proc`` was just started in a new session (POSIX) or process group (Windows)."""
-        with self._lock:
-            if sys.platform == "win32":
+        """``proc`` was just started in a process group or session of its own."""
+        if sys.platform == "win32":
+            with self._lock:
                 if self._job is None and self.broken is None and not self.closed:
                     try:
-                        self._job = _KillOnCloseJob()
+                        self._job = KillOnCloseJob()
                     except OSError as exc:
                         self._give_up(f"no job object ({exc})")
                 if self._job is not None:
                     self._job.assign(proc)
+            return
+        if not self._watchdog_alive():
+            with self._lock:
+                if not self._watching():
+                    return
+        with self._lock:
+            if proc.pid in self._slots or self._registry is None or self.closed:
                 return
-            if proc.pid in self._slots or not self._watching():
-                return
-            # Every record is in use or free, so with none free the next index is new.
-            slot = self._free.pop() if self._free else len(self._slots)
+            if self._free:
+                slot = self._free.pop()
+            else:
+                slot, self._size = self._size, self._size + 1
             self._slots[proc.pid] = slot
-            self._record(slot, b"%15d\n" % proc.pid)
+            self._writing += 1
+            fd = self._registry.fileno()
+        self._record(fd, slot, b"%15d\n" % proc.pid, None)
 
     def untrack(self, proc: subprocess.Popen[bytes]) -> None:
-        """``proc``'s session was reaped: its id may be reused, so forget it."""
+        """``proc``'s group was reaped: its id may be reused, so forget it."""
         with self._lock:
             slot = self._slots.pop(proc.pid, None)
-            if slot is not None:
-                self._record(slot, _BLANK)
-                self._free.append(slot)
+            if slot is None or self._registry is None:
+                return
+            self._writing += 1
+            fd = self._registry.fileno()
+        self._record(fd, slot, _BLANK, slot)  # blanked before anyone may reuse it
+
+    def _watchdog_alive(self) -> bool:
+        """The usual case, checked without the lock (``poll`` is safe from any thread)."""
+        watchdog = self._watchdog
+        return (
+            watchdog is not None
+            and not self.closed
+            and self.broken is None
+            and watchdog.poll() is None
+        )
+
+    def _record(self, fd: int, slot: int, data: bytes, free: int | None) -> None:
+        """Write a record outside the lock (the slot is this thread's until freed), then
+        hand ``free`` back, and close the registry if close() came meanwhile."""
+        try:
+            os.pwrite(fd, data, slot * RECORD)
+        except OSError as exc:  # the temp folder's disk is full: the token still works
+            if not self.record_errors:
+                log.warning("could not record a task for the watchdog: %s", exc)
+            self.record_errors += 1
+        with self._lock:
+            if free is not None:
+                self._free.append(free)
+            self._writing -= 1
+            if self._close_registry and not self._writing:
+                self._close_registry_now()
 
     @property
     def watchdog_pid(self) -> int | None:
@@ -130,11 +177,18 @@ class TaskGuard:
                 watchdog.kill()
                 watchdog.wait()
         with self._lock:
-            if self._registry is not None:
-                self._registry.close()
-                self._registry = None
+            if self._writing:
+                self._close_registry = True  # the last write under way closes it
+            else:
+                self._close_registry_now()
 
     # ---------------------------------------------------------------- under self._lock
+
+    def _close_registry_now(self) -> None:
+        self._close_registry = False
+        if self._registry is not None:
+            self._registry.close()
+            self._registry = None
 
     def _watching(self) -> bool:
         """A live watchdog, started (or restarted, if it died) on demand."""
@@ -169,7 +223,14 @@ class TaskGuard:
                 "from drivemr.reaper import main; sys.exit(main(sys.argv[1:]))"
             )
             self._watchdog = subprocess.Popen(
-                [sys.executable, "-c", code, self.token, str(registry)],
+                [
+                    sys.executable,
+                    "-c",
+                    code,
+                    self.token,
+                    str(registry),
+                    f"{os.getsid(0)},{os.getpgid(0)}",  # the worker's own: never a task's
+                ],
                 stdin=read,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,  # holds none of the worker's pipes open
@@ -183,16 +244,6 @@ class TaskGuard:
         finally:
             os.close(read)
         self._lifeline = write
-
-    def _record(self, slot: int, data: bytes) -> None:
-        if self._registry is None:
-            return
-        try:
-            os.pwrite(self._registry.fileno(), data, slot * RECORD)
-        except OSError as exc:  # the temp folder's disk is full: the token still works
-            if not self.record_errors:
-                log.warning("could not record a task for the watchdog: %s", exc)
-            self.record_errors += 1
 
     def _give_up(self, why: str) -> None:
         self.broken = why
@@ -209,11 +260,14 @@ _PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 
 
 def main(argv: list[str]) -> int:
-    """``python -c ... TOKEN REGISTRY_FD``, stdin the worker's pipe: wait for its end (a
-    read that returns nothing), read the registry, sweep."""
-    if len(argv) != 2 or not argv[0] or not argv[1].isdigit():
+    """``python -c ... TOKEN REGISTRY_FD [SID,PGID]``, stdin the worker's pipe: wait for its
+    end (a read that returns nothing), read the registry, sweep. SID,PGID: the worker's own
+    session and process group, which its tasks may share but which are not theirs."""
+    spared = _spared(argv[2]) if len(argv) == 3 else set()
+    if len(argv) not in (2, 3) or not argv[0] or not argv[1].isdigit() or spared is None:
         print(
-            "usage: drivemr-reaper TOKEN REGISTRY_FD  (stdin: the worker's pipe)", file=sys.stderr
+            "usage: drivemr-reaper TOKEN REGISTRY_FD [SID,PGID]  (stdin: the worker's pipe)",
+            file=sys.stderr,
         )
         return 2
     for sig in (signal.SIGINT, signal.SIGHUP):
@@ -223,8 +277,15 @@ def main(argv: list[str]) -> int:
             pass  # nothing is ever written: only the end matters
     except OSError:
         pass  # a broken pipe is an end too
-    sweep(argv[0], read_registry(int(argv[1])))
+    sweep(argv[0], read_registry(int(argv[1])), spared)
     return 0
+
+
+def _spared(text: str) -> set[int] | None:
+    parts = text.split(",")
+    if len(parts) != 2 or not all(p.isdigit() and len(p) <= 10 for p in parts):
+        return None
+    return {int(p) for p in parts}
 
 
 def read_registry(fd: int) -> set[int]:
@@ -250,12 +311,15 @@ def parse_registry(data: bytes) -> set[int]:
     return live
 
 
-def sweep(token: str, sessions: set[int]) -> int:
-    """Kill, in rounds, everything of the worker's tasks; returns how many were killed."""
+def sweep(token: str, sessions: set[int], spared: set[int] | None = None) -> int:
+    """Kill, in rounds, everything of the worker's tasks; returns how many were killed.
+    ``sessions``: the recorded tasks' process groups (and sessions); ``spared``: session
+    and group ids never to treat as a task's (the worker's own)."""
     total = 0
     quiet = 0
+    sessions = sessions - (spared or set())
     for _ in range(SWEEP_ROUNDS):
-        killed = kill_round(token, sessions)
+        killed = kill_round(token, sessions, spared or set())
         total += killed
         quiet = 0 if killed else quiet + 1
         if quiet >= 2:  # two rounds found nobody: nothing was forking while we killed
@@ -264,41 +328,46 @@ def sweep(token: str, sessions: set[int]) -> int:
     return total
 
 
-def kill_round(token: str, sessions: set[int]) -> int:
-    """One round. ``sessions`` grows by the sessions of the token holders found: only a
-    task or its descendants carry the token, and only they can have made those sessions
-    (a session is made by its first member), so their members are the task's too."""
+def kill_round(token: str, sessions: set[int], spared: set[int] | None = None) -> int:
+    """One round. ``sessions`` holds the tasks' process group and session ids, and grows by
+    the sessions and groups of the token holders found: only a task or its descendants
+    carry the token, and apart from the worker's own (``spared``: tasks started in a
+    process group share the worker's session) only they can have made those sessions and
+    groups (either is made by its first member), so their members are the task's too."""
     import psutil  # only the watchdog needs it, and only once its worker is gone
 
+    spared = spared or set()
     me = os.getpid()
     victims: dict[int, psutil.Process] = {}
-    for sid in sessions:  # descendants that left the session: found before their parent dies
-        try:
-            for child in psutil.Process(sid).children(recursive=True):
-                victims[child.pid] = child
-        except psutil.Error:
-            pass
+    for sid in sessions:  # descendants that left the group: found before their parent dies
+        _add_descendants(sid, victims)
     for sid in sessions:
         try:
             os.killpg(sid, signal.SIGKILL)
         except OSError:
             pass  # gone already, or never became a group
     found: set[int] = set()
+    holders: list[int] = []
     for proc in psutil.process_iter():
         if proc.pid in (me, 0, 1) or proc.pid in victims:
             continue
         try:
-            session = _session(proc.pid)
-            if session in sessions:
+            session, group = _session(proc.pid), _group(proc.pid)
+            if session in sessions or group in sessions:
                 victims[proc.pid] = proc
             elif proc.environ().get(TOKEN_ENV) == token:
                 victims[proc.pid] = proc
-                if session is not None and session > 1:
-                    found.add(session)  # a task session: its other members, next round
+                holders.append(proc.pid)
+                for made in (session, group):  # a task's session or group: next round
+                    if made is not None and made > 1 and made not in spared:
+                        found.add(made)
         except (psutil.Error, OSError):
             continue  # gone, or not ours to read
+    for pid in holders:  # their children that cleared their environment
+        _add_descendants(pid, victims)
     sessions |= found
     killed = 0
+    victims.pop(me, None)
     for proc in victims.values():
         try:
             if proc.status() == psutil.STATUS_ZOMBIE:
@@ -310,116 +379,28 @@ def kill_round(token: str, sessions: set[int]) -> int:
     return killed
 
 
+def _add_descendants(pid: int, victims: dict[int, Any]) -> None:
+    import psutil
+
+    try:
+        for child in psutil.Process(pid).children(recursive=True):
+            victims[child.pid] = child
+    except psutil.Error:  # gone, or not ours to read
+        pass
+
+
+def _group(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
 def _session(pid: int) -> int | None:
     try:
         return os.getsid(pid)
     except OSError:
         return None
-
-
-# -------------------------------------------------------------------- Windows
-
-if sys.platform == "win32":
-    import ctypes
-    from ctypes import wintypes
-
-    _JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE = 0x2000
-    _JOB_OBJECT_EXTENDED_LIMIT_INFORMATION = 9
-
-    class _IoCounters(ctypes.Structure):
-        _fields_ = [
-            (name, ctypes.c_ulonglong)
-            for name in (
-                "ReadOperationCount",
-                "WriteOperationCount",
-                "OtherOperationCount",
-                "ReadTransferCount",
-                "WriteTransferCount",
-                "OtherTransferCount",
-            )
-        ]
-
-    class _BasicLimits(ctypes.Structure):
-        _fields_ = [
-            ("PerProcessUserTimeLimit", ctypes.c_int64),
-            ("PerJobUserTimeLimit", ctypes.c_int64),
-            ("LimitFlags", wintypes.DWORD),
-            ("MinimumWorkingSetSize", ctypes.c_size_t),
-            ("MaximumWorkingSetSize", ctypes.c_size_t),
-            ("ActiveProcessLimit", wintypes.DWORD),
-            ("Affinity", ctypes.c_size_t),
-            ("PriorityClass", wintypes.DWORD),
-            ("SchedulingClass", wintypes.DWORD),
-        ]
-
-    class _ExtendedLimits(ctypes.Structure):
-        _fields_ = [
-            ("BasicLimitInformation", _BasicLimits),
-            ("IoInfo", _IoCounters),
-            ("ProcessMemoryLimit", ctypes.c_size_t),
-            ("JobMemoryLimit", ctypes.c_size_t),
-            ("PeakProcessMemoryLimit", ctypes.c_size_t),
-            ("PeakJobMemoryLimit", ctypes.c_size_t),
-        ]
-
-    _kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
-    _kernel32.CreateJobObjectW.argtypes = [wintypes.LPVOID, wintypes.LPCWSTR]
-    _kernel32.CreateJobObjectW.restype = wintypes.HANDLE
-    _kernel32.SetInformationJobObject.argtypes = [
-        wintypes.HANDLE,
-        ctypes.c_int,
-        wintypes.LPVOID,
-        wintypes.DWORD,
-    ]
-    _kernel32.SetInformationJobObject.restype = wintypes.BOOL
-    _kernel32.AssignProcessToJobObject.argtypes = [wintypes.HANDLE, wintypes.HANDLE]
-    _kernel32.AssignProcessToJobObject.restype = wintypes.BOOL
-    _kernel32.CloseHandle.argtypes = [wintypes.HANDLE]
-    _kernel32.CloseHandle.restype = wintypes.BOOL
-
-    class _KillOnCloseJob:
-        """A job whose processes Windows kills when its last handle (ours) closes: when
-        the worker ends, however it ends. Descendants of an assigned task are in it too."""
-
-        def __init__(self) -> None:
-            handle = _kernel32.CreateJobObjectW(None, None)  # not inheritable
-            if not handle:
-                raise ctypes.WinError(ctypes.get_last_error())
-            info = _ExtendedLimits()
-            info.BasicLimitInformation.LimitFlags = _JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE
-            if not _kernel32.SetInformationJobObject(
-                handle,
-                _JOB_OBJECT_EXTENDED_LIMIT_INFORMATION,
-                ctypes.byref(info),
-                ctypes.sizeof(info),
-            ):
-                error = ctypes.get_last_error()
-                _kernel32.CloseHandle(handle)
-                raise ctypes.WinError(error)
-            self._handle: int | None = handle
-
-        def assign(self, proc: subprocess.Popen[bytes]) -> None:
-            handle = int(proc._handle)  # type: ignore[attr-defined]
-            if self._handle and not _kernel32.AssignProcessToJobObject(self._handle, handle):
-                # Already ended, or in a job that forbids nesting (Windows 7): the attempt's
-                # own kill still reaches it while the worker lives.
-                pass
-
-        def close(self) -> None:
-            if self._handle:
-                _kernel32.CloseHandle(self._handle)
-                self._handle = None
-
-else:
-
-    class _KillOnCloseJob:
-        """Windows only."""
-
-        def assign(self, proc: subprocess.Popen[bytes]) -> None:
-            raise NotImplementedError("job objects exist on Windows only")
-
-        def close(self) -> None:
-            pass
 
 
 _GUARD: TaskGuard | None = None
@@ -429,6 +410,9 @@ _GUARD_LOCK = threading.Lock()
 def task_guard() -> TaskGuard:
     """The process's guard: one watchdog (or job object) however many workers or slots."""
     global _GUARD
+    guard = _GUARD  # set once: every start after the first reads it without the lock
+    if guard is not None:
+        return guard
     with _GUARD_LOCK:
         if _GUARD is None:
             _GUARD = TaskGuard()

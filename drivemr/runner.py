@@ -61,6 +61,46 @@ def resolve_argv(argv: Sequence[str]) -> list[str]:
     return out
 
 
+class CommandPaths:
+    """Where bare command names resolve on PATH, looked up once for many starts (POSIX).
+
+    ``subprocess`` resolves a bare name such as ``true`` at every start: it builds the list
+    of ``PATH`` entries in Python and the child tries ``execve`` on each in turn until one
+    works, while the thread that started it waits (9 calls for ``/usr/bin/true`` on a
+    typical PATH). A pack runs the same command for every item, so its items share one
+    ``CommandPaths``: the first start looks the name up as ``execvp`` would and the next
+    ones exec the file found directly (``argv[0]`` stays as written). A start that fails
+    through the file found forgets it and searches PATH again, as before; so do names with
+    a slash, a PATH with a relative entry (relative to each item's own folder) and Windows,
+    where ``CreateProcess`` searches on its own.
+    """
+
+    def __init__(self) -> None:
+        self._found: dict[tuple[str, str | None], str | None] = {}
+
+    def lookup(self, name: str, env: Mapping[str, str]) -> str | None:
+        """The file ``name`` runs with ``env``'s PATH, or None to let the start search."""
+        if os.name == "nt" or not name or "/" in name:
+            return None
+        key = (name, env.get("PATH"))
+        if key not in self._found:
+            self._found[key] = _search_path(name, env)
+        return self._found[key]
+
+    def forget(self, name: str, env: Mapping[str, str]) -> None:
+        self._found[(name, env.get("PATH"))] = None
+
+
+def _search_path(name: str, env: Mapping[str, str]) -> str | None:
+    for folder in os.get_exec_path(env):
+        if not os.path.isabs(folder):
+            return None  # relative to the child's folder: leave it to the start
+        candidate = os.path.join(folder, name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
 def kill_tree(proc: subprocess.Popen[bytes]) -> None:
     """Kill a process and every descendant, even ones that were re-parented."""
     try:
@@ -70,7 +110,7 @@ def kill_tree(proc: subprocess.Popen[bytes]) -> None:
         family = []
     if os.name != "nt":
         try:
-            os.killpg(proc.pid, signal.SIGKILL)  # the session we started it in
+            os.killpg(proc.pid, signal.SIGKILL)  # the group we started it in
         except (ProcessLookupError, PermissionError, OSError):
             pass
     for p in family:
@@ -94,12 +134,42 @@ def _running(p: psutil.Process) -> bool:
 
 
 _DEVNULL: int | None = None
-# A process group of its own, so that a kill reaches the attempt's whole tree.
-_NEW_PROCESS_GROUP: dict[str, object] = (
-    {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
-    if os.name == "nt"
-    else {"start_new_session": True}
-)
+_APART: dict[str, object] | None = None
+
+
+def _apart() -> dict[str, object]:
+    """How a task is started apart from the worker, so that a kill reaches its whole tree
+    and no signal of the worker's terminal reaches it (decided once per worker process).
+
+    Windows: a process group of its own. POSIX: a process group of its own too when the
+    worker has no controlling terminal (a service, ``nohup``, CI, a remote runner); only a
+    worker with a terminal puts each task in a session of its own, so that a task that opens
+    ``/dev/tty`` (an ``ssh`` or ``git`` prompt) fails at once instead of stopping on
+    ``SIGTTIN`` in a background group. A session costs: with Linux's scheduler autogroups
+    (on by default), each ``setsid`` makes a scheduling group, and a short task waits for
+    it to be scheduled against the whole machine; on a loaded 2-core machine that made each
+    start of ``true`` 40-90% slower than in a process group (docs/packing.md, "The folder floor").
+    Python 3.10 has no ``process_group``: sessions there.
+    """
+    global _APART
+    if _APART is None:
+        if os.name == "nt":
+            _APART = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
+        elif sys.version_info >= (3, 11) and not has_terminal():
+            _APART = {"process_group": 0}
+        else:
+            _APART = {"start_new_session": True}
+    return _APART
+
+
+def has_terminal() -> bool:
+    """Whether this process has a controlling terminal (POSIX)."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
 
 
 def _devnull() -> int:
@@ -138,23 +208,19 @@ class Attempt:
         timeout: float | None,
         stdout: BinaryIO,
         stderr: BinaryIO,
+        paths: CommandPaths | None = None,
     ) -> AttemptOutcome:
-        """Run ``argv``; its output goes to the given (already open) files."""
+        """Run ``argv``; its output goes to the given (already open) files. ``paths``:
+        where bare command names were found for earlier starts (a pack's items)."""
         started = time.time()
         guard = self._guard or task_guard()
+        command = resolve_argv(argv)
+        task_env = guard.env(env)
         try:
             with self._lock:
                 if self._killed:
                     return AttemptOutcome(None, started, time.time(), killed=True)
-                self._proc = subprocess.Popen(
-                    resolve_argv(argv),
-                    cwd=cwd,
-                    env=guard.env(env),
-                    stdin=_devnull(),
-                    stdout=stdout,
-                    stderr=stderr,
-                    **_NEW_PROCESS_GROUP,  # type: ignore[call-overload]
-                )
+                self._proc = self._start(command, cwd, task_env, stdout, stderr, paths)
                 guard.track(self._proc)  # never raises: a task runs guarded or not at all
         except OSError as exc:
             return AttemptOutcome(
@@ -177,6 +243,34 @@ class Attempt:
             return AttemptOutcome(None if timed_out else code, started, ended, timed_out=timed_out)
         finally:
             guard.untrack(proc)
+
+    @staticmethod
+    def _start(
+        argv: list[str],
+        cwd: Path,
+        env: dict[str, str],
+        stdout: BinaryIO,
+        stderr: BinaryIO,
+        paths: CommandPaths | None,
+    ) -> subprocess.Popen[bytes]:
+        found = paths.lookup(argv[0], env) if paths is not None and argv else None
+        try:
+            return subprocess.Popen(
+                argv,
+                executable=found,
+                cwd=cwd,
+                env=env,
+                stdin=_devnull(),
+                stdout=stdout,
+                stderr=stderr,
+                **_apart(),  # type: ignore[call-overload]
+            )
+        except OSError:
+            if found is None:
+                raise
+            assert paths is not None
+            paths.forget(argv[0], env)  # moved or replaced: search PATH as before
+            return Attempt._start(argv, cwd, env, stdout, stderr, None)
 
     @staticmethod
     def _reap_group(pgid: int) -> None:

@@ -26,7 +26,7 @@ from drivemr.archives import Member, PackInputs
 from drivemr.errors import DrivemrError
 from drivemr.fileio import sha256_file
 from drivemr.protocol import INLINE_OUTPUT_LIMIT, Item
-from drivemr.runner import TAIL_BYTES, AttemptOutcome
+from drivemr.runner import TAIL_BYTES, AttemptOutcome, CommandPaths
 from drivemr.spec import expand
 from drivemr.worker.commit import is_within
 from drivemr.worker.state import ActiveJob, Assignment
@@ -91,6 +91,7 @@ class PackRun:
         self.env = dict(slot.base_env)  # built once per pack: items change two variables
         self.env.update(self.stage.env)
         self.env.update(DRIVEMR_JOB=a.job.id, DRIVEMR_PACK=a.task.id)
+        self.paths = CommandPaths()  # the command's program, looked up on PATH once per pack
 
     def run(self) -> None:
         """Every item to its end, then one commit (nothing when abandoned)."""
@@ -209,6 +210,7 @@ class PackRun:
             timeout=self.stage.timeout,
             stdout=self.slot.out.reset(),
             stderr=self.slot.err.reset(),
+            paths=self.paths,
         )
         return outcome, None if outcome.ok else outcome.describe()
 

@@ -185,7 +185,7 @@ def reduce_runs(sidefx: Path) -> list[dict[str, Any]]:
 
 
 def reap(sidefx: Path) -> None:
-    """Kill what a killed worker left running (its tasks run in their own sessions)."""
+    """Kill what a killed worker left running (its tasks run in their own process groups)."""
     for e in executions(sidefx):
         if e.end is None:
             with contextlib.suppress(OSError):
