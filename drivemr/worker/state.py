@@ -110,7 +110,7 @@ class Dirty:
 
 class Shared:
     """The state every part of one worker uses. Owns ``lock`` (re-entrant), which guards
-    ``jobs``, ``done_jobs``, ``running``, ``stats`` updates from slots, and each
+    ``jobs``, ``done_jobs``, ``running``, ``trailing``, ``stats`` updates from slots, and each
     ActiveJob's view, retries and given_up; ``stopping`` and ``wake`` are the loop's."""
 
     def __init__(self, store: Store, config: WorkerConfig, clock: Clock, trust: Trust) -> None:
@@ -128,6 +128,9 @@ class Shared:
         self.jobs: dict[str, ActiveJob] = {}
         self.done_jobs: set[str] = set()
         self.running: dict[tuple[str, str], Assignment] = {}
+        self.trailing: set[tuple[str, str]] = set()
+        """Attempts in ``running`` that ended and whose result trails, being committed
+        while their slot runs its next attempt (worker/trail.py): they hold no slot."""
         self.stats = collections.Counter[str]()
         self.dirty = Dirty()
         self.stopping = threading.Event()
@@ -136,7 +139,12 @@ class Shared:
         """Set when no store call can succeed any more (signed out): the worker stops."""
 
     def is_running(self, job_id: str, task_id: str) -> bool:
+        """Running here, or ended here and its result still being committed."""
         return (job_id, task_id) in self.running
+
+    def busy_slots(self) -> int:
+        """Slots running an attempt (a trailing result holds none)."""
+        return len(self.running) - len(self.trailing)
 
     def abandon(
         self, reason: str, which: Callable[[Assignment], bool] = lambda a: True
