@@ -196,10 +196,12 @@ class Worker:
                     break
                 shared.wake.wait(self._sleep_time())
                 shared.wake.clear()
+            shared.rounds.over()
             if shared.fatal is not None:  # signed out: no attempt could commit, so none waits
                 shared.abandon(f"stopped: {shared.fatal}")
             self._drain()
         finally:
+            shared.rounds.over()
             self._log_summary(force=True)
             shared.stopping.set()
             for _ in range(self.config.slots):
@@ -217,9 +219,14 @@ class Worker:
 
     def _round(self) -> None:
         """Look at the store, then claim for every free slot (slots claim too: hold the lock)."""
-        with self.claimer.claiming:
-            self.watcher.look()
-            self.claimer.fill_slots(self._slots)
+        rounds = self.shared.rounds
+        rounds.started()
+        try:
+            with self.claimer.claiming:
+                self.watcher.look()
+                self.claimer.fill_slots(self._slots)
+        finally:
+            rounds.ended()
 
     def step(self, *, run: bool = True) -> int:
         """One iteration of the loop in the caller's thread, on the injected clock: the

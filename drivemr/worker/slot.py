@@ -92,13 +92,16 @@ class Slot:
                 held = self.run(*item)
                 self.await_trailing()  # never more than one result uncommitted
                 nxt = claim_next()
+                if nxt is None:
+                    ticket = self.shared.rounds.ticket()
+                    self.shared.wake.set()  # the loop fills this slot (or finds nothing to do)
+                    if held is not None:
+                        # After a listing, maybe: let it claim before our result's write.
+                        self.shared.rounds.wait(ticket)
                 if held is not None:
                     assert self.trail is not None  # only a slot with a trail holds
                     self._trailing = self.trail.hand(*item, held)
-                item = nxt
-                if item is None:
-                    self.shared.wake.set()  # the loop fills this slot (or finds nothing to do)
-                    item = slots.get()
+                item = nxt if nxt is not None else slots.get()
         finally:
             self.await_trailing()
             self.close()

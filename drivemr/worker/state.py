@@ -108,6 +108,44 @@ class Dirty:
         return self.root or bool(self.reload)
 
 
+class Rounds:
+    """The loop's rounds (a look at the store, then claims for the free slots), counted,
+    so a slot can wait until the loop has had its turn: a slot that could not claim its
+    next task itself lets the loop claim for it before its result takes a write."""
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self._started = 0
+        self._ended = 0
+        self._over = False
+
+    def started(self) -> None:
+        with self._cv:
+            self._started += 1
+
+    def ended(self) -> None:
+        with self._cv:
+            self._ended += 1
+            self._cv.notify_all()
+
+    def over(self) -> None:
+        """The loop runs no more rounds (it stops): nobody waits for one."""
+        with self._cv:
+            self._over = True
+            self._cv.notify_all()
+
+    def ticket(self) -> int:
+        """For :meth:`wait`: rounds started so far."""
+        with self._cv:
+            return self._started
+
+    def wait(self, ticket: int) -> None:
+        """Until a round that started after ``ticket`` was taken has ended (or no round
+        will run any more)."""
+        with self._cv:
+            self._cv.wait_for(lambda: self._over or self._ended > ticket)
+
+
 class Shared:
     """The state every part of one worker uses. Owns ``lock`` (re-entrant), which guards
     ``jobs``, ``done_jobs``, ``running``, ``trailing``, ``stats`` updates from slots, and each
@@ -135,6 +173,7 @@ class Shared:
         self.dirty = Dirty()
         self.stopping = threading.Event()
         self.wake = threading.Event()
+        self.rounds = Rounds()
         self.fatal: BaseException | None = None
         """Set when no store call can succeed any more (signed out): the worker stops."""
 
