@@ -91,6 +91,9 @@ class Slot:
             while item is not None:
                 held = self.run(*item)
                 self.await_trailing()  # never more than one result uncommitted
+                if held is not None:  # this slot is free from now on: it may claim
+                    with self.shared.lock:
+                        self.shared.trailing.add((item[0].job.id, item[0].task.id))
                 nxt = claim_next()
                 if nxt is None:
                     ticket = self.shared.rounds.ticket()
@@ -119,7 +122,7 @@ class Slot:
     def run(self, a: Assignment, active: ActiveJob) -> Callable[[], None] | None:
         """One attempt, start to commit. Never raises: one bad attempt never kills the
         worker. With a holding committer, returns the held commit (None: nothing to commit)
-        and ``a`` stays running (and trailing) until the trail made it."""
+        and ``a`` stays running (and its slot busy) until :meth:`serve` hands it on."""
         shared = self.shared
         task_dir: Path | None = None
         try:
@@ -140,9 +143,6 @@ class Slot:
             held = self.committer.take_held()
             if held is None:
                 release(shared, a)
-            else:
-                with shared.lock:
-                    shared.trailing.add((a.job.id, a.task.id))
             if task_dir is not None:
                 self.release_folder(task_dir)
         return held
