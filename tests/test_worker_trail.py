@@ -20,6 +20,7 @@ from drivemr.trust import Trust
 from drivemr.worker import Worker, WorkerConfig
 from drivemr.worker.commit import Committer
 from drivemr.worker.slot import Slot
+from drivemr.worker.state import Rounds
 
 TOUCH = "import sys; open(sys.argv[1] + '.ran', 'w').close()"
 
@@ -151,3 +152,24 @@ def test_only_a_slot_with_a_trail_holds_its_results(tmp_path: Path) -> None:
     assert not worker.committer.holds
     with pytest.raises(ValueError, match="needs a trail"):
         Slot(0, shared, Committer(shared, worker.lease, hold=True), {})
+
+
+def test_a_slot_waits_for_a_loop_round_that_started_after_it_asked() -> None:
+    """A round already under way when the slot asked may have filled the free slots before
+    this one was free: only the next one counts. A stopping loop lets every waiter go."""
+    rounds = Rounds()
+    rounds.started()
+    ticket = rounds.ticket()
+    rounds.ended()
+    assert not rounds.passed(ticket)
+    rounds.started()
+    assert not rounds.passed(ticket)
+    rounds.ended()
+    assert rounds.passed(ticket)
+    rounds.wait(ticket)  # returns at once
+    idle = Rounds()
+    ticket = idle.ticket()
+    assert not idle.passed(ticket)
+    idle.over()
+    assert idle.passed(ticket)
+    idle.wait(ticket)

@@ -139,9 +139,13 @@ class Rounds:
         with self._cv:
             return self._started
 
+    def passed(self, ticket: int) -> bool:
+        """A round that started after ``ticket`` was taken has ended (or none will run)."""
+        with self._cv:
+            return self._over or self._ended > ticket
+
     def wait(self, ticket: int) -> None:
-        """Until a round that started after ``ticket`` was taken has ended (or no round
-        will run any more)."""
+        """Until :meth:`passed`."""
         with self._cv:
             self._cv.wait_for(lambda: self._over or self._ended > ticket)
 
