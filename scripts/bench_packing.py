@@ -14,8 +14,11 @@ Four scenarios, each against a baseline in the same run, as ratios:
   ``poll_interval``, 5 s on Drive, after it lands), which no packing changes.
   ``--cold`` times the other case: submitted before any worker runs (packed for the
   default 8 slots), wall time from the workers' start (their ~2 s of start-up included).
-* ``drive-balance``: the same cluster, 24 items of ``sleep 5``: ideal 24 x 5 / 6 = 20 s
-  (target <= 1.3x): packing must not starve slots when items are few and long.
+* ``drive-balance``: the same cluster and timing (warm, or ``--cold``), 24 items of
+  ``sleep 5``: ideal 24 x 5 / 6 = 20 s (target <= 1.3x): packing must not starve slots
+  when items are few and long. With ``--verbose`` (workers log at DEBUG; ``--keep`` keeps
+  the logs) each Drive job prints its timeline: every claim, who made it and when, its
+  items, and when its result landed, in seconds from submit's return (or the start).
 * ``folder-floor``: a folder store, --floor-items items of ``true`` on 2 slots (one worker
   process), the marginal time per item (first claim -> last result, so start-up is left
   out) against a ``concurrent.futures`` + ``subprocess.run`` floor running the same
@@ -28,6 +31,7 @@ Four scenarios, each against a baseline in the same run, as ratios:
     python scripts/bench_packing.py                       # every scenario, full scale
     python scripts/bench_packing.py --items 2000          # a scaled-down drive-items
     python scripts/bench_packing.py --only folder-floor drive-balance
+    python scripts/bench_packing.py --only drive-balance --cold --verbose --keep /tmp/b
 
 A benchmark, not a test: the full drive-items run takes about three minutes.
 """
