@@ -9,8 +9,8 @@ submit, so the sizes follow guided self-scheduling: each task takes
 the sizes shrink towards the end, where the slots must finish together. They shrink no
 further than 1/6 of one slot's share of the job: a job of many tiny items then costs about
 3 x slots tasks, not hundreds, which matters twice on Drive (each task boundary also costs a
-slot a claim and a commit, a second or two at the quota). ``slots`` is the number of slots
-the live workers' heartbeats advertise when the job is submitted.
+slot a claim at the quota; its result trails, see drivemr/worker/trail.py). ``slots`` is the
+number of slots the live workers' heartbeats advertise when the job is submitted.
 
 The functions here are pure (sizes, write estimates); :func:`live_slots` reads heartbeats.
 """

@@ -529,6 +529,31 @@ def test_worker_processes_run_a_packed_inputs_job_end_to_end(
     assert job.packed and len(job.tasks) < 40
 
 
+def test_a_big_task_left_free_goes_before_the_small_ones(
+    write_job: Callable[..., Path], tmp_path: Path
+) -> None:
+    """24 items on 6 slots: 4, 4, 3, 3, 2, 2 and six single items. A worker that lists
+    while the second 4 is still free takes it, whoever it is: left to the last slot that
+    comes by, it would end the job 15 s late on items of 5 s."""
+    from drivemr.protocol import ClaimRef, JobView
+    from drivemr.stores.base import FileInfo
+    from drivemr.worker.plan import plan_tasks
+
+    store = FolderStore(tmp_path / "store", create=True)
+    job = submit(store, items_job(write_job, 24), slots=6)
+    assert [len(t.pack) for t in job.tasks] == [4, 4, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1]
+    view = JobView()
+    for t in job.tasks[:6]:
+        if t.index != 1:
+            view.add_claim(ClaimRef(t.id, 0, "other", FileInfo("x", "x", "p")))
+    starts = {plan_tasks(job, view, me=me, frontier=0).pending[0] for me in "abcdefgh"}
+    assert starts == {job.tasks[1].id}
+    # Among tasks of one size, workers spread over the first three.
+    view.add_claim(ClaimRef(job.tasks[1].id, 0, "other", FileInfo("x", "x", "p")))
+    starts = {plan_tasks(job, view, me=me, frontier=0).pending[0] for me in "abcdefgh"}
+    assert starts == {t.id for t in job.tasks[6:9]}
+
+
 def _job(store: Store, job_id: str) -> Job:
     from drivemr.protocol import find_job
 
@@ -551,9 +576,10 @@ def test_every_worker_claims_a_packed_job_from_its_biggest_task(
     view = JobView()
     for t in job.tasks[:4]:
         view.add_claim(ClaimRef(t.id, 0, "other", FileInfo("x", "x", "p")))
-    starts = {plan_tasks(job, view, me=me, frontier=1).pending[0] for me in ("a", "b", "c", "d")}
-    assert starts <= {t.id for t in job.tasks[4:7]}  # then one of the first free ones
-    assert len(starts) > 1  # not all racing for the same one
+    assert [len(t.pack) for t in job.tasks[4:7]] == [16, 14, 11]
+    starts = {plan_tasks(job, view, me=me, frontier=1).pending[0] for me in "abcdefgh"}
+    # then one of the first free ones about as big as the first (11 < 3/4 of 16)
+    assert starts == {t.id for t in job.tasks[4:6]}  # not all racing for the same one
     # ... and only right after a listing: no blind claim along a run, where the worker
     # whose run it is would race us for it
     step = next_pending(job, [t.id for t in job.tasks[5:]], settled=lambda t: False,

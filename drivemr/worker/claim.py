@@ -87,10 +87,10 @@ class Claimer:
         shared = self.shared
         if shared.stopping.is_set() or shared.fatal is not None:
             return
-        free = len(shared.running) < shared.config.slots
+        free = shared.busy_slots() < shared.config.slots
         if self.idle is not None and free and self._owner_busy():
             return
-        while len(shared.running) < shared.config.slots:
+        while shared.busy_slots() < shared.config.slots:
             candidate = self.next_candidate()
             if candidate is None:
                 return
@@ -120,7 +120,7 @@ class Claimer:
         ):
             return None
         try:
-            if len(shared.running) >= shared.config.slots:
+            if shared.busy_slots() >= shared.config.slots:
                 return None
             candidate = self.next_candidate()
             while candidate is not None and candidate.attempt is None:

@@ -9,11 +9,16 @@ first and referenced by id. Before committing, a worker whose heartbeat is late 
 and checks its claim survived (the lease re-check): a result must never land for a claim
 the others already judged dead and took over. A failed attempt is retried by the same
 worker at the next attempt after a backoff; with none left, the failure is the result.
+
+A slot's committer *holds* the result instead (``hold=True``): the slot claims its next
+task first and hands the held commit to worker/trail.py, which makes it while the slot
+runs on; on Drive a commit and a claim each wait a second or two for the write quota.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import platform
@@ -43,10 +48,24 @@ log = logging.getLogger("drivemr.worker")
 class Committer:
     """Turns finished attempts into results or retries; any thread, shared data under its lock."""
 
-    def __init__(self, shared: Shared, lease: Lease) -> None:
+    def __init__(self, shared: Shared, lease: Lease, *, hold: bool = False) -> None:
+        """``hold``: :meth:`commit` keeps the commit for :meth:`take_held` instead of
+        making it (one slot's committer: the slot runs one attempt at a time)."""
         self.shared = shared
         self.lease = lease
         self._host = platform.node()
+        self._hold = hold
+        self._held: Callable[[], None] | None = None
+
+    @property
+    def holds(self) -> bool:
+        return self._hold
+
+    def take_held(self) -> Callable[[], None] | None:
+        """The commit :meth:`commit` held since the last call, if any (it makes the
+        commit, with every check :meth:`commit` makes, when called)."""
+        held, self._held = self._held, None
+        return held
 
     def conclude(
         self,
@@ -199,7 +218,28 @@ class Committer:
         items: list[dict[str, Any]] | None = None,
     ) -> None:
         """Create the task's one result (or learn that another attempt's came first).
-        ``items``: a pack's entry per item (worker/items.py)."""
+        ``items``: a pack's entry per item (worker/items.py). Held instead with ``hold``."""
+        make = functools.partial(
+            self._commit, a, active, state, outcome, outputs, stdout, stderr, error, items=items
+        )
+        if self._hold:
+            self._held = make
+        else:
+            make()
+
+    def _commit(
+        self,
+        a: Assignment,
+        active: ActiveJob,
+        state: str,
+        outcome: AttemptOutcome,
+        outputs: list[dict[str, Any]],
+        stdout: str,
+        stderr: str,
+        error: str | None,
+        *,
+        items: list[dict[str, Any]] | None = None,
+    ) -> None:
         shared = self.shared
         if a.abandon:
             log.info(

@@ -6,9 +6,11 @@
                                           deaths; our claims after a silence
         claim                             create-once a claim per free slot  claim.py
         run, commit                       in slot threads; a slot that       slot.py,
-                                          finishes claims its next task      commit.py
-                                          itself when the loop has nothing
-                                          to do first, else wakes the loop
+                                          finishes claims its next task      commit.py,
+                                          itself when the loop has nothing   trail.py
+                                          to do first, else wakes the loop;
+                                          its result trails, committed
+                                          while the next attempt runs
 
 ``step()`` runs one iteration in the caller's thread, with time from the injected clock,
 so tests drive several workers over one in-memory store deterministically.
@@ -36,6 +38,7 @@ from drivemr.worker.config import SUMMARY_SECONDS, Clock, JobVerifier, SystemClo
 from drivemr.worker.liveness import HeartbeatThread, Lease, OtherWorkers
 from drivemr.worker.slot import Slot, task_base_env
 from drivemr.worker.state import ActiveJob, Shared
+from drivemr.worker.trail import Trail
 from drivemr.worker.unreadable import EXIT_UNREADABLE
 from drivemr.worker.watch import Watcher
 
@@ -163,8 +166,11 @@ class Worker:
         self._start()
         beat = HeartbeatThread(self.lease)
         beat.start()
+        trail = Trail(shared, self.committer, self.config.slots)
         for number in range(self.config.slots):
-            slot = Slot(number, shared, self.committer, self._base_env, self._redact)
+            # Each slot's own committer holds its results: they trail (worker/trail.py).
+            holding = Committer(shared, self.lease, hold=True)
+            slot = Slot(number, shared, holding, self._base_env, self._redact, trail)
             slot.start(self._slots, self.claimer.claim_for_slot)
         try:
             while not shared.stopping.is_set():
@@ -190,16 +196,19 @@ class Worker:
                     break
                 shared.wake.wait(self._sleep_time())
                 shared.wake.clear()
+            shared.rounds.over()
             if shared.fatal is not None:  # signed out: no attempt could commit, so none waits
                 shared.abandon(f"stopped: {shared.fatal}")
             self._drain()
         finally:
+            shared.rounds.over()
             self._log_summary(force=True)
             shared.stopping.set()
             for _ in range(self.config.slots):
                 self._slots.put(None)
             # Heartbeats went on while we drained (a long drain must not look like a death).
             beat.stop()
+            trail.close()
             self.lease.beat(state="stopped")
             self.finished.set()
         if isinstance(shared.fatal, AuthError):
@@ -210,9 +219,14 @@ class Worker:
 
     def _round(self) -> None:
         """Look at the store, then claim for every free slot (slots claim too: hold the lock)."""
-        with self.claimer.claiming:
-            self.watcher.look()
-            self.claimer.fill_slots(self._slots)
+        rounds = self.shared.rounds
+        rounds.started()
+        try:
+            with self.claimer.claiming:
+                self.watcher.look()
+                self.claimer.fill_slots(self._slots)
+        finally:
+            rounds.ended()
 
     def step(self, *, run: bool = True) -> int:
         """One iteration of the loop in the caller's thread, on the injected clock: the

@@ -77,6 +77,19 @@ def guided(job: Job) -> bool:
     return job.packed and job.packed_for > 0
 
 
+def guided_window(job: Job, pending: list[str]) -> int:
+    """How many of the first free tasks a guided job's worker chooses among: at most
+    GUIDED_WINDOW, each at least 3/4 as big as the first (the biggest left)."""
+    first = len(job.task(pending[0]).pack)
+    window = 1
+    while (
+        window < min(len(pending), GUIDED_WINDOW)
+        and 4 * len(job.task(pending[window]).pack) >= 3 * first
+    ):
+        window += 1
+    return window
+
+
 def run_start(job: Job, pending: list[str], *, me: str, frontier: int | None) -> int:
     """Where in ``pending`` (never-claimed map tasks, in task order) to start claiming.
 
@@ -88,7 +101,7 @@ def run_start(job: Job, pending: list[str], *, me: str, frontier: int | None) ->
 
     A packed job's tasks shrink towards its end (docs/packing.md), so its big tasks must
     go first and its small ones last, as guided self-scheduling needs: a worker takes one
-    of the first GUIDED_WINDOW free tasks after each listing (at the very start, an offset
+    of the first GUIDED_WINDOW free tasks of about the first one's size after each listing (at the very start, an offset
     of its own among the first ones, all of about the same size, so that workers starting
     together do not all race for the first). It never goes on blindly along a run (see :func:`next_pending`):
     its tasks are few and long, so a listing (reads) before each claim costs little."""
@@ -101,8 +114,10 @@ def run_start(job: Job, pending: list[str], *, me: str, frontier: int | None) ->
         # Among the first few free tasks, by a hash that changes with every listing: a
         # worker whose writes are paced slower than the others' would otherwise lose the
         # race for the first free task after every listing.
+        # Only among tasks about as big as the first free one: one of 4, 1, 1 must not
+        # leave the 4 to the last slot that comes by (the job would wait for it).
         mixed = hashlib.sha256(f"{me}/{len(positions)}".encode()).digest()
-        return int.from_bytes(mixed[:8], "big") % min(len(positions), GUIDED_WINDOW)
+        return int.from_bytes(mixed[:8], "big") % guided_window(job, pending)
     if len(positions) == n:
         return seed % n
     if frontier is not None:

@@ -5,12 +5,15 @@ task). A slot reuses one working folder, emptied after every attempt (a scandir 
 cheaper than a mkdir and rmdir per task); ``--keep-workdirs`` gives each attempt a folder
 of its own instead. After each attempt the slot claims its next task itself when it can
 (claim.py): for short tasks a round trip through the loop costs as much as the task.
+A threaded slot's result trails (trail.py): the slot claims its next task first and the
+result is committed in the background while the next attempt runs.
 
 Before: claim.py made the claim. Next: commit.py records the result.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import os
 import queue
@@ -31,6 +34,7 @@ from drivemr.spec import expand
 from drivemr.worker.commit import Committer
 from drivemr.worker.items import PackRun
 from drivemr.worker.state import ActiveJob, Assignment, Shared
+from drivemr.worker.trail import Trail, release
 
 log = logging.getLogger("drivemr.worker")
 
@@ -47,9 +51,17 @@ class Slot:
         committer: Committer,
         base_env: Mapping[str, str],
         redact: Callable[[str], str] | None = None,
+        trail: Trail | None = None,
     ) -> None:
+        """``trail``: results trail (``committer`` must hold them: ``hold=True``);
+        without it each attempt commits before :meth:`run` returns."""
+        if committer.holds and trail is None:
+            raise ValueError("a slot whose committer holds its results needs a trail")
         self.shared = shared
         self.committer = committer
+        self.trail = trail
+        self._trailing: concurrent.futures.Future[None] | None = None
+        """This slot's result being committed by the trail (at most one)."""
         self._base_env = base_env
         workdir = shared.workdir
         self.out = OutputFile(workdir / f".slot{number}.stdout", redact)
@@ -72,34 +84,55 @@ class Slot:
     def serve(
         self, slots: queue.SimpleQueue[Claimed | None], claim_next: Callable[[], Claimed | None]
     ) -> None:
-        """Run what arrives until a None; after each attempt claim the next one here."""
+        """Run what arrives until a None; after each attempt claim the next one here,
+        then hand the attempt's held result to the trail (claims first: they unblock work)."""
         try:
             item = slots.get()
             while item is not None:
-                self.run(*item)
-                item = claim_next()
-                if item is None:
+                held = self.run(*item)
+                self.await_trailing()  # never more than one result uncommitted
+                if held is not None:  # this slot is free from now on: it may claim
+                    with self.shared.lock:
+                        self.shared.trailing.add((item[0].job.id, item[0].task.id))
+                nxt = claim_next()
+                if nxt is None:
+                    ticket = self.shared.rounds.ticket()
                     self.shared.wake.set()  # the loop fills this slot (or finds nothing to do)
-                    item = slots.get()
+                    if held is not None:
+                        # After a listing, maybe: let it claim before our result's write.
+                        self.shared.rounds.wait(ticket)
+                if held is not None:
+                    assert self.trail is not None  # only a slot with a trail holds
+                    self._trailing = self.trail.hand(*item, held)
+                item = nxt if nxt is not None else slots.get()
         finally:
+            self.await_trailing()
             self.close()
+
+    def await_trailing(self) -> None:
+        """Wait until this slot's trailing result (if any) is committed."""
+        if self._trailing is not None:
+            self._trailing.result()  # Trail.commit never raises
+            self._trailing = None
 
     def close(self) -> None:
         self.out.close()
         self.err.close()
 
-    def run(self, a: Assignment, active: ActiveJob) -> None:
-        """One attempt, start to commit. Never raises: one bad attempt never kills the worker."""
+    def run(self, a: Assignment, active: ActiveJob) -> Callable[[], None] | None:
+        """One attempt, start to commit. Never raises: one bad attempt never kills the
+        worker. With a holding committer, returns the held commit (None: nothing to commit)
+        and ``a`` stays running (and its slot busy) until :meth:`serve` hands it on."""
         shared = self.shared
         task_dir: Path | None = None
         try:
             if a.task.packed:
                 ensure_job_files(shared, active)
                 PackRun(self, a, active).run()
-                return
-            task_dir = self._prepare(a, active)
-            outcome = self._execute(a, active, task_dir)
-            self.committer.conclude(a, active, task_dir, outcome, self.out, self.err)
+            else:
+                task_dir = self._prepare(a, active)
+                outcome = self._execute(a, active, task_dir)
+                self.committer.conclude(a, active, task_dir, outcome, self.out, self.err)
         except AuthError as exc:
             shared.fatal = exc
             log.error("%s", exc)
@@ -107,12 +140,12 @@ class Slot:
             log.exception("%s/%s: attempt failed inside the worker: %s", a.job.id, a.task.id, exc)
             self.committer.after_failure(a, active, None, f"worker error: {exc}")
         finally:
-            with shared.lock:
-                shared.running.pop((a.job.id, a.task.id), None)
-            if a.abandon and not shared.stopping.is_set():
-                shared.dirty.reload.add(a.job.id)  # replan: a lapsed claim of ours goes at once
+            held = self.committer.take_held()
+            if held is None:
+                release(shared, a)
             if task_dir is not None:
                 self.release_folder(task_dir)
+        return held
 
     @property
     def base_env(self) -> Mapping[str, str]:

@@ -111,9 +111,51 @@ class Dirty:
         return self.root or bool(self.reload)
 
 
+class Rounds:
+    """The loop's rounds (a look at the store, then claims for the free slots), counted,
+    so a slot can wait until the loop has had its turn: a slot that could not claim its
+    next task itself lets the loop claim for it before its result takes a write."""
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self._started = 0
+        self._ended = 0
+        self._over = False
+
+    def started(self) -> None:
+        with self._cv:
+            self._started += 1
+
+    def ended(self) -> None:
+        with self._cv:
+            self._ended += 1
+            self._cv.notify_all()
+
+    def over(self) -> None:
+        """The loop runs no more rounds (it stops): nobody waits for one."""
+        with self._cv:
+            self._over = True
+            self._cv.notify_all()
+
+    def ticket(self) -> int:
+        """For :meth:`wait`: rounds started so far."""
+        with self._cv:
+            return self._started
+
+    def passed(self, ticket: int) -> bool:
+        """A round that started after ``ticket`` was taken has ended (or none will run)."""
+        with self._cv:
+            return self._over or self._ended > ticket
+
+    def wait(self, ticket: int) -> None:
+        """Until :meth:`passed`."""
+        with self._cv:
+            self._cv.wait_for(lambda: self._over or self._ended > ticket)
+
+
 class Shared:
     """The state every part of one worker uses. Owns ``lock`` (re-entrant), which guards
-    ``jobs``, ``done_jobs``, ``running``, ``stats`` updates from slots, and each
+    ``jobs``, ``done_jobs``, ``running``, ``trailing``, ``stats`` updates from slots, and each
     ActiveJob's view, retries and given_up; ``stopping`` and ``wake`` are the loop's."""
 
     def __init__(self, store: Store, config: WorkerConfig, clock: Clock, trust: Trust) -> None:
@@ -131,15 +173,24 @@ class Shared:
         self.jobs: dict[str, ActiveJob] = {}
         self.done_jobs: set[str] = set()
         self.running: dict[tuple[str, str], Assignment] = {}
+        self.trailing: set[tuple[str, str]] = set()
+        """Attempts in ``running`` that ended and whose result trails, being committed
+        while their slot runs its next attempt (worker/trail.py): they hold no slot."""
         self.stats = collections.Counter[str]()
         self.dirty = Dirty()
         self.stopping = threading.Event()
         self.wake = threading.Event()
+        self.rounds = Rounds()
         self.fatal: BaseException | None = None
         """Set when no store call can succeed any more (signed out): the worker stops."""
 
     def is_running(self, job_id: str, task_id: str) -> bool:
+        """Running here, or ended here and its result still being committed."""
         return (job_id, task_id) in self.running
+
+    def busy_slots(self) -> int:
+        """Slots running an attempt (a trailing result holds none)."""
+        return len(self.running) - len(self.trailing)
 
     def abandon(
         self, reason: str, which: Callable[[Assignment], bool] = lambda a: True

@@ -468,6 +468,30 @@ def test_shared_pacer_per_process() -> None:
     assert a.pacer is b.pacer and a.pacer is not None and c.pacer is None
 
 
+def test_pcs_sharing_an_accounts_rate_share_its_burst() -> None:
+    """Three PCs at ``--write-rate 1`` (the account's 3 shared out) whose two slots all end
+    a task at once: together they send no more writes at that instant than the account's
+    quota lets through (3), where bursts of 2 each sent 6 and got 3 refused."""
+    from drivemr.stores.drive.pacing import burst_for
+
+    assert burst_for(3.0) == burst_for(30.0) == 2.0
+    assert burst_for(1.5) == burst_for(1.0) == burst_for(0.2) == 1.0
+    assert burst_for(2.25) == pytest.approx(1.5)
+    clock = FakeClock()
+    pacers = [WritePacer(1.0, burst_for(1.0), clock=clock, sleep=clock.sleep) for _ in range(3)]
+    at_once = sum(p.acquire() == 0.0 for p in pacers for _slot in range(2))
+    assert at_once == 3
+    # The store takes its default burst from its rate; an explicit one wins.
+    shared = DriveStore("r", endpoint=ENDPOINT + "/burst", http_factory=ScriptedHttp, write_rate=1)
+    own = DriveStore(
+        "r", endpoint=ENDPOINT + "/burst", http_factory=ScriptedHttp, write_rate=1, write_burst=4
+    )
+    full = DriveStore("r", endpoint=ENDPOINT + "/burst", http_factory=ScriptedHttp, write_rate=3)
+    assert shared.pacer is not None and shared.pacer.capacity == 1.0
+    assert own.pacer is not None and own.pacer.capacity == 4.0
+    assert full.pacer is not None and full.pacer.capacity == 2.0
+
+
 # -- threads --
 
 

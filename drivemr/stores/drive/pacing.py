@@ -13,12 +13,30 @@ import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["AIMD_STEP", "DEFAULT_WRITE_RATE", "WritePacer", "shared_pacer"]
+__all__ = [
+    "AIMD_STEP",
+    "DEFAULT_BURST",
+    "DEFAULT_WRITE_RATE",
+    "WritePacer",
+    "burst_for",
+    "shared_pacer",
+]
 
 DEFAULT_WRITE_RATE = 3.0
 """Drive's sustained write limit per account, writes per second."""
+DEFAULT_BURST = 2.0
+"""Writes a pacer at the account's whole rate lets through at once after a pause."""
 AIMD_STEP = 0.02
 """After the quota refused a write, each accepted write wins back this share of the rate."""
+
+
+def burst_for(rate: float) -> float:
+    """The burst of a pacer at ``rate``: DEFAULT_BURST at the account's rate or above, the
+    same share of it below (never under one write). PCs that share an account's rate
+    (``--write-rate 1`` each on three PCs) then share its burst too: three bursts of two
+    writes at once, as when every slot of every PC ends a task at the same moment, would
+    be refused by the account's quota, and each refusal halves that PC's rate."""
+    return max(1.0, min(DEFAULT_BURST, DEFAULT_BURST * rate / DEFAULT_WRITE_RATE))
 
 
 class WritePacer:

@@ -38,7 +38,7 @@ from drivemr.stores.drive.fields import (
     file_info,
     mimetype,
 )
-from drivemr.stores.drive.pacing import DEFAULT_WRITE_RATE, WritePacer, shared_pacer
+from drivemr.stores.drive.pacing import DEFAULT_WRITE_RATE, WritePacer, burst_for, shared_pacer
 from drivemr.stores.drive.root import RootPlace, instance_or_class
 from drivemr.stores.drive.session import DriveSession
 from drivemr.stores.drive.transfer import download_to, resumable_upload
@@ -96,7 +96,7 @@ class DriveStore(Store):
         credentials: Any = None,
         config_dir: Path | None = None,
         write_rate: float | None = DEFAULT_WRITE_RATE,
-        write_burst: float = 2.0,
+        write_burst: float | None = None,
         pacer: WritePacer | None = None,
         max_attempts: int = 8,
         max_retry_time: float = 300.0,
@@ -123,7 +123,8 @@ class DriveStore(Store):
             # A fixed bearer token, never refreshed: the fake names its account by it.
             credentials = Credentials(token=os.environ[TOKEN_ENV].strip())
         if pacer is None and write_rate:
-            pacer = shared_pacer(self.endpoint or "google", float(write_rate), write_burst)
+            burst = burst_for(float(write_rate)) if write_burst is None else write_burst
+            pacer = shared_pacer(self.endpoint or "google", float(write_rate), burst)
         if policy is None:
             policy = RetryPolicy(
                 max_attempts=max(1, int(max_attempts)),
