@@ -30,3 +30,9 @@ class TestS3StoreContract(StoreContract):
     @pytest.fixture
     def store_env(self, s3_server: dict[str, str]) -> dict[str, str]:
         return s3_server
+
+    @pytest.mark.slow  # about 12 s: three processes' requests through one loopback server
+    def test_exclusive_create_race_across_processes(
+        self, store: Any, store_url: str, store_env: dict[str, str]
+    ) -> None:
+        super().test_exclusive_create_race_across_processes(store, store_url, store_env)
