@@ -15,8 +15,8 @@ Usage::
     python scripts/soak.py --minutes 30 --workers 2
     python scripts/soak.py --minutes 3 --json soak.json
 
-The machinery lives in :mod:`drivemr.testing.soak` (tests/chaos/test_soak.py runs a
-3-minute version of it).
+The machinery lives in :mod:`drivemr.testing.soak` (tests/chaos/test_soak.py runs an
+80-second version of it).
 """
 
 from __future__ import annotations

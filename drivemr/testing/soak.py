@@ -6,8 +6,8 @@ A worker started as a service runs for weeks; the chaos campaign runs for minute
 long run finds is growth: memory, open files, threads, the working folder, the log. The
 soak measures the slope of each (per hour and per 1,000 jobs, after a warm-up) and checks
 the account of every task (committed once, none lost; duplicates only from restarts).
-``scripts/soak.py`` runs it from the command line; ``tests/chaos/test_soak.py`` runs a
-3-minute version and asserts flatness with a tolerant statistic.
+``scripts/soak.py`` runs it from the command line; ``tests/chaos/test_soak.py`` runs an
+80-second version and asserts flatness with a tolerant statistic.
 """
 
 from __future__ import annotations

@@ -68,7 +68,9 @@ def test_sigterm_mid_task_drains_and_exits_zero(
         60,
         "worker a to start a task",
     )
-    b = c.start("b", "--exit-when-idle", slots=2)
+    # b runs the other three tasks at once (one round of lease x 1.5, not two): busy as
+    # before while a drains, in half the time.
+    b = c.start("b", "--exit-when-idle", slots=3)
     term_at = time.time()
     a.popen.send_signal(signal.SIGTERM)
     assert a.popen.wait(timeout=120) == 0, chaos_logs()

@@ -238,6 +238,7 @@ def test_three_workers_run_a_wordcount_whose_reduce_equals_the_direct_count(
     check_one_result_per_task_and_no_duplicates(inspect_drive, job)
 
 
+@pytest.mark.slow  # 25-50 s: backoffs, a lease and lagging names pace the job
 def test_faults_quota_lost_acks_and_lagging_names_lose_and_duplicate_nothing(
     e2e_fake: FakeDriveServer,
     e2e_drive_url: str,

@@ -47,11 +47,13 @@ def test_a_storm_of_s3_faults_under_in_process_workers(
     pytest.importorskip("moto.server")
     del isolated_config
     with cc.Cluster("s3", tmp_path / "cluster", lease=5.0, poll=0.2) as cluster:
-        r = cc.storm_campaign(cluster, tasks=40, fault_rate=0.3)
+        # 20 tasks are a few hundred S3 requests: at 30% faults, dozens injected and
+        # operations retried 3 times and more, as with the campaign's 40.
+        r = cc.storm_campaign(cluster, tasks=20, fault_rate=0.3)
     print("\n".join(r.lines()))
     acc = r.account
     assert r.job_state == "done", acc.problems
-    assert (acc.committed, acc.done, acc.lost, acc.unexpected) == (40, 40, 0, 0), acc.problems
+    assert (acc.committed, acc.done, acc.lost, acc.unexpected) == (20, 20, 0, 0), acc.problems
     assert r.faults_injected >= 20  # the storm really blew
     assert max(r.attempts_histogram) >= 3  # operations were retried...
     assert r.max_attempts_seen <= r.cap  # ...never beyond the cap

@@ -118,6 +118,7 @@ def executions(sidefx: Path) -> collections.Counter[str]:
     return collections.Counter(p.name.split(".")[0] for p in sidefx.iterdir())
 
 
+@pytest.mark.slow  # 10-15 s of worker processes on the loopback S3 server
 def test_three_workers_through_a_storm_of_faults_commit_every_task_once(
     s3_store_url: str,
     s3_workers: WorkerProcs,
@@ -156,6 +157,7 @@ def test_three_workers_through_a_storm_of_faults_commit_every_task_once(
     assert len({t["worker"] for t in doc["tasks"]}) >= 2  # the PCs shared the work
 
 
+@pytest.mark.slow  # 10-15 s: a lease to expire and 40 tasks on the loopback S3 server
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
 def test_kill9_of_a_worker_mid_job_loses_and_duplicates_nothing_beyond_its_claims(
     s3_store_url: str,
