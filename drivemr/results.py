@@ -354,6 +354,24 @@ class ResultReader:
                 out[info.id] = ref
         return out
 
+    def known_many(
+        self, entries: Iterable[tuple[Task, int, FileInfo]]
+    ) -> dict[str, ResultRef | None]:
+        """What this reader already knows of ``entries``, without reading any: by file id,
+        the result of a file it opened (or this PC sealed), None for one that did not open;
+        files it never opened are left out."""
+        out: dict[str, ResultRef | None] = {}
+        for _task, slot, info in entries:
+            key = self._key(info)
+            with self._lock:
+                m = self._good.get(key)
+                if m is not None:
+                    self._good.move_to_end(key)
+                    out[info.id] = m.ref(info, slot)
+                elif key in self._bad:
+                    out[info.id] = None
+        return out
+
     def verified(self, store: Store, job: Job, task: Task, info: FileInfo) -> Manifest | None:
         """The manifest in ``info`` if its seal opens (cached like :meth:`check`): for
         reports, which show facts; outputs are used only through :meth:`manifest`."""

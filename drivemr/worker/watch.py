@@ -26,6 +26,7 @@ from drivemr.protocol import (
     load_view,
     open_marker,
     read_job,
+    verify_hints,
 )
 from drivemr.rounds import round_names
 from drivemr.stores.base import FileInfo
@@ -37,6 +38,7 @@ from drivemr.worker.liveness import Lease, OtherWorkers
 from drivemr.worker.plan import plan_tasks
 from drivemr.worker.state import ActiveJob, Assignment, Shared
 from drivemr.worker.unreadable import UnreadableJobs
+from drivemr.worker.verify import awaiting_verification, elected
 
 log = logging.getLogger("drivemr.worker")
 
@@ -138,6 +140,12 @@ class Watcher:
                 self._check_markers(job_id)
             if self.others.notice_dead():
                 dirty.reload.update(shared.jobs)
+            with shared.lock:
+                dirty.reload.update(
+                    job_id
+                    for job_id, active in shared.jobs.items()
+                    if active.verify_at is not None and now >= active.verify_at
+                )
             with shared.lock:
                 for job_id in list(dirty.stale):
                     active = shared.jobs.get(job_id)
@@ -282,7 +290,7 @@ class Watcher:
             shared.done_jobs.add(job_id)
             self.ends.seen_done(job_id, folder.id, folder.modified)
             return
-        view = load_view(shared.store, job, shared.trust, reader=shared.results)
+        view = load_view(shared.store, job, shared.trust, reader=shared.results, verify=False)
         if view.finished or view.cancelled:
             shared.done_jobs.add(job_id)
             if not view.cancelled:
@@ -290,6 +298,7 @@ class Watcher:
             self.history.remember_finished(job_id, signed_time(job), job.round)
             return
         active = ActiveJob(job, view, collections.deque(), set())
+        self._open_hints(active, view)
         self._learn_claimers(active, view)
         self.replan(active)
         with shared.lock:
@@ -320,11 +329,19 @@ class Watcher:
             return
         listed_at = shared.clock.monotonic()
         try:
-            view = load_view(shared.store, active.job, shared.trust, reader=shared.results)
+            view = load_view(
+                shared.store, active.job, shared.trust, reader=shared.results, verify=False
+            )
         except NotFound:
             if self.ends.forget_if_gone(active):
                 return
             raise
+        with shared.lock:
+            known = dict(active.view.results)
+        for tid, result in known.items():
+            if tid not in view.results:
+                view.set_result(tid, result)
+        self._open_hints(active, view)
         self._learn_claimers(active, view)
         with shared.lock:
             # Claims and results are never removed: keep what we learnt while listing.
@@ -332,7 +349,8 @@ class Watcher:
                 for ref in gens.values():
                     view.claims.setdefault(ref.task, {}).setdefault(ref.gen, ref)
             for tid, result in active.view.results.items():
-                view.results.setdefault(tid, result)
+                if tid not in view.results:
+                    view.set_result(tid, result)
             active.view = view
             active.listed_at = listed_at
             self.replan(active)
@@ -340,8 +358,31 @@ class Watcher:
         if view.cancelled:
             self.ends.cancel(active)
         self._abandon_superseded(active)
-        if complete:
-            self.ends.finish(active)
+        if complete or view.finished:
+            self.ends.finish(active)  # on valid results, or a trusted finished marker
+
+    def _open_hints(self, active: ActiveJob, view: JobView) -> None:
+        """Open the hints of ``view`` that matter now (see drivemr.worker.verify): all of
+        them when the job's end depends on them and this worker is its verifier (or the
+        verifier's lease ran out), else those of tasks this worker runs (a hint must not
+        stop an attempt). Store reads: called before the shared lock is taken."""
+        shared, job = self.shared, active.job
+        with shared.lock:
+            committed = set(active.committed)
+            running = {tid for jid, tid in shared.running if jid == job.id}
+            given_up = set(active.given_up)
+        if not awaiting_verification(job, view, given_up):
+            active.verify_at = None
+            mine = {tid: view.hints[tid] for tid in running if tid in view.hints}
+            if mine:
+                verify_hints(shared.store, job, view, shared.results, mine)
+            return
+        now = shared.clock.monotonic()
+        if active.verify_at is None:
+            active.verify_at = now + shared.config.lease
+        if elected(view, committed) or now >= active.verify_at:
+            verify_hints(shared.store, job, view, shared.results)
+            active.verify_at = None
 
     def replan(self, active: ActiveJob) -> None:
         """Plan the job afresh from its view (see plan.plan_tasks)."""
@@ -389,7 +430,7 @@ class Watcher:
         active.claimers_learned = True
         for tid, gens in view.claims.items():
             top = gens[max(gens)]
-            if top.worker or tid in view.results or top.file.modified > cutoff:
+            if top.worker or view.settled(tid) or top.file.modified > cutoff:
                 continue
             sealed = open_claim(
                 shared.trust, shared.store, active.job.id, tid, top.gen, "", top.file
@@ -404,6 +445,7 @@ class Watcher:
             return
         shared = self.shared
         cancel = active.job.markers.get("cancel")
+        finished = active.job.markers.get("finished")
         try:
             entries = shared.store.list(active.job.folder)
         except NotFound:
@@ -414,6 +456,10 @@ class Watcher:
             if info.id == cancel and open_marker(shared.trust, shared.store, active.job, info):
                 active.view.cancelled = True
                 self.ends.cancel(active)
+                return
+            if info.id == finished and open_marker(shared.trust, shared.store, active.job, info):
+                active.view.finished = True  # its writer opened every result
+                self.ends.finish(active)
                 return
         if round_names(entries) > active.job.round:
             self._new_round(active, entries)

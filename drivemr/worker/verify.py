@@ -1,0 +1,38 @@
+"""Which worker opens a job's results, and when: one worker per job, not every worker.
+
+A worker plans from hints: a file listed at a task's minted result slot keeps the task out
+of its claim plan and its liveness takeovers without being opened (:class:`JobView.hints`),
+since opening every result another worker commits costs each worker a read per task. A
+hint never counts as done: the reduce barrier and the job's completion are decided on
+opened results only. They are opened when the job's end depends on them, i.e. once every
+map task is settled (or given up) and some only by hints, and then by one worker: the one that created
+the newest file at a result slot (every worker lists the same files, so all agree on who
+that is; with a reduce, that is the reduce's committer, which opened every map result
+before the reduce was due for it). It opens every hint (a planted file that does not open
+makes its task claimable again) and, on valid results only, ends the job with the sealed
+``finished`` marker; the others end it on that trusted marker. If the job has not ended a
+lease after a worker saw it settled (its verifier died, or the newest file is a planted
+one nobody created), that worker opens the hints itself. A worker also opens the hints of
+the tasks it runs itself before abandoning its attempt for another worker's result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from drivemr.protocol import Job, JobView
+
+
+def awaiting_verification(job: Job, view: JobView, given_up: Collection[str] = ()) -> bool:
+    """Every map task is settled (or given up here: blocked by planted claims) and some
+    result (the reduce's included) is only a hint."""
+    return bool(view.hints) and all(view.settled(t.id) or t.id in given_up for t in job.tasks)
+
+
+def elected(view: JobView, committed: Collection[str]) -> bool:
+    """Whether this worker (which created the result files ``committed``) created the
+    newest file the listing showed at a result slot, by (modified time, id)."""
+    files = [info for entries in view.found.values() for _slot, info in entries]
+    if not files:
+        return False
+    return max(files, key=lambda f: (f.modified, f.id)).id in committed
