@@ -7,7 +7,7 @@ hint never counts as done: the reduce barrier and the job's completion are decid
 opened results only. They are opened when the job's end depends on them, i.e. once every
 map task is settled (or given up) and some only by hints, and then by one worker: the one that created
 the newest file at a result slot (every worker lists the same files, so all agree on who
-that is; with a reduce, that is the reduce's committer, which opened every map result
+that is, and a worker that sees no other live worker is its own verifier; with a reduce, that is the reduce's committer, which opened every map result
 before the reduce was due for it). It opens every hint (a planted file that does not open
 makes its task claimable again) and, on valid results only, ends the job with the sealed
 ``finished`` marker; the others end it on that trusted marker. If the job has not ended a

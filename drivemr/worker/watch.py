@@ -380,7 +380,7 @@ class Watcher:
         now = shared.clock.monotonic()
         if active.verify_at is None:
             active.verify_at = now + shared.config.lease
-        if elected(view, committed) or now >= active.verify_at:
+        if elected(view, committed) or self.others.alone() or now >= active.verify_at:
             verify_hints(shared.store, job, view, shared.results)
             active.verify_at = None
 
