@@ -367,6 +367,8 @@ class Watcher:
         verifier's lease ran out), else those of tasks this worker runs (a hint must not
         stop an attempt). Store reads: called before the shared lock is taken."""
         shared, job = self.shared, active.job
+        if view.finished or view.cancelled:
+            return  # it ends on the trusted marker: nothing to open
         with shared.lock:
             committed = set(active.committed)
             running = {tid for jid, tid in shared.running if jid == job.id}
