@@ -31,8 +31,11 @@ def awaiting_verification(job: Job, view: JobView, given_up: Collection[str] = (
 
 def elected(view: JobView, committed: Collection[str]) -> bool:
     """Whether this worker (which created the result files ``committed``) created the
-    newest file the listing showed at a result slot, by (modified time, id)."""
+    newest file the listing showed at a result slot, by (modified time, id). Not while
+    the view holds a result the listing did not show (committed here since): every
+    worker must judge the same files, so the next listing decides."""
     files = [info for entries in view.found.values() for _slot, info in entries]
-    if not files:
+    listed = {info.id for info in files}
+    if not files or any(r.file.id not in listed for r in view.results.values()):
         return False
     return max(files, key=lambda f: (f.modified, f.id)).id in committed
