@@ -354,14 +354,11 @@ class ResultReader:
                 out[info.id] = ref
         return out
 
-    def known_many(
-        self, entries: Iterable[tuple[Task, int, FileInfo]]
-    ) -> dict[str, ResultRef | None]:
-        """What this reader already knows of ``entries``, without reading any: by file id,
-        the result of a file it opened (or this PC sealed), None for one that did not open;
-        files it never opened are left out."""
+    def known_many(self, entries: Iterable[tuple[int, FileInfo]]) -> dict[str, ResultRef | None]:
+        """By file id, without a read: the result of each file opened (or sealed) here,
+        None for one that did not open; files never opened are left out."""
         out: dict[str, ResultRef | None] = {}
-        for _task, slot, info in entries:
+        for slot, info in entries:
             key = self._key(info)
             with self._lock:
                 m = self._good.get(key)

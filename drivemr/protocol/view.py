@@ -52,6 +52,16 @@ class JobView:
         """The task has a result, opened or only listed (a hint): nothing to claim."""
         return task in self.results or task in self.hints
 
+    def learn(self, older: JobView) -> None:
+        """Keep what an older view of the job knew: claims and opened results are never
+        removed (this view's listing may predate them)."""
+        for gens in older.claims.values():
+            for ref in gens.values():
+                self.claims.setdefault(ref.task, {}).setdefault(ref.gen, ref)
+        for tid, result in older.results.items():
+            if tid not in self.results:
+                self.set_result(tid, result)
+
     def set_result(self, task: str, ref: ResultRef) -> None:
         """An opened result of ``task`` (it replaces a hint)."""
         self.results[task] = ref
@@ -123,9 +133,7 @@ def load_view(
         verify_hints(store, job, view, reader, found)
     else:
         for tid, entries in found.items():
-            _settle(
-                view, tid, entries, reader.known_many([(job.task(tid), k, i) for k, i in entries])
-            )
+            _settle(view, tid, entries, reader.known_many(entries))
     markers = {info.id: info for info in store.list(job.folder)}
     for marker in ("cancel", "finished"):
         found_marker = markers.get(job.markers.get(marker, ""))

@@ -18,9 +18,10 @@ the tasks it runs itself before abandoning its attempt for another worker's resu
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
-from drivemr.protocol import Job, JobView
+from drivemr.protocol import Job, JobView, verify_hints
+from drivemr.worker.state import ActiveJob, Shared
 
 
 def awaiting_verification(job: Job, view: JobView, given_up: Collection[str] = ()) -> bool:
@@ -39,3 +40,42 @@ def elected(view: JobView, committed: Collection[str]) -> bool:
     if not files or any(r.file.id not in listed for r in view.results.values()):
         return False
     return max(files, key=lambda f: (f.modified, f.id)).id in committed
+
+
+def verify_due(shared: Shared, now: float) -> list[str]:
+    """The jobs whose verifier's lease ran out (monotonic ``now``): to relist and verify."""
+    with shared.lock:
+        return [
+            job_id
+            for job_id, active in shared.jobs.items()
+            if active.verify_at is not None and now >= active.verify_at
+        ]
+
+
+def open_hints(
+    shared: Shared, active: ActiveJob, view: JobView, *, alone: Callable[[], bool]
+) -> None:
+    """Open the hints of ``view`` (a fresh view of ``active``'s job) that matter now: all
+    of them when the job's end depends on them and this worker is its verifier, sees no
+    other live worker (``alone``) or saw the job settled a lease ago; else those of tasks
+    this worker runs (a hint must not stop an attempt). Store reads: the loop thread,
+    before the shared lock is taken."""
+    job = active.job
+    if view.finished or view.cancelled:
+        return  # it ends on the trusted marker: nothing to open
+    with shared.lock:
+        committed = set(active.committed)
+        running = {tid for jid, tid in shared.running if jid == job.id}
+        given_up = set(active.given_up)
+    if not awaiting_verification(job, view, given_up):
+        active.verify_at = None
+        mine = {tid: view.hints[tid] for tid in running if tid in view.hints}
+        if mine:
+            verify_hints(shared.store, job, view, shared.results, mine)
+        return
+    now = shared.clock.monotonic()
+    if active.verify_at is None:
+        active.verify_at = now + shared.config.lease
+    if elected(view, committed) or alone() or now >= active.verify_at:
+        verify_hints(shared.store, job, view, shared.results)
+        active.verify_at = None

@@ -26,7 +26,6 @@ from drivemr.protocol import (
     load_view,
     open_marker,
     read_job,
-    verify_hints,
 )
 from drivemr.rounds import round_names
 from drivemr.stores.base import FileInfo
@@ -38,7 +37,7 @@ from drivemr.worker.liveness import Lease, OtherWorkers
 from drivemr.worker.plan import plan_tasks
 from drivemr.worker.state import ActiveJob, Assignment, Shared
 from drivemr.worker.unreadable import UnreadableJobs
-from drivemr.worker.verify import awaiting_verification, elected
+from drivemr.worker.verify import open_hints, verify_due
 
 log = logging.getLogger("drivemr.worker")
 
@@ -140,12 +139,7 @@ class Watcher:
                 self._check_markers(job_id)
             if self.others.notice_dead():
                 dirty.reload.update(shared.jobs)
-            with shared.lock:
-                dirty.reload.update(
-                    job_id
-                    for job_id, active in shared.jobs.items()
-                    if active.verify_at is not None and now >= active.verify_at
-                )
+            dirty.reload.update(verify_due(shared, now))
             with shared.lock:
                 for job_id in list(dirty.stale):
                     active = shared.jobs.get(job_id)
@@ -298,7 +292,7 @@ class Watcher:
             self.history.remember_finished(job_id, signed_time(job), job.round)
             return
         active = ActiveJob(job, view, collections.deque(), set())
-        self._open_hints(active, view)
+        open_hints(shared, active, view, alone=self.others.alone)
         self._learn_claimers(active, view)
         self.replan(active)
         with shared.lock:
@@ -337,20 +331,11 @@ class Watcher:
                 return
             raise
         with shared.lock:
-            known = dict(active.view.results)
-        for tid, result in known.items():
-            if tid not in view.results:
-                view.set_result(tid, result)
-        self._open_hints(active, view)
+            view.learn(active.view)  # our own results: no hints, no reads
+        open_hints(shared, active, view, alone=self.others.alone)
         self._learn_claimers(active, view)
         with shared.lock:
-            # Claims and results are never removed: keep what we learnt while listing.
-            for gens in active.view.claims.values():
-                for ref in gens.values():
-                    view.claims.setdefault(ref.task, {}).setdefault(ref.gen, ref)
-            for tid, result in active.view.results.items():
-                if tid not in view.results:
-                    view.set_result(tid, result)
+            view.learn(active.view)  # and what we learnt while listing
             active.view = view
             active.listed_at = listed_at
             self.replan(active)
@@ -360,31 +345,6 @@ class Watcher:
         self._abandon_superseded(active)
         if complete or view.finished:
             self.ends.finish(active)  # on valid results, or a trusted finished marker
-
-    def _open_hints(self, active: ActiveJob, view: JobView) -> None:
-        """Open the hints of ``view`` that matter now (see drivemr.worker.verify): all of
-        them when the job's end depends on them and this worker is its verifier (or the
-        verifier's lease ran out), else those of tasks this worker runs (a hint must not
-        stop an attempt). Store reads: called before the shared lock is taken."""
-        shared, job = self.shared, active.job
-        if view.finished or view.cancelled:
-            return  # it ends on the trusted marker: nothing to open
-        with shared.lock:
-            committed = set(active.committed)
-            running = {tid for jid, tid in shared.running if jid == job.id}
-            given_up = set(active.given_up)
-        if not awaiting_verification(job, view, given_up):
-            active.verify_at = None
-            mine = {tid: view.hints[tid] for tid in running if tid in view.hints}
-            if mine:
-                verify_hints(shared.store, job, view, shared.results, mine)
-            return
-        now = shared.clock.monotonic()
-        if active.verify_at is None:
-            active.verify_at = now + shared.config.lease
-        if elected(view, committed) or self.others.alone() or now >= active.verify_at:
-            verify_hints(shared.store, job, view, shared.results)
-            active.verify_at = None
 
     def replan(self, active: ActiveJob) -> None:
         """Plan the job afresh from its view (see plan.plan_tasks)."""
