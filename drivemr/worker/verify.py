@@ -58,8 +58,8 @@ def open_hints(
     """Open the hints of ``view`` (a fresh view of ``active``'s job) that matter now: all
     of them when the job's end depends on them and this worker is its verifier, sees no
     other live worker (``alone``) or saw the job settled a lease ago; else those of tasks
-    this worker runs (a hint must not stop an attempt). Store reads: the loop thread,
-    before the shared lock is taken."""
+    this worker runs (only a valid result stops an attempt: see _abandon_superseded).
+    Store reads: the loop thread, before the shared lock is taken."""
     job = active.job
     if view.finished or view.cancelled:
         return  # it ends on the trusted marker: nothing to open
@@ -67,15 +67,16 @@ def open_hints(
         committed = set(active.committed)
         running = {tid for jid, tid in shared.running if jid == job.id}
         given_up = set(active.given_up)
-    if not awaiting_verification(job, view, given_up):
+    mine = {tid: view.hints[tid] for tid in running if tid in view.hints}
+    if awaiting_verification(job, view, given_up):
+        now = shared.clock.monotonic()
+        if active.verify_at is None:
+            active.verify_at = now + shared.config.lease
+        if elected(view, committed) or alone() or now >= active.verify_at:
+            verify_hints(shared.store, job, view, shared.results)
+            active.verify_at = None
+            return
+    else:
         active.verify_at = None
-        mine = {tid: view.hints[tid] for tid in running if tid in view.hints}
-        if mine:
-            verify_hints(shared.store, job, view, shared.results, mine)
-        return
-    now = shared.clock.monotonic()
-    if active.verify_at is None:
-        active.verify_at = now + shared.config.lease
-    if elected(view, committed) or alone() or now >= active.verify_at:
-        verify_hints(shared.store, job, view, shared.results)
-        active.verify_at = None
+    if mine:
+        verify_hints(shared.store, job, view, shared.results, mine)
