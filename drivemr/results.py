@@ -354,6 +354,21 @@ class ResultReader:
                 out[info.id] = ref
         return out
 
+    def known_many(self, entries: Iterable[tuple[int, FileInfo]]) -> dict[str, ResultRef | None]:
+        """By file id, without a read: the result of each file opened (or sealed) here,
+        None for one that did not open; files never opened are left out."""
+        out: dict[str, ResultRef | None] = {}
+        for slot, info in entries:
+            key = self._key(info)
+            with self._lock:
+                m = self._good.get(key)
+                if m is not None:
+                    self._good.move_to_end(key)
+                    out[info.id] = m.ref(info, slot)
+                elif key in self._bad:
+                    out[info.id] = None
+        return out
+
     def verified(self, store: Store, job: Job, task: Task, info: FileInfo) -> Manifest | None:
         """The manifest in ``info`` if its seal opens (cached like :meth:`check`): for
         reports, which show facts; outputs are used only through :meth:`manifest`."""

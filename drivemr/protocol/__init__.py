@@ -105,6 +105,7 @@ from drivemr.protocol.view import (
     nothing_left,
     open_marker,
     reduce_due,
+    verify_hints,
 )
 
 __all__ = [
@@ -174,4 +175,5 @@ __all__ = [
     "result_slots",
     "slot_result_name",
     "submit",
+    "verify_hints",
 ]

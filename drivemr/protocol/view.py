@@ -9,7 +9,7 @@ functions of a job and its view. Markers (cancel, finished) are created once, se
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -37,8 +37,35 @@ class JobView:
 
     claims: dict[str, dict[int, ClaimRef]] = field(default_factory=dict)
     results: dict[str, ResultRef] = field(default_factory=dict)
+    """Each task's result whose seal opened: the first valid one in slot order."""
+    hints: dict[str, list[tuple[int, FileInfo]]] = field(default_factory=dict)
+    """Tasks without an opened result but with files listed at their result slots that
+    were not opened yet (a view loaded with ``verify=False``): (slot, file) in slot order,
+    from the first slot not known to be invalid. A hint says "committed, unverified": it
+    keeps the task out of a worker's claim plan and takeovers, and never counts as done."""
+    found: dict[str, list[tuple[int, FileInfo]]] = field(default_factory=dict)
+    """Every file the listing showed at a minted result slot, by task, in slot order."""
     cancelled: bool = False
     finished: bool = False
+
+    def settled(self, task: str) -> bool:
+        """The task has a result, opened or only listed (a hint): nothing to claim."""
+        return task in self.results or task in self.hints
+
+    def learn(self, older: JobView) -> None:
+        """Keep what an older view of the job knew: claims and opened results are never
+        removed (this view's listing may predate them)."""
+        for gens in older.claims.values():
+            for ref in gens.values():
+                self.claims.setdefault(ref.task, {}).setdefault(ref.gen, ref)
+        for tid, result in older.results.items():
+            if tid not in self.results:
+                self.set_result(tid, result)
+
+    def set_result(self, task: str, ref: ResultRef) -> None:
+        """An opened result of ``task`` (it replaces a hint)."""
+        self.results[task] = ref
+        self.hints.pop(task, None)
 
     def top_claim(self, task: str) -> ClaimRef | None:
         gens = self.claims.get(task)
@@ -53,7 +80,12 @@ class JobView:
 
 
 def load_view(
-    store: Store, job: Job, trust: Trust | None = None, *, reader: ResultReader | None = None
+    store: Store,
+    job: Job,
+    trust: Trust | None = None,
+    *,
+    reader: ResultReader | None = None,
+    verify: bool = True,
 ) -> JobView:
     """Claims, results and markers of ``job`` (at its latest round), from three listings.
 
@@ -64,7 +96,9 @@ def load_view(
     the sealed body when a reader acts on the claim) and from its seal in later ones (known
     once a reader here opened it: "" before; readers open a claim before acting on it). A result counts only once its seal opens (``reader``; by
     default one built on ``trust``, or on this PC's reader Trust): the task's result is the
-    first valid one in slot order. With ``trust``, a cancel or finished marker counts only
+    first valid one in slot order. With ``verify=False`` (a worker planning) only results
+    the reader already opened are opened; the others are :attr:`JobView.hints` until
+    :func:`verify_hints` opens them. With ``trust``, a cancel or finished marker counts only
     when it opens (sealed by a trusted key, for this job and round); without it (callers
     that only display) its presence does."""
     if reader is None:
@@ -92,15 +126,14 @@ def load_view(
             _skip(job.id, "results", info.name)
         if hit is not None and not info.is_folder:
             found.setdefault(hit[0].id, []).append((hit[1], info))
-    checked = reader.check_many(
-        store, job, [(job.task(t), k, info) for t, entries in found.items() for k, info in entries]
-    )
-    for tid, entries in found.items():
-        for _k, info in sorted(entries, key=lambda e: e[0]):
-            ref = checked.get(info.id)
-            if ref is not None:
-                view.results[tid] = ref
-                break
+    for entries in found.values():
+        entries.sort(key=lambda e: e[0])
+    view.found = found
+    if verify:
+        verify_hints(store, job, view, reader, found)
+    else:
+        for tid, entries in found.items():
+            _settle(view, tid, entries, reader.known_many(entries))
     markers = {info.id: info for info in store.list(job.folder)}
     for marker in ("cancel", "finished"):
         found_marker = markers.get(job.markers.get(marker, ""))
@@ -109,6 +142,46 @@ def load_view(
         )
         setattr(view, "cancelled" if marker == "cancel" else "finished", present)
     return view
+
+
+def verify_hints(
+    store: Store,
+    job: Job,
+    view: JobView,
+    reader: ResultReader,
+    tasks: Mapping[str, list[tuple[int, FileInfo]]] | None = None,
+) -> None:
+    """Open the files at the result slots of ``tasks`` (task -> (slot, file) in slot
+    order; by default every hint of ``view``): each task's first valid one becomes its
+    result, and a task none of whose files opens is no longer settled (claimable again;
+    its committer uses the first slot without a valid result). Results already opened
+    are not read again (the reader caches them)."""
+    tasks = dict(view.hints) if tasks is None else tasks
+    entries = [(job.task(t), k, info) for t, found in tasks.items() for k, info in found]
+    checked: dict[str, ResultRef | None] = dict.fromkeys((e[2].id for e in entries), None)
+    checked.update(reader.check_many(store, job, entries))
+    for tid, found in tasks.items():
+        view.hints.pop(tid, None)
+        _settle(view, tid, found, checked)
+
+
+def _settle(
+    view: JobView,
+    tid: str,
+    entries: list[tuple[int, FileInfo]],
+    checked: Mapping[str, ResultRef | None],
+) -> None:
+    """Put ``tid`` in the view from its slot files in slot order: the first valid one is
+    its result, unless a file before it is not opened yet (``checked`` lacks it: not
+    known to be invalid), which makes the task a hint from there on."""
+    for n, (_k, info) in enumerate(entries):
+        if info.id not in checked:
+            view.hints[tid] = entries[n:]
+            return
+        ref = checked[info.id]
+        if ref is not None:
+            view.set_result(tid, ref)
+            return
 
 
 def open_marker(trust: Trust, store: Store, job: Job, info: FileInfo) -> bool:
@@ -152,7 +225,7 @@ def reduce_due(job: Job, view: JobView, given_up: Collection[str] = ()) -> bool:
     """The reduce barrier: every map task succeeded and the reduce has no result yet."""
     return (
         job.reduce_task is not None
-        and REDUCE not in view.results
+        and not view.settled(REDUCE)
         and REDUCE not in given_up
         and view.map_results == len(job.tasks)
         and all(r.state == "done" for t, r in view.results.items() if t != REDUCE)

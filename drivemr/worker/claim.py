@@ -184,11 +184,11 @@ class Claimer:
 
     def _next_never_claimed(self, active: ActiveJob) -> Candidate | None:
         job_id = active.job.id
-        results, running = active.view.results, self.shared.running
+        view, running = active.view, self.shared.running
         step = next_pending(
             active.job,
             active.pending,
-            settled=lambda tid: tid in results or (job_id, tid) in running,
+            settled=lambda tid: view.settled(tid) or (job_id, tid) in running,
             frontier=active.frontier,
             replanned=active.replanned,
         )
@@ -207,7 +207,7 @@ class Claimer:
     def _take_over(self, active: ActiveJob, tid: str) -> Candidate | None:
         """The next attempt of a task claimed elsewhere, if its top trusted claim is dead
         (or it has none: every claim of it is burned)."""
-        if tid in active.view.results or self.shared.is_running(active.job.id, tid):
+        if active.view.settled(tid) or self.shared.is_running(active.job.id, tid):
             active.elsewhere.discard(tid)
             return None
         if tid in active.blocked:

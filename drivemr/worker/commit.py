@@ -279,14 +279,16 @@ class Committer:
         committed = self._create_result(a, active, name, manifest)
         if committed is None:
             return
-        ref, _info = committed
+        ref, info = committed
         quiet = state == "done" and outcome.duration < QUIET_TASK_SECONDS
         with shared.lock:  # slots commit at once: counters too under the lock
             shared.stats["commits"] += 1
             shared.stats["quiet_done"] += quiet
             if ref is not None:
-                active.view.results[a.task.id] = ref
-            everything = len(active.view.results) >= len(active.job.tasks)
+                active.view.set_result(a.task.id, ref)
+                active.committed.add(info.id)
+            settled = len(active.view.results) + len(active.view.hints)
+            everything = settled >= len(active.job.tasks)
         # Near the end, relist to learn the other workers' results (the reduce barrier).
         if everything or a.task.id == REDUCE:
             shared.dirty.reload.add(a.job.id)
@@ -329,7 +331,7 @@ class Committer:
                 )  # fmt: skip
                 with shared.lock:
                     shared.stats["commits_lost"] += 1
-                    active.view.results[a.task.id] = found
+                    active.view.set_result(a.task.id, found)
                 shared.dirty.reload.add(a.job.id)
                 return None
             # Sealed here a moment ago: read back from the body, without a signature check.

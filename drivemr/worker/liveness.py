@@ -354,6 +354,10 @@ class OtherWorkers:
                 worker, self._age(s), s.lease,
             )  # fmt: skip
 
+    def alone(self) -> bool:
+        """No other worker's heartbeat is alive to us (nobody else could verify a job)."""
+        return all(w == self.shared.id or w in self.dead for w in list(self.seen))
+
     def next_expiry(self) -> float | None:
         """Seconds until the first live worker's heartbeat would pass its lease."""
         ages: Iterable[float] = (

@@ -46,7 +46,7 @@ def plan_tasks(
     pending: list[str] = []
     elsewhere: set[str] = set()
     for task in job.tasks:
-        if task.id in view.results or task.id in busy or task.id in given_up:
+        if view.settled(task.id) or task.id in busy or task.id in given_up:
             continue
         if task.id in view.claims:
             elsewhere.add(task.id)

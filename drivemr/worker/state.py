@@ -84,6 +84,12 @@ class ActiveJob:
     failed); also in ``given_up`` until the trusted list changes."""
     trust_generation: int = 0
     """The trusted list ``burned`` and ``blocked`` were judged with."""
+    committed: set[str] = field(default_factory=set)
+    """Ids of the result files this worker created in the job (it verifies the job's
+    results when the newest is one of them: :mod:`drivemr.worker.verify`)."""
+    verify_at: float | None = None
+    """Every task was settled, some only by hints, when first seen (monotonic): if the
+    job has not ended a lease later, this worker opens the hints itself."""
     claimers_learned: bool = False
     """The workers of the job's unfinished claims were read from their seals once (jobs of
     format 3, whose claim names say no worker: our own past life's claims go first)."""

@@ -37,6 +37,7 @@ from drivemr.worker.liveness import Lease, OtherWorkers
 from drivemr.worker.plan import plan_tasks
 from drivemr.worker.state import ActiveJob, Assignment, Shared
 from drivemr.worker.unreadable import UnreadableJobs
+from drivemr.worker.verify import open_hints, verify_due
 
 log = logging.getLogger("drivemr.worker")
 
@@ -138,6 +139,7 @@ class Watcher:
                 self._check_markers(job_id)
             if self.others.notice_dead():
                 dirty.reload.update(shared.jobs)
+            dirty.reload.update(verify_due(shared, now))
             with shared.lock:
                 for job_id in list(dirty.stale):
                     active = shared.jobs.get(job_id)
@@ -282,7 +284,7 @@ class Watcher:
             shared.done_jobs.add(job_id)
             self.ends.seen_done(job_id, folder.id, folder.modified)
             return
-        view = load_view(shared.store, job, shared.trust, reader=shared.results)
+        view = load_view(shared.store, job, shared.trust, reader=shared.results, verify=False)
         if view.finished or view.cancelled:
             shared.done_jobs.add(job_id)
             if not view.cancelled:
@@ -290,6 +292,7 @@ class Watcher:
             self.history.remember_finished(job_id, signed_time(job), job.round)
             return
         active = ActiveJob(job, view, collections.deque(), set())
+        open_hints(shared, active, view, alone=self.others.alone)
         self._learn_claimers(active, view)
         self.replan(active)
         with shared.lock:
@@ -320,19 +323,19 @@ class Watcher:
             return
         listed_at = shared.clock.monotonic()
         try:
-            view = load_view(shared.store, active.job, shared.trust, reader=shared.results)
+            view = load_view(
+                shared.store, active.job, shared.trust, reader=shared.results, verify=False
+            )
         except NotFound:
             if self.ends.forget_if_gone(active):
                 return
             raise
+        with shared.lock:
+            view.learn(active.view)  # our own results: no hints, no reads
+        open_hints(shared, active, view, alone=self.others.alone)
         self._learn_claimers(active, view)
         with shared.lock:
-            # Claims and results are never removed: keep what we learnt while listing.
-            for gens in active.view.claims.values():
-                for ref in gens.values():
-                    view.claims.setdefault(ref.task, {}).setdefault(ref.gen, ref)
-            for tid, result in active.view.results.items():
-                view.results.setdefault(tid, result)
+            view.learn(active.view)  # and what we learnt while listing
             active.view = view
             active.listed_at = listed_at
             self.replan(active)
@@ -340,8 +343,8 @@ class Watcher:
         if view.cancelled:
             self.ends.cancel(active)
         self._abandon_superseded(active)
-        if complete:
-            self.ends.finish(active)
+        if complete or view.finished:
+            self.ends.finish(active)  # on valid results, or a trusted finished marker
 
     def replan(self, active: ActiveJob) -> None:
         """Plan the job afresh from its view (see plan.plan_tasks)."""
@@ -389,7 +392,7 @@ class Watcher:
         active.claimers_learned = True
         for tid, gens in view.claims.items():
             top = gens[max(gens)]
-            if top.worker or tid in view.results or top.file.modified > cutoff:
+            if top.worker or view.settled(tid) or top.file.modified > cutoff:
                 continue
             sealed = open_claim(
                 shared.trust, shared.store, active.job.id, tid, top.gen, "", top.file
@@ -404,6 +407,7 @@ class Watcher:
             return
         shared = self.shared
         cancel = active.job.markers.get("cancel")
+        finished = active.job.markers.get("finished")
         try:
             entries = shared.store.list(active.job.folder)
         except NotFound:
@@ -414,6 +418,10 @@ class Watcher:
             if info.id == cancel and open_marker(shared.trust, shared.store, active.job, info):
                 active.view.cancelled = True
                 self.ends.cancel(active)
+                return
+            if info.id == finished and open_marker(shared.trust, shared.store, active.job, info):
+                active.view.finished = True  # its writer opened every result
+                self.ends.finish(active)
                 return
         if round_names(entries) > active.job.round:
             self._new_round(active, entries)
