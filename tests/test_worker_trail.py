@@ -173,3 +173,37 @@ def test_a_slot_waits_for_a_loop_round_that_started_after_it_asked() -> None:
     idle.over()
     assert idle.passed(ticket)
     idle.wait(ticket)
+
+
+def test_a_failed_claim_by_the_slot_still_commits_its_held_result(
+    write_job: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The slot's own claim of its next task raises (a request that failed past its
+    retries, a bad file): the slot survives, its held result is still committed, and the
+    loop claims the rest. Before, the slot thread died holding the result, so the task
+    stayed 'running' in the heartbeat forever and a graceful stop never ended."""
+    from drivemr.errors import TransientStoreError
+    from drivemr.worker.claim import Claimer
+
+    store = RecordingStore()
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    job_id = submit_items(store, write_job, marks, 3, "items_per_task = 1")
+    real = Claimer.claim_for_slot
+    failed: list[bool] = []
+
+    def flaky(self: Claimer) -> object:
+        if not failed:
+            failed.append(True)
+            raise TransientStoreError("claims listing: 503 SlowDown (retries used up)")
+        return real(self)
+
+    monkeypatch.setattr(Claimer, "claim_for_slot", flaky)
+    worker = one_slot_worker(store, tmp_path)
+    assert worker.run() == 0
+    assert failed == [True]
+    _, job = find_job(store, job_id)
+    view = load_view(store, job, Trust.for_this_pc())
+    assert sorted(view.results) == ["t0000", "t0001", "t0002"]
+    assert all(r.state == "done" for r in view.results.values())
+    assert not worker.shared.running and not worker.shared.trailing

@@ -90,24 +90,43 @@ class Slot:
             item = slots.get()
             while item is not None:
                 held = self.run(*item)
-                self.await_trailing()  # never more than one result uncommitted
-                if held is not None:  # this slot is free from now on: it may claim
-                    with self.shared.lock:
-                        self.shared.trailing.add((item[0].job.id, item[0].task.id))
-                nxt = claim_next()
-                if nxt is None:
-                    ticket = self.shared.rounds.ticket()
-                    self.shared.wake.set()  # the loop fills this slot (or finds nothing to do)
+                nxt = None
+                try:
+                    self.await_trailing()  # never more than one result uncommitted
+                    if held is not None:  # this slot is free from now on: it may claim
+                        with self.shared.lock:
+                            self.shared.trailing.add((item[0].job.id, item[0].task.id))
+                    nxt = self._claim_next(claim_next)
+                    if nxt is None:
+                        ticket = self.shared.rounds.ticket()
+                        self.shared.wake.set()  # the loop fills this slot (or finds nothing)
+                        if held is not None:
+                            # After a listing, maybe: let it claim before our result's write.
+                            self.shared.rounds.wait(ticket)
+                finally:  # whatever happened above, a held result is always handed on
                     if held is not None:
-                        # After a listing, maybe: let it claim before our result's write.
-                        self.shared.rounds.wait(ticket)
-                if held is not None:
-                    assert self.trail is not None  # only a slot with a trail holds
-                    self._trailing = self.trail.hand(*item, held)
+                        assert self.trail is not None  # only a slot with a trail holds
+                        self._trailing = self.trail.hand(*item, held)
                 item = nxt if nxt is not None else slots.get()
         finally:
             self.await_trailing()
             self.close()
+
+    def _claim_next(self, claim_next: Callable[[], Claimed | None]) -> Claimed | None:
+        """The slot's own claim of its next task; never raises (a failed request, a bad
+        file: the loop claims for this slot instead, and a held result still trails)."""
+        shared = self.shared
+        try:
+            return claim_next()
+        except AuthError as exc:
+            shared.fatal = exc
+            shared.stopping.set()
+            shared.wake.set()
+        except Exception as exc:  # one failed claim never kills a slot
+            log.warning(
+                "%s: claiming the next task failed (the loop will retry): %s", self.name, exc
+            )
+        return None
 
     def await_trailing(self) -> None:
         """Wait until this slot's trailing result (if any) is committed."""

@@ -196,7 +196,8 @@ class Shared:
 
     def busy_slots(self) -> int:
         """Slots running an attempt (a trailing result holds none)."""
-        return len(self.running) - len(self.trailing)
+        with self.lock:  # both sets change under it: read them as one
+            return len(self.running) - len(self.trailing)
 
     def abandon(
         self, reason: str, which: Callable[[Assignment], bool] = lambda a: True

@@ -32,13 +32,16 @@ def awaiting_verification(job: Job, view: JobView, given_up: Collection[str] = (
 
 def elected(view: JobView, committed: Collection[str]) -> bool:
     """Whether this worker (which created the result files ``committed``) created the
-    newest file the listing showed at a result slot, by (modified time, id). Not while
+    newest of the files that decide a task (each task's first listed result slot) by
+    (modified time, id). Not while
     the view holds a result the listing did not show (committed here since): every
     worker must judge the same files, so the next listing decides."""
-    files = [info for entries in view.found.values() for _slot, info in entries]
-    listed = {info.id for info in files}
-    if not files or any(r.file.id not in listed for r in view.results.values()):
+    listed = {info.id for entries in view.found.values() for _slot, info in entries}
+    if not listed or any(r.file.id not in listed for r in view.results.values()):
         return False
+    # Only the file that decides each task (its first listed slot) takes part: a planted
+    # file with a far-future time at a later slot must not keep everyone unelected.
+    files = [min(entries, key=lambda e: e[0])[1] for entries in view.found.values() if entries]
     return max(files, key=lambda f: (f.modified, f.id)).id in committed
 
 

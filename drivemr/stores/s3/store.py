@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 from drivemr.errors import (
     AlreadyExists,
+    AuthError,
     NotFound,
     PermanentStoreError,
     StoreError,
@@ -316,6 +317,11 @@ class S3Store(Store):
                 parent = where.parent  # gone from there: look in its folder once more
                 self._where.forget(file_id)
                 continue
+            except AuthError as exc:
+                # This key was listed, so the credentials work: an object that refuses to
+                # be read (archived to Glacier, another account's without the owner's
+                # grant) is a bad file, not a reason to stop the worker.
+                raise PermanentStoreError(f"{what}: the object cannot be read: {exc}") from exc
             body = answer["Body"]
             if (answer.get("Metadata") or {}).get("drivemr-kind") != "f":
                 body.close()
