@@ -293,7 +293,7 @@ class Claimer:
         try:
             return self._create_claim(active, task, attempt)
         except AuthError as exc:
-            shared.fatal = exc
+            shared.fail(exc)
         except UnusableId as exc:
             # Another account minted the job's ids and the store refuses them to this one:
             # no claim of this job can ever succeed here. Say so once and leave the job.

@@ -74,9 +74,7 @@ class Lease:
             info = shared.store.update(self._hb_id, self._doc(state or self._state()))
             self._set_anchor(info, sent)
         except AuthError as exc:
-            shared.fatal = exc
-            shared.stopping.set()
-            shared.wake.set()
+            shared.fail(exc)
         except DrivemrError as exc:
             log.warning("heartbeat failed (will retry): %s", exc)
 

@@ -119,9 +119,7 @@ class Slot:
         try:
             return claim_next()
         except AuthError as exc:
-            shared.fatal = exc
-            shared.stopping.set()
-            shared.wake.set()
+            shared.fail(exc)
         except Exception as exc:  # one failed claim never kills a slot
             log.warning(
                 "%s: claiming the next task failed (the loop will retry): %s", self.name, exc
@@ -153,7 +151,7 @@ class Slot:
                 outcome = self._execute(a, active, task_dir)
                 self.committer.conclude(a, active, task_dir, outcome, self.out, self.err)
         except AuthError as exc:
-            shared.fatal = exc
+            shared.fail(exc)
             log.error("%s", exc)
         except Exception as exc:
             log.exception("%s/%s: attempt failed inside the worker: %s", a.job.id, a.task.id, exc)

@@ -190,6 +190,13 @@ class Shared:
         self.fatal: BaseException | None = None
         """Set when no store call can succeed any more (signed out): the worker stops."""
 
+    def fail(self, exc: BaseException) -> None:
+        """No store call can succeed any more (signed out): record why, stop claiming and
+        wake the loop, which ends the worker. Any thread may call it."""
+        self.fatal = exc
+        self.stopping.set()
+        self.wake.set()
+
     def is_running(self, job_id: str, task_id: str) -> bool:
         """Running here, or ended here and its result still being committed."""
         return (job_id, task_id) in self.running

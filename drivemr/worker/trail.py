@@ -60,7 +60,7 @@ class Trail:
         try:
             held()
         except AuthError as exc:
-            shared.fatal = exc
+            shared.fail(exc)
             log.error("%s", exc)
         except Exception as exc:
             log.exception("%s/%s: commit failed inside the worker: %s", a.job.id, a.task.id, exc)

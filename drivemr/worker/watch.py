@@ -154,7 +154,7 @@ class Watcher:
             if self.lease.at_risk:
                 self.lease.check_lost_claims()
         except AuthError as exc:
-            shared.fatal = exc
+            shared.fail(exc)
             log.error("%s", exc)
         except DrivemrError as exc:
             shared.stats["maintenance_errors"] += 1
